@@ -1,0 +1,314 @@
+"""``Algorithm``: what every pgrad algorithm shares, so each algorithm file holds only its maths.
+
+A subclass sets ``name`` and ``Config``, builds its optimisers in :meth:`setup`, and implements
+:meth:`train_iteration` (collect experience, update, return metrics). This class owns the learn
+loop, logging, checkpoints, ``predict``, ``save`` and loading. One level of inheritance, no more.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import gymnasium
+import numpy as np
+import torch
+
+from pgrad import __version__
+from pgrad.config import Config, resolve_preset
+from pgrad.envs import env_id_of, make_vector_env
+from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
+from pgrad.io import (
+    load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, save_policy,
+    space_from_json, space_to_json, write_json,
+)
+from pgrad.logger import Progress, RunLogger
+from pgrad.normalize import RewardScaler
+from pgrad.policy import ActorCriticPolicy
+from pgrad.rollout import EpisodeLog, RolloutCollector
+
+
+@dataclass
+class IterationResult:
+    """What one training iteration did: transitions consumed, episodes finished, metrics."""
+
+    n_transitions: int
+    episodes: EpisodeLog
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def versions() -> dict[str, str]:
+    """Library versions recorded with every run, for reproducibility."""
+    return {
+        "pgrad": __version__, "torch": torch.__version__, "gymnasium": gymnasium.__version__,
+        "numpy": np.__version__, "python": platform.python_version(),
+    }
+
+
+class Algorithm:
+    """Base of every algorithm: construction from an env and hyperparameters, learn, predict, save."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[Config]]
+    uses_critic: ClassVar[bool] = True
+
+    def __init__(self, env: Any, seed: int = 0, *, preset: str | None = "auto", **hyperparameters: Any) -> None:
+        """Build envs and policy.
+
+        Args:
+            env: a Gymnasium id, ``pgrad/...`` id, ``module:Class`` entry point, env instance or a
+                zero-argument callable returning an env.
+            seed: seeds the policy initialisation, action sampling, minibatch order and the envs.
+            preset: ``"auto"`` applies the shipped preset for this env if there is one, ``None`` or
+                ``"none"`` applies none, any other string names a preset (``pgrad list``).
+            **hyperparameters: fields of ``Config``; they override the preset.
+        """
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(f"seed={seed!r} must be a non-negative int")
+        self.env = env
+        self.env_id = env_id_of(env)
+        self.seed = seed
+        auto = preset == "auto"
+        self.preset, preset_values = resolve_preset(self.name, self.env_id, None if auto else (preset or "none"))
+        self.config = self.Config.build({**preset_values, **hyperparameters})
+        torch.set_num_threads(self.config.torch_threads)
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.envs = make_vector_env(
+            env, self.config.n_envs, seed=seed, vectorization=self.config.vectorization,
+            autoreset_mode=self.config.autoreset_mode,
+        )
+        self.observation_space = self.envs.single_observation_space
+        self.action_space = self.envs.single_action_space
+        self.policy = self.build_policy()
+        self.reward_scaler = RewardScaler(self.config.n_envs, self.config.gamma) if self.config.normalize_reward else None
+        self.collector: RolloutCollector | None = None
+        self.total_steps = 0
+        self.updates = 0
+        self.wall_seconds = 0.0
+        self.logger = RunLogger(None)
+        self.setup()
+
+    # -- hooks for subclasses ----------------------------------------------------------------
+
+    def build_policy(self) -> ActorCriticPolicy:
+        """The policy network for this algorithm (override for another architecture)."""
+        c = self.config
+        return ActorCriticPolicy(
+            self.observation_space, self.action_space, hidden_sizes=c.hidden_sizes, activation=c.activation,
+            action_dist=c.action_dist, log_std_init=c.log_std_init, state_dependent_std=c.state_dependent_std,
+            normalize_obs=c.normalize_obs, with_critic=self.uses_critic,
+        )
+
+    def setup(self) -> None:
+        """Create optimisers and anything else the algorithm keeps between iterations."""
+        raise NotImplementedError
+
+    def train_iteration(self, progress_remaining: float) -> IterationResult:
+        """Collect experience and update once; ``progress_remaining`` goes from 1 to 0 over ``learn``."""
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Named optimisers whose state goes into checkpoints."""
+        return {}
+
+    # -- training loop -----------------------------------------------------------------------
+
+    def _ensure_collector(self) -> RolloutCollector:
+        if self.envs is None:
+            raise ConfigError("this agent was loaded from a policy file; build a new agent to train")
+        if self.collector is None:
+            self.collector = RolloutCollector(
+                self.envs, self.policy, seed=self.seed, reward_scaler=self.reward_scaler, start_step=self.total_steps
+            )
+        return self.collector
+
+    def learn(
+        self,
+        total_steps: int,
+        run_dir: str | Path | None = None,
+        quiet: bool = False,
+        checkpoint_seconds: float = 60.0,
+        callback: Callable[["Algorithm", dict[str, Any]], bool | None] | None = None,
+    ) -> "Algorithm":
+        """Train for ``total_steps`` more environment transitions.
+
+        Args:
+            total_steps: transitions (summed over envs) to train for; the last iteration may
+                overshoot to finish its rollout.
+            run_dir: if given, stream config.json, metrics.csv, episodes.csv, TensorBoard events and
+                a checkpoint (every ``checkpoint_seconds`` and at the end) into it.
+            quiet: no progress display.
+            callback: called after every update with the metrics row; returning False stops.
+        """
+        if not isinstance(total_steps, int) or total_steps <= 0:
+            raise ConfigError(f"total_steps={total_steps!r} must be a positive int")
+        self._ensure_collector()
+        run_dir = Path(run_dir) if run_dir is not None else None
+        if run_dir is not None:
+            self.logger.attach(run_dir)
+            write_json(run_dir / "config.json", self.describe_run())
+        start_step, target = self.total_steps, self.total_steps + total_steps
+        progress = None if quiet else Progress(target, start_step)
+        start = time.perf_counter()
+        wall_before = self.wall_seconds
+        last_checkpoint = start
+        try:
+            while self.total_steps < target:
+                remaining = 1.0 - (self.total_steps - start_step) / total_steps
+                iteration_start = time.perf_counter()
+                result = self.train_iteration(remaining)
+                self._check_finite_weights()
+                self.logger.log_episodes(result.episodes)
+                self.total_steps += result.n_transitions
+                self.updates += 1
+                now = time.perf_counter()
+                self.wall_seconds = wall_before + (now - start)
+                row = {
+                    "step": self.total_steps,
+                    "wall_time": round(self.wall_seconds, 3),
+                    "episode_return_mean": self.logger.recent_return,
+                    "episode_length_mean": self.logger.recent_length,
+                    "sps": result.n_transitions / max(now - iteration_start, 1e-9),
+                    **result.metrics,
+                }
+                self.logger.log_update(row)
+                if progress is not None:
+                    progress.update(self.total_steps, self.logger.recent_return, final=self.total_steps >= target)
+                if run_dir is not None and (now - last_checkpoint >= checkpoint_seconds or self.total_steps >= target):
+                    self.save_checkpoint(run_dir / "checkpoint")
+                    last_checkpoint = now
+                if callback is not None and callback(self, row) is False:
+                    break
+        finally:
+            self.logger.flush()
+        return self
+
+    def _check_finite_weights(self) -> None:
+        for name, tensor in self.policy.named_parameters():
+            if not torch.isfinite(tensor).all():
+                raise NonFiniteError(
+                    f"training diverged: parameter {name} became NaN or inf in update {self.updates + 1} "
+                    f"(step {self.total_steps}); try a lower lr or max_grad_norm"
+                )
+
+    # -- acting ------------------------------------------------------------------------------
+
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Actions the env accepts for one observation or a batch (numpy in, numpy out)."""
+        obs_array = np.asarray(obs)
+        single_shape = self.observation_space.shape
+        single = obs_array.shape == tuple(single_shape)
+        with torch.no_grad():
+            tensor = self.policy.normalize(self.policy.obs_to_tensor(obs_array))
+            dist = self.policy.distribution(tensor)
+            raw = self.policy.head.deterministic(dist) if deterministic else dist.sample()
+        action = self.policy.env_action(raw.numpy())
+        return action[0] if single else action
+
+    # -- saving ------------------------------------------------------------------------------
+
+    def describe_run(self) -> dict[str, Any]:
+        """The resolved config recorded in config.json and policy.json."""
+        return {
+            "algo": self.name, "env": self.env_id, "seed": self.seed, "preset": self.preset,
+            "config": self.config.to_dict(), "versions": versions(),
+        }
+
+    def policy_description(self) -> dict[str, Any]:
+        return {
+            **self.describe_run(),
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "policy": self.policy.spec,
+        }
+
+    def save(self, path: str | Path, evaluation: dict[str, Any] | None = None) -> None:
+        """Write the run-folder files (config, CSVs, policy, summary) into ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        write_json(path / "config.json", self.describe_run())
+        self.logger.write_csvs(path)
+        save_policy(path, self.policy_description(), self.policy.state_dict())
+        write_json(path / "summary.json", self.summary(evaluation))
+
+    def summary(self, evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
+        recent = self.logger.recent_return
+        return {
+            "algo": self.name, "env": self.env_id, "seed": self.seed,
+            "steps": self.total_steps, "updates": self.updates, "wall_seconds": round(self.wall_seconds, 3),
+            "episodes": len(self.logger.episodes),
+            "last_100_episode_return_mean": recent if math.isfinite(recent) else None,
+            "eval_mean_return": evaluation["mean_return"] if evaluation else None,
+            "eval_std_return": evaluation["std_return"] if evaluation else None,
+            "eval_episodes": evaluation["episodes"] if evaluation else None,
+        }
+
+    def save_checkpoint(self, folder: str | Path) -> None:
+        """Write weights, optimiser and normaliser state, RNG state and counters to ``folder``."""
+        tensors = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
+        if self.reward_scaler is not None:
+            tensors.update({f"reward_scaler.{k}": v for k, v in self.reward_scaler.state_dict().items()})
+        optimizer_meta = {}
+        for name, optimizer in self.optimizers().items():
+            optimizer_tensors, optimizer_meta[name] = optimizer_to_tensors(optimizer, prefix=f"optimizer.{name}.")
+            tensors.update(optimizer_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        state = {
+            **self.describe_run(), "total_steps": self.total_steps, "updates": self.updates,
+            "wall_seconds": self.wall_seconds, "optimizers": optimizer_meta,
+            "numpy_rng": self.rng.bit_generator.state,
+        }
+        save_checkpoint(folder, state, tensors)
+
+    def load_checkpoint_state(self, folder: str | Path) -> None:
+        """Restore what :meth:`save_checkpoint` wrote (weights, optimisers, RNGs, counters)."""
+        state, tensors = load_checkpoint(folder)
+        if state.get("algo") != self.name:
+            raise PolicyFileError(f"checkpoint {folder} is for {state.get('algo')!r}, not {self.name!r}")
+        self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict({k[14:]: v for k, v in tensors.items() if k.startswith("reward_scaler.")})
+        for name, optimizer in self.optimizers().items():
+            optimizer_from_tensors(optimizer, tensors, state["optimizers"][name], prefix=f"optimizer.{name}.")
+        torch.set_rng_state(tensors["rng.torch"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.total_steps, self.updates, self.wall_seconds = state["total_steps"], state["updates"], state["wall_seconds"]
+
+    @classmethod
+    def from_policy_file(cls, description: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> "Algorithm":
+        """Rebuild an agent that can ``predict`` from a saved policy (no envs are created)."""
+        agent = cls.__new__(cls)
+        agent.env = agent.env_id = description.get("env")
+        agent.seed = description.get("seed", 0)
+        agent.preset = description.get("preset")
+        try:
+            agent.config = cls.Config.build(description.get("config", {}))
+        except ConfigError as exc:
+            raise PolicyFileError(f"policy.json holds an invalid config: {exc}") from None
+        agent.rng = np.random.default_rng(agent.seed)
+        agent.envs = None
+        agent.collector = None
+        agent.observation_space = space_from_json(description["observation_space"])
+        agent.action_space = space_from_json(description["action_space"])
+        agent.policy = agent.build_policy()
+        try:
+            agent.policy.load_state_dict(state_dict)
+        except RuntimeError as exc:
+            first_line = str(exc).strip().splitlines()[0]
+            raise PolicyFileError(f"policy weights do not match policy.json: {first_line}") from None
+        agent.reward_scaler = None
+        agent.total_steps = agent.updates = 0
+        agent.wall_seconds = 0.0
+        agent.logger = RunLogger(None)
+        return agent
+
+    def close(self) -> None:
+        """Close the envs and log files."""
+        if self.envs is not None:
+            self.envs.close()
+        self.logger.close()

@@ -1,0 +1,147 @@
+"""Proximal Policy Optimization with the clipped surrogate objective.
+
+Schulman, Wolski, Dhariwal, Radford & Klimov (2017), "Proximal Policy Optimization Algorithms",
+arXiv:1707.06347. Each iteration:
+
+1. collect ``n_steps`` transitions from each of ``n_envs`` envs with the current policy;
+2. estimate advantages with GAE(gamma, lambda) (Schulman et al. 2016), bootstrapping through
+   time-limit truncation with V(final observation);
+3. for ``n_epochs`` passes over the batch in shuffled minibatches of ``batch_size``, minimise
+
+       L = -E[min(r A, clip(r, 1-eps, 1+eps) A)] + vf_coef * 0.5 E[(V - R)^2] - ent_coef * E[H]
+
+   with one Adam step per minibatch and the global gradient norm clipped to ``max_grad_norm``.
+
+Implementation details beyond the paper follow the ones Huang et al. (2022, "The 37
+Implementation Details of PPO", ICLR blog track) list for continuous control, each named where
+it appears: per-minibatch advantage normalisation, Adam eps 1e-5, linear lr annealing, global
+gradient clipping, orthogonal init, observation normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pgrad.algos.base import Algorithm, IterationResult
+from pgrad.config import Config, param
+from pgrad.errors import ConfigError
+from pgrad.losses import clipped_surrogate_loss, explained_variance, value_loss
+from pgrad.returns import gae
+
+
+@dataclass(frozen=True)
+class PPOConfig(Config):
+    """PPO hyperparameters; defaults are the PPO paper's MuJoCo settings (its Table 3)."""
+
+    n_steps: int = param(2048, "steps per env per rollout (the paper's horizon T)", low=1)
+    n_epochs: int = param(10, "passes over each rollout batch", low=1)
+    batch_size: int = param(64, "minibatch size (transitions)", low=1)
+    gae_lambda: float = param(0.95, "GAE lambda (bias/variance trade-off of the advantage)", low=0.0, high=1.0)
+    clip_coef: float = param(0.2, "surrogate clipping epsilon", low=0.0, low_open=True)
+    clip_vloss: bool = param(False, "clip the value update around the old values (ppo2 style)")
+    vf_clip_coef: float = param(0.2, "clipping range of the value update when clip_vloss is on", low=0.0, low_open=True)
+    ent_coef: float = param(0.0, "entropy bonus coefficient", low=0.0)
+    vf_coef: float = param(0.5, "value loss coefficient", low=0.0)
+    max_grad_norm: float = param(0.5, "clip the global gradient norm to this", low=0.0, low_open=True)
+    target_kl: float | None = param(None, "stop the epochs of an update early once approx KL exceeds this (none: never)", low=0.0, low_open=True)
+    norm_adv: bool = param(True, "normalise advantages per minibatch")
+    anneal_lr: bool = param(True, "decay lr linearly to 0 over the run (as the paper's MuJoCo code did)")
+    adam_eps: float = param(1e-5, "Adam epsilon (1e-5 as in baselines ppo2 and CleanRL)", low=0.0, low_open=True)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.batch_size > self.n_steps * self.n_envs:
+            raise ConfigError(
+                f"batch_size={self.batch_size} is larger than a rollout (n_steps*n_envs={self.n_steps * self.n_envs}); "
+                "lower batch_size or raise n_steps"
+            )
+
+
+class PPO(Algorithm):
+    """PPO-Clip with GAE, separate actor and critic networks, one Adam optimiser."""
+
+    name = "ppo"
+    Config = PPOConfig
+
+    def setup(self) -> None:
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"adam": self.optimizer}
+
+    def train_iteration(self, progress_remaining: float) -> IterationResult:
+        c = self.config
+        if c.anneal_lr:
+            # Linear decay to 0 over this learn() call (baselines ppo1 run_mujoco, schedule="linear").
+            for group in self.optimizer.param_groups:
+                group["lr"] = c.lr * progress_remaining
+        rollout, episodes = self.collector.collect(c.n_steps)
+
+        advantages, returns = gae(
+            rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.truncated,
+            gamma=c.gamma, lam=c.gae_lambda,
+        )
+        # Flatten (T, N) to the batch, keeping only real transitions (NEXT_STEP reset steps are not).
+        valid = rollout.valid.reshape(-1)
+        b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]
+        b_actions = rollout.actions.reshape(-1, *rollout.actions.shape[2:])[valid]
+        b_log_probs = rollout.log_probs.reshape(-1)[valid]
+        b_values = rollout.values.reshape(-1)[valid]
+        b_advantages = advantages.reshape(-1)[valid]
+        b_returns = returns.reshape(-1)[valid]
+        batch_size = b_obs.shape[0]
+        n_minibatches = max(1, round(batch_size / c.batch_size))
+
+        metrics_sum: dict[str, float] = {}
+        n_minibatch_updates = 0
+        epochs_done = 0
+        approx_kl = 0.0
+        for _ in range(c.n_epochs):
+            kl_this_epoch = []
+            for mb_index in np.array_split(self.rng.permutation(batch_size), n_minibatches):
+                mb_index = torch.from_numpy(mb_index)
+                dist = self.policy.distribution(b_obs[mb_index])
+                mb_log_probs = dist.log_prob(b_actions[mb_index])
+                mb_entropy = dist.entropy().mean()
+                mb_values = self.policy.value(b_obs[mb_index])
+                mb_advantages = b_advantages[mb_index]
+                if c.norm_adv and len(mb_index) > 1:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
+                policy_loss, policy_metrics = clipped_surrogate_loss(mb_log_probs, b_log_probs[mb_index], mb_advantages, c.clip_coef)
+                critic_loss, critic_metrics = value_loss(
+                    mb_values, b_returns[mb_index], b_values[mb_index], c.vf_clip_coef if c.clip_vloss else None
+                )
+                loss = policy_loss + c.vf_coef * critic_loss - c.ent_coef * mb_entropy
+
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+
+                for key, value in {**policy_metrics, **critic_metrics, "entropy": mb_entropy.item(), "grad_norm": grad_norm.item()}.items():
+                    metrics_sum[key] = metrics_sum.get(key, 0.0) + value
+                kl_this_epoch.append(policy_metrics["approx_kl"])
+                n_minibatch_updates += 1
+            epochs_done += 1
+            approx_kl = float(np.mean(kl_this_epoch))
+            # Early stop at the end of an epoch, as in CleanRL (SB3 checks each minibatch at 1.5x).
+            if c.target_kl is not None and approx_kl > c.target_kl:
+                break
+
+        metrics = {key: value / n_minibatch_updates for key, value in metrics_sum.items()}
+        metrics.update(
+            {
+                "approx_kl_last_epoch": approx_kl,
+                "epochs": epochs_done,
+                "explained_variance": explained_variance(b_values, b_returns),
+                "lr": self.optimizer.param_groups[0]["lr"],
+            }
+        )
+        log_std = getattr(self.policy.head, "log_std", None)
+        if isinstance(log_std, torch.Tensor):
+            metrics["std_mean"] = log_std.exp().mean().item()
+        return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)

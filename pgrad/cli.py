@@ -1,0 +1,220 @@
+"""The ``pgrad`` command line: train, eval, plot, list.
+
+Exit status: 0 on success, 2 on bad usage or bad input (before any work starts where possible),
+1 on a failure during training (one line on stderr; the last good checkpoint is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DEFAULT_STEPS = 1_000_000
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with exit status 2 and a one-line message for usage errors (its default too)."""
+
+    def error(self, message: str) -> None:  # noqa: D102
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"pgrad: error: {message}", file=sys.stderr)
+    return status
+
+
+def _default_out(algo: str, env_id: str, seed: int) -> Path:
+    safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id)
+    return Path("runs") / f"{algo}-{safe_env}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# -- train -----------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import pgrad
+    from pgrad.algos import ALGORITHMS
+    from pgrad.config import parse_set_args, preset_steps
+    from pgrad.errors import ConfigError, TrainingError
+
+    if args.algo not in ALGORITHMS:
+        import difflib
+
+        close = difflib.get_close_matches(args.algo, ALGORITHMS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return _fail(f"unknown algorithm {args.algo!r}{hint}; available: {', '.join(ALGORITHMS)}", EXIT_USAGE)
+    if args.backend != "local":
+        return _fail("--backend ray is not available in this version; use --backend local", EXIT_USAGE)
+    if args.resume is not None:
+        return _fail("--resume is not available in this version", EXIT_USAGE)
+    if args.seeds is not None and len(args.seeds) > 1:
+        return _fail("several --seeds are not available in this version; pass one --seed", EXIT_USAGE)
+    seed = args.seeds[0] if args.seeds else args.seed
+    cls = ALGORITHMS[args.algo]
+    try:
+        overrides = parse_set_args(args.set or [])
+        agent = cls(args.env, seed=seed, preset=args.preset if args.preset is not None else "auto", **overrides)
+        steps = args.steps if args.steps is not None else (preset_steps(cls.name, agent.preset) or DEFAULT_STEPS)
+        if steps <= 0:
+            raise ConfigError(f"--steps {steps} must be a positive number of environment steps")
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+
+    out = Path(args.out) if args.out else _default_out(cls.name, agent.env_id, seed)
+    if not args.quiet:
+        preset = f" (preset {agent.preset})" if agent.preset else ""
+        print(f"training {cls.name} on {agent.env_id}{preset} for {steps:,} steps, seed {seed} -> {out}", file=sys.stderr)
+    try:
+        agent.save_checkpoint(out / "checkpoint")  # so a failure at any point leaves a good checkpoint
+        agent.learn(steps, run_dir=out, quiet=args.quiet)
+        result = pgrad.evaluate(agent, agent.env, episodes=args.eval_episodes) if args.eval_episodes > 0 else None
+        agent.save(out, evaluation=result)
+    except TrainingError as exc:
+        return _fail(f"training failed: {exc}; last good checkpoint kept in {out / 'checkpoint'}", EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return _fail(f"interrupted; last good checkpoint kept in {out / 'checkpoint'}", 130)
+    finally:
+        agent.close()
+    if not args.quiet:
+        line = f"done: {agent.total_steps:,} steps in {agent.wall_seconds:.1f} s"
+        if result is not None:
+            line += f"; evaluation over {result['episodes']} episodes: {result['mean_return']:.1f} +/- {result['std_return']:.1f}"
+        print(line, file=sys.stderr)
+    return EXIT_OK
+
+
+# -- eval ------------------------------------------------------------------------------------
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import pgrad
+    from pgrad.errors import ConfigError
+
+    try:
+        agent = pgrad.load(args.run)
+        result = pgrad.evaluate(
+            agent, args.env if args.env else agent.env, episodes=args.episodes,
+            deterministic=not args.stochastic, seed=args.seed,
+        )
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        mode = "stochastic" if args.stochastic else "deterministic"
+        print(
+            f"{result['env']}: mean return {result['mean_return']:.2f} +/- {result['std_return']:.2f} "
+            f"over {result['episodes']} {mode} episodes (mean length {sum(result['lengths']) / len(result['lengths']):.1f})"
+        )
+    return EXIT_OK
+
+
+# -- plot ------------------------------------------------------------------------------------
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pgrad.errors import ConfigError
+    from pgrad.plotting import plot_runs
+
+    if args.smooth < 1:
+        return _fail(f"--smooth {args.smooth} must be a positive number of episodes", EXIT_USAGE)
+    out = Path(args.out) if args.out else (Path(args.runs[0]) / "learning_curve.png" if len(args.runs) == 1 else Path("learning_curves.png"))
+    try:
+        plot_runs([Path(r) for r in args.runs], out, smooth=args.smooth)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    print(f"wrote {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- list ------------------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from pgrad.algos import ALGORITHMS
+    from pgrad.config import preset_names
+    from pgrad.envs import REGISTERED_IDS
+
+    if args.algo is not None:
+        if args.algo not in ALGORITHMS:
+            return _fail(f"unknown algorithm {args.algo!r}; available: {', '.join(ALGORITHMS)}", EXIT_USAGE)
+        print(f"{args.algo} hyperparameters (--set KEY=VALUE):")
+        for name, type_name, default, doc in ALGORITHMS[args.algo].Config.describe():
+            print(f"  {name:<20} {type_name:<22} default {default!r:<12} {doc}")
+        return EXIT_OK
+    print("algorithms:")
+    for name, cls in ALGORITHMS.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<20} {doc}")
+    print("presets (applied automatically for their env; --preset none to disable):")
+    for name in ALGORITHMS:
+        for preset in preset_names(name):
+            print(f"  {name:<20} {preset}")
+    print("extra environments:")
+    for env_id in REGISTERED_IDS:
+        print(f"  {env_id}")
+    print("hyperparameters of an algorithm: pgrad list ALGO")
+    return EXIT_OK
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pgrad", description="Policy-gradient reinforcement learning for Gymnasium.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train an agent and write a run folder")
+    train.add_argument("algo", help="algorithm (pgrad list)")
+    train.add_argument("env", help="Gymnasium id, pgrad/ id, or module:Class")
+    train.add_argument("--steps", type=int, help="environment steps (default: the preset's, else 1,000,000)")
+    seeds = train.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=0)
+    seeds.add_argument("--seeds", type=int, nargs="+")
+    train.add_argument("--out", help="run folder (default runs/ALGO-ENV-seedS-TIME)")
+    train.add_argument("--preset", help="preset name or 'none' (default: the env's preset if shipped)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
+    train.add_argument("--backend", choices=("local", "ray"), default="local")
+    train.add_argument("--workers", type=int, default=None)
+    train.add_argument("--resume", metavar="RUN_DIR")
+    train.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes after training (0: none)")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("eval", help="evaluate a saved policy")
+    evaluate.add_argument("run", help="run folder, policy.json or policy.safetensors")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    mode = evaluate.add_mutually_exclusive_group()
+    mode.add_argument("--deterministic", action="store_true", help="act with the distribution's mode (default)")
+    mode.add_argument("--stochastic", action="store_true", help="sample actions")
+    evaluate.add_argument("--seed", type=int, default=10_000, help="episode i is reset with seed+i")
+    evaluate.add_argument("--env", help="evaluate on another env than the one trained on")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    evaluate.set_defaults(func=cmd_eval)
+
+    plot = sub.add_parser("plot", help="plot learning curves from run folders")
+    plot.add_argument("runs", nargs="+", metavar="RUN")
+    plot.add_argument("--out", help="PNG path (default RUN/learning_curve.png)")
+    plot.add_argument("--smooth", type=int, default=20, help="moving-average window in episodes")
+    plot.set_defaults(func=cmd_plot)
+
+    listing = sub.add_parser("list", help="algorithms, presets and extra envs")
+    listing.add_argument("algo", nargs="?", help="show this algorithm's hyperparameters")
+    listing.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

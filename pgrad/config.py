@@ -1,0 +1,269 @@
+"""Typed, frozen, validated hyperparameter configs, their ``--set`` parsing and presets.
+
+Each field is declared with :func:`param`, which carries a one-line doc and its valid range; the
+doc is what ``pgrad list`` and error messages show. A config validates every field on
+construction, so a bad value fails before any work starts, with a message that names the key,
+the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from pgrad.errors import ConfigError
+
+_INTERVAL_TEXT = {(True, True): "[{}, {}]", (False, True): "({}, {}]", (True, False): "[{}, {})", (False, False): "({}, {})"}
+
+
+def param(
+    default: Any,
+    doc: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    choices: tuple[Any, ...] | None = None,
+) -> Any:
+    """Declare a config field with a one-line doc, an optional range and optional choices."""
+    return field(
+        default=default,
+        metadata={"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices},
+    )
+
+
+def _range_text(meta: dict[str, Any]) -> str:
+    low, high = meta["low"], meta["high"]
+    if meta["choices"] is not None:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f"{'>' if meta['low_open'] else '>='} {low}"
+    if low is None:
+        return f"{'<' if meta['high_open'] else '<='} {high}"
+    return "in " + _INTERVAL_TEXT[(not meta["low_open"], not meta["high_open"])].format(low, high)
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation in (int, float, str, bool):
+        return annotation.__name__
+    if typing.get_origin(annotation) is tuple:
+        return "comma-separated ints"
+    args = typing.get_args(annotation)
+    if type(None) in args:
+        inner = [a for a in args if a is not type(None)][0]
+        return f"{_type_name(inner)} or none"
+    return str(annotation)
+
+
+def _coerce(name: str, annotation: Any, value: Any) -> Any:
+    """Return ``value`` as ``annotation`` or raise ConfigError; accepts strings from the CLI."""
+    args = typing.get_args(annotation)
+    optional = type(None) in args and (typing.get_origin(annotation) in (typing.Union, types.UnionType))
+    if optional:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+            return None
+        annotation = [a for a in args if a is not type(None)][0]
+    bad = ConfigError(f"{name}={value!r} is not a valid {_type_name(annotation)}")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.strip().lower() in ("true", "1", "yes", "on")
+        raise bad
+    if annotation is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                number = float(value.replace("_", ""))
+            except ValueError:
+                raise bad from None
+            if number.is_integer():
+                return int(number)
+        raise bad
+    if annotation is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.replace("_", ""))
+            except ValueError:
+                raise bad from None
+        raise bad
+    if annotation is str:
+        if isinstance(value, str):
+            return value.strip()
+        raise bad
+    if typing.get_origin(annotation) is tuple:
+        if isinstance(value, str):
+            parts = [p for p in value.strip().strip("[]()").replace(" ", "").split(",") if p]
+        elif isinstance(value, (list, tuple)):
+            parts = list(value)
+        else:
+            raise bad
+        try:
+            return tuple(_coerce(name, int, p) for p in parts)
+        except ConfigError:
+            raise bad from None
+    raise bad
+
+
+@dataclass(frozen=True)
+class Config:
+    """Fields every algorithm shares. Algorithm configs extend this with their own fields."""
+
+    n_envs: int = param(1, "parallel environments stepped per rollout", low=1)
+    gamma: float = param(0.99, "discount factor", low=0.0, high=1.0)
+    lr: float = param(3e-4, "optimizer learning rate", low=0.0, low_open=True)
+    hidden_sizes: tuple[int, ...] = param((64, 64), "hidden layer widths of the policy and value networks, e.g. 64,64")
+    activation: str = param("tanh", "hidden activation", choices=("tanh", "relu", "elu", "gelu", "silu"))
+    action_dist: str = param(
+        "auto", "action distribution (auto: categorical for Discrete, gaussian for Box)",
+        choices=("auto", "categorical", "gaussian", "truncated_normal"),
+    )
+    log_std_init: float = param(0.0, "initial log standard deviation of continuous policies")
+    state_dependent_std: bool = param(False, "std from the network via softplus instead of a free log-std parameter")
+    normalize_obs: bool = param(True, "normalize observations with running mean/std (saved with the policy)")
+    normalize_reward: bool = param(False, "scale rewards by the running std of the discounted return")
+    vectorization: str = param("sync", "how vector envs step: in this process or one subprocess each", choices=("sync", "async"))
+    autoreset_mode: str = param(
+        "same_step", "Gymnasium vector-env autoreset mode used for the envs pgrad builds",
+        choices=("same_step", "next_step"),
+    )
+    torch_threads: int = param(1, "torch intra-op threads per process (1 is fastest for small networks)", low=1)
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = _coerce(f.name, hints[f.name], getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
+            self._check_range(f, value)
+        self.validate()
+
+    @staticmethod
+    def _check_range(f: dataclasses.Field, value: Any) -> None:
+        meta = f.metadata
+        if value is None or not meta:
+            return
+        ok = True
+        if meta["choices"] is not None:
+            ok = value in meta["choices"]
+        else:
+            if meta["low"] is not None:
+                ok &= value > meta["low"] if meta["low_open"] else value >= meta["low"]
+            if meta["high"] is not None:
+                ok &= value < meta["high"] if meta["high_open"] else value <= meta["high"]
+        if not ok:
+            raise ConfigError(f"{f.name}={value!r} is out of range: must be {_range_text(meta)}")
+
+    def validate(self) -> None:
+        """Cross-field checks; subclasses extend this."""
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise ConfigError(f"hidden_sizes={self.hidden_sizes!r} must be one or more positive ints, e.g. 64,64")
+
+    # -- construction from user input --------------------------------------------------------
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        """Every field name, in declaration order."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any, str]]:
+        """``(name, type, default, doc + range)`` for every field, for help text."""
+        hints = typing.get_type_hints(cls)
+        rows = []
+        for f in dataclasses.fields(cls):
+            extra = _range_text(f.metadata)
+            doc = f.metadata.get("doc", "") + (f" ({extra})" if extra else "")
+            rows.append((f.name, _type_name(hints[f.name]), f.default, doc))
+        return rows
+
+    @classmethod
+    def build(cls, overrides: dict[str, Any]) -> "Config":
+        """Construct from a dict of (possibly string) values, rejecting unknown keys by name."""
+        valid = cls.keys()
+        for key in overrides:
+            if key not in valid:
+                close = difflib.get_close_matches(key, valid, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(f"unknown hyperparameter {key!r}{hint}; valid keys: {', '.join(valid)}")
+        return cls(**overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict of every field."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def parse_set_args(pairs: list[str]) -> dict[str, str]:
+    """Turn ``["lr=3e-4", "n_envs=8"]`` into a dict; values stay strings for typed coercion."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+# -- presets ---------------------------------------------------------------------------------
+
+
+def _preset_file(algo: str) -> dict[str, dict[str, Any]]:
+    path = resources.files("pgrad.presets").joinpath(f"{algo}.toml")
+    if not path.is_file():
+        return {}
+    return tomllib.loads(path.read_text())
+
+
+def preset_names(algo: str) -> list[str]:
+    """Names of the presets shipped for ``algo`` (usually env ids)."""
+    return list(_preset_file(algo))
+
+
+# Preset entries that describe the preset rather than set a hyperparameter.
+PRESET_META_KEYS = ("source", "steps")
+
+
+def _preset_entry(algo: str, name: str) -> dict[str, Any]:
+    presets = _preset_file(algo)
+    if name not in presets:
+        names = ", ".join(presets) or "none shipped"
+        raise ConfigError(f"unknown preset {name!r} for {algo}; available: {names}, or 'none'")
+    return presets[name]
+
+
+def load_preset(algo: str, name: str) -> dict[str, Any]:
+    """Hyperparameters of preset ``name`` for ``algo`` (its ``source`` and ``steps`` removed)."""
+    return {k: v for k, v in _preset_entry(algo, name).items() if k not in PRESET_META_KEYS}
+
+
+def preset_steps(algo: str, name: str | None) -> int | None:
+    """The training budget a preset recommends (``steps``), if it names one."""
+    return None if name is None else _preset_entry(algo, name).get("steps")
+
+
+def resolve_preset(algo: str, env_id: str | None, preset: str | None) -> tuple[str | None, dict[str, Any]]:
+    """Pick the preset to apply: the named one, none for ``'none'``, else the env's own if shipped."""
+    if preset is not None and preset.lower() == "none":
+        return None, {}
+    if preset is not None:
+        return preset, load_preset(algo, preset)
+    if env_id is not None and env_id in _preset_file(algo):
+        return env_id, load_preset(algo, env_id)
+    return None, {}

@@ -1,0 +1,300 @@
+"""Building environments from whatever users pass, and pgrad's bundled environments.
+
+``make_env`` accepts a Gymnasium id, a ``pgrad/`` id, a ``module:Class`` (or ``module:function``)
+entry point, a callable returning an env, or an env instance; ``make_vector_env`` turns any of
+them but an instance into a Sync- or AsyncVectorEnv with an explicit autoreset mode.
+
+Importing this package registers the bundled ids (``REGISTERED_IDS``) with Gymnasium, so that
+``gymnasium.make("pgrad/ContinuousCartPole-v0")`` works after ``import pgrad.envs``;
+``gymnasium.make("pgrad.envs:pgrad/ContinuousCartPole-v0")`` works without it.
+"""
+
+from __future__ import annotations
+
+import os
+
+# MuJoCo picks its OpenGL backend when it is first imported; on headless machines (this one,
+# CI, clusters) only EGL renders off-screen, and GLFW would fail without a display. A value the
+# user already set wins.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import difflib  # noqa: E402
+import functools  # noqa: E402
+import importlib  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+from gymnasium.envs.registration import EnvSpec  # noqa: E402
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv  # noqa: E402
+
+from pgrad.envs.mujoco_messages import filtered_mujoco_warnings  # noqa: E402
+from pgrad.errors import ConfigError  # noqa: E402
+
+__all__ = ["REGISTERED_IDS", "env_id_of", "make_env", "make_vector_env"]
+
+EnvLike = str | EnvSpec | gym.Env | Callable[..., gym.Env]
+
+# Time limits and reward thresholds are those of the originals (CartPole-v1: 500 steps, solved
+# at 475; Pendulum-v1: 200 steps), so that results compare with published ones.
+_BUNDLED_ENVS = (
+    {
+        "id": "pgrad/ContinuousCartPole-v0",
+        "entry_point": "pgrad.envs.cartpole:ContinuousCartPoleEnv",
+        "max_episode_steps": 500,
+        "reward_threshold": 475.0,
+    },
+    {
+        "id": "pgrad/CartPoleNoVel-v1",
+        "entry_point": "pgrad.envs.novel:cartpole_no_velocity",
+        "max_episode_steps": 500,
+        "reward_threshold": 475.0,
+    },
+    {
+        "id": "pgrad/PendulumNoVel-v1",
+        "entry_point": "pgrad.envs.novel:pendulum_no_velocity",
+        "max_episode_steps": 200,
+    },
+)
+REGISTERED_IDS: tuple[str, ...] = tuple(spec["id"] for spec in _BUNDLED_ENVS)
+
+
+def _register_bundled_envs() -> None:
+    for spec in _BUNDLED_ENVS:
+        # Registering twice (importlib.reload, a registry shared with another copy of pgrad)
+        # must stay silent: Gymnasium would warn that it is overriding the id.
+        if spec["id"] not in gym.registry:
+            gym.register(**spec)
+
+
+_register_bundled_envs()
+
+_VECTORIZATIONS = {"sync": SyncVectorEnv, "async": AsyncVectorEnv}
+_AUTORESET_MODES = {"same_step": AutoresetMode.SAME_STEP, "next_step": AutoresetMode.NEXT_STEP}
+_ACCEPTED_ENVS = "Accepted: any Gymnasium id, a pgrad/ id (pgrad list), or module:Class"
+
+
+def make_env(env: EnvLike, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+    """Build one environment.
+
+    Args:
+        env: a Gymnasium id (``"CartPole-v1"``), a pgrad id (``"pgrad/ContinuousCartPole-v0"``),
+            an ``EnvSpec``, an entry point ``"some.module:EnvClass"`` or ``"some.module:make_fn"``
+            (the module is imported and the attribute called with ``kwargs``; ``"module:Env-v0"``,
+            an id the module registers on import, works as in ``gymnasium.make``), a callable
+            returning an env (called with ``kwargs``, and ``render_mode`` if given), or an env
+            instance, returned as is.
+        render_mode: passed to the environment's constructor when not None.
+        **kwargs: constructor keywords (for ids, anything ``gymnasium.make`` takes, such as
+            ``max_episode_steps``).
+
+    Raises:
+        ConfigError: unknown id (with close matches), missing dependency, bad entry point,
+            keywords the env does not take, or something that does not produce a ``gym.Env``.
+    """
+    if isinstance(env, gym.Env):
+        _check_instance_options(env, render_mode, kwargs)
+        return env
+    if isinstance(env, (str, EnvSpec)):
+        name = env if isinstance(env, EnvSpec) else env.strip()
+        if isinstance(name, EnvSpec) or name in gym.registry:
+            build = functools.partial(_make_registered, name, render_mode, kwargs)
+        elif ":" in name:
+            build = functools.partial(_make_entry_point, name, render_mode, kwargs)
+        else:
+            raise ConfigError(_unknown_id_message(name))
+    elif callable(env):
+        build = functools.partial(_call_factory, env, env_id_of(env), render_mode, kwargs)
+    else:
+        raise ConfigError(
+            f"cannot build an environment from {type(env).__name__} {env!r}; pass a Gymnasium id, "
+            "a pgrad/ id, 'module:Class', a callable returning a gymnasium.Env, or an env instance"
+        )
+    # Only MuJoCo envs need the filter; sparing the others the mujoco import keeps them quick.
+    with filtered_mujoco_warnings(import_if_missing=_may_load_mujoco(env)):
+        return build()
+
+
+def make_vector_env(
+    env: EnvLike,
+    n_envs: int,
+    seed: int | None,
+    vectorization: str = "sync",
+    autoreset_mode: str | AutoresetMode = "same_step",
+    render_mode: str | None = None,
+    *,
+    vector_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> VectorEnv:
+    """Build ``n_envs`` copies of ``env`` (anything ``make_env`` takes) as one vector env.
+
+    The vector env is not reset: the caller resets it with its seed, ``envs.reset(seed=seed)``,
+    which seeds copy ``i`` with ``seed + i``.
+
+    Args:
+        env: as for ``make_env``; an env instance only with ``n_envs=1`` and ``"sync"``.
+        n_envs: number of copies, >= 1.
+        seed: seeds the samplers of the action and observation spaces (``envs.action_space
+            .sample()``, used for random exploration); None leaves them unseeded.
+        vectorization: ``"sync"`` (one process, best for fast envs such as classic control) or
+            ``"async"`` (one subprocess per copy, pays off when a step costs far more than the
+            inter-process round trip, e.g. heavy MuJoCo models).
+        autoreset_mode: ``"same_step"``: the step that ends an episode returns the new
+            episode's first observation and keeps the final one in ``info["final_obs"]``;
+            ``"next_step"`` (Gymnasium's default): the step after it is a reset step with reward
+            0 that must not be stored as a transition. See https://farama.org/Vector-Autoreset-Mode.
+        render_mode: passed to every copy.
+        vector_kwargs: extra keywords for the vector-env class (for example ``context="spawn"``
+            or ``shared_memory=False`` for AsyncVectorEnv).
+        **kwargs: constructor keywords of every copy, as for ``make_env``.
+    """
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+        raise ConfigError(f"n_envs must be an integer >= 1, got {n_envs!r}")
+    vector_class = _VECTORIZATIONS.get(str(vectorization).lower())
+    if vector_class is None:
+        raise ConfigError(f"unknown vectorization {vectorization!r}; accepted: {', '.join(_VECTORIZATIONS)}")
+    mode = _parse_autoreset_mode(autoreset_mode)
+
+    if isinstance(env, gym.Env):
+        if n_envs > 1 or vector_class is not SyncVectorEnv:
+            raise ConfigError(
+                f"an environment instance ({env_id_of(env)}) cannot be copied into {n_envs} "
+                f"{vectorization} envs; pass an id or a callable that builds one"
+            )
+        _check_instance_options(env, render_mode, kwargs)
+        env_fns = [lambda: env]
+    else:
+        # functools.partial of a module-level function pickles by reference, so the same
+        # builder runs in AsyncVectorEnv workers (and applies make_env's MuJoCo filter there).
+        env_fns = [functools.partial(make_env, env, render_mode, **kwargs)] * n_envs
+    envs = vector_class(env_fns, autoreset_mode=mode, **(vector_kwargs or {}))
+    if seed is not None:
+        envs.action_space.seed(seed)
+        envs.observation_space.seed(seed)
+    return envs
+
+
+def env_id_of(env: EnvLike | VectorEnv) -> str:
+    """A printable name for ``env``: its id, its entry point ``module:Name``, or its class name."""
+    if isinstance(env, str):
+        return env.strip()
+    if isinstance(env, EnvSpec):
+        return env.id
+    if isinstance(env, (gym.Env, VectorEnv)):
+        if env.spec is not None:
+            return env.spec.id
+        unwrapped = env.unwrapped if isinstance(env, gym.Env) else env
+        return _qualified_name(type(unwrapped))
+    if isinstance(env, functools.partial):
+        return env_id_of(env.func)
+    if hasattr(env, "__qualname__"):
+        return _qualified_name(env)
+    return type(env).__name__
+
+
+def _make_registered(env_id: str | EnvSpec, render_mode: str | None, kwargs: dict[str, Any]) -> gym.Env:
+    name = env_id.id if isinstance(env_id, EnvSpec) else env_id
+    try:
+        return _call_factory(functools.partial(gym.make, env_id), name, render_mode, kwargs)
+    except gym.error.DependencyNotInstalled as error:
+        raise ConfigError(f"environment {name!r} needs a package that is not installed: {_one_line(error)}") from error
+    except ImportError as error:
+        raise ConfigError(f"environment {name!r} cannot be imported: {_one_line(error)}") from error
+
+
+def _make_entry_point(entry_point: str, render_mode: str | None, kwargs: dict[str, Any]) -> gym.Env:
+    module_name, _, attribute = entry_point.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"bad entry point {entry_point!r}; expected 'module.path:Name'. {_ACCEPTED_ENVS}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(
+            f"cannot import module {module_name!r} of entry point {entry_point!r}: {_one_line(error)}"
+        ) from error
+    factory = module
+    for part in attribute.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            break
+    if factory is None:
+        # gymnasium.make's "module:Env-v0": importing the module registered the id.
+        if attribute in gym.registry:
+            return _make_registered(attribute, render_mode, kwargs)
+        raise ConfigError(f"module {module_name!r} has no attribute {attribute!r} (entry point {entry_point!r})")
+    if not callable(factory):
+        raise ConfigError(f"entry point {entry_point!r} is a {type(factory).__name__}, not a class or function")
+    return _call_factory(factory, entry_point, render_mode, kwargs)
+
+
+def _call_factory(
+    factory: Callable[..., Any], name: str, render_mode: str | None, kwargs: dict[str, Any]
+) -> gym.Env:
+    # render_mode is only passed when set, so zero-argument factories keep working.
+    call_kwargs = dict(kwargs) if render_mode is None else {**kwargs, "render_mode": render_mode}
+    try:
+        env = factory(**call_kwargs)
+    except TypeError as error:
+        # A keyword the constructor does not take is a user input problem; anything else is a bug.
+        if call_kwargs and "argument" in str(error):
+            # gymnasium.make appends where the error came from, which this message already says.
+            reason = _one_line(error).split(" was raised from the environment creator")[0]
+            raise ConfigError(f"cannot build {name!r} with {call_kwargs}: {reason}") from error
+        raise
+    if not isinstance(env, gym.Env):
+        raise ConfigError(f"{name!r} returned a {type(env).__name__}, not a gymnasium.Env")
+    return env
+
+
+def _check_instance_options(env: gym.Env, render_mode: str | None, kwargs: dict[str, Any]) -> None:
+    if kwargs:
+        raise ConfigError(
+            f"keywords {sorted(kwargs)} cannot be applied to an environment instance "
+            f"({env_id_of(env)}); pass an id or a callable instead"
+        )
+    if render_mode is not None and env.render_mode != render_mode:
+        raise ConfigError(
+            f"the environment instance ({env_id_of(env)}) has render_mode={env.render_mode!r}, "
+            f"not {render_mode!r}; build it with that render_mode or pass an id"
+        )
+
+
+def _parse_autoreset_mode(autoreset_mode: str | AutoresetMode) -> AutoresetMode:
+    if isinstance(autoreset_mode, AutoresetMode) and autoreset_mode in _AUTORESET_MODES.values():
+        return autoreset_mode
+    key = str(autoreset_mode).lower().replace("-", "_")
+    if key not in _AUTORESET_MODES:
+        raise ConfigError(f"unknown autoreset_mode {autoreset_mode!r}; accepted: {', '.join(_AUTORESET_MODES)}")
+    return _AUTORESET_MODES[key]
+
+
+def _unknown_id_message(name: str) -> str:
+    ids_by_lowercase = {env_id.lower(): env_id for env_id in gym.registry}
+    # Lowercase both sides so that 'cartpole-v1' still finds 'CartPole-v1'.
+    close = difflib.get_close_matches(name.lower(), ids_by_lowercase, n=3, cutoff=0.8)
+    suggestion = ""
+    if close:
+        names = [ids_by_lowercase[match] for match in close]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        suggestion = f" did you mean {listed}?"
+    return f"unknown environment {name!r};{suggestion} {_ACCEPTED_ENVS}"
+
+
+def _may_load_mujoco(env: Any) -> bool:
+    """False only for envs known to be MuJoCo-free: Gymnasium's other families and pgrad's own."""
+    spec = env if isinstance(env, EnvSpec) else gym.registry.get(env.strip()) if isinstance(env, str) else None
+    if spec is None or not isinstance(spec.entry_point, str):
+        return True
+    entry_point = spec.entry_point
+    if entry_point.startswith("pgrad.envs."):
+        return False
+    return not entry_point.startswith("gymnasium.envs.") or entry_point.startswith("gymnasium.envs.mujoco")
+
+
+def _qualified_name(obj: Any) -> str:
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

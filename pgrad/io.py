@@ -1,0 +1,206 @@
+"""Saving and loading without pickle: safetensors for tensors, JSON for everything else.
+
+Every file is written atomically (a temp file in the same folder, fsync, then ``os.replace``), so a
+run killed mid-write leaves the previous file intact, never a half-written one. ``policy.json``
+records the SHA-256 of ``policy.safetensors``, so corruption anywhere in the tensor data is
+detected on load, not only in the header that safetensors itself checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
+
+from pgrad.errors import PolicyFileError, UnsupportedSpaceError
+
+POLICY_FORMAT = "pgrad-policy"
+CHECKPOINT_FORMAT = "pgrad-checkpoint"
+FORMAT_VERSION = 1
+
+
+# -- atomic writes ---------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see either the old file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Atomic text write (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomic, indented JSON write."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """Read a JSON object or raise PolicyFileError naming ``what`` and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise PolicyFileError(f"{what} not found: {path}")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolicyFileError(f"{what} {path} is corrupted (not valid JSON: {exc})") from None
+    if not isinstance(obj, dict):
+        raise PolicyFileError(f"{what} {path} is corrupted (expected a JSON object)")
+    return obj
+
+
+def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> str:
+    """Atomically write tensors as safetensors; return the file's SHA-256 hex digest."""
+    data = safetensors_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_tensors(path: str | os.PathLike, what: str, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, checking its digest if given; never unpickles anything."""
+    path = Path(path)
+    if not path.is_file():
+        raise PolicyFileError(f"{what} not found: {path}")
+    data = path.read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise PolicyFileError(f"{what} {path} is corrupted (SHA-256 does not match the one recorded at save time)")
+    try:
+        return safetensors_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise PolicyFileError(f"{what} {path} is corrupted (not a valid safetensors file: {exc})") from None
+
+
+# -- spaces as JSON --------------------------------------------------------------------------
+
+
+def space_to_json(space: spaces.Space) -> dict[str, Any]:
+    """Describe a Box or Discrete space in JSON."""
+    if isinstance(space, spaces.Box):
+        return {
+            "type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
+            "low": space.low.tolist(), "high": space.high.tolist(),
+        }
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    raise UnsupportedSpaceError(f"space {space} cannot be saved; supported: Box and Discrete")
+
+
+def space_from_json(obj: dict[str, Any]) -> spaces.Space:
+    """Inverse of :func:`space_to_json`."""
+    try:
+        if obj["type"] == "Box":
+            # JSON has no inf: json.dumps writes Infinity, which json.loads reads back as float.
+            low = np.array(obj["low"], dtype=obj["dtype"]).reshape(obj["shape"])
+            high = np.array(obj["high"], dtype=obj["dtype"]).reshape(obj["shape"])
+            return spaces.Box(low, high, dtype=np.dtype(obj["dtype"]))
+        if obj["type"] == "Discrete":
+            return spaces.Discrete(int(obj["n"]), start=int(obj.get("start", 0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PolicyFileError(f"policy.json has an invalid space description: {exc}") from None
+    raise PolicyFileError(f"policy.json names an unsupported space type {obj.get('type')!r}; supported: Box, Discrete")
+
+
+# -- policy and checkpoint files --------------------------------------------------------------
+
+
+def policy_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(policy.json, policy.safetensors)`` for a run folder or either file's path."""
+    path = Path(path)
+    if path.is_dir() or path.suffix not in (".json", ".safetensors"):
+        return path / "policy.json", path / "policy.safetensors"
+    return path.with_suffix(".json"), path.with_suffix(".safetensors")
+
+
+def save_policy(folder: str | os.PathLike, description: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> None:
+    """Write ``policy.safetensors`` then ``policy.json`` (with the weights' digest) into ``folder``."""
+    json_path, tensor_path = policy_paths(folder)
+    digest = write_tensors(tensor_path, state_dict)
+    write_json(json_path, {"format": POLICY_FORMAT, "format_version": FORMAT_VERSION, **description, "sha256": digest})
+
+
+def load_policy(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read and verify a saved policy; return ``(description, state_dict)``."""
+    json_path, tensor_path = policy_paths(path)
+    if not json_path.exists() and not tensor_path.exists():
+        raise PolicyFileError(f"no saved policy at {path} (expected policy.json and policy.safetensors)")
+    description = read_json(json_path, "policy description")
+    if description.get("format") != POLICY_FORMAT:
+        raise PolicyFileError(f"{json_path} is not a pgrad policy description (format {description.get('format')!r})")
+    if description.get("format_version") != FORMAT_VERSION:
+        raise PolicyFileError(
+            f"{json_path} has format_version {description.get('format_version')!r}; this pgrad reads {FORMAT_VERSION}"
+        )
+    state_dict = read_tensors(tensor_path, "policy weights", sha256=description.get("sha256"))
+    return description, state_dict
+
+
+def save_checkpoint(folder: str | os.PathLike, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Write a resumable checkpoint: ``state.safetensors`` (tensors) and ``state.json`` (the rest).
+
+    The JSON is written last and carries the tensor file's digest, so a checkpoint interrupted
+    between the two files is detected as inconsistent rather than half-loaded.
+    """
+    folder = Path(folder)
+    digest = write_tensors(folder / "state.safetensors", tensors)
+    write_json(folder / "state.json", {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, **state, "sha256": digest})
+
+
+def load_checkpoint(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read and verify a checkpoint written by :func:`save_checkpoint`."""
+    folder = Path(folder)
+    state = read_json(folder / "state.json", "checkpoint state")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise PolicyFileError(f"{folder} is not a pgrad checkpoint")
+    tensors = read_tensors(folder / "state.safetensors", "checkpoint tensors", sha256=state.get("sha256"))
+    return state, tensors
+
+
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optimizer.") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state_dict into flat tensors and JSON-able hyperparameters."""
+    state_dict = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for param_id, param_state in state_dict["state"].items():
+        for key, value in param_state.items():
+            name = f"{prefix}{param_id}.{key}"
+            if isinstance(value, torch.Tensor):
+                tensors[name] = value
+            else:
+                scalars[name] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any], prefix: str = "optimizer."
+) -> None:
+    """Inverse of :func:`optimizer_to_tensors`: load the state back into ``optimizer``."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in list(tensors.items()) + list(meta["scalars"].items()):
+        if not name.startswith(prefix):
+            continue
+        param_id, key = name[len(prefix):].split(".", 1)
+        state.setdefault(int(param_id), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

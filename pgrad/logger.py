@@ -1,0 +1,185 @@
+"""Training output: metrics.csv, episodes.csv, TensorBoard events and a progress display.
+
+Rows are kept in memory too, so ``agent.save(path)`` can write the CSVs to a folder that was not
+the one training logged into. Progress goes to stderr, keeping stdout clean for ``--json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, TextIO
+
+from pgrad.io import atomic_write_text
+from pgrad.rollout import EpisodeLog
+
+EPISODE_FIELDS = ["step", "return", "length"]
+RECENT_EPISODES = 100  # "recent return" = mean of the last 100 finished episodes, as in SB3 and RL Zoo
+
+
+class CsvStream:
+    """Append rows to a CSV file whose header is fixed by the first row's keys."""
+
+    def __init__(self, path: Path, fieldnames: list[str] | None = None) -> None:
+        self.path = path
+        self.handle: TextIO | None = None
+        self.writer: csv.DictWriter | None = None
+        if fieldnames is not None:  # header now, so the file exists even if no row ever comes
+            self._open(fieldnames)
+
+    def _open(self, fieldnames: list[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.path, "w", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.handle, fieldnames=fieldnames, extrasaction="ignore")
+        self.writer.writeheader()
+        self.handle.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.writer is None:
+            self._open(list(row))
+        self.writer.writerow(row)
+        self.handle.flush()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], fieldnames: list[str]) -> None:
+    """Write ``rows`` to a CSV in one go (used by ``save`` into a new folder)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Progress:
+    """A one-line bar on a terminal; plain lines at most every ``interval`` seconds otherwise."""
+
+    def __init__(self, total_steps: int, start_step: int = 0, stream: TextIO | None = None, interval: float = 10.0) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.interactive = self.stream.isatty()
+        self.total = total_steps
+        self.start_step = start_step
+        self.start_time = time.perf_counter()
+        self.interval = interval if not self.interactive else 0.1
+        self.last_print = -math.inf
+
+    def update(self, step: int, recent_return: float, final: bool = False) -> None:
+        now = time.perf_counter()
+        if not final and now - self.last_print < self.interval:
+            return
+        self.last_print = now
+        done = step - self.start_step
+        elapsed = now - self.start_time
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else math.inf
+        ret = f"{recent_return:.1f}" if math.isfinite(recent_return) else "-"
+        text = f"{step:,}/{self.total:,} steps | {rate:,.0f} steps/s | return {ret} | ETA {_format_duration(eta)}"
+        if self.interactive:
+            width = 24
+            filled = int(width * min(1.0, step / max(1, self.total)))
+            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\x1b[K")
+            if final:
+                self.stream.write("\n")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+class RunLogger:
+    """Collects per-update metrics and finished episodes; streams them to a run folder if given."""
+
+    def __init__(self, run_dir: str | os.PathLike | None, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.metrics: list[dict[str, Any]] = []
+        self.episodes: list[dict[str, Any]] = []
+        self.recent_returns: deque[float] = deque(maxlen=RECENT_EPISODES)
+        self.recent_lengths: deque[int] = deque(maxlen=RECENT_EPISODES)
+        self._metrics_csv = self._episodes_csv = None
+        self._tb = None
+        self.attach(run_dir, tensorboard)
+
+    def attach(self, run_dir: str | os.PathLike | None, tensorboard: bool = True) -> None:
+        """Start streaming to ``run_dir`` (or stop streaming if None)."""
+        self.close()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._metrics_csv = CsvStream(self.run_dir / "metrics.csv")
+        self._episodes_csv = CsvStream(self.run_dir / "episodes.csv", EPISODE_FIELDS)
+        for row in self.metrics:
+            self._metrics_csv.write(row)
+        for row in self.episodes:
+            self._episodes_csv.write(row)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # imported lazily: it costs ~1 s
+
+            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+
+    @property
+    def recent_return(self) -> float:
+        """Mean return of the last 100 finished episodes (NaN before the first)."""
+        return sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else math.nan
+
+    @property
+    def recent_length(self) -> float:
+        return sum(self.recent_lengths) / len(self.recent_lengths) if self.recent_lengths else math.nan
+
+    def log_episodes(self, log: EpisodeLog, step_offset: int = 0) -> None:
+        for step, episode_return, length in zip(log.steps, log.returns, log.lengths):
+            row = {"step": step + step_offset, "return": episode_return, "length": length}
+            self.episodes.append(row)
+            self.recent_returns.append(episode_return)
+            self.recent_lengths.append(length)
+            if self._episodes_csv is not None:
+                self._episodes_csv.write(row)
+            if self._tb is not None:
+                self._tb.add_scalar("episode/return", episode_return, row["step"])
+                self._tb.add_scalar("episode/length", length, row["step"])
+
+    def log_update(self, row: dict[str, Any]) -> None:
+        """One row per update: ``step`` and ``wall_time`` first, then anything numeric."""
+        self.metrics.append(row)
+        if self._metrics_csv is not None:
+            self._metrics_csv.write(row)
+        if self._tb is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tb.add_scalar(f"train/{key}", value, row["step"])
+
+    def flush(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        for stream in (self._metrics_csv, self._episodes_csv):
+            if stream is not None:
+                stream.close()
+        if self._tb is not None:
+            self._tb.close()
+        self._metrics_csv = self._episodes_csv = self._tb = None
+
+    def write_csvs(self, folder: Path) -> None:
+        """Write both CSVs into ``folder`` from memory (no-op for the folder being streamed to)."""
+        if self.run_dir is not None and Path(folder).resolve() == self.run_dir.resolve():
+            return
+        if self.metrics:
+            write_csv(Path(folder) / "metrics.csv", self.metrics, list(self.metrics[0]))
+        write_csv(Path(folder) / "episodes.csv", self.episodes, EPISODE_FIELDS)

@@ -1,0 +1,55 @@
+"""Pure loss functions of the policy-gradient family. Each returns ``(loss, metrics)``.
+
+Metrics are detached Python floats for logging; only algorithms log them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def clipped_surrogate_loss(
+    log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor, clip_coef: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO's clipped surrogate objective, negated to be minimised (Schulman et al. 2017, eq. 7).
+
+    ``L = -mean(min(r * A, clip(r, 1 - eps, 1 + eps) * A))`` with ``r = exp(log_probs - old_log_probs)``.
+    Also reports the approximate KL ``E[(r - 1) - log r]``, an unbiased, always non-negative
+    estimator of KL(old || new) (Schulman, "Approximating KL Divergence", 2020), and the fraction
+    of samples whose ratio was clipped.
+    """
+    log_ratio = log_probs - old_log_probs
+    ratio = log_ratio.exp()
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages
+    loss = -torch.min(unclipped, clipped).mean()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1.0) - log_ratio).mean().item()
+        clip_fraction = ((ratio - 1.0).abs() > clip_coef).float().mean().item()
+    return loss, {"policy_loss": loss.item(), "approx_kl": approx_kl, "clip_fraction": clip_fraction}
+
+
+def value_loss(
+    values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor | None = None, clip_coef: float | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Half mean squared error to the returns, optionally with PPO2-style value clipping.
+
+    With ``clip_coef``, the new value may move at most ``clip_coef`` from ``old_values`` and the
+    loss is the larger of the clipped and unclipped errors (baselines ppo2; CleanRL
+    ``clip_vloss``). Andrychowicz et al. 2021 (sec. 3.5) found it does not help and may hurt, so
+    pgrad's PPO leaves it off by default.
+    """
+    squared_error = (values - returns).square()
+    if clip_coef is not None and old_values is not None:
+        clipped_values = old_values + (values - old_values).clamp(-clip_coef, clip_coef)
+        squared_error = torch.max(squared_error, (clipped_values - returns).square())
+    loss = 0.5 * squared_error.mean()
+    return loss, {"value_loss": loss.item()}
+
+
+def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> float:
+    """``1 - Var[targets - predictions] / Var[targets]``: 1 is perfect, 0 is no better than a constant."""
+    target_var = targets.var()
+    if target_var.item() == 0.0:
+        return float("nan")
+    return (1.0 - (targets - predictions).var() / target_var).item()

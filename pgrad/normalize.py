@@ -1,0 +1,94 @@
+"""Running mean/variance normalisers that live inside the policy and are saved with it.
+
+Both are ``nn.Module``s whose statistics are buffers, so they travel with ``state_dict()`` into
+``policy.safetensors`` and into checkpoints. They only update while ``update()`` is called by the
+collector during training; evaluation and ``predict`` apply them frozen.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RunningMeanStd(nn.Module):
+    """Mean and variance of a stream of batches, merged with Chan et al.'s parallel algorithm.
+
+    Chan, Golub & LeVeque (1979), "Updating formulae and a pairwise algorithm for computing
+    sample variances": combining two sets' (mean, M2, count) is exact and order-independent.
+    Statistics are kept in float64 so millions of updates do not drift.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        # A tiny prior count (as in OpenAI baselines) keeps the first update well defined.
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, batch: torch.Tensor) -> None:
+        """Merge a batch of shape ``(B, *shape)`` into the running statistics."""
+        batch = batch.to(torch.float64).reshape(-1, *self.mean.shape)
+        batch_count = batch.shape[0]
+        if batch_count == 0:
+            return
+        batch_mean = batch.mean(dim=0)
+        batch_var = batch.var(dim=0, unbiased=False)
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        m2 = self.var * self.count + batch_var * batch_count + delta.square() * self.count * batch_count / total
+        self.mean += delta * batch_count / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+
+class ObservationNormalizer(nn.Module):
+    """``clip((obs - mean) / sqrt(var + eps), -clip, clip)`` with running statistics.
+
+    The clip at 10 standard deviations follows SB3's VecNormalize and CleanRL's wrappers: it keeps
+    one freak observation from producing huge network inputs early in training.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.stats = RunningMeanStd(shape)
+        self.clip = clip
+        self.eps = eps
+
+    def update(self, obs: torch.Tensor) -> None:
+        """Add a batch of raw observations to the statistics (training only)."""
+        self.stats.update(obs)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        mean = self.stats.mean.to(obs.dtype)
+        std = torch.sqrt(self.stats.var + self.eps).to(obs.dtype)
+        return ((obs - mean) / std).clamp(-self.clip, self.clip)
+
+
+class RewardScaler(nn.Module):
+    """Divide rewards by the running std of the discounted return, per env (no mean shift).
+
+    This is the "reward scaling" of Engstrom et al. 2020 (sec. 3, "Implementation Matters") as done
+    by baselines' VecNormalize: track ``G <- gamma * G + r`` per env, reset at episode ends, and
+    scale each reward by ``1 / sqrt(Var[G] + eps)``. Shifting by the mean would change the optimal
+    policy in tasks with termination, so only scaling is applied.
+    """
+
+    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.stats = RunningMeanStd(())
+        self.register_buffer("discounted_return", torch.zeros(n_envs, dtype=torch.float64))
+        self.gamma = gamma
+        self.clip = clip
+        self.eps = eps
+
+    @torch.no_grad()
+    def scale(self, rewards: torch.Tensor, episode_ended: torch.Tensor, update: bool = True) -> torch.Tensor:
+        """Scale a ``(n_envs,)`` row of rewards; ``episode_ended`` marks envs whose episode ended now."""
+        if update:
+            self.discounted_return.mul_(self.gamma).add_(rewards.to(torch.float64))
+            self.stats.update(self.discounted_return)
+            self.discounted_return.masked_fill_(episode_ended, 0.0)
+        std = torch.sqrt(self.stats.var + self.eps).to(rewards.dtype)
+        return (rewards / std).clamp(-self.clip, self.clip)

