@@ -112,6 +112,10 @@ class Algorithm:
         """Collect experience and update once; ``progress_remaining`` goes from 1 to 0 over ``learn``."""
         raise NotImplementedError
 
+    def steps_per_iteration(self) -> int | None:
+        """Transitions one iteration consumes at most, if fixed; ``learn`` then never overshoots."""
+        return None
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Named optimisers whose state goes into checkpoints."""
         return {}
@@ -138,8 +142,9 @@ class Algorithm:
         """Train for ``total_steps`` more environment transitions.
 
         Args:
-            total_steps: transitions (summed over envs) to train for; the last iteration may
-                overshoot to finish its rollout.
+            total_steps: transitions (summed over envs) to train for. Where an iteration has a
+                fixed size (PPO: n_steps * n_envs), iterations run while they fit in the budget
+                (at least one), as CleanRL counts them; otherwise the last one may overshoot.
             run_dir: if given, stream config.json, metrics.csv, episodes.csv, TensorBoard events and
                 a checkpoint (every ``checkpoint_seconds`` and at the end) into it.
             quiet: no progress display.
@@ -158,7 +163,10 @@ class Algorithm:
         wall_before = self.wall_seconds
         last_checkpoint = start
         try:
-            while self.total_steps < target:
+            per_iteration = self.steps_per_iteration() or 0
+            first = True
+            while self.total_steps < target and (first or self.total_steps + per_iteration <= target):
+                first = False
                 remaining = 1.0 - (self.total_steps - start_step) / total_steps
                 iteration_start = time.perf_counter()
                 result = self.train_iteration(remaining)
@@ -178,12 +186,16 @@ class Algorithm:
                 }
                 self.logger.log_update(row)
                 if progress is not None:
-                    progress.update(self.total_steps, self.logger.recent_return, final=self.total_steps >= target)
-                if run_dir is not None and (now - last_checkpoint >= checkpoint_seconds or self.total_steps >= target):
+                    progress.update(self.total_steps, self.logger.recent_return)
+                if run_dir is not None and now - last_checkpoint >= checkpoint_seconds:
                     self.save_checkpoint(run_dir / "checkpoint")
                     last_checkpoint = now
                 if callback is not None and callback(self, row) is False:
                     break
+            if progress is not None:
+                progress.update(self.total_steps, self.logger.recent_return, final=True)
+            if run_dir is not None:
+                self.save_checkpoint(run_dir / "checkpoint")
         finally:
             self.logger.flush()
         return self

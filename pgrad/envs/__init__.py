@@ -156,10 +156,15 @@ def make_vector_env(
     mode = _parse_autoreset_mode(autoreset_mode)
 
     if isinstance(env, gym.Env):
-        if n_envs > 1 or vector_class is not SyncVectorEnv:
+        if n_envs > 1:
             raise ConfigError(
-                f"an environment instance ({env_id_of(env)}) cannot be copied into {n_envs} "
-                f"{vectorization} envs; pass an id or a callable that builds one"
+                f"an environment instance ({env_id_of(env)}) cannot be copied into {n_envs} envs; "
+                "pass an id or a callable that builds one"
+            )
+        if vector_class is not SyncVectorEnv:
+            raise ConfigError(
+                f"an environment instance ({env_id_of(env)}) lives in this process and cannot run in "
+                "an async worker; use vectorization='sync' or pass an id or a callable"
             )
         _check_instance_options(env, render_mode, kwargs)
         env_fns = [lambda: env]

@@ -79,13 +79,14 @@ def _cart_pole_accelerations(env: CartPoleEnv, force: float, theta: float, theta
     ``theta`` is measured from upright; a push towards +x gives the pole a negative angular
     acceleration. ``env.length`` is half the pole's length, as in Gymnasium.
     """
-    # numpy's sin/cos rather than math's: the same routines as CartPole's, so states agree bit
-    # for bit with CartPole-v1 under the same pushes (tests/unit/test_envs.py relies on it).
+    # numpy's sin, cos and square rather than math's or `**`: the same routines as CartPole's, so
+    # states agree bit for bit with CartPole-v1 under the same pushes (tests/unit/test_envs.py
+    # relies on it; numpy's scalar `x**2` differs from x*x in the last bit for some x).
     sin_theta, cos_theta = np.sin(theta), np.cos(theta)
     # The force on the cart plus the pole's centripetal reaction, per unit of total mass.
-    common = (force + env.polemass_length * theta_dot**2 * sin_theta) / env.total_mass
+    common = (force + env.polemass_length * np.square(theta_dot) * sin_theta) / env.total_mass
     theta_acc = (env.gravity * sin_theta - cos_theta * common) / (
-        env.length * (4.0 / 3.0 - env.masspole * cos_theta**2 / env.total_mass)
+        env.length * (4.0 / 3.0 - env.masspole * np.square(cos_theta) / env.total_mass)
     )
     x_acc = common - env.polemass_length * theta_acc * cos_theta / env.total_mass
     return x_acc, theta_acc

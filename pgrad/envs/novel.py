@@ -39,9 +39,10 @@ class KeepObservationEntries(gym.ObservationWrapper):
 
     @property
     def spec(self):
-        # The mask is part of the registered env, not a wrapper applied on top of it: reporting
-        # it in spec.additional_wrappers (Wrapper.spec's default) would make
-        # gymnasium.make(env.spec) apply it a second time.
+        # The mask is part of the registered env, not a wrapper added on top of it. Wrapper.spec
+        # would list it in additional_wrappers (with kwargs=None, as this class does not record
+        # its constructor arguments), so env.spec would no longer equal gymnasium.spec(id) and
+        # saved specs (spec.to_json()) would describe an extra wrapper that is not there.
         return self.env.spec
 
 
