@@ -67,3 +67,18 @@ def test_list_shows_algorithms_presets_envs(capsys):
     assert "ppo" in out and "CartPole-v1" in out and "pgrad/ContinuousCartPole-v0" in out
     assert main(["list", "ppo"]) == 0
     assert "clip_coef" in capsys.readouterr().out
+
+
+def test_training_failure_exits_1_and_keeps_the_checkpoint(tmp_path, capsys):
+    import gymnasium as gym
+
+    gym.register("pgradtest/NaNCartPole-v0", entry_point="tests.integration.test_ppo:NaNAfterEnv")
+    run = tmp_path / "run"
+    status = main(["train", "ppo", "pgradtest/NaNCartPole-v0", "--steps", "2000", "--out", str(run), "--quiet", *TINY])
+    assert status == 1
+    err = capsys.readouterr().err.strip()
+    # two envs, each failing after its 300th step: transition 601 is the first bad one
+    assert "non-finite observation" in err and "step 601" in err and "checkpoint" in err
+    assert len(err.splitlines()) == 1
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["total_steps"] <= 512
+    assert not (run / "policy.safetensors").exists()
