@@ -17,7 +17,7 @@ from torch import nn
 from pgrad.distributions import make_action_head
 from pgrad.errors import UnsupportedSpaceError
 from pgrad.nets import MLP, VALUE_OUTPUT_GAIN
-from pgrad.normalize import ObservationNormalizer
+from pgrad.normalize import ObservationNormalizer, RewardScaler
 
 
 def observation_size(space: spaces.Space) -> int:
@@ -61,6 +61,8 @@ class ActorCriticPolicy(nn.Module):
         self.action_space = action_space
         self.obs_size = observation_size(observation_space)
         self.obs_normalizer = ObservationNormalizer((self.obs_size,)) if normalize_obs else None
+        # Set by the algorithm when it scales rewards; part of the state dict so it is saved too.
+        self.reward_scaler: RewardScaler | None = None
         self.actor_body = MLP(self.obs_size, hidden_sizes, activation)
         self.head = make_action_head(
             action_space, action_dist, self.actor_body.out_features,

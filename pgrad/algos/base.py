@@ -85,7 +85,6 @@ class Algorithm:
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         self.policy = self.build_policy()
-        self.reward_scaler = RewardScaler(self.config.n_envs, self.config.gamma) if self.config.normalize_reward else None
         self.collector: RolloutCollector | None = None
         self.total_steps = 0
         self.updates = 0
@@ -98,11 +97,14 @@ class Algorithm:
     def build_policy(self) -> ActorCriticPolicy:
         """The policy network for this algorithm (override for another architecture)."""
         c = self.config
-        return ActorCriticPolicy(
+        policy = ActorCriticPolicy(
             self.observation_space, self.action_space, hidden_sizes=c.hidden_sizes, activation=c.activation,
             action_dist=c.action_dist, log_std_init=c.log_std_init, state_dependent_std=c.state_dependent_std,
             normalize_obs=c.normalize_obs, with_critic=self.uses_critic,
         )
+        # The return statistics travel with the policy's weights, like the observation ones.
+        policy.reward_scaler = RewardScaler(c.n_envs, c.gamma) if c.normalize_reward else None
+        return policy
 
     def setup(self) -> None:
         """Create optimisers and anything else the algorithm keeps between iterations."""
@@ -127,7 +129,7 @@ class Algorithm:
             raise ConfigError("this agent was loaded from a policy file; build a new agent to train")
         if self.collector is None:
             self.collector = RolloutCollector(
-                self.envs, self.policy, seed=self.seed, reward_scaler=self.reward_scaler, start_step=self.total_steps
+                self.envs, self.policy, seed=self.seed, reward_scaler=self.policy.reward_scaler, start_step=self.total_steps
             )
         return self.collector
 
@@ -263,8 +265,6 @@ class Algorithm:
     def save_checkpoint(self, folder: str | Path) -> None:
         """Write weights, optimiser and normaliser state, RNG state and counters to ``folder``."""
         tensors = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
-        if self.reward_scaler is not None:
-            tensors.update({f"reward_scaler.{k}": v for k, v in self.reward_scaler.state_dict().items()})
         optimizer_meta = {}
         for name, optimizer in self.optimizers().items():
             optimizer_tensors, optimizer_meta[name] = optimizer_to_tensors(optimizer, prefix=f"optimizer.{name}.")
@@ -283,8 +283,6 @@ class Algorithm:
         if state.get("algo") != self.name:
             raise PolicyFileError(f"checkpoint {folder} is for {state.get('algo')!r}, not {self.name!r}")
         self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
-        if self.reward_scaler is not None:
-            self.reward_scaler.load_state_dict({k[14:]: v for k, v in tensors.items() if k.startswith("reward_scaler.")})
         for name, optimizer in self.optimizers().items():
             optimizer_from_tensors(optimizer, tensors, state["optimizers"][name], prefix=f"optimizer.{name}.")
         torch.set_rng_state(tensors["rng.torch"])
@@ -313,7 +311,6 @@ class Algorithm:
         except RuntimeError as exc:
             first_line = str(exc).strip().splitlines()[0]
             raise PolicyFileError(f"policy weights do not match policy.json: {first_line}") from None
-        agent.reward_scaler = None
         agent.total_steps = agent.updates = 0
         agent.wall_seconds = 0.0
         agent.logger = RunLogger(None)

@@ -62,7 +62,7 @@ def test_same_seed_same_numbers(env_id):
 
 @pytest.mark.parametrize("env_id, overrides", [("CartPole-v1", {}), ("Pendulum-v1", {"action_dist": "truncated_normal"})])
 def test_save_load_round_trip_gives_identical_actions(env_id, overrides, tmp_path):
-    agent = pgrad.PPO(env_id, seed=0, preset="none", n_envs=2, normalize_obs=True, **TINY, **overrides)
+    agent = pgrad.PPO(env_id, seed=0, preset="none", n_envs=2, normalize_obs=True, normalize_reward=True, **TINY, **overrides)
     agent.learn(256, quiet=True)
     agent.save(tmp_path)
     loaded = pgrad.load(tmp_path)
@@ -74,6 +74,8 @@ def test_save_load_round_trip_gives_identical_actions(env_id, overrides, tmp_pat
     # the normaliser statistics travelled with the weights
     assert torch.equal(agent.policy.obs_normalizer.stats.mean, loaded.policy.obs_normalizer.stats.mean)
     assert loaded.policy.obs_normalizer.stats.count.item() > 1
+    assert torch.equal(agent.policy.reward_scaler.stats.var, loaded.policy.reward_scaler.stats.var)
+    assert loaded.policy.reward_scaler.stats.count.item() > 1
     # and they are frozen in evaluation
     before = loaded.policy.obs_normalizer.stats.mean.clone()
     pgrad.evaluate(loaded, env_id, episodes=1)
