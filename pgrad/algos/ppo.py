@@ -125,7 +125,10 @@ class PPO(Algorithm):
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
                 self.optimizer.step()
 
-                for key, value in {**policy_metrics, **critic_metrics, "entropy": mb_entropy.item(), "grad_norm": grad_norm.item()}.items():
+                step_metrics = {**policy_metrics, **critic_metrics, "entropy": mb_entropy.item(), "grad_norm": grad_norm.item()}
+                if isinstance(dist, torch.distributions.Independent):  # continuous: watch exploration shrink
+                    step_metrics["action_std"] = dist.base_dist.scale.mean().item()
+                for key, value in step_metrics.items():
                     metrics_sum[key] = metrics_sum.get(key, 0.0) + value
                 kl_this_epoch.append(policy_metrics["approx_kl"])
                 n_minibatch_updates += 1
@@ -144,7 +147,4 @@ class PPO(Algorithm):
                 "lr": self.optimizer.param_groups[0]["lr"],
             }
         )
-        log_std = getattr(self.policy.head, "log_std", None)
-        if isinstance(log_std, torch.Tensor):
-            metrics["std_mean"] = log_std.exp().mean().item()
         return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)
