@@ -40,7 +40,7 @@ def _default_out(algo: str, env_id: str, seed: int) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     import pgrad
-    from pgrad.algos import ALGORITHMS
+    from pgrad.algos import ALGORITHM_ARGUMENTS, ALGORITHMS
     from pgrad.config import parse_set_args, preset_steps
     from pgrad.errors import ConfigError, TrainingError
 
@@ -60,17 +60,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     cls = ALGORITHMS[args.algo]
     try:
         overrides = parse_set_args(args.set or [])
-        agent = cls(args.env, seed=seed, preset=args.preset if args.preset is not None else "auto", **overrides)
-        steps = args.steps if args.steps is not None else (preset_steps(cls.name, agent.preset) or DEFAULT_STEPS)
+        fixed = ALGORITHM_ARGUMENTS.get(args.algo, {})
+        agent = cls(args.env, seed=seed, preset=args.preset if args.preset is not None else "auto", **fixed, **overrides)
+        steps = args.steps if args.steps is not None else (preset_steps(agent.name, agent.preset) or DEFAULT_STEPS)
         if steps <= 0:
             raise ConfigError(f"--steps {steps} must be a positive number of environment steps")
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
 
-    out = Path(args.out) if args.out else _default_out(cls.name, agent.env_id, seed)
+    out = Path(args.out) if args.out else _default_out(agent.name, agent.env_id, seed)
     if not args.quiet:
         preset = f" (preset {agent.preset})" if agent.preset else ""
-        print(f"training {cls.name} on {agent.env_id}{preset} for {steps:,} steps, seed {seed} -> {out}", file=sys.stderr)
+        print(f"training {agent.name} on {agent.env_id}{preset} for {steps:,} steps, seed {seed} -> {out}", file=sys.stderr)
     try:
         agent.save_checkpoint(out / "checkpoint")  # so a failure at any point leaves a good checkpoint
         agent.learn(steps, run_dir=out, quiet=args.quiet)

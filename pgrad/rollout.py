@@ -42,6 +42,7 @@ class Rollout:
     truncated: torch.Tensor  # (T, N) bool: episode was cut (time limit) at step t, not terminal
     next_values: torch.Tensor  # (T, N) V(observation after step t), the final one at episode ends
     valid: torch.Tensor  # (T, N) bool: False for NEXT_STEP autoreset steps, which are not transitions
+    time_in_episode: torch.Tensor  # (T, N) long: t of the transition within its episode, from 0 (for gamma^t)
 
     @property
     def n_transitions(self) -> int:
@@ -109,6 +110,7 @@ class RolloutCollector:
         terminated_buf = torch.zeros(n_steps, n_envs, dtype=torch.bool)  # (T, N)
         truncated_buf = torch.zeros(n_steps, n_envs, dtype=torch.bool)  # (T, N)
         valid_buf = torch.ones(n_steps, n_envs, dtype=torch.bool)  # (T, N)
+        time_buf = torch.zeros(n_steps, n_envs, dtype=torch.long)  # (T, N)
         # Only SAME_STEP truncations need an extra V(final obs); remember where they happened.
         final_obs_slots: list[tuple[int, int, torch.Tensor]] = []
         episodes = EpisodeLog()
@@ -128,6 +130,7 @@ class RolloutCollector:
             ended = terminated | truncated
             reward = np.where(valid, reward, 0.0)
 
+            time_buf[t] = torch.as_tensor(self.episode_length)
             self.episode_return += reward
             self.episode_length += valid
             self.total_transitions += int(valid.sum())
@@ -177,5 +180,6 @@ class RolloutCollector:
         rollout = Rollout(
             obs=obs_buf, actions=action_buf, log_probs=log_prob_buf, values=value_buf, rewards=reward_buf,
             terminated=terminated_buf, truncated=truncated_buf, next_values=next_value_buf, valid=valid_buf,
+            time_in_episode=time_buf,
         )
         return rollout, episodes

@@ -293,6 +293,7 @@ class Algorithm:
     def from_policy_file(cls, description: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> "Algorithm":
         """Rebuild an agent that can ``predict`` from a saved policy (no envs are created)."""
         agent = cls.__new__(cls)
+        agent.name = description.get("algo", cls.name)  # one class may serve several names
         agent.env = agent.env_id = description.get("env")
         agent.seed = description.get("seed", 0)
         agent.preset = description.get("preset")

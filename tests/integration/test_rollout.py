@@ -68,7 +68,8 @@ def expected_transitions(offset: int, n: int):
             terminated = ended and ending in ("terminated", "both")
             truncated = ended and ending == "truncated"  # both on one step: terminated wins
             final_value = 100.0 * episode + t  # V of the observation after this step
-            rows.append(dict(obs=(episode, t - 1), reward=float(t), terminated=terminated, truncated=truncated, next_value=final_value))
+            rows.append(dict(obs=(episode, t - 1), reward=float(t), terminated=terminated, truncated=truncated,
+                             next_value=final_value, time=t - 1))
         episode += 1
     return rows[:n]
 
@@ -95,6 +96,7 @@ def test_transitions_flags_and_bootstrap_values(mode):
                         obs=tuple(rollout.obs[t, env_index].tolist()), reward=rollout.rewards[t, env_index].item(),
                         terminated=bool(rollout.terminated[t, env_index]), truncated=bool(rollout.truncated[t, env_index]),
                         next_value=rollout.next_values[t, env_index].item(),
+                        time=int(rollout.time_in_episode[t, env_index]),
                     ))
         want = expected_transitions(env_index, len(got))
         # Terminated steps never bootstrap, so their next_value is irrelevant; compare the rest.
