@@ -8,10 +8,14 @@ construction of the agent or the imports. The machine may be busy with other wor
 SB3 runs alternate (the side that goes first swaps every repeat) and the ratio is reported next
 to the absolute numbers: both sides see the same background load.
 
-    .venv/bin/python benchmarks/ppo_speed.py --repeats 3            # the table in BENCHMARKS.md
-    .venv/bin/python benchmarks/ppo_speed.py --repeats 3 --json     # the same, as JSON
-    .venv/bin/python benchmarks/ppo_speed.py --profile pyinstrument # where one pgrad run's time goes
-    .venv/bin/python benchmarks/ppo_speed.py --profile cprofile     # the same with call counts
+    .venv/bin/python benchmarks/ppo_speed.py --repeats 3 --commit HEAD   # the table in BENCHMARKS.md
+    .venv/bin/python benchmarks/ppo_speed.py --repeats 3 --json          # working tree, as JSON
+    .venv/bin/python benchmarks/ppo_speed.py --profile pyinstrument      # where one pgrad run's time goes
+    .venv/bin/python benchmarks/ppo_speed.py --profile cprofile          # pstats, with call counts
+
+``--commit REV`` benchmarks ``git archive REV pgrad`` instead of the working tree, so that edits
+made while the benchmark runs cannot leak into some of its runs (the digest of the imported
+sources is checked before and after every run and reported either way).
 
 SB3 is never a pgrad dependency: it is used only if importable (install it into the venv for
 benchmarking with ``pip install stable-baselines3``, checking that torch is left alone). Known
@@ -60,7 +64,7 @@ def _run_pgrad(steps: int, seed: int, profiler: str | None, profile_out: str | N
     agent = pgrad.PPO(ENV_ID, seed=seed, **PGRAD_KWARGS)
     result = _timed(lambda: agent.learn(steps, quiet=True), profiler, profile_out)
     result.update(steps_done=agent.total_steps, updates=agent.updates, torch_threads=torch.get_num_threads(),
-                  recent_return=_finite_or_none(agent.logger.recent_return))
+                  recent_return=_finite_or_none(agent.logger.recent_return), pgrad_file=pgrad.__file__)
     agent.close()
     return result
 
@@ -219,6 +223,9 @@ def _print_breakdown(profile: dict[str, float], steps: int, minibatches: int, it
     print(f"\nwhere one pgrad run's learn() time goes (pyinstrument, 1 ms sampling; "
           f"profiled wall {profiled_wall:.2f} s" + (f", same run unprofiled {unprofiled_wall:.2f} s" if unprofiled_wall else "")
           + ")")
+    print("(rows under rollout.collect are reliable: Python events are dense there. The 'update:' rows are\n"
+          " not: a sampling profiler hands long C++ calls such as backward time that belongs to the many short\n"
+          " ops before them, so trust only 'update total' and time the pieces of a minibatch separately.)")
     print(f"{'part':<62} {'s':>7} {'%':>6}  per call")
     for label, seconds in rows:
         if label.lstrip().startswith("update"):
@@ -252,12 +259,23 @@ def _git(*args: str) -> str:
         return ""
 
 
+# Set by --commit: a directory holding ``git archive <commit> pgrad``, imported instead of the
+# working tree, so that edits made to the repo while the benchmark runs cannot leak into it.
+_SNAPSHOT: Path | None = None
+
+
 def _source_digest() -> str:
-    """Digest of pgrad's Python sources, to show the code did not change during the session."""
+    """Digest of the pgrad sources the workers import, to show they did not change during the session."""
+    root = _SNAPSHOT or REPO
     digest = hashlib.sha256()
-    for path in sorted((REPO / "pgrad").rglob("*.py")):
-        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in sorted((root / "pgrad").rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def _export_snapshot(commit: str, into: Path) -> None:
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "pgrad"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
 
 
 def _spawn(impl: str, args: argparse.Namespace, profiler: str | None = None) -> dict:
@@ -267,11 +285,14 @@ def _spawn(impl: str, args: argparse.Namespace, profiler: str | None = None) -> 
         command += ["--profile", profiler]
         if args.profile_out:
             command += ["--profile-out", str(Path(args.profile_out).resolve())]
+    env = dict(os.environ)
+    if _SNAPSHOT is not None and impl == "pgrad":
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_SNAPSHOT), env.get("PYTHONPATH")]))
     digest_before = _source_digest()
     # A scratch working directory: MuJoCo appends its warnings to ./MUJOCO_LOG.TXT (SB3 does not
     # filter the harmless settotalmass one as pgrad does), and that file must not land in the repo.
     with tempfile.TemporaryDirectory(prefix="ppo_speed_") as scratch:
-        done = subprocess.run(command, capture_output=True, text=True, cwd=scratch)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=scratch, env=env)
     if done.returncode != 0:
         sys.exit(f"{impl} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     if profiler == "cprofile":
@@ -281,6 +302,8 @@ def _spawn(impl: str, args: argparse.Namespace, profiler: str | None = None) -> 
     result["steps_per_s"] = result["steps_done"] / result["wall_s"]
     result["steps_per_cpu_s"] = result["steps_done"] / result["cpu_s"]
     result["pgrad_source_changed_during_run"] = _source_digest() != digest_before
+    if _SNAPSHOT is not None and impl == "pgrad" and not result["pgrad_file"].startswith(str(_SNAPSHOT)):
+        sys.exit(f"--commit: the worker imported {result['pgrad_file']}, not the exported snapshot in {_SNAPSHOT}")
     return result
 
 
@@ -294,6 +317,8 @@ def main() -> None:
     parser.add_argument("--profile", choices=("pyinstrument", "cprofile"),
                         help="profile one pgrad run (after one unprofiled run for comparison) instead of benchmarking")
     parser.add_argument("--profile-out", help="pyinstrument: text call tree; cprofile: pstats file")
+    parser.add_argument("--commit", help="benchmark this commit (exported with git archive) instead of the working "
+                        "tree; use it when the repo may change while the benchmark runs")
     parser.add_argument("--worker", choices=("pgrad", "sb3"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -305,13 +330,24 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    global _SNAPSHOT
+    if args.commit:
+        snapshot_dir = tempfile.TemporaryDirectory(prefix="ppo_speed_pgrad_")
+        _SNAPSHOT = Path(snapshot_dir.name)
+        commit = _git("rev-parse", "--short", args.commit).strip()
+        if not commit:
+            sys.exit(f"--commit {args.commit}: not a commit of {REPO}")
+        _export_snapshot(commit, _SNAPSHOT)
+    else:
+        commit = _git("rev-parse", "--short", "HEAD").strip()
     session = {
         "benchmark": f"PPO speed, {ENV_ID}, {args.steps} steps, PPO-paper settings",
         "command": " ".join([Path(sys.executable).relative_to(REPO).as_posix() if sys.executable.startswith(str(REPO)) else sys.executable,
                              Path(__file__).resolve().relative_to(REPO).as_posix(), *sys.argv[1:]]),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "pgrad_commit": _git("rev-parse", "--short", "HEAD").strip(),
-        "pgrad_uncommitted_changes": _git("status", "--porcelain", "--", "pgrad").splitlines(),
+        "pgrad_commit": commit,
+        "pgrad_source": f"git archive {commit}" if _SNAPSHOT else "working tree",
+        "pgrad_uncommitted_changes": [] if _SNAPSHOT else _git("status", "--porcelain", "--", "pgrad").splitlines(),
         "pgrad_source_digest": _source_digest(),
         "versions": _versions(),
         "cpus": os.cpu_count(),
@@ -373,7 +409,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(session, indent=2))
         return
-    print(f"\n{session['benchmark']}  ({args.repeats} repeats, median)")
+    print(f"\n{session['benchmark']}  ({args.repeats} repeat{'s' if args.repeats != 1 else ''}, median)")
     print(f"  pgrad: {summary['pgrad']['median_steps_per_s']:7.0f} steps/s   (per CPU second: "
           f"{summary['pgrad']['median_steps_per_cpu_s']:.0f})   runs {summary['pgrad']['all_steps_per_s']}")
     if "sb3" in summary:
@@ -383,9 +419,9 @@ def main() -> None:
               f"{summary['median_of_pair_ratios']:.2f} (median of per-repeat ratios), "
               f"{summary['ratio_of_median_cpu_rates']:.2f} (CPU-time rates)")
     else:
-        print("  SB3: not importable, skipped")
+        print("  SB3: skipped (--no-sb3)" if args.no_sb3 else "  SB3: not importable, skipped")
     v = session["versions"]
-    print(f"  commit {session['pgrad_commit']}"
+    print(f"  pgrad from {'an exported snapshot (git archive) of' if _SNAPSHOT else 'the working tree at'} commit {session['pgrad_commit']}"
           f"{' + uncommitted changes in ' + ', '.join(l[3:] for l in session['pgrad_uncommitted_changes']) if session['pgrad_uncommitted_changes'] else ''}"
           f"; pgrad sources changed during session: {session['source_changed_during_session']}")
     print(f"  torch {v['torch']}, gymnasium {v['gymnasium']}, mujoco {v['mujoco']}, numpy {v['numpy']}, "
