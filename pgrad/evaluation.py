@@ -45,7 +45,8 @@ def evaluate(
             returns.append(episode_return)
             lengths.append(length)
     finally:
-        env_instance.close()
+        if env_instance is not env:  # close only what was built here, never the caller's env
+            env_instance.close()
     return {
         "env": env_id_of(env),
         "episodes": episodes,

@@ -166,9 +166,11 @@ class Algorithm:
         last_checkpoint = start
         try:
             per_iteration = self.steps_per_iteration() or 0
-            first = True
-            while self.total_steps < target and (first or self.total_steps + per_iteration <= target):
-                first = False
+            iterations_done = 0
+            while self.total_steps < target:
+                if iterations_done and self.total_steps + per_iteration > target:
+                    break  # a fixed-size iteration that would overshoot the budget is not started
+                iterations_done += 1
                 remaining = 1.0 - (self.total_steps - start_step) / total_steps
                 iteration_start = time.perf_counter()
                 result = self.train_iteration(remaining)
