@@ -11,11 +11,11 @@ import json
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-DEFAULT_STEPS = 1_000_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,54 +39,63 @@ def _default_out(algo: str, env_id: str, seed: int) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import pgrad
-    from pgrad.algos import ALGORITHM_ARGUMENTS, ALGORITHMS
-    from pgrad.config import parse_set_args, preset_steps
+    from pgrad.config import parse_set_args
     from pgrad.errors import ConfigError, TrainingError
+    from pgrad.experiments.runner import TrainSpec, build_agent, resolve_steps, run_seeds, run_training
 
-    if args.algo not in ALGORITHMS:
-        import difflib
-
-        close = difflib.get_close_matches(args.algo, ALGORITHMS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        return _fail(f"unknown algorithm {args.algo!r}{hint}; available: {', '.join(ALGORITHMS)}", EXIT_USAGE)
     if args.backend != "local":
         return _fail("--backend ray is not available in this version; use --backend local", EXIT_USAGE)
     if args.resume is not None:
         return _fail("--resume is not available in this version", EXIT_USAGE)
-    if args.seeds is not None and len(args.seeds) > 1:
-        return _fail("several --seeds are not available in this version; pass one --seed", EXIT_USAGE)
-    seed = args.seeds[0] if args.seeds else args.seed
-    cls = ALGORITHMS[args.algo]
+    if args.workers is not None and args.workers < 1:
+        return _fail(f"--workers {args.workers} must be at least 1", EXIT_USAGE)
+    seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
+    if any(seed < 0 for seed in seeds):
+        return _fail(f"seeds must be non-negative ints, got {seeds}", EXIT_USAGE)
     try:
-        overrides = parse_set_args(args.set or [])
-        fixed = ALGORITHM_ARGUMENTS.get(args.algo, {})
-        agent = cls(args.env, seed=seed, preset=args.preset if args.preset is not None else "auto", **fixed, **overrides)
-        steps = args.steps if args.steps is not None else (preset_steps(agent.name, agent.preset) or DEFAULT_STEPS)
-        if steps <= 0:
-            raise ConfigError(f"--steps {steps} must be a positive number of environment steps")
+        spec = TrainSpec(
+            algo=args.algo, env=args.env, seed=seeds[0], out="", steps=args.steps,
+            preset=args.preset if args.preset is not None else "auto",
+            overrides=parse_set_args(args.set or []), eval_episodes=args.eval_episodes, quiet=args.quiet,
+        )
+        # Build the first seed's agent here: every input error surfaces before any work starts.
+        agent = build_agent(spec)
+        steps = resolve_steps(spec, agent)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
-
-    out = Path(args.out) if args.out else _default_out(agent.name, agent.env_id, seed)
+    out = Path(args.out) if args.out else _default_out(agent.name, agent.env_id, seeds[0])
+    spec = replace(spec, out=str(out), steps=steps)
     if not args.quiet:
         preset = f" (preset {agent.preset})" if agent.preset else ""
-        print(f"training {agent.name} on {agent.env_id}{preset} for {steps:,} steps, seed {seed} -> {out}", file=sys.stderr)
+        seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {' '.join(map(str, seeds))}"
+        print(f"training {agent.name} on {agent.env_id}{preset} for {steps:,} steps, {seed_text} -> {out}", file=sys.stderr)
+
+    if len(seeds) > 1:
+        agent.close()
+        try:
+            summary, errors = run_seeds(spec, seeds, args.workers)
+        except KeyboardInterrupt:
+            return _fail(f"interrupted; finished seeds are in {out}", 130)
+        if errors:
+            return _fail(f"training failed for {len(errors)} of {len(seeds)} seeds: " + " | ".join(errors), EXIT_FAILURE)
+        if not args.quiet:
+            stats = summary["eval_mean_return"]
+            if stats["n"]:
+                print(f"done: {len(seeds)} seeds; evaluation mean {stats['mean']:.1f}, IQM {stats['iqm']:.1f}, "
+                      f"min {stats['min']:.1f}, max {stats['max']:.1f}", file=sys.stderr)
+        return EXIT_OK
+
     try:
-        agent.save_checkpoint(out / "checkpoint")  # so a failure at any point leaves a good checkpoint
-        agent.learn(steps, run_dir=out, quiet=args.quiet)
-        result = pgrad.evaluate(agent, agent.env, episodes=args.eval_episodes) if args.eval_episodes > 0 else None
-        agent.save(out, evaluation=result)
+        summary = run_training(spec, agent)
     except TrainingError as exc:
-        return _fail(f"training failed: {exc}; last good checkpoint kept in {out / 'checkpoint'}", EXIT_FAILURE)
+        return _fail(f"training failed: {exc}", EXIT_FAILURE)
     except KeyboardInterrupt:
         return _fail(f"interrupted; last good checkpoint kept in {out / 'checkpoint'}", 130)
-    finally:
-        agent.close()
     if not args.quiet:
-        line = f"done: {agent.total_steps:,} steps in {agent.wall_seconds:.1f} s"
-        if result is not None:
-            line += f"; evaluation over {result['episodes']} episodes: {result['mean_return']:.1f} +/- {result['std_return']:.1f}"
+        line = f"done: {summary['steps']:,} steps in {summary['wall_seconds']:.1f} s"
+        if summary["eval_mean_return"] is not None:
+            line += (f"; evaluation over {summary['eval_episodes']} episodes: "
+                     f"{summary['eval_mean_return']:.1f} +/- {summary['eval_std_return']:.1f}")
         print(line, file=sys.stderr)
     return EXIT_OK
 
@@ -183,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", help="preset name or 'none' (default: the env's preset if shipped)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--backend", choices=("local", "ray"), default="local")
-    train.add_argument("--workers", type=int, default=None)
+    train.add_argument("--workers", type=int, default=None, help="parallel seed processes (default: all cores)")
     train.add_argument("--resume", metavar="RUN_DIR")
     train.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes after training (0: none)")
     train.add_argument("--quiet", action="store_true", help="no progress output")

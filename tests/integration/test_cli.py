@@ -82,3 +82,22 @@ def test_training_failure_exits_1_and_keeps_the_checkpoint(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert json.loads((run / "checkpoint" / "state.json").read_text())["total_steps"] <= 512
     assert not (run / "policy.safetensors").exists()
+
+
+def test_several_seeds_train_in_parallel_and_aggregate(tmp_path, capsys):
+    run = tmp_path / "multi"
+    argv = ["train", "ppo", "CartPole-v1", "--seeds", "0", "1", "--steps", "256", "--out", str(run), "--quiet",
+            "--eval-episodes", "2", "--workers", "2", *TINY]
+    assert main(argv) == 0
+    for seed in (0, 1):
+        folder = run / f"seed_{seed}"
+        assert json.loads((folder / "config.json").read_text())["seed"] == seed
+        assert (folder / "policy.safetensors").is_file() and (folder / "episodes.csv").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["completed_seeds"] == [0, 1]
+    assert summary["eval_mean_return"]["n"] == 2
+    per_seed = [summary["runs"][f"seed_{s}"]["eval_mean_return"] for s in (0, 1)]
+    assert summary["eval_mean_return"]["mean"] == sum(per_seed) / 2
+    # the two seeds really are different runs
+    assert (run / "seed_0" / "episodes.csv").read_text() != (run / "seed_1" / "episodes.csv").read_text()
+    assert main(["plot", str(run), "--out", str(tmp_path / "multi.png")]) == 0

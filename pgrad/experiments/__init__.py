@@ -1,0 +1,1 @@
+"""Experiment tooling: multi-seed runs, statistics across seeds, reports."""
