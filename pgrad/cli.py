@@ -111,10 +111,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         agent = pgrad.load(args.run)
         result = pgrad.evaluate(
             agent, args.env if args.env else agent.env, episodes=args.episodes,
-            deterministic=not args.stochastic, seed=args.seed,
+            deterministic=not args.stochastic, seed=args.seed, video_path=args.video,
         )
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    if args.video and not args.json:
+        print(f"wrote {args.video}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     else:
@@ -141,6 +143,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
     print(f"wrote {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import pgrad
+    from pgrad.errors import ConfigError
+    from pgrad.export import export_onnx
+
+    try:
+        agent = pgrad.load(args.run)
+        path = export_onnx(agent, args.onnx)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    print(f"wrote {path} (input 'obs' (batch, *obs_shape) float32 -> output 'action', deterministic)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -206,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--stochastic", action="store_true", help="sample actions")
     evaluate.add_argument("--seed", type=int, default=10_000, help="episode i is reset with seed+i")
     evaluate.add_argument("--env", help="evaluate on another env than the one trained on")
+    evaluate.add_argument("--video", metavar="PATH.mp4", help="render the evaluated episodes into this MP4")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     evaluate.set_defaults(func=cmd_eval)
 
@@ -214,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", help="PNG path (default RUN/learning_curve.png)")
     plot.add_argument("--smooth", type=int, default=20, help="moving-average window in episodes")
     plot.set_defaults(func=cmd_plot)
+
+    export = sub.add_parser("export", help="export a saved policy (ONNX)")
+    export.add_argument("run", help="run folder, policy.json or policy.safetensors")
+    export.add_argument("--onnx", required=True, metavar="PATH.onnx", help="where to write the ONNX model")
+    export.set_defaults(func=cmd_export)
 
     listing = sub.add_parser("list", help="algorithms, presets and extra envs")
     listing.add_argument("algo", nargs="?", help="show this algorithm's hyperparameters")

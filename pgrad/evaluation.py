@@ -8,6 +8,23 @@ import numpy as np
 
 from pgrad.envs import env_id_of, make_env
 from pgrad.errors import ConfigError
+from pgrad.io import atomic_write_bytes
+
+
+def write_video(path: str, frames: list[np.ndarray], fps: int) -> None:
+    """Encode RGB frames as an H.264 MP4 (imageio's bundled ffmpeg), written atomically."""
+    import tempfile
+    from pathlib import Path
+
+    import imageio.v2 as imageio
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_file = Path(scratch) / "video.mp4"
+        # macro_block_size 1: keep the env's frame size instead of padding to multiples of 16
+        with imageio.get_writer(scratch_file, fps=fps, codec="libx264", macro_block_size=1, quality=7) as writer:
+            for frame in frames:
+                writer.append_data(np.asarray(frame, dtype=np.uint8))
+        atomic_write_bytes(path, scratch_file.read_bytes())
 
 
 def evaluate(
@@ -17,28 +34,41 @@ def evaluate(
     deterministic: bool = True,
     seed: int = 10_000,
     max_steps_per_episode: int | None = None,
+    video_path: str | None = None,
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes with ``agent.predict`` and return the ``pgrad eval --json`` dict.
 
     The env defaults to the one the agent was trained on. Episode ``i`` is reset with seed
     ``seed + i``, so results are reproducible and differ from the training seeds by default.
     Observation normalisation is applied frozen (``predict`` never updates statistics).
+    With ``video_path``, every episode is rendered (``rgb_array``) into one MP4 file there.
     """
     if not isinstance(episodes, int) or episodes < 1:
         raise ConfigError(f"episodes={episodes!r} must be a positive int")
     env = env if env is not None else agent.env
     if env is None:
         raise ConfigError("no environment to evaluate on: pass one (the agent does not record its env)")
-    env_instance = make_env(env)
+    frames: list[np.ndarray] | None = None
+    if video_path is not None:
+        if not isinstance(env, str):
+            raise ConfigError("--video needs an environment id or entry point, so it can be built with render_mode='rgb_array'")
+        env_instance = make_env(env, render_mode="rgb_array")
+        frames = []
+    else:
+        env_instance = make_env(env)
     returns: list[float] = []
     lengths: list[int] = []
     try:
         for index in range(episodes):
             obs, _ = env_instance.reset(seed=seed + index)
             episode_return, length, done = 0.0, 0, False
+            if frames is not None:
+                frames.append(env_instance.render())
             while not done:
                 action = agent.predict(obs, deterministic=deterministic)
                 obs, reward, terminated, truncated, _ = env_instance.step(action)
+                if frames is not None:
+                    frames.append(env_instance.render())
                 episode_return += float(reward)
                 length += 1
                 done = terminated or truncated or (max_steps_per_episode is not None and length >= max_steps_per_episode)
@@ -47,6 +77,8 @@ def evaluate(
     finally:
         if env_instance is not env:  # close only what was built here, never the caller's env
             env_instance.close()
+    if frames is not None:
+        write_video(video_path, frames, fps=int(env_instance.metadata.get("render_fps", 30)))
     return {
         "env": env_id_of(env),
         "episodes": episodes,

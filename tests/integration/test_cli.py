@@ -101,3 +101,20 @@ def test_several_seeds_train_in_parallel_and_aggregate(tmp_path, capsys):
     # the two seeds really are different runs
     assert (run / "seed_0" / "episodes.csv").read_text() != (run / "seed_1" / "episodes.csv").read_text()
     assert main(["plot", str(run), "--out", str(tmp_path / "multi.png")]) == 0
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "InvertedPendulum-v5"])
+def test_eval_video_writes_an_mp4(env_id, tmp_path, capsys):
+    import pgrad
+
+    agent = pgrad.PPO(env_id, seed=0, preset="none", n_steps=64, batch_size=32)
+    agent.save(tmp_path / "run")
+    video = tmp_path / "episode.mp4"
+    assert main(["eval", str(tmp_path / "run"), "--episodes", "1", "--video", str(video), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    data = video.read_bytes()
+    assert data[4:8] == b"ftyp"  # an MP4 container
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(video, memtest=False)
+    assert len(frames) == result["lengths"][0] + 1 and frames[0].ndim == 3
