@@ -146,6 +146,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- report ----------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pgrad.errors import ConfigError
+    from pgrad.experiments.report import write_report
+
+    try:
+        paths = write_report([Path(r) for r in args.runs], Path(args.out), smooth=args.smooth)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return EXIT_OK
+
+
 # -- export ----------------------------------------------------------------------------------
 
 
@@ -234,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", help="PNG path (default RUN/learning_curve.png)")
     plot.add_argument("--smooth", type=int, default=20, help="moving-average window in episodes")
     plot.set_defaults(func=cmd_plot)
+
+    report = sub.add_parser("report", help="Markdown + HTML report (IQM, bootstrap CIs, figures) of runs")
+    report.add_argument("runs", nargs="+", metavar="RUN")
+    report.add_argument("--out", default="report.md", help="Markdown path; the .html and PNGs go beside it")
+    report.add_argument("--smooth", type=int, default=20, help="moving-average window in episodes")
+    report.set_defaults(func=cmd_report)
 
     export = sub.add_parser("export", help="export a saved policy (ONNX)")
     export.add_argument("run", help="run folder, policy.json or policy.safetensors")

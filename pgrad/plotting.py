@@ -39,8 +39,30 @@ def seed_folders(run: Path) -> list[Path]:
     return seeds or [run]
 
 
+def smoothed_band(
+    curves: list[tuple[np.ndarray, np.ndarray]], smooth: int, n_resamples: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Seeds' smoothed curves on a common step grid: ``(grid, mean, low, high)``.
+
+    The band is a 95% percentile bootstrap interval of the mean over seeds, resampling seeds at
+    each grid point; with one seed it collapses onto the curve. The grid stops at the shortest
+    run, so every point averages the same seeds.
+    """
+    end = min(steps[-1] for steps, _ in curves)
+    grid = np.linspace(min(steps[0] for steps, _ in curves), end, 200)
+    stacked = np.stack([np.interp(grid, steps, moving_average(returns, smooth)) for steps, returns in curves])
+    mean = stacked.mean(axis=0)
+    if len(curves) == 1:
+        return grid, mean, mean, mean
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(curves), size=(n_resamples, len(curves)))
+    resampled_means = stacked[picks].mean(axis=1)  # (n_resamples, grid)
+    low, high = np.quantile(resampled_means, [0.025, 0.975], axis=0)
+    return grid, mean, low, high
+
+
 def plot_runs(runs: list[Path], out: Path, smooth: int = 20) -> None:
-    """One curve per run (mean over seeds with min-max band for multi-seed runs) into ``out``."""
+    """One line per run folder (mean over its seeds, with a 95% bootstrap band) into ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,21 +72,15 @@ def plot_runs(runs: list[Path], out: Path, smooth: int = 20) -> None:
     for run in runs:
         if not run.is_dir():
             raise ConfigError(f"run folder not found: {run}")
-        curves = []
-        for folder in seed_folders(run):
-            steps, returns = read_episodes(folder)
-            if len(steps):
-                curves.append((steps, moving_average(returns, smooth)))
+        curves = [read_episodes(folder) for folder in seed_folders(run)]
+        curves = [c for c in curves if len(c[0])]
         if not curves:
             raise ConfigError(f"{run} has no finished episodes to plot")
-        label = run.name
-        if len(curves) == 1:
-            axes.plot(*curves[0], label=label)
-            continue
-        grid = np.linspace(0, min(c[0][-1] for c in curves), 200)
-        stacked = np.stack([np.interp(grid, s, r) for s, r in curves])
-        line, = axes.plot(grid, stacked.mean(0), label=f"{label} ({len(curves)} seeds)")
-        axes.fill_between(grid, stacked.min(0), stacked.max(0), color=line.get_color(), alpha=0.2)
+        grid, mean, low, high = smoothed_band(curves, smooth)
+        seeds = f" ({len(curves)} seeds, 95% CI)" if len(curves) > 1 else ""
+        line, = axes.plot(grid, mean, label=f"{run.name}{seeds}")
+        if len(curves) > 1:
+            axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
     axes.set_xlabel("environment steps")
     axes.set_ylabel(f"episode return ({smooth}-episode moving average)")
     axes.grid(alpha=0.3)

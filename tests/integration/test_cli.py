@@ -118,3 +118,21 @@ def test_eval_video_writes_an_mp4(env_id, tmp_path, capsys):
 
     frames = imageio.mimread(video, memtest=False)
     assert len(frames) == result["lengths"][0] + 1 and frames[0].ndim == 3
+
+
+def test_report_writes_markdown_html_and_figures(tmp_path, capsys):
+    run = tmp_path / "multi"
+    assert main(["train", "ppo", "CartPole-v1", "--seeds", "0", "1", "--steps", "512", "--out", str(run), "--quiet",
+                 "--eval-episodes", "2", *TINY]) == 0
+    single = tmp_path / "pend"
+    assert main(["train", "ppo", "Pendulum-v1", "--steps", "512", "--out", str(single), "--quiet", "--eval-episodes", "1",
+                 "--set", "n_steps=256", "--set", "batch_size=64"]) == 0
+    out = tmp_path / "rep" / "report.md"
+    assert main(["report", str(run), str(single), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| CartPole-v1 | ppo | 2 |" in text and "| Pendulum-v1 | ppo | 1 |" in text
+    assert "too few seeds" in text
+    assert (tmp_path / "rep" / "report.html").read_text().startswith("<!doctype html>")
+    pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
+    assert "report_CartPole-v1_curves.png" in pngs and "report_CartPole-v1_profile.png" in pngs
+    assert main(["report", str(tmp_path / "nothing")]) == 2
