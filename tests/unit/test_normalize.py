@@ -32,3 +32,16 @@ def test_reward_scaler_divides_by_discounted_return_std_and_resets_at_episode_en
     # G converges to 2 with almost no variance left only at the start: scale stays finite
     assert torch.isfinite(scaler.scale(torch.tensor([1.0]), torch.tensor([True]))).all()
     assert scaler.discounted_return.item() == 0.0
+
+
+def test_updates_after_load_state_dict_land_in_the_saved_buffers():
+    source = RunningMeanStd((2,))
+    source.update(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))
+    target = RunningMeanStd((2,))
+    target.load_state_dict(source.state_dict())
+    target.update(np.array([[5.0, 10.0]]))
+    reference = RunningMeanStd((2,))
+    reference.update(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))
+    reference.update(torch.tensor([[5.0, 10.0]]))
+    for key, value in reference.state_dict().items():
+        assert torch.allclose(target.state_dict()[key], value), key
