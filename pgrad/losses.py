@@ -29,6 +29,18 @@ def clipped_surrogate_loss(
     return loss, {"policy_loss": loss.item(), "approx_kl": approx_kl, "clip_fraction": clip_fraction}
 
 
+def policy_gradient_loss(log_probs: torch.Tensor, advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """The vanilla policy-gradient surrogate, negated to be minimised: ``-mean(A * log pi(a|s))``.
+
+    Its gradient is the score-function estimator ``-mean(A * grad log pi)`` (Williams 1992;
+    Sutton & Barto 2018, sec. 13.3-13.5; Mnih et al. 2016, A3C's policy term). ``advantages``
+    are weights, not part of the graph: any per-sample factor (a TD error, GAE, a gamma^t
+    discount) is folded into them by the caller and detached here.
+    """
+    loss = -(advantages.detach() * log_probs).mean()
+    return loss, {"policy_loss": loss.item()}
+
+
 def value_loss(
     values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor | None = None, clip_coef: float | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:

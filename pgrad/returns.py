@@ -99,22 +99,26 @@ def discounted_returns(
     truncated: Array,
     gamma: float,
     last_values: Array | float | None = None,
+    *,
+    next_values: Array | None = None,
 ) -> Array:
     r"""Monte-Carlo discounted returns (reward-to-go), episode by episode.
 
     The return of REINFORCE (Williams 1992; Sutton & Barto 2018, sec. 13.3), computed backwards:
 
-        G_t = r_t + gamma * (1 - (terminated_t or truncated_t)) * G_{t+1}
+        G_t = r_t + gamma * truncated_only_t * next_values_t
+                  + gamma * (1 - (terminated_t or truncated_t)) * G_{t+1}
         G_T = last_values   (or 0 when ``last_values`` is None)
 
-    so ``last_values`` only reaches step ``T-1`` when that step did not end its episode, i.e.
-    when the batch was cut in the middle of an episode.
+    where ``truncated_only_t`` is 1 where the step was truncated and not terminated. So
+    ``last_values`` only reaches step ``T-1`` when that step did not end its episode, i.e. when
+    the batch was cut in the middle of an episode.
 
-    A truncated step *inside* the batch is not bootstrapped: its return is the sum of the rewards
-    seen until the cut. Bootstrapping it would need V(final observation), which a pure
-    Monte-Carlo method does not have; with a critic, use :func:`gae` (``lam=1`` gives the
-    bootstrapped Monte-Carlo return, Pardo et al. 2018, sec. 3). This underestimates the return
-    of states near a time limit, which is the usual REINFORCE trade-off.
+    A truncated step *inside* the batch is bootstrapped only if ``next_values`` is given: its
+    return is then ``r_t + gamma * V(final observation)`` (Pardo et al. 2018, sec. 3), as a
+    baseline's critic allows. Without it (pure Monte-Carlo, no critic) the return is the sum of
+    the rewards seen until the cut, which underestimates the return of states near a time limit:
+    the usual REINFORCE trade-off.
 
     Args:
         rewards: ``(T, n_envs)`` or ``(T,)``; its type, dtype and device are those of the output.
@@ -123,15 +127,25 @@ def discounted_returns(
         gamma: discount factor in [0, 1].
         last_values: estimate of the return after the last step, shape ``(n_envs,)`` (``()``
             for 1-D rewards) or a scalar; None means 0.
+        next_values: same shape as ``rewards``; ``next_values[t]`` is V of the observation that
+            followed step ``t`` (the episode's final observation where it ended at ``t``). Only
+            read at truncated, non-terminated steps; None means truncation is not bootstrapped.
 
     Returns:
         The returns, shaped like ``rewards``; torch outputs never require grad.
     """
     _check_unit_interval("gamma", gamma)
-    rewards, _, (terminated, truncated) = _align(
-        "discounted_returns", rewards, {}, {"terminated": terminated, "truncated": truncated}
+    bootstrap_inputs = {} if next_values is None else {"next_values": next_values}
+    rewards, bootstrap, (terminated, truncated) = _align(
+        "discounted_returns", rewards, bootstrap_inputs, {"terminated": terminated, "truncated": truncated}
     )
     episode_continues = 1 - _to_float(terminated | truncated, rewards)  # (T, ...)
+    increments = rewards  # (T, ...)
+    if bootstrap:
+        # A time-limit cut ends the recursion like a terminal state but keeps the value of the
+        # state it cut in: fold gamma * V(final obs) into the last reward of the episode.
+        truncated_only = _to_float(truncated & ~terminated, rewards)  # (T, ...)
+        increments = rewards + gamma * truncated_only * bootstrap[0]
     tail = _zeros_like_row(rewards)  # (n_envs,) or ()
     if last_values is not None:
         if _shape(last_values) not in ((), tuple(rewards.shape[1:])):
@@ -140,7 +154,7 @@ def discounted_returns(
                 f"{tuple(rewards.shape[1:])} (one value per env) or a scalar"
             )
         tail = tail + _as_like(last_values, rewards)  # (n_envs,) or (), a scalar broadcast
-    return _backward_discounted_sum(rewards, gamma * episode_continues, initial=tail)
+    return _backward_discounted_sum(increments, gamma * episode_continues, initial=tail)
 
 
 def _backward_discounted_sum(increments: Array, decay: Array, initial: Array) -> Array:

@@ -14,6 +14,13 @@ have bitten well-known libraries are enforced here, once, for all algorithms:
   - NEXT_STEP (Gymnasium's default): the ending step returns the final observation; the *next*
     ``step()`` ignores the action and returns the reset observation with reward 0. That step is
     not a transition: it is marked ``valid=False`` and algorithms drop it from their batches.
+
+Two ways to collect, sharing one step function (:meth:`RolloutCollector._step`):
+
+* :meth:`RolloutCollector.collect` - a fixed number of steps per env, episodes cut anywhere
+  (A2C, PPO, one-step actor-critic bootstrap across the cut).
+* :meth:`RolloutCollector.collect_episodes` - whole episodes only (REINFORCE, whose Monte-Carlo
+  return needs every reward until the episode ends).
 """
 
 from __future__ import annotations
@@ -59,6 +66,24 @@ class EpisodeLog:
     lengths: list[int] = field(default_factory=list)
 
 
+@dataclass
+class _StepRecord:
+    """What one vector step produced for each of the ``N`` envs (see :meth:`RolloutCollector._step`)."""
+
+    obs: torch.Tensor  # (N, obs_size) normalised observations the policy acted on
+    action: torch.Tensor  # (N, *action_shape) raw sampled actions
+    log_prob: torch.Tensor  # (N,)
+    value: torch.Tensor | None  # (N,) V(obs), None without a critic
+    reward: torch.Tensor  # (N,) rewards as used for learning (scaled if normalize_reward)
+    terminated: np.ndarray  # (N,) bool
+    truncated: np.ndarray  # (N,) bool, False where terminated is set (terminated wins)
+    valid: np.ndarray  # (N,) bool, False for NEXT_STEP reset steps
+    time_in_episode: np.ndarray  # (N,) int64, t of this transition within its episode
+    # (env index, raw final observation) of every env whose episode was truncated at this step,
+    # in both autoreset modes (SAME_STEP: info["final_obs"]; NEXT_STEP: the returned observation).
+    truncated_final_obs: list[tuple[int, np.ndarray]]
+
+
 def autoreset_mode_of(envs: VectorEnv) -> AutoresetMode:
     """The vector env's autoreset mode; DISABLED is rejected because nothing would reset envs."""
     mode = AutoresetMode(envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
@@ -91,6 +116,12 @@ class RolloutCollector:
         self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
         self.total_transitions = start_step  # counts real transitions; episodes are stamped with it
+        # collect_episodes keeps the steps of episodes still running between its calls; None means
+        # no such buffer (nothing collected by it yet, or collect() consumed steps since).
+        self._episode_buffer: list[_StepRecord] | None = None
+        # per env: index into _episode_buffer where its running episode began, None if that
+        # episode began before the buffer did (its first steps are lost, so it is never returned)
+        self._episode_starts: list[int | None] = []
 
     def _check_finite(self, array: np.ndarray, what: str, step: int) -> None:
         if not np.all(np.isfinite(array)):
@@ -98,9 +129,61 @@ class RolloutCollector:
             raise NonFiniteError(f"environment returned a non-finite {what} (NaN or inf) at step {step}, env {bad_env}")
 
     @torch.no_grad()
+    def _step(self, episodes: EpisodeLog) -> _StepRecord:
+        """Act in every env once; update the running episode counters and log episodes that end."""
+        policy = self.policy
+        obs = policy.normalize(policy.obs_to_tensor(self.obs), update=True)  # (N, obs_size)
+        action, log_prob, value = policy.act(obs)
+        env_action = policy.env_action(action.numpy())
+        next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
+        step_number = self.total_transitions + 1
+        self._check_finite(next_obs, "observation", step_number)
+        self._check_finite(reward, "reward", step_number)
+
+        valid = ~self.pending_reset
+        terminated = terminated & valid
+        truncated = truncated & valid & ~terminated  # both flags on one step: terminated wins
+        ended = terminated | truncated
+        reward = np.where(valid, reward, 0.0)
+
+        time_in_episode = self.episode_length.copy()  # (N,)
+        self.episode_return += reward
+        self.episode_length += valid
+        self.total_transitions += int(valid.sum())
+        any_ended = bool(ended.any())  # most steps end nothing; skip the per-env work then
+        if any_ended:
+            for env_index in np.flatnonzero(ended):
+                episodes.steps.append(self.total_transitions)
+                episodes.returns.append(float(self.episode_return[env_index]))
+                episodes.lengths.append(int(self.episode_length[env_index]))
+            self.episode_return[ended] = 0.0
+            self.episode_length[ended] = 0
+
+        reward_t = torch.as_tensor(reward, dtype=torch.float32)  # (N,)
+        if self.reward_scaler is not None:
+            reward_t = self.reward_scaler.scale(reward_t, torch.as_tensor(ended))
+
+        truncated_final_obs = []
+        for env_index in np.flatnonzero(truncated) if any_ended else ():
+            if self.mode is AutoresetMode.SAME_STEP:
+                final = np.array(info["final_obs"][env_index], copy=True)
+                self._check_finite(final, "final observation", step_number)
+            else:  # NEXT_STEP returns the final observation itself; the reset comes one step later
+                final = np.array(next_obs[env_index], copy=True)
+            truncated_final_obs.append((int(env_index), final))
+        if self.mode is AutoresetMode.NEXT_STEP:
+            self.pending_reset = ended
+        self.obs = next_obs
+        return _StepRecord(
+            obs=obs, action=action, log_prob=log_prob, value=value, reward=reward_t, terminated=terminated,
+            truncated=truncated, valid=valid, time_in_episode=time_in_episode, truncated_final_obs=truncated_final_obs,
+        )
+
+    @torch.no_grad()
     def collect(self, n_steps: int) -> tuple[Rollout, EpisodeLog]:
         """Run ``n_steps`` vector steps; return the batch and the episodes that finished."""
         policy, n_envs = self.policy, self.n_envs
+        self._episode_buffer = None  # the steps taken here are not kept for collect_episodes
         obs_buf = torch.zeros(n_steps, n_envs, policy.obs_size)  # (T, N, obs_size)
         action_shape = () if policy.discrete else policy.action_space.shape
         action_buf = torch.zeros(n_steps, n_envs, *action_shape, dtype=torch.long if policy.discrete else torch.float32)
@@ -116,52 +199,20 @@ class RolloutCollector:
         episodes = EpisodeLog()
 
         for t in range(n_steps):
-            obs = policy.normalize(policy.obs_to_tensor(self.obs), update=True)
-            action, log_prob, value = policy.act(obs)
-            env_action = policy.env_action(action.numpy())
-            next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
-            step_number = self.total_transitions + 1
-            self._check_finite(next_obs, "observation", step_number)
-            self._check_finite(reward, "reward", step_number)
-
-            valid = ~self.pending_reset
-            terminated = terminated & valid
-            truncated = truncated & valid & ~terminated  # both flags on one step: terminated wins
-            ended = terminated | truncated
-            reward = np.where(valid, reward, 0.0)
-
-            time_buf[t] = torch.as_tensor(self.episode_length)
-            self.episode_return += reward
-            self.episode_length += valid
-            self.total_transitions += int(valid.sum())
-            for env_index in np.flatnonzero(ended):
-                episodes.steps.append(self.total_transitions)
-                episodes.returns.append(float(self.episode_return[env_index]))
-                episodes.lengths.append(int(self.episode_length[env_index]))
-            self.episode_return[ended] = 0.0
-            self.episode_length[ended] = 0
-
-            reward_t = torch.as_tensor(reward, dtype=torch.float32)
-            if self.reward_scaler is not None:
-                reward_t = self.reward_scaler.scale(reward_t, torch.as_tensor(ended))
-            obs_buf[t] = obs
-            action_buf[t] = action
-            log_prob_buf[t] = log_prob
-            if value is not None:
-                value_buf[t] = value
-            reward_buf[t] = reward_t
-            terminated_buf[t] = torch.as_tensor(terminated)
-            truncated_buf[t] = torch.as_tensor(truncated)
-            valid_buf[t] = torch.as_tensor(valid)
-
-            if self.mode is AutoresetMode.SAME_STEP and truncated.any():
-                for env_index in np.flatnonzero(truncated):
-                    final = np.asarray(info["final_obs"][env_index])
-                    self._check_finite(final, "final observation", step_number)
-                    final_obs_slots.append((t, int(env_index), policy.obs_to_tensor(final)))
-            if self.mode is AutoresetMode.NEXT_STEP:
-                self.pending_reset = ended
-            self.obs = next_obs
+            step = self._step(episodes)
+            obs_buf[t] = step.obs
+            action_buf[t] = step.action
+            log_prob_buf[t] = step.log_prob
+            if step.value is not None:
+                value_buf[t] = step.value
+            reward_buf[t] = step.reward
+            terminated_buf[t] = torch.as_tensor(step.terminated)
+            truncated_buf[t] = torch.as_tensor(step.truncated)
+            valid_buf[t] = torch.as_tensor(step.valid)
+            time_buf[t] = torch.as_tensor(step.time_in_episode)
+            if self.mode is AutoresetMode.SAME_STEP:
+                for env_index, final in step.truncated_final_obs:
+                    final_obs_slots.append((t, env_index, policy.obs_to_tensor(final)))
 
         # next_values[t] = V(obs at t+1) is right everywhere except at SAME_STEP episode ends, whose
         # obs at t+1 is already the reset one; terminated steps never bootstrap, so only truncated
@@ -183,3 +234,144 @@ class RolloutCollector:
             time_in_episode=time_buf,
         )
         return rollout, episodes
+
+    @torch.no_grad()
+    def collect_episodes(self, n_episodes: int, max_steps: int, min_transitions: int = 0) -> tuple[Rollout, EpisodeLog]:
+        """Step until whole episodes are complete; return only complete episodes.
+
+        Stepping stops as soon as at least ``n_episodes`` episodes that this method saw from their
+        first step have finished and together hold at least ``min_transitions`` transitions, or
+        once ``max_steps`` transitions (summed over envs) were taken in this call, whichever comes
+        first. Hitting ``max_steps`` may therefore return fewer episodes, or none; the caller
+        decides what that means (REINFORCE raises if a whole budget passes without one).
+
+        Layout: a :class:`Rollout` of shape ``(T, 1, ...)`` holding the complete episodes one
+        after another, in the order they finished (by env index within one step), with the
+        NEXT_STEP reset steps removed (``valid`` is all True). Every episode ends with
+        ``terminated`` or ``truncated`` set, so return recursions such as
+        :func:`pgrad.returns.discounted_returns` never cross from one episode into the next, and
+        ``time_in_episode`` runs 0, 1, ... within each. With a critic, ``next_values`` holds the
+        collection-time V of the next observation inside an episode, V(final observation) computed
+        now at a truncated end, and 0 at a terminated end; without one it is all zeros.
+
+        With ``n_envs > 1`` several envs may finish on the same step, so more than ``n_episodes``
+        can be returned, and the episodes other envs are in the middle of when stepping stops are
+        kept here and completed by a later call. Their first steps were then sampled by the
+        policy as it was one or more updates earlier (more when other envs finish several short
+        episodes meanwhile), which makes them slightly off-policy; their stored ``log_probs`` are
+        the behaviour policy's. With ``n_envs == 1`` (REINFORCE's default) stepping always stops
+        at an episode end and there is no lag. Episodes already running when this method was first called (or after a
+        :meth:`collect`, which consumes steps without keeping them) are logged in the returned
+        :class:`EpisodeLog` when they end but, their first steps being lost, never returned.
+
+        The number of transitions taken in this call, complete episodes or not, is the growth of
+        ``self.total_transitions``.
+        """
+        if n_episodes < 1 or max_steps < 1 or min_transitions < 0:
+            raise ConfigError(
+                f"collect_episodes needs n_episodes >= 1, max_steps >= 1, min_transitions >= 0; "
+                f"got {n_episodes}, {max_steps}, {min_transitions}"
+            )
+        policy = self.policy
+        if self._episode_buffer is None:
+            self._episode_buffer = []
+            # An env in the middle of an episode has steps this buffer never saw.
+            self._episode_starts = [0 if length == 0 else None for length in self.episode_length]
+        buffer, starts = self._episode_buffer, self._episode_starts
+        finished: list[tuple[int, int, int]] = []  # (env index, first, last) buffer indices, inclusive
+        complete_transitions = 0
+        steps_taken = 0
+        episodes = EpisodeLog()
+        while steps_taken < max_steps and (len(finished) < n_episodes or complete_transitions < min_transitions):
+            step = self._step(episodes)
+            # Without normalisation the obs tensor may share memory with the env's array; this
+            # buffer outlives the step, so it must own its copy.
+            step.obs = step.obs.clone()
+            buffer.append(step)
+            index = len(buffer) - 1
+            steps_taken += int(step.valid.sum())
+            ended = step.terminated | step.truncated
+            for env_index in np.flatnonzero(ended) if ended.any() else ():
+                if starts[env_index] is not None:
+                    finished.append((int(env_index), starts[env_index], index))
+                    complete_transitions += int(step.time_in_episode[env_index]) + 1
+                # NEXT_STEP: the next step of this env is a reset step; it is dropped below as invalid
+                starts[env_index] = index + 1
+
+        rollout = self._episodes_to_rollout(buffer, finished)
+        # Forget the steps no running episode needs any more.
+        keep_from = min((start for start in starts if start is not None), default=len(buffer))
+        self._episode_buffer = buffer[keep_from:]
+        self._episode_starts = [None if start is None else start - keep_from for start in starts]
+        return rollout, episodes
+
+    def _episodes_to_rollout(self, buffer: list[_StepRecord], finished: list[tuple[int, int, int]]) -> Rollout:
+        """Concatenate the finished episodes of ``buffer`` into a ``(T, 1, ...)`` Rollout."""
+        policy = self.policy
+        action_shape = () if policy.discrete else tuple(policy.action_space.shape)
+        action_dtype = torch.long if policy.discrete else torch.float32
+        if not finished:
+            empty = torch.zeros(0, 1)  # (0, 1)
+            return Rollout(
+                obs=torch.zeros(0, 1, policy.obs_size), actions=torch.zeros(0, 1, *action_shape, dtype=action_dtype),
+                log_probs=empty, values=empty.clone(), rewards=empty.clone(),
+                terminated=torch.zeros(0, 1, dtype=torch.bool), truncated=torch.zeros(0, 1, dtype=torch.bool),
+                next_values=empty.clone(), valid=torch.zeros(0, 1, dtype=torch.bool),
+                time_in_episode=torch.zeros(0, 1, dtype=torch.long),
+            )
+        first_needed = min(first for _, first, _ in finished)
+        last_needed = max(last for _, _, last in finished)
+        steps = buffer[first_needed : last_needed + 1]
+        # (S, N, ...) over the part of the buffer the finished episodes span
+        obs = torch.stack([s.obs for s in steps])  # (S, N, obs_size)
+        actions = torch.stack([s.action for s in steps])  # (S, N, *action_shape)
+        log_probs = torch.stack([s.log_prob for s in steps])  # (S, N)
+        rewards = torch.stack([s.reward for s in steps])  # (S, N)
+        valid = torch.from_numpy(np.stack([s.valid for s in steps]))  # (S, N)
+        times = torch.from_numpy(np.stack([s.time_in_episode for s in steps]))  # (S, N)
+        has_critic = policy.critic is not None
+        values = torch.stack([s.value for s in steps]) if has_critic else torch.zeros(len(steps), self.n_envs)  # (S, N)
+
+        pieces: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "actions", "log_probs", "rewards", "values", "times")}
+        terminated, truncated, next_values = [], [], []
+        final_obs: list[np.ndarray] = []
+        final_slots: list[int] = []  # position in the concatenation of each truncated episode's last step
+        length_so_far = 0
+        for env_index, first, last in finished:
+            span = slice(first - first_needed, last - first_needed + 1)
+            keep = valid[span, env_index]  # (L_span,) drops a NEXT_STEP reset step at the start
+            pieces["obs"].append(obs[span, env_index][keep])
+            pieces["actions"].append(actions[span, env_index][keep])
+            pieces["log_probs"].append(log_probs[span, env_index][keep])
+            pieces["rewards"].append(rewards[span, env_index][keep])
+            pieces["values"].append(values[span, env_index][keep])
+            pieces["times"].append(times[span, env_index][keep])
+            length = int(keep.sum())
+            end_step = buffer[last]
+            ended_by_termination = bool(end_step.terminated[env_index])
+            terminated.append(torch.arange(length) == length - 1 if ended_by_termination else torch.zeros(length, dtype=torch.bool))
+            truncated.append(torch.zeros(length, dtype=torch.bool) if ended_by_termination else torch.arange(length) == length - 1)
+            episode_values = pieces["values"][-1]
+            next_values.append(torch.cat([episode_values[1:], torch.zeros(1)]))  # (L,) the end is filled below
+            if not ended_by_termination and has_critic:
+                final_obs.append(dict(end_step.truncated_final_obs)[env_index])
+                final_slots.append(length_so_far + length - 1)
+            length_so_far += length
+
+        next_value_flat = torch.cat(next_values)  # (T,)
+        if final_obs:
+            finals = policy.normalize(torch.cat([policy.obs_to_tensor(o) for o in final_obs]))  # (n_truncated, obs_size)
+            next_value_flat[final_slots] = policy.value(finals)
+        total = length_so_far
+        return Rollout(
+            obs=torch.cat(pieces["obs"]).unsqueeze(1),  # (T, 1, obs_size)
+            actions=torch.cat(pieces["actions"]).unsqueeze(1),  # (T, 1, *action_shape)
+            log_probs=torch.cat(pieces["log_probs"]).unsqueeze(1),  # (T, 1)
+            values=torch.cat(pieces["values"]).unsqueeze(1),  # (T, 1)
+            rewards=torch.cat(pieces["rewards"]).unsqueeze(1),  # (T, 1)
+            terminated=torch.cat(terminated).unsqueeze(1),  # (T, 1)
+            truncated=torch.cat(truncated).unsqueeze(1),  # (T, 1)
+            next_values=next_value_flat.unsqueeze(1),  # (T, 1)
+            valid=torch.ones(total, 1, dtype=torch.bool),  # (T, 1)
+            time_in_episode=torch.cat(pieces["times"]).unsqueeze(1),  # (T, 1)
+        )

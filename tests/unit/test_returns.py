@@ -271,3 +271,57 @@ def test_shape_and_range_errors_are_one_line():
         with pytest.raises(ValueError) as info:
             call()
         assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def reference_discounted_returns_bootstrapped(rewards, terminated, truncated, gamma, next_values):
+    """Per element: the rewards until the episode ends, plus gamma^(k+1-t) V(final obs) if it was cut."""
+    n_steps, n_envs = rewards.shape
+    result = np.zeros((n_steps, n_envs))
+    for env in range(n_envs):
+        for t in range(n_steps):
+            total, weight = 0.0, 1.0
+            for k in range(t, n_steps):
+                total += weight * float(rewards[k, env])
+                weight *= gamma
+                if terminated[k, env]:
+                    break
+                if truncated[k, env]:
+                    total += weight * float(next_values[k, env])
+                    break
+            result[t, env] = total
+    return result
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_discounted_returns_bootstraps_truncation_with_next_values(shape, backend, dtype):
+    rewards, _, next_values, terminated, truncated, _ = random_batch(shape, seed=11 + shape[0])
+    gamma = 0.9
+    expected = reference_discounted_returns_bootstrapped(
+        as_2d(rewards), as_2d(terminated), as_2d(truncated), gamma, as_2d(next_values)
+    )
+    result = discounted_returns(
+        *(convert(a, backend, dtype) for a in (rewards, terminated, truncated)),
+        gamma=gamma, next_values=convert(next_values, backend, dtype),
+    )
+    assert isinstance(result, torch.Tensor if backend == "torch" else np.ndarray)
+    assert str(result.dtype).endswith(dtype) and tuple(result.shape) == shape
+    tolerance = 1e-4 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(as_2d(np.asarray(result)), expected, rtol=tolerance, atol=tolerance)
+
+
+def test_discounted_returns_next_values_by_hand():
+    # rewards 1, 2, 3; an episode truncated after step 1 with V(final obs) = 10, then one terminated.
+    terminated = np.array([False, False, True])
+    truncated = np.array([False, True, False])
+    next_values = np.array([100.0, 10.0, 100.0])  # only the truncated step's entry is read
+    # G1 = 2 + 0.5*10 = 7; G0 = 1 + 0.5*7 = 4.5; G2 = 3
+    result = discounted_returns(HAND_REWARDS, terminated, truncated, 0.5, next_values=next_values)
+    np.testing.assert_allclose(result, [4.5, 7.0, 3.0])
+    # terminated wins over truncated: no bootstrap
+    both = np.array([False, True, False])
+    result = discounted_returns(HAND_REWARDS, both, both, 0.5, next_values=next_values)
+    np.testing.assert_allclose(result, [2.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="next_values has shape"):
+        discounted_returns(HAND_REWARDS, terminated, truncated, 0.5, next_values=np.zeros(2))

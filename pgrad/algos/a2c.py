@@ -1,0 +1,126 @@
+"""A2C: synchronous n-step advantage actor-critic over vector envs, with GAE(lambda).
+
+Mnih, Badia, Mirza, Graves, Lillicrap, Harley, Silver & Kavukcuoglu (2016), "Asynchronous
+Methods for Deep Reinforcement Learning" (A3C), arXiv:1602.01783, Algorithm S3; made synchronous
+by OpenAI ("OpenAI Baselines: ACKTR & A2C", blog post, August 2017), who found one batched
+update over all workers as good as the asynchronous one and simpler. Each iteration:
+
+1. collect ``n_steps`` transitions from each of ``n_envs`` envs with the current policy;
+2. estimate advantages with GAE(gamma, lambda) (Schulman et al. 2016); ``gae_lambda=1`` gives
+   A3C's n-step return ``R_t = r_t + ... + gamma^(n-1) r_{t+n-1} + gamma^n V(s_{t+n})``
+   bootstrapped from the end of the rollout, ``A_t = R_t - V(s_t)``. Time-limit truncation
+   bootstraps with V(final observation), as in PPO (Pardo et al. 2018);
+3. take one gradient step on the whole batch, minimising
+
+       L = -E[A_t log pi(a_t | s_t)] + vf_coef * 0.5 E[(V(s_t) - R_t)^2] - ent_coef * E[H(pi(.|s_t))]
+
+   with RMSprop (or Adam) and the global gradient norm clipped to ``max_grad_norm``.
+
+Defaults are Stable-Baselines3's ``A2C`` (stable_baselines3/a2c/a2c.py): n_steps 5, lr 7e-4,
+RMSprop alpha 0.99 eps 1e-5, gamma 0.99, gae_lambda 1.0, ent_coef 0.0, vf_coef 0.5,
+max_grad_norm 0.5, no advantage normalisation, constant lr. They are baselines' A2C settings
+(baselines/a2c/a2c.py) except that baselines used ent_coef 0.01 and linear lr decay, which
+``--set ent_coef=0.01 --set anneal_lr=true`` restores. One difference in bookkeeping: pgrad's
+value loss is half the squared error (baselines' original ``mse``), where SB3 uses the full
+one; with separate actor and critic networks and a per-parameter adaptive optimiser this only
+changes how much the critic's gradient weighs in the global norm clip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pgrad.algos.base import Algorithm, IterationResult
+from pgrad.config import Config, param
+from pgrad.losses import explained_variance, policy_gradient_loss, value_loss
+from pgrad.returns import gae
+
+
+@dataclass(frozen=True)
+class A2CConfig(Config):
+    """A2C hyperparameters; defaults are Stable-Baselines3's A2C defaults (see the module doc)."""
+
+    lr: float = param(7e-4, "optimizer learning rate (A3C/baselines/SB3: 7e-4)", low=0.0, low_open=True)
+    n_steps: int = param(5, "steps per env per update (A3C's t_max)", low=1)
+    gae_lambda: float = param(1.0, "GAE lambda; 1 gives A3C's n-step returns", low=0.0, high=1.0)
+    ent_coef: float = param(0.0, "entropy bonus coefficient (baselines: 0.01)", low=0.0)
+    vf_coef: float = param(0.5, "value loss coefficient", low=0.0)
+    max_grad_norm: float = param(0.5, "clip the global gradient norm to this", low=0.0, low_open=True)
+    normalize_advantage: bool = param(False, "normalise advantages over each batch (not in A3C)")
+    optimizer: str = param("rmsprop", "rmsprop (A3C, baselines, SB3) or adam", choices=("rmsprop", "adam"))
+    rmsprop_alpha: float = param(0.99, "RMSprop smoothing constant of the squared-gradient average", low=0.0, high=1.0, high_open=True)
+    optimizer_eps: float = param(1e-5, "epsilon of RMSprop or Adam (1e-5 as in baselines and SB3)", low=0.0, low_open=True)
+    anneal_lr: bool = param(False, "decay lr linearly to 0 over the run (baselines' A2C did; SB3 does not)")
+
+
+class A2C(Algorithm):
+    """Synchronous advantage actor-critic: one gradient step per ``n_steps x n_envs`` batch."""
+
+    name = "a2c"
+    Config = A2CConfig
+
+    def setup(self) -> None:
+        c = self.config
+        if c.optimizer == "rmsprop":
+            # torch's RMSprop adds eps outside the square root, TF's inside; at eps=1e-5 the two
+            # differ only for near-zero gradient averages (SB3 keeps torch's for MLPs too).
+            self.optimizer = torch.optim.RMSprop(self.policy.parameters(), lr=c.lr, alpha=c.rmsprop_alpha, eps=c.optimizer_eps)
+        else:
+            self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr, eps=c.optimizer_eps)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {self.config.optimizer: self.optimizer}
+
+    def steps_per_iteration(self) -> int:
+        return self.config.n_steps * self.config.n_envs
+
+    def train_iteration(self, progress_remaining: float) -> IterationResult:
+        c = self.config
+        if c.anneal_lr:
+            # Linear decay to 0 over this learn() call (baselines a2c, lrschedule="linear").
+            for group in self.optimizer.param_groups:
+                group["lr"] = c.lr * progress_remaining
+        rollout, episodes = self.collector.collect(c.n_steps)
+
+        advantages, returns = gae(
+            rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.truncated,
+            gamma=c.gamma, lam=c.gae_lambda,
+        )  # (T, N) each
+        # Flatten (T, N) to the batch, keeping only real transitions (NEXT_STEP reset steps are not).
+        valid = rollout.valid.reshape(-1)
+        b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]  # (B, obs_size)
+        b_actions = rollout.actions.reshape(-1, *rollout.actions.shape[2:])[valid]  # (B, *action_shape)
+        b_values = rollout.values.reshape(-1)[valid]  # (B,)
+        b_advantages = advantages.reshape(-1)[valid]  # (B,)
+        b_returns = returns.reshape(-1)[valid]  # (B,)
+        batch_size = b_obs.shape[0]
+        if batch_size == 0:  # every env was taking a NEXT_STEP reset step: nothing to learn from
+            return IterationResult(n_transitions=0, episodes=episodes)
+
+        dist = self.policy.distribution(b_obs)
+        log_probs = dist.log_prob(b_actions)  # (B,)
+        entropy = dist.entropy().mean()
+        values = self.policy.value(b_obs)  # (B,)
+        if c.normalize_advantage and batch_size > 1:
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+
+        policy_loss, policy_metrics = policy_gradient_loss(log_probs, b_advantages)
+        # The critic regresses on the TD(lambda) targets R_t = A_t + V_old(s_t) (GAE paper, sec. 5).
+        critic_loss, critic_metrics = value_loss(values, b_returns)
+        loss = policy_loss + c.vf_coef * critic_loss - c.ent_coef * entropy
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+
+        metrics = {
+            **policy_metrics, **critic_metrics, "entropy": entropy.item(), "grad_norm": grad_norm.item(),
+            "explained_variance": explained_variance(b_values, b_returns),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        if isinstance(dist, torch.distributions.Independent):  # continuous: watch exploration shrink
+            metrics["action_std"] = dist.base_dist.scale.mean().item()
+        return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)

@@ -1,0 +1,172 @@
+"""A2C end to end on tiny budgets: every action-space kind, determinism, save/load, CLI, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import pgrad
+from pgrad.cli import main
+from pgrad.errors import ConfigError, UnsupportedSpaceError
+
+TINY = dict(n_steps=8, n_envs=2)
+
+
+@pytest.mark.parametrize(
+    "env_id, overrides",
+    [
+        ("CartPole-v1", {}),
+        ("Pendulum-v1", {"action_dist": "gaussian"}),
+        ("Pendulum-v1", {"action_dist": "truncated_normal"}),
+        ("Pendulum-v1", {"action_dist": "gaussian", "state_dependent_std": True}),
+        ("pgrad/ContinuousCartPole-v0", {"action_dist": "truncated_normal", "state_dependent_std": True}),
+        ("FrozenLake-v1", {}),  # Discrete observations, one-hot encoded
+        ("CartPole-v1", {"optimizer": "adam", "anneal_lr": True, "normalize_advantage": True, "gae_lambda": 0.95}),
+        ("CartPole-v1", {"autoreset_mode": "next_step"}),  # reset steps are dropped from the batch
+    ],
+)
+def test_smoke_every_action_kind(env_id, overrides, tmp_path):
+    agent = pgrad.A2C(env_id, seed=0, preset="none", **{**TINY, **overrides})
+    agent.learn(256, run_dir=tmp_path, quiet=True)
+    assert 0 < agent.total_steps <= 256
+    assert agent.updates >= 256 // (TINY["n_steps"] * TINY["n_envs"])  # more under next_step: reset steps are not counted
+    action = agent.predict(agent.observation_space.sample())
+    assert agent.action_space.contains(action)
+    row = agent.logger.metrics[-1]
+    for key in ("policy_loss", "value_loss", "entropy", "grad_norm", "explained_variance", "lr"):
+        assert key in row, key
+    assert np.isfinite(row["policy_loss"]) and np.isfinite(row["value_loss"])
+    agent.save(tmp_path)
+    for name in ("config.json", "metrics.csv", "episodes.csv", "policy.safetensors", "policy.json", "summary.json"):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "checkpoint" / "state.safetensors").is_file()
+    agent.close()
+
+
+def test_defaults_are_stable_baselines3s():
+    """SB3 A2C defaults (stable_baselines3/a2c/a2c.py), which the module doc cites."""
+    c = pgrad.A2C.Config()
+    assert (c.n_steps, c.lr, c.gamma, c.gae_lambda, c.ent_coef, c.vf_coef, c.max_grad_norm) == (5, 7e-4, 0.99, 1.0, 0.0, 0.5, 0.5)
+    assert (c.optimizer, c.rmsprop_alpha, c.optimizer_eps, c.normalize_advantage, c.anneal_lr) == ("rmsprop", 0.99, 1e-5, False, False)
+    agent = pgrad.A2C("CartPole-v1", preset="none")
+    assert isinstance(agent.optimizer, torch.optim.RMSprop)
+    assert agent.optimizer.defaults["alpha"] == 0.99 and agent.optimizer.defaults["eps"] == 1e-5
+    agent.close()
+
+
+def test_anneal_lr_decays_linearly_to_zero():
+    agent = pgrad.A2C("CartPole-v1", seed=0, preset="none", anneal_lr=True, lr=1e-3, **TINY)
+    agent.learn(160, quiet=True)  # 10 updates of 16 transitions
+    lrs = [row["lr"] for row in agent.logger.metrics]
+    np.testing.assert_allclose(lrs, [1e-3 * (1 - k / 10) for k in range(10)])
+    agent.close()
+
+
+def _metrics_without_time(agent):
+    return [{k: v for k, v in row.items() if k not in ("wall_time", "sps")} for row in agent.logger.metrics]
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_same_seed_same_numbers(env_id):
+    runs = []
+    for _ in range(2):
+        agent = pgrad.A2C(env_id, seed=3, preset="none", **TINY)
+        agent.learn(400, quiet=True)
+        runs.append((_metrics_without_time(agent), [p.detach().clone() for p in agent.policy.parameters()]))
+        agent.close()
+    (metrics_a, params_a), (metrics_b, params_b) = runs
+    assert json.dumps(metrics_a) == json.dumps(metrics_b)
+    for a, b in zip(params_a, params_b):
+        assert torch.equal(a, b)
+    other = pgrad.A2C(env_id, seed=4, preset="none", **TINY).learn(400, quiet=True)
+    assert json.dumps(_metrics_without_time(other)) != json.dumps(metrics_a)
+    other.close()
+
+
+@pytest.mark.parametrize("env_id, overrides", [("CartPole-v1", {}), ("Pendulum-v1", {"action_dist": "truncated_normal"})])
+def test_save_load_round_trip_gives_identical_actions(env_id, overrides, tmp_path):
+    agent = pgrad.A2C(env_id, seed=0, preset="none", normalize_obs=True, normalize_reward=True, **TINY, **overrides)
+    agent.learn(256, quiet=True)
+    agent.save(tmp_path)
+    loaded = pgrad.load(tmp_path)
+    assert type(loaded) is pgrad.A2C
+    assert loaded.config == agent.config
+    rng = np.random.default_rng(0)
+    observations = np.stack([agent.observation_space.sample() for _ in range(50)]) + rng.normal(size=(50, *agent.observation_space.shape))
+    np.testing.assert_array_equal(agent.predict(observations), loaded.predict(observations))
+    np.testing.assert_array_equal(agent.predict(observations[0]), loaded.predict(observations[0]))
+    assert torch.equal(agent.policy.obs_normalizer.stats.mean, loaded.policy.obs_normalizer.stats.mean)
+    assert torch.equal(agent.policy.reward_scaler.stats.var, loaded.policy.reward_scaler.stats.var)
+    agent.close()
+
+
+def test_checkpoint_restores_the_rmsprop_state(tmp_path):
+    agent = pgrad.A2C("CartPole-v1", seed=0, preset="none", **TINY)
+    agent.learn(160, quiet=True)
+    agent.save_checkpoint(tmp_path / "checkpoint")
+    fresh = pgrad.A2C("CartPole-v1", seed=0, preset="none", **TINY)
+    fresh.load_checkpoint_state(tmp_path / "checkpoint")
+    assert fresh.total_steps == agent.total_steps and fresh.updates == agent.updates
+    for p_saved, p_loaded in zip(agent.policy.parameters(), fresh.policy.parameters()):
+        assert torch.equal(agent.optimizer.state[p_saved]["square_avg"], fresh.optimizer.state[p_loaded]["square_avg"])
+    agent.close()
+    fresh.close()
+
+
+class MultiBinaryActionEnv(gym.Env):
+    """An env whose action space (MultiBinary) no pgrad policy head handles."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.MultiBinary(4)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(3, np.float32), 0.0, True, False, {}
+
+
+def test_unsupported_spaces_name_what_is_supported():
+    with pytest.raises(UnsupportedSpaceError, match=r"MultiBinary.*supported: Discrete \(categorical\) and 1-D Box"):
+        pgrad.A2C(MultiBinaryActionEnv, preset="none")
+    with pytest.raises(UnsupportedSpaceError, match="categorical.*Discrete"):
+        pgrad.A2C("Pendulum-v1", preset="none", action_dist="categorical")
+    with pytest.raises(UnsupportedSpaceError, match="supported"):
+        pgrad.A2C("Blackjack-v1", preset="none")  # Tuple observation space
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"optimizer": "sgd"}, "optimizer='sgd' is out of range: must be one of 'rmsprop', 'adam'"),
+        ({"n_steps": 0}, "n_steps=0 is out of range"),
+        ({"gae_lambda": 1.5}, "gae_lambda=1.5 is out of range"),
+        ({"rmsprop_alpha": 1.0}, "rmsprop_alpha=1.0 is out of range"),
+        ({"clip_coef": 0.2}, "unknown hyperparameter 'clip_coef'"),
+    ],
+)
+def test_bad_hyperparameters_fail_before_work(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        pgrad.A2C("CartPole-v1", preset="none", **overrides)
+
+
+def test_cli_train_writes_the_run_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "a2c", "CartPole-v1", "--steps", "400", "--out", str(run), "--quiet", "--eval-episodes", "2",
+            "--set", "n_envs=2", "--set", "optimizer=adam"]
+    assert main(argv) == 0
+    for name in ("config.json", "metrics.csv", "episodes.csv", "policy.safetensors", "policy.json", "summary.json"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["algo"] == "a2c" and config["config"]["optimizer"] == "adam" and config["preset"] == "CartPole-v1"
+    assert type(pgrad.load(run)) is pgrad.A2C
+    capsys.readouterr()
+    assert main(["list", "a2c"]) == 0
+    assert "gae_lambda" in capsys.readouterr().out
+    assert main(["train", "a2c", "CartPole-v1", "--set", "optimizer=sgd"]) == 2
+    assert "one of 'rmsprop', 'adam'" in capsys.readouterr().err
