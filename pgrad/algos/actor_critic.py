@@ -44,7 +44,11 @@ from pgrad.returns import gae
 
 @dataclass(frozen=True)
 class ActorCriticConfig(Config):
-    """One-step actor-critic hyperparameters (Sutton & Barto 2018, sec. 13.5)."""
+    """One-step actor-critic hyperparameters (Sutton & Barto 2018, sec. 13.5).
+
+    The book gives the algorithm, not step sizes; the defaults (Adam at 1e-3 for both networks,
+    torch's Adam epsilon) are pgrad's, and presets tune them per env.
+    """
 
     lr: float = param(1e-3, "actor step size alpha_theta", low=0.0, low_open=True)
     value_lr: float = param(1e-3, "critic step size alpha_w", low=0.0, low_open=True)

@@ -41,15 +41,26 @@ Choices, and why:
   the update the gradient of the discounted value of the start state. Most implementations drop
   it (PyTorch's examples/reinforcement_learning/reinforce.py, Spinning Up's VPG, the A2C/PPO
   line): with it the steps late in long episodes get almost no weight (``0.99^400 ~ 0.02``), so
-  late-episode behaviour is barely learnt; without it the update is not the gradient of any
-  objective but works better in practice (Nota & Thomas 2020, "Is the Policy Gradient a
-  Gradient?", AAMAS). ``gamma_weighting=true`` restores the book's version.
+  late-episode behaviour is barely learnt. Without it the update is not the gradient of any
+  objective (Nota & Thomas 2020, "Is the Policy Gradient a Gradient?", AAMAS), but it is what
+  practice uses and it learns the whole episode. ``gamma_weighting=true`` restores the book's.
+- **Normalisation.** ``normalize_returns`` standardises the per-step weights of a batch: the
+  returns without a baseline (subtracting their mean then acts as a constant baseline, as in
+  PyTorch's example), the advantages ``G_t - V(S_t)`` with one. The baseline itself always
+  regresses on the raw returns.
 - **Mean over steps, not a sum.** The book sums over the steps of an episode; pgrad averages over
   all steps of the batch, which divides the gradient by the batch length. Adam removes most of a
   constant scale anyway, and the mean keeps the step size comparable while episodes grow from 10
   to 500 steps during training.
 - **Separate optimisers.** The value network is a separate MLP with its own Adam and learning
   rate, as in Sutton & Barto's two step sizes ``alpha^theta`` and ``alpha^w``.
+- **Whole episodes and the budget.** Collection (:meth:`RolloutCollector.collect_episodes`)
+  returns complete episodes only and stops at the ``learn`` budget even mid-episode; the running
+  episode continues in the next ``learn`` call. If a whole budget passes without any episode
+  ending, training stops with :class:`pgrad.errors.TrainingError` instead of silently not
+  updating. With ``n_envs > 1`` the episodes still running when an update starts are finished
+  under the updated policy, so their first steps are slightly off-policy (none with one env, the
+  default, nor when all envs' episodes have the same length, as in HalfCheetah).
 """
 
 from __future__ import annotations
@@ -68,12 +79,13 @@ from pgrad.returns import discounted_returns
 
 @dataclass(frozen=True)
 class ReinforceConfig(Config):
-    """REINFORCE hyperparameters; defaults are the textbook algorithm (one env, update per episode).
+    """REINFORCE hyperparameters; defaults are the textbook algorithm (one env, an update after
+    every episode, raw observations, no gamma^t, no normalisation, no clipping).
 
     The network defaults (two hidden layers of 64 tanh units, orthogonal init with a small policy
     output gain) are those of the other pgrad algorithms (Andrychowicz et al. 2021, "What Matters
-    in On-Policy RL", sec. 3); the learning rates were tuned on CartPole-v1 and
-    InvertedPendulum-v5 (see the presets and BENCHMARKS.md).
+    in On-Policy RL", sec. 3). The learning rates are plain Adam starting points; the tuned values
+    for CartPole-v1, InvertedPendulum-v5 and HalfCheetah-v5 are in the presets, with BENCHMARKS.md.
     """
 
     lr: float = param(1e-3, "policy learning rate (Adam)", low=0.0, low_open=True)
@@ -87,6 +99,7 @@ class ReinforceConfig(Config):
     normalize_returns: bool = param(False, "normalise the weights G_t (or G_t - b(s_t)) to mean 0, std 1 per batch")
     ent_coef: float = param(0.0, "entropy bonus coefficient", low=0.0)
     max_grad_norm: float | None = param(None, "clip each network's gradient norm to this (none: no clipping)", low=0.0, low_open=True)
+    anneal_lr: bool = param(False, "decay both learning rates linearly to 0 over each learn() call")
 
 
 class Reinforce(Algorithm):
@@ -148,6 +161,14 @@ class Reinforce(Algorithm):
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config
         collector = self.collector
+        if c.anneal_lr:
+            # A single-sample Monte-Carlo gradient stays noisy however long training runs; a step
+            # size going to 0 (Robbins-Monro; Tianshou's MuJoCo REINFORCE runs decay it likewise)
+            # lets the policy settle instead of drifting around the optimum at the end of a run.
+            for optimizer, lr in ((self.policy_optimizer, c.lr), (self.value_optimizer, c.value_lr)):
+                if optimizer is not None:
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr * progress_remaining
         steps_before = collector.total_transitions
         budget_left = max(1, self._budget_end_step - self.total_steps) if self._budget_end_step is not None else 10**12
         rollout, episodes = collector.collect_episodes(c.episodes_per_update, max_steps=budget_left, min_transitions=c.min_steps_per_update)
@@ -218,5 +239,6 @@ class Reinforce(Algorithm):
             "batch_steps": int(b_rewards.shape[0]),
             # undiscounted return per episode in the batch, in the rewards learnt from
             "batch_return_mean": b_rewards.sum().item() / n_episodes,
+            "lr": self.policy_optimizer.param_groups[0]["lr"],
         })
         return IterationResult(n_transitions=steps_taken, episodes=episodes, metrics=metrics)

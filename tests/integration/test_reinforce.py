@@ -50,11 +50,13 @@ def test_several_envs_and_every_option(autoreset_mode):
     agent = pgrad.Reinforce(
         "CartPole-v1", seed=0, baseline=True, preset="none", n_envs=3, autoreset_mode=autoreset_mode,
         episodes_per_update=2, min_steps_per_update=50, gamma_weighting=True, normalize_returns=True,
-        ent_coef=0.01, max_grad_norm=0.5, normalize_obs=True,
+        ent_coef=0.01, max_grad_norm=0.5, normalize_obs=True, anneal_lr=True,
     )
     agent.learn(1_000, quiet=True)
     updates = [row for row in agent.logger.metrics if row["episodes"] > 0]
     assert len(updates) >= 2
+    assert updates[0]["lr"] == agent.config.lr and updates[-1]["lr"] < updates[0]["lr"]
+    assert agent.value_optimizer.param_groups[0]["lr"] < agent.config.value_lr
     # all but the last: that one may be cut short by the budget
     assert all(row["episodes"] >= 2 and row["batch_steps"] >= 50 for row in updates[:-1])
     assert all(row["grad_norm"] >= 0 for row in updates)
