@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import pgrad
 from pgrad.cli import main
-from pgrad.errors import ConfigError, UnsupportedSpaceError
+from pgrad.errors import ConfigError
 
 TINY = dict(n_steps=8, n_envs=2)
 
@@ -66,44 +65,6 @@ def test_anneal_lr_decays_linearly_to_zero():
     agent.close()
 
 
-def _metrics_without_time(agent):
-    return [{k: v for k, v in row.items() if k not in ("wall_time", "sps")} for row in agent.logger.metrics]
-
-
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_same_seed_same_numbers(env_id):
-    runs = []
-    for _ in range(2):
-        agent = pgrad.A2C(env_id, seed=3, preset="none", **TINY)
-        agent.learn(400, quiet=True)
-        runs.append((_metrics_without_time(agent), [p.detach().clone() for p in agent.policy.parameters()]))
-        agent.close()
-    (metrics_a, params_a), (metrics_b, params_b) = runs
-    assert json.dumps(metrics_a) == json.dumps(metrics_b)
-    for a, b in zip(params_a, params_b):
-        assert torch.equal(a, b)
-    other = pgrad.A2C(env_id, seed=4, preset="none", **TINY).learn(400, quiet=True)
-    assert json.dumps(_metrics_without_time(other)) != json.dumps(metrics_a)
-    other.close()
-
-
-@pytest.mark.parametrize("env_id, overrides", [("CartPole-v1", {}), ("Pendulum-v1", {"action_dist": "truncated_normal"})])
-def test_save_load_round_trip_gives_identical_actions(env_id, overrides, tmp_path):
-    agent = pgrad.A2C(env_id, seed=0, preset="none", normalize_obs=True, normalize_reward=True, **TINY, **overrides)
-    agent.learn(256, quiet=True)
-    agent.save(tmp_path)
-    loaded = pgrad.load(tmp_path)
-    assert type(loaded) is pgrad.A2C
-    assert loaded.config == agent.config
-    rng = np.random.default_rng(0)
-    observations = np.stack([agent.observation_space.sample() for _ in range(50)]) + rng.normal(size=(50, *agent.observation_space.shape))
-    np.testing.assert_array_equal(agent.predict(observations), loaded.predict(observations))
-    np.testing.assert_array_equal(agent.predict(observations[0]), loaded.predict(observations[0]))
-    assert torch.equal(agent.policy.obs_normalizer.stats.mean, loaded.policy.obs_normalizer.stats.mean)
-    assert torch.equal(agent.policy.reward_scaler.stats.var, loaded.policy.reward_scaler.stats.var)
-    agent.close()
-
-
 def test_checkpoint_restores_the_rmsprop_state(tmp_path):
     agent = pgrad.A2C("CartPole-v1", seed=0, preset="none", **TINY)
     agent.learn(160, quiet=True)
@@ -115,29 +76,6 @@ def test_checkpoint_restores_the_rmsprop_state(tmp_path):
         assert torch.equal(agent.optimizer.state[p_saved]["square_avg"], fresh.optimizer.state[p_loaded]["square_avg"])
     agent.close()
     fresh.close()
-
-
-class MultiBinaryActionEnv(gym.Env):
-    """An env whose action space (MultiBinary) no pgrad policy head handles."""
-
-    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
-    action_space = gym.spaces.MultiBinary(4)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(3, np.float32), {}
-
-    def step(self, action):
-        return np.zeros(3, np.float32), 0.0, True, False, {}
-
-
-def test_unsupported_spaces_name_what_is_supported():
-    with pytest.raises(UnsupportedSpaceError, match=r"MultiBinary.*supported: Discrete \(categorical\) and 1-D Box"):
-        pgrad.A2C(MultiBinaryActionEnv, preset="none")
-    with pytest.raises(UnsupportedSpaceError, match="categorical.*Discrete"):
-        pgrad.A2C("Pendulum-v1", preset="none", action_dist="categorical")
-    with pytest.raises(UnsupportedSpaceError, match="supported"):
-        pgrad.A2C("Blackjack-v1", preset="none")  # Tuple observation space
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,8 @@ import torch
 import pgrad
 from pgrad.algos import actor_critic as actor_critic_module
 from pgrad.cli import main
-from pgrad.errors import ConfigError, UnsupportedSpaceError
+from pgrad.errors import ConfigError
 from pgrad.returns import gae
-from tests.integration.test_a2c import MultiBinaryActionEnv
 
 
 @pytest.mark.parametrize(
@@ -125,43 +124,6 @@ def test_actor_and_critic_have_their_own_step_sizes():
     agent.close()
 
 
-def _metrics_without_time(agent):
-    return [{k: v for k, v in row.items() if k not in ("wall_time", "sps")} for row in agent.logger.metrics]
-
-
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_same_seed_same_numbers(env_id):
-    runs = []
-    for _ in range(2):
-        agent = pgrad.ActorCritic(env_id, seed=3, preset="none", n_envs=2)
-        agent.learn(200, quiet=True)
-        runs.append((_metrics_without_time(agent), [p.detach().clone() for p in agent.policy.parameters()]))
-        agent.close()
-    (metrics_a, params_a), (metrics_b, params_b) = runs
-    assert json.dumps(metrics_a) == json.dumps(metrics_b)
-    for a, b in zip(params_a, params_b):
-        assert torch.equal(a, b)
-    other = pgrad.ActorCritic(env_id, seed=4, preset="none", n_envs=2).learn(200, quiet=True)
-    assert json.dumps(_metrics_without_time(other)) != json.dumps(metrics_a)
-    other.close()
-
-
-@pytest.mark.parametrize("env_id, overrides", [("CartPole-v1", {}), ("Pendulum-v1", {"action_dist": "truncated_normal"})])
-def test_save_load_round_trip_gives_identical_actions(env_id, overrides, tmp_path):
-    agent = pgrad.ActorCritic(env_id, seed=0, preset="none", n_envs=2, normalize_obs=True, normalize_reward=True, **overrides)
-    agent.learn(128, quiet=True)
-    agent.save(tmp_path)
-    loaded = pgrad.load(tmp_path)
-    assert type(loaded) is pgrad.ActorCritic
-    assert loaded.config == agent.config
-    rng = np.random.default_rng(0)
-    observations = np.stack([agent.observation_space.sample() for _ in range(50)]) + rng.normal(size=(50, *agent.observation_space.shape))
-    np.testing.assert_array_equal(agent.predict(observations), loaded.predict(observations))
-    np.testing.assert_array_equal(agent.predict(observations[0]), loaded.predict(observations[0]))
-    assert torch.equal(agent.policy.obs_normalizer.stats.mean, loaded.policy.obs_normalizer.stats.mean)
-    agent.close()
-
-
 def test_checkpoint_restores_both_optimizers(tmp_path):
     agent = pgrad.ActorCritic("CartPole-v1", seed=0, preset="none", n_envs=2)
     agent.learn(64, quiet=True)
@@ -174,13 +136,6 @@ def test_checkpoint_restores_both_optimizers(tmp_path):
         assert torch.equal(agent.critic_optimizer.state[p_saved]["exp_avg_sq"], fresh.critic_optimizer.state[p_loaded]["exp_avg_sq"])
     agent.close()
     fresh.close()
-
-
-def test_unsupported_spaces_name_what_is_supported():
-    with pytest.raises(UnsupportedSpaceError, match=r"MultiBinary.*supported: Discrete \(categorical\) and 1-D Box"):
-        pgrad.ActorCritic(MultiBinaryActionEnv, preset="none")
-    with pytest.raises(UnsupportedSpaceError, match="categorical.*Discrete"):
-        pgrad.ActorCritic("Pendulum-v1", preset="none", action_dist="categorical")
 
 
 @pytest.mark.parametrize(
