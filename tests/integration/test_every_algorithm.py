@@ -1,4 +1,5 @@
 """What every pgrad algorithm promises, checked once for all of them on tiny budgets:
+it trains on every kind of action space and writes the run folder (API and CLI),
 the same seed gives the same numbers, save/load gives the same actions (normalisers included and
 frozen in evaluation), and spaces no head handles are refused with the supported ones named.
 
@@ -16,6 +17,7 @@ import torch
 from gymnasium import spaces
 
 import pgrad
+from pgrad.cli import main as cli_main
 from pgrad.errors import UnsupportedSpaceError
 
 # (class, tiny settings, steps for the determinism test); each budget spans several updates
@@ -26,6 +28,54 @@ ALGORITHMS = [
     pytest.param(pgrad.Reinforce, dict(), 600, id="reinforce"),
     pytest.param(pgrad.Reinforce, dict(baseline=True), 600, id="reinforce-baseline"),
 ]
+
+
+ACTION_KINDS = [
+    ("CartPole-v1", {}),
+    ("Pendulum-v1", {"action_dist": "gaussian"}),
+    ("Pendulum-v1", {"action_dist": "truncated_normal"}),
+    ("Pendulum-v1", {"action_dist": "gaussian", "state_dependent_std": True}),
+    ("pgrad/ContinuousCartPole-v0", {"action_dist": "truncated_normal", "state_dependent_std": True}),
+    ("FrozenLake-v1", {}),  # Discrete observations, one-hot encoded
+]
+RUN_FILES = ("config.json", "metrics.csv", "episodes.csv", "policy.safetensors", "policy.json", "summary.json")
+
+
+@pytest.mark.parametrize("algorithm, settings, steps", ALGORITHMS)
+@pytest.mark.parametrize("env_id, overrides", ACTION_KINDS)
+def test_trains_on_every_action_kind_and_writes_the_run_folder(algorithm, settings, steps, env_id, overrides, tmp_path):
+    agent = algorithm(env_id, seed=0, preset="none", **settings, **overrides)
+    agent.learn(steps, run_dir=tmp_path, quiet=True)
+    assert agent.updates >= 1 and 0 < agent.total_steps <= steps
+    assert all(np.isfinite(row["policy_loss"]) for row in agent.logger.metrics if "policy_loss" in row)
+    assert agent.action_space.contains(agent.predict(agent.observation_space.sample()))
+    agent.save(tmp_path)
+    for name in RUN_FILES:
+        assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "policy.json").read_text())["algo"] == agent.name
+    assert (tmp_path / "checkpoint" / "state.safetensors").is_file()
+    assert any((tmp_path / "tb").iterdir())
+    agent.close()
+
+
+@pytest.mark.parametrize("algorithm, settings, steps", ALGORITHMS)
+def test_cli_trains_lists_and_refuses_bad_values(algorithm, settings, steps, tmp_path, capsys):
+    name = next(key for key, value in pgrad.ALGORITHMS.items() if value is algorithm and (key == "reinforce-baseline") == settings.get("baseline", False))
+    run = tmp_path / "run"
+    overrides = [f"--set={key}={value}" for key, value in settings.items() if key != "baseline"]
+    assert cli_main(["train", name, "CartPole-v1", "--steps", str(steps), "--out", str(run), "--quiet", "--eval-episodes", "2", *overrides]) == 0
+    for file in RUN_FILES:
+        assert (run / file).is_file(), file
+    config = json.loads((run / "config.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert config["algo"] == name and summary["eval_episodes"] == 2
+    loaded = pgrad.load(run)
+    assert type(loaded) is algorithm and loaded.name == name
+    capsys.readouterr()
+    assert cli_main(["list", name]) == 0
+    assert "gamma" in capsys.readouterr().out
+    assert cli_main(["train", name, "CartPole-v1", "--set", "gamma=1.5"]) == 2
+    assert "gamma=1.5 is out of range" in capsys.readouterr().err
 
 
 def metrics_without_time(agent) -> list[dict]:

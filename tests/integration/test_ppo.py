@@ -14,31 +14,6 @@ from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
 TINY = dict(n_steps=64, batch_size=32, n_epochs=2)
 
 
-@pytest.mark.parametrize(
-    "env_id, overrides",
-    [
-        ("CartPole-v1", {}),
-        ("Pendulum-v1", {"action_dist": "gaussian"}),
-        ("Pendulum-v1", {"action_dist": "truncated_normal"}),
-        ("Pendulum-v1", {"action_dist": "gaussian", "state_dependent_std": True}),
-        ("pgrad/ContinuousCartPole-v0", {"action_dist": "truncated_normal", "state_dependent_std": True}),
-        ("FrozenLake-v1", {}),  # Discrete observations, one-hot encoded
-    ],
-)
-def test_smoke_every_action_kind(env_id, overrides, tmp_path):
-    agent = pgrad.PPO(env_id, seed=0, preset="none", n_envs=2, **TINY, **overrides)
-    agent.learn(256, run_dir=tmp_path, quiet=True)
-    assert agent.total_steps >= 256
-    action = agent.predict(agent.observation_space.sample())
-    assert agent.action_space.contains(action)
-    agent.save(tmp_path)
-    for name in ("config.json", "metrics.csv", "episodes.csv", "policy.safetensors", "policy.json", "summary.json"):
-        assert (tmp_path / name).is_file(), name
-    assert any((tmp_path / "tb").iterdir())
-    assert (tmp_path / "checkpoint" / "state.safetensors").is_file()
-    agent.close()
-
-
 def test_corrupted_or_missing_policy_is_detected_not_unpickled(tmp_path):
     agent = pgrad.PPO("CartPole-v1", seed=0, preset="none", **TINY)
     agent.save(tmp_path)
