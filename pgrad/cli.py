@@ -192,6 +192,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{args.algo} hyperparameters (--set KEY=VALUE):")
         for name, type_name, default, doc in ALGORITHMS[args.algo].Config.describe():
             print(f"  {name:<20} {type_name:<22} default {default!r:<12} {doc}")
+        presets = preset_names(args.algo)
+        print(f"presets (applied automatically for their env; --preset none to disable): {', '.join(presets) or 'none'}")
         return EXIT_OK
     print("algorithms:")
     for name, cls in ALGORITHMS.items():
