@@ -155,3 +155,28 @@ def test_unsupported_spaces_name_what_is_supported(algorithm, settings, steps):
         algorithm("Pendulum-v1", preset="none", action_dist="categorical", **settings)
     with pytest.raises(UnsupportedSpaceError, match="supported"):
         algorithm("Blackjack-v1", preset="none", **settings)  # Tuple observation space
+
+
+def shipped_presets() -> list:
+    from pgrad.config import preset_names
+
+    return [
+        pytest.param(name, env_id, id=f"{name}-{env_id}")
+        for name in pgrad.ALGORITHMS
+        for env_id in preset_names(name)
+    ]
+
+
+@pytest.mark.parametrize("name, env_id", shipped_presets())
+def test_every_shipped_preset_builds_for_its_env_and_names_its_source(name, env_id):
+    """A preset is picked automatically for its env; a typo or an invalid combination in a
+    preset file would otherwise only show when a user trains on that env."""
+    from pgrad.algos import ALGORITHM_ARGUMENTS
+    from pgrad.config import _preset_entry, preset_steps
+
+    entry = _preset_entry(name, env_id)
+    assert entry.get("source"), "every preset names where its numbers come from"
+    assert preset_steps(name, env_id) is None or preset_steps(name, env_id) > 0
+    agent = pgrad.ALGORITHMS[name](env_id, seed=0, **ALGORITHM_ARGUMENTS.get(name, {}))
+    assert agent.preset == env_id
+    agent.close()
