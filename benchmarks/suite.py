@@ -1,0 +1,173 @@
+"""The learning-quality suite: algorithms x envs x seeds at each preset's budget, then one table.
+
+Run from a fresh clone (after `make install`):
+
+    .venv/bin/python benchmarks/suite.py                      # everything below: days on 2 cores
+    .venv/bin/python benchmarks/suite.py --algos ppo --envs InvertedPendulum-v5 --seeds 0 1 2 3 4
+    .venv/bin/python benchmarks/suite.py --list               # what would run, and what is done
+
+Each (algorithm, env) pair trains with its shipped preset (what `pgrad train ALGO ENV` uses) for
+the preset's budget (or --steps), every seed in its own process, --workers at a time, into
+OUT/ALGO/ENV/seed_S/ exactly as `pgrad train ALGO ENV --seeds ...` would. It is resumable: a seed
+whose summary.json exists is done and is not trained again, so an interrupted suite continues
+where it stopped when run again with the same arguments (a seed stopped mid-run starts over).
+
+The table (OUT/suite.md, printed too) gives, per pair, the IQM and 95% stratified bootstrap
+interval over seeds (Agarwal et al. 2021) of the mean return of each seed's last 100 training
+episodes, the IQM of the deterministic evaluation (10 episodes per seed), the mean wall time per
+seed, and the goal from ../shared/ANCHORS.md with "met" or "NOT met". Seeds are never dropped:
+a pair with fewer finished seeds than asked says so. `pgrad report` then writes the figures
+(learning curves, performance profiles) for all pairs into OUT/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ENVS = [
+    "CartPole-v1", "Pendulum-v1", "LunarLander-v3", "InvertedPendulum-v5", "InvertedDoublePendulum-v5",
+    "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5",
+]
+ALGOS = ["ppo", "a2c", "reinforce-baseline", "ars"]
+
+# (algo, env) -> goal on the last-100-episode return, from ../shared/ANCHORS.md and issue 8.
+GOALS = {
+    ("ppo", "HalfCheetah-v5"): 5000, ("ppo", "Hopper-v5"): 2500, ("ppo", "Walker2d-v5"): 3500,
+    ("ppo", "InvertedPendulum-v5"): 1000, ("ppo", "InvertedDoublePendulum-v5"): 9000,
+    ("ppo", "LunarLander-v3"): 250, ("ppo", "CartPole-v1"): 475,
+    ("a2c", "HalfCheetah-v5"): 3000, ("a2c", "Hopper-v5"): 1500,
+    ("reinforce-baseline", "InvertedPendulum-v5"): 950,
+    ("ars", "HalfCheetah-v5"): 4500, ("ars", "Hopper-v5"): 3300,
+}
+
+
+def planned_pairs(algos: list[str], envs: list[str]) -> list[tuple[str, str]]:
+    """The (algo, env) pairs that have a shipped preset; others are skipped with a note."""
+    from pgrad.algos import ALGORITHMS
+    from pgrad.config import preset_names
+
+    pairs = []
+    for algo in algos:
+        if algo not in ALGORITHMS:
+            print(f"skipping {algo}: not an algorithm of this pgrad ({', '.join(ALGORITHMS)})", file=sys.stderr)
+            continue
+        shipped = set(preset_names(algo))
+        for env in envs:
+            if env in shipped:
+                pairs.append((algo, env))
+            else:
+                print(f"skipping {algo} on {env}: no shipped preset", file=sys.stderr)
+    return pairs
+
+
+def seed_summary(folder: Path) -> dict | None:
+    path = folder / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Path, workers: int) -> list[str]:
+    """Train the seeds of one pair that have not finished yet; return error lines."""
+    from pgrad.experiments.runner import TrainSpec, aggregate, run_seeds
+    from pgrad.io import write_json
+
+    missing = [s for s in seeds if seed_summary(out / f"seed_{s}") is None]
+    errors: list[str] = []
+    if missing:
+        print(f"{algo} on {env}: training seeds {missing} ({len(seeds) - len(missing)} already done)", file=sys.stderr)
+        spec = TrainSpec(algo=algo, env=env, seed=missing[0], out=str(out), steps=steps, quiet=True)
+        _, errors = run_seeds(spec, missing, workers=workers)
+    # the aggregate over every finished seed, not only those trained in this call
+    done = {s: seed_summary(out / f"seed_{s}") for s in seeds}
+    spec = TrainSpec(algo=algo, env=env, seed=seeds[0], out=str(out), steps=steps)
+    write_json(out / "summary.json", aggregate(spec, seeds, {s: v for s, v in done.items() if v is not None}))
+    return errors
+
+
+def table_row(algo: str, env: str, seeds: list[int], out: Path) -> dict:
+    """One row of the suite table from the seeds' summary.json files."""
+    import numpy as np
+
+    from pgrad.experiments.stats import iqm, stratified_bootstrap_ci
+
+    summaries = [s for s in (seed_summary(out / f"seed_{seed}") for seed in seeds) if s is not None]
+    last100 = [s["last_100_episode_return_mean"] for s in summaries if s.get("last_100_episode_return_mean") is not None]
+    evals = [s["eval_mean_return"] for s in summaries if s.get("eval_mean_return") is not None]
+    row = {"algo": algo, "env": env, "seeds_done": len(summaries), "seeds_asked": len(seeds),
+           "steps": summaries[0]["steps"] if summaries else None, "goal": GOALS.get((algo, env))}
+    if last100:
+        row["iqm"], row["ci_low"], row["ci_high"] = stratified_bootstrap_ci([last100])
+    if evals:
+        row["eval_iqm"] = iqm(evals)
+    if summaries:
+        row["wall_seconds_mean"] = float(np.mean([s["wall_seconds"] for s in summaries]))
+    return row
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [
+        "| algo | env | budget | seeds | last-100 return: IQM [95% CI] | eval IQM | goal | wall s / seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        seeds = f"{r['seeds_done']}" + ("" if r["seeds_done"] == r["seeds_asked"] else f" of {r['seeds_asked']} asked")
+        score = f"{r['iqm']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]" if "iqm" in r else "-"
+        evaluation = f"{r['eval_iqm']:.1f}" if "eval_iqm" in r else "-"
+        if r["goal"] is None:
+            goal = "-"
+        elif "iqm" not in r:
+            goal = f">= {r['goal']}: not run"
+        else:
+            goal = f">= {r['goal']}: {'met' if r['iqm'] >= r['goal'] else 'NOT met'}"
+        budget = f"{r['steps']:,}" if r["steps"] else "-"
+        wall = f"{r['wall_seconds_mean']:.0f}" if "wall_seconds_mean" in r else "-"
+        lines.append(f"| {r['algo']} | {r['env']} | {budget} | {seeds} | {score} | {evaluation} | {goal} | {wall} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algos", nargs="+", default=ALGOS)
+    parser.add_argument("--envs", nargs="+", default=ENVS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steps", type=int, default=None, help="budget per seed (default: each preset's)")
+    parser.add_argument("--out", default="runs/suite")
+    parser.add_argument("--workers", type=int, default=None, help="seeds trained at once (default: all cores)")
+    parser.add_argument("--list", action="store_true", help="show the plan and what is done; train nothing")
+    parser.add_argument("--no-report", action="store_true", help="skip `pgrad report` (figures)")
+    args = parser.parse_args(argv)
+
+    root = Path(args.out)
+    pairs = planned_pairs(args.algos, args.envs)
+    errors: list[str] = []
+    started = time.perf_counter()
+    if not args.list:
+        for algo, env in pairs:
+            errors += train_pair(algo, env, args.seeds, args.steps, root / algo / env, args.workers)
+    rows = [table_row(algo, env, args.seeds, root / algo / env) for algo, env in pairs]
+    table = format_table(rows)
+    print(table)
+    if args.list:
+        return 0
+    root.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/suite.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    (root / "suite.md").write_text(f"Command: `{command}`\n\n{table}\n")
+    (root / "suite.json").write_text(json.dumps(rows, indent=2))
+    finished = [root / algo / env for algo, env, in pairs if any((root / algo / env).glob("seed_*/summary.json"))]
+    if finished and not args.no_report:
+        from pgrad.experiments.report import write_report
+
+        write_report(finished, root / "report.md")
+    print(f"suite: {len(pairs)} pairs, {time.perf_counter() - started:.0f} s; table in {root / 'suite.md'}", file=sys.stderr)
+    for line in errors:
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
