@@ -104,13 +104,20 @@ class NumpyActorCritic:
         head = policy.head
         if isinstance(head, CategoricalHead):
             self.head = [(head.logits.weight.detach().numpy().T, head.logits.bias.detach().numpy())]
-            self.std = None
         else:
             self.head = [(head.mean.weight.detach().numpy().T, head.mean.bias.detach().numpy())]
-            with torch.no_grad():
-                std = head.std.log_std.exp()  # (action_dim,) by torch, as in the plain path
-            self.std = std.numpy()
-            self.log_std = std.log().numpy()  # Normal.log_prob takes log(scale), not log_std itself
+        self.read_std()
+
+    def read_std(self) -> None:
+        """Recompute the Gaussian std from the current ``log_std`` (not a view: it is computed)."""
+        head = self.policy.head
+        if isinstance(head, CategoricalHead):
+            self.std = None
+            return
+        with torch.no_grad():
+            std = head.std.log_std.exp()  # (action_dim,) by torch, as in the plain path
+        self.std = std.numpy()
+        self.log_std = std.log().numpy()  # Normal.log_prob takes log(scale), not log_std itself
 
     def normalize(self, raw_obs: np.ndarray, update: bool = False) -> np.ndarray:
         """Float32 ``(B, obs_size)`` normalised observations (same maths as ``policy.normalize``)."""
@@ -122,6 +129,11 @@ class NumpyActorCritic:
         mean = self.stats_mean.astype(np.float32)
         std = np.sqrt(self.stats_var + self.eps).astype(np.float32)
         return np.minimum(np.maximum((obs - mean) / std, -self.clip), self.clip)  # np.clip's wrapper costs more
+
+    def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic policy's raw action: the argmax of the logits, or the Gaussian's mean."""
+        out = _forward(self.head, _forward(self.actor, obs))  # (B, n_actions) or (B, action_dim)
+        return out.argmax(axis=-1) if self.std is None else out
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Sample raw actions for normalised observations; ``(action, log_prob, value)`` as numpy."""

@@ -124,3 +124,49 @@ def test_unsupported_policies_use_the_torch_path():
     policy = ActorCriticPolicy(BOX_OBS, box)
     policy.act = lambda obs, deterministic=False: None  # a replaced method is obeyed
     assert not NumpyActorCritic.supports(policy)
+
+
+@pytest.mark.parametrize("env_id, overrides", [("CartPole-v1", {}), ("Pendulum-v1", {"normalize_obs": True}), ("Pendulum-v1", {"action_dist": "truncated_normal"})])
+def test_predict_fast_path_matches_torch(env_id, overrides):
+    import pgrad
+
+    agent = pgrad.PPO(env_id, seed=0, preset=None, n_steps=64, batch_size=32, n_epochs=1, **overrides)
+    agent.learn(64, quiet=True)  # moves weights and observation statistics away from their init
+    obs = np.stack([agent.observation_space.sample() for _ in range(12)])
+    policy = agent.policy
+    for deterministic in (True, False):
+        torch.manual_seed(5)
+        fast = agent.predict(obs, deterministic=deterministic)
+        torch.manual_seed(5)
+        with torch.no_grad():
+            dist = policy.distribution(policy.normalize(policy.obs_to_tensor(obs)))
+            raw = policy.head.deterministic(dist) if deterministic else dist.sample()
+        plain = policy.env_action(raw.numpy())
+        assert fast.dtype == plain.dtype and fast.shape == plain.shape
+        np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(agent.predict(obs[0]), agent.predict(obs[:1])[0])
+    agent.close()
+
+
+def test_predict_sees_weights_changed_in_place_and_replaced_parts():
+    import pgrad
+
+    agent = pgrad.PPO("Pendulum-v1", seed=0, preset=None, n_steps=64, batch_size=32)
+    obs = np.stack([agent.observation_space.sample() for _ in range(4)])
+    before = agent.predict(obs)
+    with torch.no_grad():
+        agent.policy.head.mean.bias.add_(0.5)  # in place: the twin's views see it
+        agent.policy.head.std.log_std.fill_(-6.0)  # the std is re-read for stochastic actions
+    policy = agent.policy
+    with torch.no_grad():
+        expected = policy.head.deterministic(policy.distribution(policy.normalize(policy.obs_to_tensor(obs))))
+    np.testing.assert_allclose(agent.predict(obs), policy.env_action(expected.numpy()), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(agent.predict(obs), before)
+    torch.manual_seed(0)
+    noisy = agent.predict(obs, deterministic=False)
+    assert 0 < np.abs(noisy - agent.predict(obs)).max() < 0.05  # std exp(-6) * (half-range 2) ~ 0.005; stale std 1 would give ~2
+    agent.policy.actor_body = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.GELU())  # now unsupported
+    with torch.no_grad():
+        expected = policy.head.deterministic(policy.distribution(policy.normalize(policy.obs_to_tensor(obs))))
+    np.testing.assert_allclose(agent.predict(obs), policy.env_action(expected.numpy()), rtol=1e-5, atol=1e-6)
+    agent.close()
