@@ -1,5 +1,5 @@
-"""PPO's update fast path (fused Adam, foreach clipping, one gather per epoch, unvalidated
-distributions) must train as the plain per-minibatch loop with the default Adam does."""
+"""Update fast paths (fused Adam, multi-tensor RMSprop, foreach clipping, one gather per epoch,
+unvalidated distributions) must train as the plain per-minibatch loops with the default optimisers do."""
 
 from __future__ import annotations
 
@@ -63,5 +63,25 @@ def test_fast_update_matches_plain_loop(env_id, overrides):
     for a, b in zip(fast.optimizer.state_dict()["state"].values(), plain.optimizer.state_dict()["state"].values()):
         for key in ("exp_avg", "exp_avg_sq", "step"):
             torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-7)
+    fast.close()
+    plain.close()
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+def test_a2c_multi_tensor_optimizer_matches_the_per_parameter_loop(optimizer):
+    fast = pgrad.A2C("Pendulum-v1", seed=1, preset=None, optimizer=optimizer)
+    plain = pgrad.A2C("Pendulum-v1", seed=1, preset=None, optimizer=optimizer)
+    c = plain.config
+    plain.optimizer = (
+        torch.optim.RMSprop(plain.policy.parameters(), lr=c.lr, alpha=c.rmsprop_alpha, eps=c.optimizer_eps, foreach=False)
+        if optimizer == "rmsprop" else
+        torch.optim.Adam(plain.policy.parameters(), lr=c.lr, eps=c.optimizer_eps, foreach=False, fused=False)
+    )
+    torch.manual_seed(7)  # the global stream was re-seeded by the second constructor
+    fast.learn(200, quiet=True)
+    torch.manual_seed(7)
+    plain.learn(200, quiet=True)
+    for (name, a), b in zip(fast.policy.state_dict().items(), plain.policy.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     fast.close()
     plain.close()
