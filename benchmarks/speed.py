@@ -187,8 +187,18 @@ def _git(*args: str) -> str:
         return ""
 
 
+def _export(commit: str) -> tuple[tempfile.TemporaryDirectory, Path]:
+    """``git archive COMMIT pgrad`` into a temporary directory, to be put first on PYTHONPATH."""
+    folder = tempfile.TemporaryDirectory(prefix="pgrad_speed_src_")
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "pgrad"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", folder.name], input=archive.stdout, check=True)
+    return folder, Path(folder.name)
+
+
 def _spawn(impl: str, case: str, args: argparse.Namespace, snapshot: Path | None, profiler: str | None = None) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", impl, "--cases", case,
+    """One run in a fresh process. ``base`` is pgrad from the ``--baseline`` snapshot."""
+    worker = "pgrad" if impl == "base" else impl
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--cases", case,
                "--steps", str(args.steps), "--seed", str(args.seed), *sum((["--set", kv] for kv in args.set), [])]
     if profiler:
         command += ["--profile", profiler]
@@ -204,7 +214,7 @@ def _spawn(impl: str, case: str, args: argparse.Namespace, snapshot: Path | None
         print(done.stderr, file=sys.stderr)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result.update(impl=impl, case=case, steps_per_s=result["steps_done"] / result["wall_s"])
-    if snapshot is not None and impl == "pgrad" and not result["pgrad_file"].startswith(str(snapshot)):
+    if snapshot is not None and worker == "pgrad" and not result["pgrad_file"].startswith(str(snapshot)):
         sys.exit(f"--commit: the worker imported {result['pgrad_file']}, not the exported snapshot in {snapshot}")
     return result
 
@@ -231,6 +241,8 @@ def _summarise(runs: list[dict], impls: list[str]) -> dict:
             summary[impl]["overhead_factor"] = raw / summary[impl]["median_steps_per_s"]
     if "pgrad" in summary and "sb3" in summary:
         summary["pgrad_over_sb3"] = summary["pgrad"]["median_steps_per_s"] / summary["sb3"]["median_steps_per_s"]
+    if "pgrad" in summary and "base" in summary:
+        summary["pgrad_over_base"] = summary["pgrad"]["median_steps_per_s"] / summary["base"]["median_steps_per_s"]
     return summary
 
 
@@ -246,6 +258,7 @@ def main() -> None:
     parser.add_argument("--profile", choices=("cprofile", "pyinstrument"),
                         help="profile one pgrad run per case (after an unprofiled one) instead of benchmarking")
     parser.add_argument("--commit", help="benchmark this commit (git archive) instead of the working tree")
+    parser.add_argument("--baseline", metavar="REV", help="also run pgrad at this commit ('base'), alternating with the rest")
     parser.add_argument("--worker", choices=("pgrad", "sb3", "raw"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     for case in args.cases:
@@ -269,10 +282,7 @@ def main() -> None:
         commit = _git("rev-parse", "--short", args.commit)
         if not commit:
             sys.exit(f"--commit {args.commit}: not a commit of {REPO}")
-        snapshot_dir = tempfile.TemporaryDirectory(prefix="pgrad_speed_src_")
-        snapshot = Path(snapshot_dir.name)
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "pgrad"], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(snapshot)], input=archive.stdout, check=True)
+        snapshot_dir, snapshot = _export(commit)
     else:
         commit = _git("rev-parse", "--short", "HEAD")
     uncommitted = [] if snapshot else _git("status", "--porcelain", "--", "pgrad").splitlines()
@@ -294,13 +304,20 @@ def main() -> None:
     impls = ["pgrad", "raw"]
     if not args.no_sb3 and importlib.util.find_spec("stable_baselines3") is not None:
         impls.insert(1, "sb3")
+    base_dir, base_snapshot = None, None
+    if args.baseline:
+        session["baseline_commit"] = _git("rev-parse", "--short", args.baseline)
+        if not session["baseline_commit"]:
+            sys.exit(f"--baseline {args.baseline}: not a commit of {REPO}")
+        base_dir, base_snapshot = _export(session["baseline_commit"])
+        impls.insert(1, "base")
     results: dict = {}
     for case in args.cases:
         runs: list[dict] = []
         for repeat in range(args.repeats):
             order = impls if repeat % 2 == 0 else impls[::-1]
             for impl in order:
-                run = _spawn(impl, case, args, snapshot)
+                run = _spawn(impl, case, args, base_snapshot if impl == "base" else snapshot)
                 run["repeat"] = repeat
                 runs.append(run)
                 print(f"{case:<22} repeat {repeat} {impl:<5} {run['steps_per_s']:8.0f} steps/s  wall {run['wall_s']:6.2f} s  "
@@ -312,6 +329,12 @@ def main() -> None:
     v = session["versions"]
     print(f"torch {v['torch']}, gymnasium {v['gymnasium']}, mujoco {v['mujoco']}, numpy {v['numpy']}, "
           f"SB3 {v['stable_baselines3']}, python {v['python']}, {session['cpus']} cpus")
+    if args.baseline:
+        print(f"baseline ('base'): pgrad at {session['baseline_commit']}")
+        for case, result in results.items():
+            s = result["summary"]
+            print(f"  {case}: pgrad {s['pgrad']['median_steps_per_s']:,.0f} steps/s, base {s['base']['median_steps_per_s']:,.0f}"
+                  f" steps/s, pgrad / base {s['pgrad_over_base']:.2f}")
     print("| case | pgrad steps/s | SB3 steps/s | pgrad / SB3 | raw env steps/s | overhead pgrad | overhead SB3 | load1 |")
     print("|---|---|---|---|---|---|---|---|")
     for case, result in results.items():
