@@ -90,6 +90,40 @@ def _run_pgrad(algo: str, env_id: str, steps: int, seed: int, overrides: dict, p
     return result
 
 
+def _run_parts(algo: str, env_id: str, seed: int, overrides: dict) -> dict:
+    """pgrad's parts, timed apart: a rollout (us per env step), a whole iteration minus its rollout
+    (ms per minibatch for PPO, per update for A2C) and ``predict`` on one observation (us)."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    import pgrad
+
+    agent = pgrad.ALGORITHMS[algo](env_id, seed=seed, **{**PGRAD_KWARGS[algo], **overrides})
+    c = agent.config
+    agent.learn(c.n_steps * c.n_envs, quiet=True)  # warm up: first rollout, first update
+    rollouts = max(1, 2048 // c.n_steps)
+    start = time.perf_counter()
+    for _ in range(rollouts):
+        agent.collector.collect(c.n_steps)
+    collect_s = (time.perf_counter() - start) / rollouts
+    start = time.perf_counter()
+    for _ in range(rollouts):
+        agent.train_iteration(1.0)
+    update_s = (time.perf_counter() - start) / rollouts - collect_s
+    updates = c.n_epochs * max(1, round(c.n_steps * c.n_envs / c.batch_size)) if algo == "ppo" else 1
+    obs = agent.observation_space.sample()
+    agent.predict(obs)
+    start = time.perf_counter()
+    for _ in range(2000):
+        agent.predict(obs)
+    predict_s = (time.perf_counter() - start) / 2000
+    agent.close()
+    return {"wall_s": 1.0, "steps_done": 0, "collect_us_per_step": collect_s / (c.n_steps * c.n_envs) * 1e6,
+            "update_ms_per_minibatch": update_s / updates * 1e3, "predict_us": predict_s * 1e6,
+            "load1_before": os.getloadavg()[0], "pgrad_file": pgrad.__file__}
+
+
 def _run_sb3(algo: str, env_id: str, steps: int, seed: int) -> dict:
     import torch
 
@@ -197,7 +231,7 @@ def _export(commit: str) -> tuple[tempfile.TemporaryDirectory, Path]:
 
 def _spawn(impl: str, case: str, args: argparse.Namespace, snapshot: Path | None, profiler: str | None = None) -> dict:
     """One run in a fresh process. ``base`` is pgrad from the ``--baseline`` snapshot."""
-    worker = "pgrad" if impl == "base" else impl
+    worker = "parts" if args.parts else "pgrad" if impl == "base" else impl
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--cases", case,
                "--steps", str(args.steps), "--seed", str(args.seed), *sum((["--set", kv] for kv in args.set), [])]
     if profiler:
@@ -214,7 +248,7 @@ def _spawn(impl: str, case: str, args: argparse.Namespace, snapshot: Path | None
         print(done.stderr, file=sys.stderr)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result.update(impl=impl, case=case, steps_per_s=result["steps_done"] / result["wall_s"])
-    if snapshot is not None and worker == "pgrad" and not result["pgrad_file"].startswith(str(snapshot)):
+    if snapshot is not None and worker in ("pgrad", "parts") and not result["pgrad_file"].startswith(str(snapshot)):
         sys.exit(f"--commit: the worker imported {result['pgrad_file']}, not the exported snapshot in {snapshot}")
     return result
 
@@ -246,6 +280,23 @@ def _summarise(runs: list[dict], impls: list[str]) -> dict:
     return summary
 
 
+def _print_parts(args, session, impls, snapshot, base_snapshot) -> None:
+    keys = ("collect_us_per_step", "update_ms_per_minibatch", "predict_us")
+    print("| case | impl | rollout us/step | update ms/minibatch (PPO) or per update (A2C) | predict us | load1 |")
+    print("|---|---|---|---|---|---|")
+    for case in args.cases:
+        runs = []
+        for repeat in range(args.repeats):
+            for impl in (impls if repeat % 2 == 0 else impls[::-1]):
+                runs.append(_spawn(impl, case, args, base_snapshot if impl == "base" else snapshot))
+        for impl in impls:
+            mine = [r for r in runs if r["impl"] == impl]
+            medians = [statistics.median(r[k] for r in mine) for k in keys]
+            loads = [r["load1_before"] for r in mine]
+            name = f"base ({session['baseline_commit']})" if impl == "base" else f"pgrad ({session['pgrad_commit']})"
+            print(f"| {case} | {name} | {medians[0]:.0f} | {medians[1]:.3f} | {medians[2]:.0f} | {min(loads):.1f}-{max(loads):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="ALGO:ENV pairs (algos: ppo, a2c)")
@@ -259,7 +310,9 @@ def main() -> None:
                         help="profile one pgrad run per case (after an unprofiled one) instead of benchmarking")
     parser.add_argument("--commit", help="benchmark this commit (git archive) instead of the working tree")
     parser.add_argument("--baseline", metavar="REV", help="also run pgrad at this commit ('base'), alternating with the rest")
-    parser.add_argument("--worker", choices=("pgrad", "sb3", "raw"), help=argparse.SUPPRESS)
+    parser.add_argument("--parts", action="store_true",
+                        help="time pgrad's parts (rollout per step, update per minibatch, predict) instead of whole runs")
+    parser.add_argument("--worker", choices=("pgrad", "sb3", "raw", "parts"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     for case in args.cases:
         algo, _, env_id = case.partition(":")
@@ -270,6 +323,8 @@ def main() -> None:
         algo, _, env_id = args.cases[0].partition(":")
         if args.worker == "pgrad":
             result = _run_pgrad(algo, env_id, args.steps, args.seed, _parse_set(args.set), args.profile)
+        elif args.worker == "parts":
+            result = _run_parts(algo, env_id, args.seed, _parse_set(args.set))
         elif args.worker == "sb3":
             result = _run_sb3(algo, env_id, args.steps, args.seed)
         else:
@@ -302,7 +357,9 @@ def main() -> None:
         return
 
     impls = ["pgrad", "raw"]
-    if not args.no_sb3 and importlib.util.find_spec("stable_baselines3") is not None:
+    if args.parts:
+        impls = ["pgrad"]
+    elif not args.no_sb3 and importlib.util.find_spec("stable_baselines3") is not None:
         impls.insert(1, "sb3")
     base_dir, base_snapshot = None, None
     if args.baseline:
@@ -312,6 +369,9 @@ def main() -> None:
         base_dir, base_snapshot = _export(session["baseline_commit"])
         impls.insert(1, "base")
     results: dict = {}
+    if args.parts:
+        _print_parts(args, session, impls, snapshot, base_snapshot)
+        return
     for case in args.cases:
         runs: list[dict] = []
         for repeat in range(args.repeats):
