@@ -130,6 +130,10 @@ class NumpyActorCritic:
         std = np.sqrt(self.stats_var + self.eps).astype(np.float32)
         return np.minimum(np.maximum((obs - mean) / std, -self.clip), self.clip)  # np.clip's wrapper costs more
 
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        """State values ``(B,)`` for normalised observations (the policy must have a critic)."""
+        return _forward(self.critic, obs)[:, 0]
+
     def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
         """The deterministic policy's raw action: the argmax of the logits, or the Gaussian's mean."""
         out = _forward(self.head, _forward(self.actor, obs))  # (B, n_actions) or (B, action_dim)
@@ -149,5 +153,5 @@ class NumpyActorCritic:
             noise = torch.randn(out.shape).numpy()  # (B, action_dim) from torch's generator
             action = out + self.std * noise
             log_prob = (-((action - out) ** 2) / (2 * self.std**2) - self.log_std - np.float32(_LOG_SQRT_2PI)).sum(-1)
-        value = _forward(self.critic, obs)[:, 0] if self.critic is not None else None  # (B,)
+        value = self.value(obs) if self.critic is not None else None  # (B,)
         return action, log_prob, value

@@ -146,6 +146,14 @@ class RolloutCollector:
         else:
             self.fast = None
 
+    @torch.no_grad()
+    def _values(self, raw_obs: np.ndarray) -> torch.Tensor:
+        """V of raw observations ``(B, ...)`` (frozen normalisation), by the same implementation that
+        valued the rollout's steps, so a bootstrap V(s') and the V(s) it is compared with agree."""
+        if self.fast is not None:
+            return torch.from_numpy(self.fast.value(self.fast.normalize(raw_obs)))
+        return self.policy.value(self.policy.normalize(self.policy.obs_to_tensor(raw_obs)))
+
     def _check_finite(self, array: np.ndarray, what: str, step: int) -> None:
         if not np.isfinite(array).all():
             bad_env = int(np.argwhere(~np.isfinite(np.asarray(array, dtype=np.float64).reshape(self.n_envs, -1)).any(1))[0, 0])
@@ -243,7 +251,7 @@ class RolloutCollector:
             time_buf[t] = step.time_in_episode
             if self.mode is AutoresetMode.SAME_STEP:
                 for env_index, final in step.truncated_final_obs:
-                    final_obs_slots.append((t, env_index, policy.obs_to_tensor(final)))
+                    final_obs_slots.append((t, env_index, final.reshape(1, -1)))
 
         # next_values[t] = V(obs at t+1) is right everywhere except at SAME_STEP episode ends, whose
         # obs at t+1 is already the reset one; terminated steps never bootstrap, so only truncated
@@ -251,12 +259,10 @@ class RolloutCollector:
         value_buf = torch.from_numpy(value_buf)
         next_value_buf = torch.zeros(n_steps, n_envs)  # (T, N)
         if policy.critic is not None:
-            last_obs = policy.normalize(policy.obs_to_tensor(self.obs))
             next_value_buf[:-1] = value_buf[1:]
-            next_value_buf[-1] = policy.value(last_obs)
+            next_value_buf[-1] = self._values(self.obs)
             if final_obs_slots:
-                finals = policy.normalize(torch.cat([f for _, _, f in final_obs_slots]))
-                final_values = policy.value(finals)
+                final_values = self._values(np.concatenate([f for _, _, f in final_obs_slots]))
                 for (t, env_index, _), final_value in zip(final_obs_slots, final_values):
                     next_value_buf[t, env_index] = final_value
 
@@ -394,8 +400,7 @@ class RolloutCollector:
 
         next_value_flat = torch.cat(next_values)  # (T,)
         if final_obs:
-            finals = policy.normalize(torch.cat([policy.obs_to_tensor(o) for o in final_obs]))  # (n_truncated, obs_size)
-            next_value_flat[final_slots] = policy.value(finals)
+            next_value_flat[final_slots] = self._values(np.stack(final_obs))  # (n_truncated,)
         total = length_so_far
         return Rollout(
             obs=torch.cat(pieces["obs"]).unsqueeze(1),  # (T, 1, obs_size)
