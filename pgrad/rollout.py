@@ -234,7 +234,7 @@ class RolloutCollector:
         valid_buf = np.ones((n_steps, n_envs), dtype=bool)  # (T, N)
         time_buf = np.zeros((n_steps, n_envs), dtype=np.int64)  # (T, N)
         # Only SAME_STEP truncations need an extra V(final obs); remember where they happened.
-        final_obs_slots: list[tuple[int, int, torch.Tensor]] = []
+        final_obs_slots: list[tuple[int, int, np.ndarray]] = []  # (t, env index, raw final obs (1, ...))
         episodes = EpisodeLog()
 
         for t in range(n_steps):

@@ -67,5 +67,6 @@ def algorithm_summary(name: str) -> str:
         tree = ast.parse(source.read())
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name == class_name:
-            return (ast.get_docstring(node) or "").strip().splitlines()[0] if ast.get_docstring(node) else ""
+            docstring = (ast.get_docstring(node) or "").strip()
+            return docstring.splitlines()[0] if docstring else ""
     return ""
