@@ -1,17 +1,41 @@
 """pgrad: policy-gradient reinforcement learning for Gymnasium.
 
 Public API: the algorithm classes, :func:`load` and :func:`evaluate`.
+
+Everything below is imported on first attribute access (PEP 562 module ``__getattr__``), so that
+``import pgrad`` and the ``pgrad --help`` / ``pgrad list`` commands stay fast: torch and Gymnasium
+load only when a name that needs them is used (``pgrad.PPO``, ``pgrad.load``, ...).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from pgrad import envs as _envs  # noqa: E402,F401  registers the pgrad/ environments
-from pgrad.algos import ALGORITHMS  # noqa: E402
-from pgrad.algos.a2c import A2C  # noqa: E402
-from pgrad.algos.actor_critic import ActorCritic  # noqa: E402
-from pgrad.algos.ppo import PPO  # noqa: E402
-from pgrad.algos.reinforce import Reinforce  # noqa: E402
-from pgrad.evaluation import evaluate  # noqa: E402
-from pgrad.loading import load  # noqa: E402
+# public name -> module that defines it
+_LAZY = {
+    "ActorCritic": "pgrad.algos.actor_critic",
+    "A2C": "pgrad.algos.a2c",
+    "PPO": "pgrad.algos.ppo",
+    "Reinforce": "pgrad.algos.reinforce",
+    "ALGORITHMS": "pgrad.algos",
+    "evaluate": "pgrad.evaluation",
+    "load": "pgrad.loading",
+}
 
 __all__ = ["ActorCritic", "A2C", "PPO", "Reinforce", "ALGORITHMS", "evaluate", "load", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pgrad' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -182,9 +182,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from pgrad.algos import ALGORITHMS
+    from pgrad.algos import ALGORITHMS, algorithm_summary
     from pgrad.config import preset_names
-    from pgrad.envs import REGISTERED_IDS
+    from pgrad.env_ids import REGISTERED_IDS
 
     if args.algo is not None:
         if args.algo not in ALGORITHMS:
@@ -196,9 +196,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"presets (applied automatically for their env; --preset none to disable): {', '.join(presets) or 'none'}")
         return EXIT_OK
     print("algorithms:")
-    for name, cls in ALGORITHMS.items():
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"  {name:<20} {doc}")
+    for name in ALGORITHMS:
+        print(f"  {name:<20} {algorithm_summary(name)}")
     print("presets (applied automatically for their env; --preset none to disable):")
     for name in ALGORITHMS:
         for preset in preset_names(name):

@@ -27,18 +27,22 @@ class RunningMeanStd(nn.Module):
         # A tiny prior count (as in OpenAI baselines) keeps the first update well defined.
         self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
 
-    @torch.no_grad()
     def update(self, batch: torch.Tensor | np.ndarray) -> None:
         """Merge a batch of shape ``(B, *shape)`` into the running statistics."""
         # numpy on views of the buffers: called every env step, and for these tiny arrays numpy
-        # costs a fraction of torch's per-op overhead (benchmarks/ppo_speed.py profile).
+        # costs a fraction of torch's per-op overhead (benchmarks/speed.py --profile).
         batch = np.asarray(batch, dtype=np.float64).reshape(-1, *self.mean.shape)
         batch_count = batch.shape[0]
         if batch_count == 0:
             return
         mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
-        batch_mean = batch.mean(axis=0)
-        batch_var = batch.var(axis=0)
+        if batch_count == 1:
+            # one env: the batch mean is the row itself and its variance exactly 0, which is what
+            # mean() and var() return, without their ~15 us of overhead per step
+            batch_mean, batch_var = batch[0], 0.0
+        else:
+            batch_mean = batch.mean(axis=0)
+            batch_var = batch.var(axis=0)
         delta = batch_mean - mean
         total = count + batch_count
         m2 = var * count + batch_var * batch_count + delta * delta * (count * batch_count / total)
@@ -90,9 +94,16 @@ class RewardScaler(nn.Module):
     @torch.no_grad()
     def scale(self, rewards: torch.Tensor, episode_ended: torch.Tensor, update: bool = True) -> torch.Tensor:
         """Scale a ``(n_envs,)`` row of rewards; ``episode_ended`` marks envs whose episode ended now."""
+        return torch.from_numpy(self.scale_array(rewards.numpy(), episode_ended.numpy(), update))
+
+    def scale_array(self, rewards: np.ndarray, episode_ended: np.ndarray, update: bool = True) -> np.ndarray:
+        """:meth:`scale` on numpy arrays (what the collector calls every step; numpy on views of
+        the buffers costs a fraction of torch's per-op overhead for arrays this small)."""
         if update:
-            self.discounted_return.mul_(self.gamma).add_(rewards.to(torch.float64))
-            self.stats.update(self.discounted_return)
-            self.discounted_return.masked_fill_(episode_ended, 0.0)
-        std = torch.sqrt(self.stats.var + self.eps).to(rewards.dtype)
-        return (rewards / std).clamp(-self.clip, self.clip)
+            discounted_return = self.discounted_return.numpy()  # a view: updated in place
+            discounted_return *= self.gamma
+            discounted_return += rewards.astype(np.float64)
+            self.stats.update(discounted_return)
+            discounted_return[episode_ended] = 0.0
+        std = np.sqrt(self.stats.var.numpy() + self.eps).astype(rewards.dtype)
+        return np.clip(rewards / std, -self.clip, self.clip)

@@ -32,6 +32,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from pgrad.errors import ConfigError, NonFiniteError
+from pgrad.fast_inference import NumpyActorCritic
 from pgrad.normalize import RewardScaler
 from pgrad.policy import ActorCriticPolicy
 
@@ -68,13 +69,17 @@ class EpisodeLog:
 
 @dataclass
 class _StepRecord:
-    """What one vector step produced for each of the ``N`` envs (see :meth:`RolloutCollector._step`)."""
+    """What one vector step produced for each of the ``N`` envs (see :meth:`RolloutCollector._step`).
 
-    obs: torch.Tensor  # (N, obs_size) normalised observations the policy acted on
-    action: torch.Tensor  # (N, *action_shape) raw sampled actions
-    log_prob: torch.Tensor  # (N,)
-    value: torch.Tensor | None  # (N,) V(obs), None without a critic
-    reward: torch.Tensor  # (N,) rewards as used for learning (scaled if normalize_reward)
+    Numpy throughout: a step is written into preallocated numpy buffers, and the rollout becomes
+    torch tensors once, at its end (``torch.from_numpy`` shares memory, so that costs nothing).
+    """
+
+    obs: np.ndarray  # (N, obs_size) float32 normalised observations the policy acted on
+    action: np.ndarray  # (N, *action_shape) raw sampled actions (float32, or int64 indices)
+    log_prob: np.ndarray  # (N,) float32
+    value: np.ndarray | None  # (N,) float32 V(obs), None without a critic
+    reward: np.ndarray  # (N,) float32 rewards as used for learning (scaled if normalize_reward)
     terminated: np.ndarray  # (N,) bool
     truncated: np.ndarray  # (N,) bool, False where terminated is set (terminated wins)
     valid: np.ndarray  # (N,) bool, False for NEXT_STEP reset steps
@@ -102,9 +107,16 @@ class RolloutCollector:
         seed: int,
         reward_scaler: RewardScaler | None = None,
         start_step: int = 0,
+        fast_inference: bool = True,
     ) -> None:
+        """``fast_inference``: act through :class:`pgrad.fast_inference.NumpyActorCritic` where the
+        policy supports it (same random numbers, float32 rounding apart the same actions); False
+        forces the plain torch path."""
         self.envs = envs
         self.policy = policy
+        self.fast_inference = fast_inference
+        self.fast: NumpyActorCritic | None = None
+        self._sync_fast_inference()
         self.reward_scaler = reward_scaler
         self.n_envs = envs.num_envs
         self.mode = autoreset_mode_of(envs)
@@ -123,8 +135,27 @@ class RolloutCollector:
         # episode began before the buffer did (its first steps are lost, so it is never returned)
         self._episode_starts: list[int | None] = []
 
+    def _sync_fast_inference(self) -> None:
+        """(Re)build the numpy twin of the policy: its weights changed in the update since the last
+        call, and a part of it may have been replaced by one the fast path does not support."""
+        if self.fast_inference and NumpyActorCritic.supports(self.policy):
+            if self.fast is None:
+                self.fast = NumpyActorCritic(self.policy)
+            else:
+                self.fast.refresh()
+        else:
+            self.fast = None
+
+    @torch.no_grad()
+    def _values(self, raw_obs: np.ndarray) -> torch.Tensor:
+        """V of raw observations ``(B, ...)`` (frozen normalisation), by the same implementation that
+        valued the rollout's steps, so a bootstrap V(s') and the V(s) it is compared with agree."""
+        if self.fast is not None:
+            return torch.from_numpy(self.fast.value(self.fast.normalize(raw_obs)))
+        return self.policy.value(self.policy.normalize(self.policy.obs_to_tensor(raw_obs)))
+
     def _check_finite(self, array: np.ndarray, what: str, step: int) -> None:
-        if not np.all(np.isfinite(array)):
+        if not np.isfinite(array).all():
             bad_env = int(np.argwhere(~np.isfinite(np.asarray(array, dtype=np.float64).reshape(self.n_envs, -1)).any(1))[0, 0])
             raise NonFiniteError(f"environment returned a non-finite {what} (NaN or inf) at step {step}, env {bad_env}")
 
@@ -132,9 +163,15 @@ class RolloutCollector:
     def _step(self, episodes: EpisodeLog) -> _StepRecord:
         """Act in every env once; update the running episode counters and log episodes that end."""
         policy = self.policy
-        obs = policy.normalize(policy.obs_to_tensor(self.obs), update=True)  # (N, obs_size)
-        action, log_prob, value = policy.act(obs)
-        env_action = policy.env_action(action.numpy())
+        if self.fast is not None:
+            obs = self.fast.normalize(self.obs, update=True)  # (N, obs_size)
+            action, log_prob, value = self.fast.act(obs)
+        else:
+            obs_t = policy.normalize(policy.obs_to_tensor(self.obs), update=True)  # (N, obs_size)
+            action_t, log_prob_t, value_t = policy.act(obs_t)
+            obs, action, log_prob = obs_t.numpy(), action_t.numpy(), log_prob_t.numpy()
+            value = value_t.numpy() if value_t is not None else None
+        env_action = policy.env_action(action)
         next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
         step_number = self.total_transitions + 1
         self._check_finite(next_obs, "observation", step_number)
@@ -159,9 +196,9 @@ class RolloutCollector:
             self.episode_return[ended] = 0.0
             self.episode_length[ended] = 0
 
-        reward_t = torch.as_tensor(reward, dtype=torch.float32)  # (N,)
+        reward_f32 = reward.astype(np.float32)  # (N,)
         if self.reward_scaler is not None:
-            reward_t = self.reward_scaler.scale(reward_t, torch.as_tensor(ended))
+            reward_f32 = self.reward_scaler.scale_array(reward_f32, ended)
 
         truncated_final_obs = []
         for env_index in np.flatnonzero(truncated) if any_ended else ():
@@ -175,7 +212,7 @@ class RolloutCollector:
             self.pending_reset = ended
         self.obs = next_obs
         return _StepRecord(
-            obs=obs, action=action, log_prob=log_prob, value=value, reward=reward_t, terminated=terminated,
+            obs=obs, action=action, log_prob=log_prob, value=value, reward=reward_f32, terminated=terminated,
             truncated=truncated, valid=valid, time_in_episode=time_in_episode, truncated_final_obs=truncated_final_obs,
         )
 
@@ -184,18 +221,20 @@ class RolloutCollector:
         """Run ``n_steps`` vector steps; return the batch and the episodes that finished."""
         policy, n_envs = self.policy, self.n_envs
         self._episode_buffer = None  # the steps taken here are not kept for collect_episodes
-        obs_buf = torch.zeros(n_steps, n_envs, policy.obs_size)  # (T, N, obs_size)
+        self._sync_fast_inference()
+        # numpy buffers: a per-step write costs well under a microsecond, a torch one several
+        obs_buf = np.zeros((n_steps, n_envs, policy.obs_size), dtype=np.float32)  # (T, N, obs_size)
         action_shape = () if policy.discrete else policy.action_space.shape
-        action_buf = torch.zeros(n_steps, n_envs, *action_shape, dtype=torch.long if policy.discrete else torch.float32)
-        log_prob_buf = torch.zeros(n_steps, n_envs)  # (T, N)
-        value_buf = torch.zeros(n_steps, n_envs)  # (T, N)
-        reward_buf = torch.zeros(n_steps, n_envs)  # (T, N)
-        terminated_buf = torch.zeros(n_steps, n_envs, dtype=torch.bool)  # (T, N)
-        truncated_buf = torch.zeros(n_steps, n_envs, dtype=torch.bool)  # (T, N)
-        valid_buf = torch.ones(n_steps, n_envs, dtype=torch.bool)  # (T, N)
-        time_buf = torch.zeros(n_steps, n_envs, dtype=torch.long)  # (T, N)
+        action_buf = np.zeros((n_steps, n_envs, *action_shape), dtype=np.int64 if policy.discrete else np.float32)
+        log_prob_buf = np.zeros((n_steps, n_envs), dtype=np.float32)  # (T, N)
+        value_buf = np.zeros((n_steps, n_envs), dtype=np.float32)  # (T, N)
+        reward_buf = np.zeros((n_steps, n_envs), dtype=np.float32)  # (T, N)
+        terminated_buf = np.zeros((n_steps, n_envs), dtype=bool)  # (T, N)
+        truncated_buf = np.zeros((n_steps, n_envs), dtype=bool)  # (T, N)
+        valid_buf = np.ones((n_steps, n_envs), dtype=bool)  # (T, N)
+        time_buf = np.zeros((n_steps, n_envs), dtype=np.int64)  # (T, N)
         # Only SAME_STEP truncations need an extra V(final obs); remember where they happened.
-        final_obs_slots: list[tuple[int, int, torch.Tensor]] = []
+        final_obs_slots: list[tuple[int, int, np.ndarray]] = []  # (t, env index, raw final obs (1, ...))
         episodes = EpisodeLog()
 
         for t in range(n_steps):
@@ -206,32 +245,32 @@ class RolloutCollector:
             if step.value is not None:
                 value_buf[t] = step.value
             reward_buf[t] = step.reward
-            terminated_buf[t] = torch.as_tensor(step.terminated)
-            truncated_buf[t] = torch.as_tensor(step.truncated)
-            valid_buf[t] = torch.as_tensor(step.valid)
-            time_buf[t] = torch.as_tensor(step.time_in_episode)
+            terminated_buf[t] = step.terminated
+            truncated_buf[t] = step.truncated
+            valid_buf[t] = step.valid
+            time_buf[t] = step.time_in_episode
             if self.mode is AutoresetMode.SAME_STEP:
                 for env_index, final in step.truncated_final_obs:
-                    final_obs_slots.append((t, env_index, policy.obs_to_tensor(final)))
+                    final_obs_slots.append((t, env_index, final.reshape(1, -1)))
 
         # next_values[t] = V(obs at t+1) is right everywhere except at SAME_STEP episode ends, whose
         # obs at t+1 is already the reset one; terminated steps never bootstrap, so only truncated
         # ones are patched with V(final obs). Under NEXT_STEP, obs at t+1 *is* the final obs.
+        value_buf = torch.from_numpy(value_buf)
         next_value_buf = torch.zeros(n_steps, n_envs)  # (T, N)
         if policy.critic is not None:
-            last_obs = policy.normalize(policy.obs_to_tensor(self.obs))
             next_value_buf[:-1] = value_buf[1:]
-            next_value_buf[-1] = policy.value(last_obs)
+            next_value_buf[-1] = self._values(self.obs)
             if final_obs_slots:
-                finals = policy.normalize(torch.cat([f for _, _, f in final_obs_slots]))
-                final_values = policy.value(finals)
+                final_values = self._values(np.concatenate([f for _, _, f in final_obs_slots]))
                 for (t, env_index, _), final_value in zip(final_obs_slots, final_values):
                     next_value_buf[t, env_index] = final_value
 
         rollout = Rollout(
-            obs=obs_buf, actions=action_buf, log_probs=log_prob_buf, values=value_buf, rewards=reward_buf,
-            terminated=terminated_buf, truncated=truncated_buf, next_values=next_value_buf, valid=valid_buf,
-            time_in_episode=time_buf,
+            obs=torch.from_numpy(obs_buf), actions=torch.from_numpy(action_buf), log_probs=torch.from_numpy(log_prob_buf),
+            values=value_buf, rewards=torch.from_numpy(reward_buf), terminated=torch.from_numpy(terminated_buf),
+            truncated=torch.from_numpy(truncated_buf), next_values=next_value_buf, valid=torch.from_numpy(valid_buf),
+            time_in_episode=torch.from_numpy(time_buf),
         )
         return rollout, episodes
 
@@ -273,6 +312,7 @@ class RolloutCollector:
                 f"got {n_episodes}, {max_steps}, {min_transitions}"
             )
         policy = self.policy
+        self._sync_fast_inference()
         if self._episode_buffer is None:
             self._episode_buffer = []
             # An env in the middle of an episode has steps this buffer never saw.
@@ -286,7 +326,7 @@ class RolloutCollector:
             step = self._step(episodes)
             # Without normalisation the obs tensor may share memory with the env's array; this
             # buffer outlives the step, so it must own its copy.
-            step.obs = step.obs.clone()
+            step.obs = step.obs.copy()
             buffer.append(step)
             index = len(buffer) - 1
             steps_taken += int(step.valid.sum())
@@ -323,14 +363,14 @@ class RolloutCollector:
         last_needed = max(last for _, _, last in finished)
         steps = buffer[first_needed : last_needed + 1]
         # (S, N, ...) over the part of the buffer the finished episodes span
-        obs = torch.stack([s.obs for s in steps])  # (S, N, obs_size)
-        actions = torch.stack([s.action for s in steps])  # (S, N, *action_shape)
-        log_probs = torch.stack([s.log_prob for s in steps])  # (S, N)
-        rewards = torch.stack([s.reward for s in steps])  # (S, N)
+        obs = torch.from_numpy(np.stack([s.obs for s in steps]))  # (S, N, obs_size)
+        actions = torch.from_numpy(np.stack([s.action for s in steps]))  # (S, N, *action_shape)
+        log_probs = torch.from_numpy(np.stack([s.log_prob for s in steps]))  # (S, N)
+        rewards = torch.from_numpy(np.stack([s.reward for s in steps]))  # (S, N)
         valid = torch.from_numpy(np.stack([s.valid for s in steps]))  # (S, N)
         times = torch.from_numpy(np.stack([s.time_in_episode for s in steps]))  # (S, N)
         has_critic = policy.critic is not None
-        values = torch.stack([s.value for s in steps]) if has_critic else torch.zeros(len(steps), self.n_envs)  # (S, N)
+        values = torch.from_numpy(np.stack([s.value for s in steps])) if has_critic else torch.zeros(len(steps), self.n_envs)  # (S, N)
 
         pieces: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "actions", "log_probs", "rewards", "values", "times")}
         terminated, truncated, next_values = [], [], []
@@ -360,8 +400,7 @@ class RolloutCollector:
 
         next_value_flat = torch.cat(next_values)  # (T,)
         if final_obs:
-            finals = policy.normalize(torch.cat([policy.obs_to_tensor(o) for o in final_obs]))  # (n_truncated, obs_size)
-            next_value_flat[final_slots] = policy.value(finals)
+            next_value_flat[final_slots] = self._values(np.stack(final_obs))  # (n_truncated,)
         total = length_so_far
         return Rollout(
             obs=torch.cat(pieces["obs"]).unsqueeze(1),  # (T, 1, obs_size)

@@ -22,6 +22,7 @@ from pgrad import __version__
 from pgrad.config import Config, resolve_preset
 from pgrad.envs import env_id_of, make_vector_env
 from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
+from pgrad.fast_inference import NumpyActorCritic
 from pgrad.io import (
     load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, save_policy,
     space_from_json, space_to_json, write_json,
@@ -219,12 +220,35 @@ class Algorithm:
         obs_array = np.asarray(obs)
         single_shape = self.observation_space.shape
         single = obs_array.shape == tuple(single_shape)
-        with torch.no_grad():
-            tensor = self.policy.normalize(self.policy.obs_to_tensor(obs_array))
-            dist = self.policy.distribution(tensor)
-            raw = self.policy.head.deterministic(dist) if deterministic else dist.sample()
-        action = self.policy.env_action(raw.numpy())
+        fast = self._numpy_twin(read_std=not deterministic)
+        if fast is not None:
+            obs_np = fast.normalize(obs_array)
+            raw = fast.deterministic_action(obs_np) if deterministic else fast.act(obs_np)[0]
+        else:
+            with torch.no_grad():
+                tensor = self.policy.normalize(self.policy.obs_to_tensor(obs_array))
+                dist = self.policy.distribution(tensor)
+                raw = (self.policy.head.deterministic(dist) if deterministic else dist.sample()).numpy()
+        action = self.policy.env_action(raw)
         return action[0] if single else action
+
+    def _numpy_twin(self, read_std: bool) -> NumpyActorCritic | None:
+        """The policy's numpy twin for :meth:`predict` (pgrad/fast_inference.py), None if unsupported.
+
+        Evaluation calls ``predict`` once per env step, where torch's per-op overhead is most of
+        the cost. The twin holds views of the parameters, so in-place updates show through; it
+        is rebuilt when the policy or one of its parts was replaced, and the std (computed, not a
+        view) is re-read when ``read_std`` (the stochastic policy needs it).
+        """
+        policy = self.policy
+        key = (id(policy), id(policy.actor_body), id(policy.head), id(policy.obs_normalizer))
+        cached = getattr(self, "_numpy_twin_cache", None)
+        if cached is None or cached[0] != key:
+            twin = NumpyActorCritic(policy) if NumpyActorCritic.supports(policy) else None
+            self._numpy_twin_cache = cached = (key, twin)
+        elif cached[1] is not None and read_std:
+            cached[1].read_std()
+        return cached[1]
 
     # -- saving ------------------------------------------------------------------------------
 

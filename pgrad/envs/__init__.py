@@ -28,6 +28,7 @@ import gymnasium as gym  # noqa: E402
 from gymnasium.envs.registration import EnvSpec  # noqa: E402
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv  # noqa: E402
 
+from pgrad.env_ids import BUNDLED_ENVS, REGISTERED_IDS  # noqa: E402
 from pgrad.envs.mujoco_messages import filtered_mujoco_warnings  # noqa: E402
 from pgrad.errors import ConfigError  # noqa: E402
 
@@ -35,28 +36,7 @@ __all__ = ["REGISTERED_IDS", "env_id_of", "make_env", "make_vector_env"]
 
 EnvLike = str | EnvSpec | gym.Env | Callable[..., gym.Env]
 
-# Time limits and reward thresholds are those of the originals (CartPole-v1: 500 steps, solved
-# at 475; Pendulum-v1: 200 steps), so that results compare with published ones.
-_BUNDLED_ENVS = (
-    {
-        "id": "pgrad/ContinuousCartPole-v0",
-        "entry_point": "pgrad.envs.cartpole:ContinuousCartPoleEnv",
-        "max_episode_steps": 500,
-        "reward_threshold": 475.0,
-    },
-    {
-        "id": "pgrad/CartPoleNoVel-v1",
-        "entry_point": "pgrad.envs.novel:cartpole_no_velocity",
-        "max_episode_steps": 500,
-        "reward_threshold": 475.0,
-    },
-    {
-        "id": "pgrad/PendulumNoVel-v1",
-        "entry_point": "pgrad.envs.novel:pendulum_no_velocity",
-        "max_episode_steps": 200,
-    },
-)
-REGISTERED_IDS: tuple[str, ...] = tuple(spec["id"] for spec in _BUNDLED_ENVS)
+_BUNDLED_ENVS = BUNDLED_ENVS  # the table lives in pgrad.env_ids so that `pgrad list` needs no Gymnasium
 
 
 def _register_bundled_envs() -> None:

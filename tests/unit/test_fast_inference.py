@@ -1,0 +1,172 @@
+"""The collector's numpy fast path must act as the plain torch path does (pgrad/fast_inference.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from pgrad.envs import make_vector_env
+from pgrad.fast_inference import NumpyActorCritic
+from pgrad.normalize import RewardScaler
+from pgrad.policy import ActorCriticPolicy
+from pgrad.rollout import RolloutCollector
+
+BOX_OBS = spaces.Box(-np.inf, np.inf, (17,), np.float64)
+CASES = {
+    "gaussian-tanh": (BOX_OBS, spaces.Box(-1.0, 1.0, (6,), np.float32), dict(activation="tanh")),
+    "gaussian-relu-wide": (BOX_OBS, spaces.Box(-2.0, 2.0, (3,), np.float32), dict(activation="relu", log_std_init=0.7, hidden_sizes=(32, 16, 8))),
+    "categorical": (spaces.Box(-np.inf, np.inf, (4,), np.float32), spaces.Discrete(3), dict(activation="tanh")),
+    "categorical-no-critic": (BOX_OBS, spaces.Discrete(5), dict(activation="relu", with_critic=False)),
+}
+
+
+def _policy(case: str, seed: int = 0) -> ActorCriticPolicy:
+    obs_space, action_space, kwargs = CASES[case]
+    torch.manual_seed(seed)
+    policy = ActorCriticPolicy(obs_space, action_space, **kwargs)
+    # Non-trivial statistics and weights, so that every term of the forward pass matters.
+    policy.obs_normalizer.update(np.random.default_rng(seed).normal(3.0, 2.0, (50, policy.obs_size)))
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    return policy
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_numpy_forward_matches_torch(case):
+    policy = _policy(case)
+    fast = NumpyActorCritic(policy)
+    raw = np.random.default_rng(1).normal(3.0, 4.0, (16, policy.obs_size)).astype(np.float64)
+    raw[0, 0] = 1e6  # clipped by the normaliser
+
+    obs_np = fast.normalize(raw)
+    obs_t = policy.normalize(policy.obs_to_tensor(raw))
+    np.testing.assert_array_equal(obs_np, obs_t.numpy())  # same float32 elementwise arithmetic
+
+    torch.manual_seed(7)
+    action_t, log_prob_t, value_t = policy.act(obs_t)
+    torch.manual_seed(7)
+    action_np, log_prob_np, value_np = fast.act(obs_np)
+    assert action_np.dtype == action_t.numpy().dtype and action_np.shape == tuple(action_t.shape)
+    if policy.discrete:
+        np.testing.assert_array_equal(action_np, action_t.numpy())
+    else:
+        np.testing.assert_allclose(action_np, action_t.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(log_prob_np, log_prob_t.numpy(), rtol=1e-6, atol=1e-5)
+    if value_t is None:
+        assert value_np is None
+    else:
+        np.testing.assert_allclose(value_np, value_t.numpy(), rtol=1e-6, atol=1e-6)
+    # the torch generator advanced by the same amount on both paths
+    torch.manual_seed(7)
+    policy.act(obs_t)
+    after_plain = torch.rand(3)
+    torch.manual_seed(7)
+    fast.act(obs_np)
+    assert torch.equal(torch.rand(3), after_plain)
+
+
+def test_update_statistics_identical():
+    plain, fast_policy = _policy("gaussian-tanh"), _policy("gaussian-tanh")
+    fast = NumpyActorCritic(fast_policy)
+    for batch in np.random.default_rng(2).normal(0.0, 5.0, (30, 1, 17)):
+        plain.normalize(plain.obs_to_tensor(batch), update=True)
+        fast.normalize(batch, update=True)
+    for name, tensor in plain.state_dict().items():
+        assert torch.equal(tensor, fast_policy.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("env_id, n_envs, reward_scaling", [("CartPole-v1", 3, False), ("Pendulum-v1", 1, True), ("Pendulum-v1", 2, False)])
+def test_collected_rollouts_equal_with_fast_path_on_and_off(env_id, n_envs, reward_scaling):
+    rollouts = {}
+    for fast in (True, False):
+        envs = make_vector_env(env_id, n_envs, seed=0)
+        torch.manual_seed(0)
+        policy = ActorCriticPolicy(envs.single_observation_space, envs.single_action_space)
+        scaler = RewardScaler(n_envs, 0.99) if reward_scaling else None
+        collector = RolloutCollector(envs, policy, seed=0, reward_scaler=scaler, fast_inference=fast)
+        assert (collector.fast is not None) == fast
+        torch.manual_seed(123)
+        # two rollouts with a weight change between them: the fast path must see new weights
+        first, log = collector.collect(150)
+        with torch.no_grad():
+            for parameter in policy.parameters():
+                parameter.mul_(1.1)
+        second, _ = collector.collect(60)
+        rollouts[fast] = (first, second, log, policy.state_dict())
+        envs.close()
+    for fast_rollout, plain_rollout in zip(rollouts[True][:2], rollouts[False][:2]):
+        for name in ("obs", "actions", "log_probs", "values", "rewards", "terminated", "truncated", "next_values", "valid", "time_in_episode"):
+            a, b = getattr(fast_rollout, name), getattr(plain_rollout, name)
+            assert a.dtype == b.dtype and a.shape == b.shape, name
+            if a.dtype in (torch.bool, torch.long):
+                assert torch.equal(a, b), name
+            else:
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)
+    assert rollouts[True][2].returns == pytest.approx(rollouts[False][2].returns, rel=1e-5)
+    for name, tensor in rollouts[True][3].items():  # normaliser and reward statistics
+        torch.testing.assert_close(tensor, rollouts[False][3][name], rtol=1e-6, atol=1e-6, msg=name)
+
+
+def test_unsupported_policies_use_the_torch_path():
+    box = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    assert not NumpyActorCritic.supports(ActorCriticPolicy(BOX_OBS, box, action_dist="truncated_normal"))
+    assert not NumpyActorCritic.supports(ActorCriticPolicy(BOX_OBS, box, state_dependent_std=True))
+    assert not NumpyActorCritic.supports(ActorCriticPolicy(BOX_OBS, box, activation="gelu"))
+    assert not NumpyActorCritic.supports(ActorCriticPolicy(spaces.Discrete(4), box))  # one-hot observations
+
+    class Subclass(ActorCriticPolicy):
+        pass
+
+    assert not NumpyActorCritic.supports(Subclass(BOX_OBS, box))
+    policy = ActorCriticPolicy(BOX_OBS, box)
+    policy.act = lambda obs, deterministic=False: None  # a replaced method is obeyed
+    assert not NumpyActorCritic.supports(policy)
+
+
+@pytest.mark.parametrize("env_id, overrides", [("CartPole-v1", {}), ("Pendulum-v1", {"normalize_obs": True}), ("Pendulum-v1", {"action_dist": "truncated_normal"})])
+def test_predict_fast_path_matches_torch(env_id, overrides):
+    import pgrad
+
+    agent = pgrad.PPO(env_id, seed=0, preset=None, n_steps=64, batch_size=32, n_epochs=1, **overrides)
+    agent.learn(64, quiet=True)  # moves weights and observation statistics away from their init
+    obs = np.stack([agent.observation_space.sample() for _ in range(12)])
+    policy = agent.policy
+    for deterministic in (True, False):
+        torch.manual_seed(5)
+        fast = agent.predict(obs, deterministic=deterministic)
+        torch.manual_seed(5)
+        with torch.no_grad():
+            dist = policy.distribution(policy.normalize(policy.obs_to_tensor(obs)))
+            raw = policy.head.deterministic(dist) if deterministic else dist.sample()
+        plain = policy.env_action(raw.numpy())
+        assert fast.dtype == plain.dtype and fast.shape == plain.shape
+        np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(agent.predict(obs[0]), agent.predict(obs[:1])[0])
+    agent.close()
+
+
+def test_predict_sees_weights_changed_in_place_and_replaced_parts():
+    import pgrad
+
+    agent = pgrad.PPO("Pendulum-v1", seed=0, preset=None, n_steps=64, batch_size=32)
+    obs = np.stack([agent.observation_space.sample() for _ in range(4)])
+    before = agent.predict(obs)
+    with torch.no_grad():
+        agent.policy.head.mean.bias.add_(0.5)  # in place: the twin's views see it
+        agent.policy.head.std.log_std.fill_(-6.0)  # the std is re-read for stochastic actions
+    policy = agent.policy
+    with torch.no_grad():
+        expected = policy.head.deterministic(policy.distribution(policy.normalize(policy.obs_to_tensor(obs))))
+    np.testing.assert_allclose(agent.predict(obs), policy.env_action(expected.numpy()), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(agent.predict(obs), before)
+    torch.manual_seed(0)
+    noisy = agent.predict(obs, deterministic=False)
+    assert 0 < np.abs(noisy - agent.predict(obs)).max() < 0.05  # std exp(-6) * (half-range 2) ~ 0.005; stale std 1 would give ~2
+    agent.policy.actor_body = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.GELU())  # now unsupported
+    with torch.no_grad():
+        expected = policy.head.deterministic(policy.distribution(policy.normalize(policy.obs_to_tensor(obs))))
+    np.testing.assert_allclose(agent.predict(obs), policy.env_action(expected.numpy()), rtol=1e-5, atol=1e-6)
+    agent.close()
