@@ -14,6 +14,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# `gymnasium.make("pgrad/ContinuousCartPole-v0")` works after `import pgrad`, without importing
+# Gymnasium here: the ids are registered when Gymnasium is (or already was) imported.
+from pgrad.env_ids import register_on_gymnasium_import  # noqa: E402
+
+register_on_gymnasium_import()
+
 # public name -> module that defines it
 _LAZY = {
     "ActorCritic": "pgrad.algos.actor_critic",

@@ -28,7 +28,7 @@ import gymnasium as gym  # noqa: E402
 from gymnasium.envs.registration import EnvSpec  # noqa: E402
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv  # noqa: E402
 
-from pgrad.env_ids import BUNDLED_ENVS, REGISTERED_IDS  # noqa: E402
+from pgrad.env_ids import REGISTERED_IDS, register_bundled_envs  # noqa: E402
 from pgrad.envs.mujoco_messages import filtered_mujoco_warnings  # noqa: E402
 from pgrad.errors import ConfigError  # noqa: E402
 
@@ -36,18 +36,7 @@ __all__ = ["REGISTERED_IDS", "env_id_of", "make_env", "make_vector_env"]
 
 EnvLike = str | EnvSpec | gym.Env | Callable[..., gym.Env]
 
-_BUNDLED_ENVS = BUNDLED_ENVS  # the table lives in pgrad.env_ids so that `pgrad list` needs no Gymnasium
-
-
-def _register_bundled_envs() -> None:
-    for spec in _BUNDLED_ENVS:
-        # Registering twice (importlib.reload, a registry shared with another copy of pgrad)
-        # must stay silent: Gymnasium would warn that it is overriding the id.
-        if spec["id"] not in gym.registry:
-            gym.register(**spec)
-
-
-_register_bundled_envs()
+register_bundled_envs(gym)
 
 _VECTORIZATIONS = {"sync": SyncVectorEnv, "async": AsyncVectorEnv}
 _AUTORESET_MODES = {"same_step": AutoresetMode.SAME_STEP, "next_step": AutoresetMode.NEXT_STEP}

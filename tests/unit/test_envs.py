@@ -13,6 +13,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 import pgrad.envs as pgrad_envs
 from pgrad.envs import REGISTERED_IDS, env_id_of, make_env, make_vector_env
+from pgrad.env_ids import register_bundled_envs
 from pgrad.envs.mujoco_messages import filtered_mujoco_warnings
 from pgrad.errors import ConfigError
 
@@ -154,7 +155,7 @@ def test_bundled_ids_are_registered_once():
     assert all(env_id in gym.registry for env_id in REGISTERED_IDS)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Gymnasium warns when overriding an id
-        pgrad_envs._register_bundled_envs()
+        register_bundled_envs(gym)
 
 
 def test_mujoco_gl_defaults_to_egl():

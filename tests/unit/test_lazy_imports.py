@@ -42,3 +42,14 @@ def test_summary_read_from_source_matches_docstring():
 
     for name in ALGORITHMS:
         assert algorithm_summary(name) == ALGORITHMS[name].__doc__.strip().splitlines()[0]
+
+
+def test_import_pgrad_registers_the_bundled_envs_once_gymnasium_is_imported():
+    """`import pgrad` then `gymnasium.make("pgrad/...")` works, in either import order, without
+    `import pgrad` importing Gymnasium itself."""
+    for code in (
+        "import pgrad, sys; assert 'gymnasium' not in sys.modules\nimport gymnasium as gym",
+        "import gymnasium as gym\nimport pgrad",
+    ):
+        check = code + "\nfor i in ('pgrad/ContinuousCartPole-v0', 'pgrad/CartPoleNoVel-v1', 'pgrad/PendulumNoVel-v1'): gym.make(i).close()"
+        subprocess.run([sys.executable, "-c", check], check=True, capture_output=True)
