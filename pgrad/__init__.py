@@ -10,8 +10,9 @@ from pgrad.algos import ALGORITHMS  # noqa: E402
 from pgrad.algos.a2c import A2C  # noqa: E402
 from pgrad.algos.actor_critic import ActorCritic  # noqa: E402
 from pgrad.algos.ppo import PPO  # noqa: E402
+from pgrad.algos.ppo_lstm import RecurrentPPO  # noqa: E402
 from pgrad.algos.reinforce import Reinforce  # noqa: E402
 from pgrad.evaluation import evaluate  # noqa: E402
 from pgrad.loading import load  # noqa: E402
 
-__all__ = ["ActorCritic", "A2C", "PPO", "Reinforce", "ALGORITHMS", "evaluate", "load", "__version__"]
+__all__ = ["ActorCritic", "A2C", "PPO", "RecurrentPPO", "Reinforce", "ALGORITHMS", "evaluate", "load", "__version__"]

@@ -6,9 +6,10 @@ from pgrad.algos.a2c import A2C
 from pgrad.algos.actor_critic import ActorCritic
 from pgrad.algos.base import Algorithm
 from pgrad.algos.ppo import PPO
+from pgrad.algos.ppo_lstm import RecurrentPPO
 from pgrad.algos.reinforce import Reinforce
 
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (ActorCritic, A2C, PPO,)}
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (ActorCritic, A2C, PPO, RecurrentPPO)}
 
 # CLI names that are one class with a fixed argument, e.g. "reinforce-baseline": {"baseline": True}.
 ALGORITHM_ARGUMENTS: dict[str, dict[str, Any]] = {}
