@@ -245,3 +245,28 @@ def test_cli_train_eval(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["episodes"] == 3 and len(result["returns"]) == 3
     assert main(["train", "ppo-lstm", "pgrad/CartPoleNoVel-v1", "--set", "seq_len=0"]) == 2
+
+
+@pytest.mark.parametrize("env_id, overrides", [("pgrad/CartPoleNoVel-v1", {}), ("pgrad/PendulumNoVel-v1", {"lstm_layers": 2})])
+def test_onnx_export_with_state_matches_predict(env_id, overrides, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from pgrad.export import export_onnx, run_onnx
+
+    agent = pgrad.RecurrentPPO(env_id, seed=0, preset="none", **TINY, **overrides)
+    agent.learn(128, quiet=True)
+    path = export_onnx(agent, tmp_path / "policy.onnx")
+    rng = np.random.default_rng(0)
+    shape = (agent.config.lstm_layers, 5, agent.config.lstm_hidden_size)
+    state = (np.zeros(shape, np.float32), np.zeros(shape, np.float32))
+    onnx_state = state
+    for _ in range(10):  # the state carried through ten steps must agree too
+        obs = rng.uniform(-1, 1, size=(5, *agent.observation_space.shape)).astype(np.float32)
+        expected, state = agent.predict(obs, state=state)
+        got, onnx_state = run_onnx(path, obs, onnx_state)
+        if np.issubdtype(expected.dtype, np.integer):
+            np.testing.assert_array_equal(got, expected)
+        else:
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+        np.testing.assert_allclose(onnx_state[0], state[0], atol=1e-5)
+        np.testing.assert_allclose(onnx_state[1], state[1], atol=1e-5)
+    agent.close()
