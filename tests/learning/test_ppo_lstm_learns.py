@@ -15,7 +15,10 @@ LSTM_KEYS = ("lstm_hidden_size", "lstm_layers", "shared_lstm", "seq_len")
 
 @pytest.mark.parametrize("seed", [0])
 def test_recurrent_ppo_solves_cartpole_without_velocities_and_mlp_ppo_does_not(seed):
-    """SEE_BENCHMARKS"""
+    """Shipped preset, 49,920 steps (195 rollouts), deterministic evaluation over 20 episodes.
+    Seeds 0-5 with these settings (2026-11-22): RecurrentPPO 500, 500, 500, 254.0, 500, 500, so
+    one seed in six misses; MLP PPO seeds 0, 1: 46.1, 44.7 (sb3-contrib reports ~50 for it).
+    The thresholds leave the recurrent agent no slack at 475 but the memoryless one 100."""
     agent = pgrad.RecurrentPPO(ENV, seed=seed)  # the shipped preset
     agent.learn(50_000, quiet=True)
     assert agent.total_steps <= 50_000
