@@ -85,21 +85,17 @@ def lstm_over_sequence(
     """
     h, c = state
     if episode_starts is None:
-        return _unpack(lstm(inputs, (h, c)))
+        out, (h, c) = lstm(inputs, (h, c))
+        return out, (h, c)
     keep = (~episode_starts).to(inputs.dtype)  # (L, B)
     restart_times = (torch.nonzero(episode_starts[1:].any(dim=1)).flatten() + 1).tolist()
     bounds = [0, *restart_times, inputs.shape[0]]
     outputs = []
     for begin, end in zip(bounds[:-1], bounds[1:]):
         row_keep = keep[begin].view(1, -1, 1)  # (1, B, 1)
-        out, (h, c) = _unpack(lstm(inputs[begin:end], (h * row_keep, c * row_keep)))
+        out, (h, c) = lstm(inputs[begin:end], (h * row_keep, c * row_keep))
         outputs.append(out)
     return torch.cat(outputs), (h, c)
-
-
-def _unpack(result: tuple[torch.Tensor, LSTMState]) -> tuple[torch.Tensor, LSTMState]:
-    out, (h, c) = result
-    return out, (h, c)
 
 
 def make_lstm(in_features: int, hidden_size: int, layers: int) -> nn.LSTM:

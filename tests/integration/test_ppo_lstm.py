@@ -74,6 +74,30 @@ def test_lstm_over_sequence_equals_step_by_step_with_resets(layers):
     torch.testing.assert_close(c, c_ref, atol=1e-6, rtol=0)
 
 
+def test_no_python_loop_over_time_without_restarts():
+    """The LSTM is called once per run of steps without a restart, and once per training minibatch."""
+    lstm = torch.nn.LSTM(2, 4)
+    calls = []
+    lstm.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    state = (torch.zeros(1, 3, 4), torch.zeros(1, 3, 4))
+    starts = torch.zeros(12, 3, dtype=torch.bool)
+    starts[0] = True
+    lstm_over_sequence(lstm, torch.randn(12, 3, 2), state, starts)
+    assert calls == [12]
+    starts[4, 1] = starts[9, 0] = True
+    calls.clear()
+    lstm_over_sequence(lstm, torch.randn(12, 3, 2), state, starts)
+    assert calls == [4, 5, 3]
+
+    agent = pgrad.RecurrentPPO(lambda: CueRecallEnv(5), seed=0, n_envs=2, n_steps=20, seq_len=10, batch_size=20)
+    _, _, _, batch = _rollout_and_sequences(agent)
+    calls.clear()
+    agent.policy.actor_lstm.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    agent.evaluate_sequences(batch, torch.arange(batch.obs.shape[1]))
+    assert calls == [10], "one call over all sequences of the minibatch"
+    agent.close()
+
+
 def _rollout_and_sequences(agent):
     agent._ensure_collector()
     rollout, _, starts, grid_states = agent.collect(agent.config.n_steps)
