@@ -169,13 +169,20 @@ def test_collection_resets_state_at_episode_starts():
 
 
 def test_learns_a_task_that_needs_memory_within_the_episode():
-    """CueRecall with 6-step episodes: memoryless play earns 3.5 on average, memory earns 6."""
-    agent = pgrad.RecurrentPPO(lambda: CueRecallEnv(6), seed=0, n_envs=4, n_steps=24, seq_len=12, batch_size=48,
+    """CueRecall with 6-step episodes: memoryless play earns 3.5 on average, memory earns 6.
+
+    An untrained LSTM may map the cue to the right action by chance, so the seed is one whose
+    untrained policy gets it wrong. Seeds 0-5 (2026-11-22): untrained 6.0, 6.0, 0.0, 6.0, 2.0,
+    2.1; trained 6.0 for all six. MLP PPO with the same settings, seed 0: 3.75.
+    """
+    agent = pgrad.RecurrentPPO(lambda: CueRecallEnv(6), seed=2, n_envs=4, n_steps=24, seq_len=12, batch_size=48,
                                n_epochs=8, lr=3e-3, lstm_hidden_size=16, hidden_sizes=(16,))
+    before = pgrad.evaluate(agent, lambda: CueRecallEnv(6), episodes=40)["mean_return"]
     agent.learn(12_000, quiet=True)
-    result = pgrad.evaluate(agent, lambda: CueRecallEnv(6), episodes=40)
+    after = pgrad.evaluate(agent, lambda: CueRecallEnv(6), episodes=40)["mean_return"]
     agent.close()
-    assert result["mean_return"] >= 5.8, result
+    assert before <= 3.5, before
+    assert after >= 5.8, (before, after)
 
 
 # -- the algorithm end to end ---------------------------------------------------------------
