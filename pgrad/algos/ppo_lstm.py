@@ -57,7 +57,7 @@ class RecurrentPPOConfig(PPOConfig):
     batch_size: int = param(128, "transitions per minibatch, on average; minibatches hold whole sequences", low=1)
     lstm_hidden_size: int = param(64, "LSTM hidden units (64 as in the RL Zoo's NoVel presets)", low=1)
     lstm_layers: int = param(1, "stacked LSTM layers", low=1)
-    shared_lstm: bool = param(False, "one LSTM feeds actor and critic MLPs (else each has its own)")
+    shared_lstm: bool = param(False, "one LSTM, trained by both losses, feeds actor and critic MLPs (else each has its own)")
     seq_len: int | None = param(None, "training sequence length (BPTT window) in steps; none: n_steps", low=1)
 
     def validate(self) -> None:
