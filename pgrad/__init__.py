@@ -25,13 +25,14 @@ _LAZY = {
     "ActorCritic": "pgrad.algos.actor_critic",
     "A2C": "pgrad.algos.a2c",
     "PPO": "pgrad.algos.ppo",
+    "RecurrentPPO": "pgrad.algos.ppo_lstm",
     "Reinforce": "pgrad.algos.reinforce",
     "ALGORITHMS": "pgrad.algos",
     "evaluate": "pgrad.evaluation",
     "load": "pgrad.loading",
 }
 
-__all__ = ["ActorCritic", "A2C", "PPO", "Reinforce", "ALGORITHMS", "evaluate", "load", "__version__"]
+__all__ = ["ActorCritic", "A2C", "PPO", "RecurrentPPO", "Reinforce", "ALGORITHMS", "evaluate", "load", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

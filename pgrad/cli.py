@@ -174,6 +174,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         path = export_onnx(agent, args.onnx)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    if getattr(agent, "recurrent", False):
+        print(f"wrote {path} (inputs 'obs' (batch, *obs_shape), 'h', 'c' (layers, batch, hidden) float32 -> outputs "
+              "'action', 'h_out', 'c_out', deterministic; zero h, c at episode starts)", file=sys.stderr)
+        return EXIT_OK
     print(f"wrote {path} (input 'obs' (batch, *obs_shape) float32 -> output 'action', deterministic)", file=sys.stderr)
     return EXIT_OK
 

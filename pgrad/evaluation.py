@@ -64,8 +64,12 @@ def evaluate(
             episode_return, length, done = 0.0, 0, False
             if frames is not None:
                 frames.append(env_instance.render())
+            state = None  # a recurrent agent's memory starts empty in every episode
             while not done:
-                action = agent.predict(obs, deterministic=deterministic)
+                if getattr(agent, "recurrent", False):
+                    action, state = agent.predict(obs, state=state, episode_start=[length == 0], deterministic=deterministic)
+                else:
+                    action = agent.predict(obs, deterministic=deterministic)
                 obs, reward, terminated, truncated, _ = env_instance.step(action)
                 if frames is not None:
                     frames.append(env_instance.render())

@@ -40,9 +40,11 @@ class DeterministicActor(nn.Module):
             self.register_buffer("action_high", torch.as_tensor(space.high, dtype=torch.float32))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.action(self.policy.normalize(obs.reshape(obs.shape[0], -1).to(torch.float32)))
+
+    def action(self, x: torch.Tensor) -> torch.Tensor:
+        """Env action for what the actor MLP reads (normalised observations, or LSTM features)."""
         policy = self.policy
-        x = obs.reshape(obs.shape[0], -1).to(torch.float32)
-        x = policy.normalize(x)
         features = policy.actor_body(x)
         head = policy.head
         if isinstance(head, CategoricalHead):
@@ -59,32 +61,60 @@ class DeterministicActor(nn.Module):
         return action
 
 
+class RecurrentDeterministicActor(DeterministicActor):
+    """``(obs, h, c) -> (env action, h, c)`` for a recurrent policy: one step of ``RecurrentPPO.predict``.
+
+    ``h`` and ``c`` are ``(lstm_layers, B, lstm_hidden_size)``; feed zeros at an episode start.
+    """
+
+    def forward(self, obs: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.policy.normalize(obs.reshape(obs.shape[0], -1).to(torch.float32))
+        features, (h, c) = self.policy.actor_lstm(x.unsqueeze(0), (h, c))
+        return self.action(features[0]), h, c
+
+
 def export_onnx(agent, path: str | Path, opset: int = 17) -> Path:
-    """Write ``agent``'s deterministic policy to ``path`` (input ``obs``, output ``action``)."""
+    """Write ``agent``'s deterministic policy to ``path`` (input ``obs``, output ``action``).
+
+    A recurrent agent's graph also takes the LSTM state ``h``, ``c`` and returns ``h_out``, ``c_out``.
+    """
     try:
         import onnx  # noqa: F401  torch's exporter needs it
     except ImportError:
         raise ConfigError("ONNX export needs the onnx package: pip install 'pgrad[export]'") from None
     if not isinstance(agent.policy, ActorCriticPolicy):
         raise UnsupportedSpaceError(f"ONNX export supports MLP policies; {agent.name} is not one")
-    module = DeterministicActor(agent.policy).eval()
+    recurrent = getattr(agent, "recurrent", False)
+    module = (RecurrentDeterministicActor if recurrent else DeterministicActor)(agent.policy).eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(1, *module.obs_shape, dtype=torch.float32)
+    example = (torch.zeros(1, *module.obs_shape, dtype=torch.float32),)
+    names = {"input_names": ["obs"], "output_names": ["action"]}
+    axes = {"obs": {0: "batch"}, "action": {0: "batch"}}
+    if recurrent:
+        state = torch.zeros(agent.policy.lstm_layers, 1, agent.policy.lstm_hidden_size)
+        example += (state, state.clone())
+        names = {"input_names": ["obs", "h", "c"], "output_names": ["action", "h_out", "c_out"]}
+        axes.update({name: {1: "batch"} for name in ("h", "c", "h_out", "c_out")})
     with warnings.catch_warnings():
         # The TorchScript-based exporter is deprecated in favour of one that needs onnxscript;
         # for these small static graphs it is exact and has no extra dependency.
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, (example,), str(path), input_names=["obs"], output_names=["action"],
-            dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}}, opset_version=opset, dynamo=False,
-        )
+        torch.onnx.export(module, example, str(path), **names, dynamic_axes=axes, opset_version=opset, dynamo=False)
     return path
 
 
-def run_onnx(path: str | Path, obs: np.ndarray) -> np.ndarray:
-    """Run an exported policy on a batch of observations with onnxruntime (for checks and users)."""
+def run_onnx(path: str | Path, obs: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None):
+    """Run an exported policy on a batch of observations with onnxruntime (for checks and users).
+
+    For a recurrent policy pass ``state=(h, c)``; the result is then ``(action, (h_out, c_out))``.
+    """
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["action"], {"obs": np.asarray(obs, dtype=np.float32)})[0]
+    feed = {"obs": np.asarray(obs, dtype=np.float32)}
+    if state is None:
+        return session.run(["action"], feed)[0]
+    feed.update({"h": np.asarray(state[0], dtype=np.float32), "c": np.asarray(state[1], dtype=np.float32)})
+    action, h, c = session.run(["action", "h_out", "c_out"], feed)
+    return action, (h, c)

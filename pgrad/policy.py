@@ -55,7 +55,10 @@ class ActorCriticPolicy(nn.Module):
         state_dependent_std: bool = False,
         normalize_obs: bool = True,
         with_critic: bool = True,
+        features_size: int | None = None,
     ) -> None:
+        """``features_size``: input width of the actor and critic MLPs, if not the flat observation
+        size (a recurrent policy feeds them its LSTM output instead of the observation)."""
         super().__init__()
         self.observation_space = observation_space
         self.action_space = action_space
@@ -63,13 +66,14 @@ class ActorCriticPolicy(nn.Module):
         self.obs_normalizer = ObservationNormalizer((self.obs_size,)) if normalize_obs else None
         # Set by the algorithm when it scales rewards; part of the state dict so it is saved too.
         self.reward_scaler: RewardScaler | None = None
-        self.actor_body = MLP(self.obs_size, hidden_sizes, activation)
+        in_features = self.obs_size if features_size is None else features_size
+        self.actor_body = MLP(in_features, hidden_sizes, activation)
         self.head = make_action_head(
             action_space, action_dist, self.actor_body.out_features,
             state_dependent_std=state_dependent_std, log_std_init=log_std_init,
         )
         self.critic = (
-            MLP(self.obs_size, hidden_sizes, activation, out_features=1, out_gain=VALUE_OUTPUT_GAIN)
+            MLP(in_features, hidden_sizes, activation, out_features=1, out_gain=VALUE_OUTPUT_GAIN)
             if with_critic else None
         )
         self.discrete = isinstance(action_space, spaces.Discrete)

@@ -21,6 +21,7 @@ _ALGORITHM_PATHS: dict[str, str] = {
     "actor-critic": "pgrad.algos.actor_critic:ActorCritic",
     "a2c": "pgrad.algos.a2c:A2C",
     "ppo": "pgrad.algos.ppo:PPO",
+    "ppo-lstm": "pgrad.algos.ppo_lstm:RecurrentPPO",
     # One class, two names: REINFORCE without and with its learned state-value baseline.
     "reinforce": "pgrad.algos.reinforce:Reinforce",
     "reinforce-baseline": "pgrad.algos.reinforce:Reinforce",

@@ -56,6 +56,8 @@ class Algorithm:
     name: ClassVar[str]
     Config: ClassVar[type[Config]]
     uses_critic: ClassVar[bool] = True
+    # Recurrent algorithms' predict takes and returns a state: (action, state) = predict(obs, state, episode_start).
+    recurrent: ClassVar[bool] = False
 
     def __init__(self, env: Any, seed: int = 0, *, preset: str | None = "auto", **hyperparameters: Any) -> None:
         """Build envs and policy.
