@@ -177,7 +177,7 @@ class StopSignals:
     """Turns the first SIGINT or SIGTERM into a request to stop after the current iteration.
 
     ``learn`` then writes a checkpoint and raises :class:`pgrad.errors.Interrupted`. A second
-    signal interrupts at once (the default handlers are back by then). Only the main thread can
+    SIGINT interrupts at once (its previous handler is back by then). Only the main thread can
     install handlers; elsewhere this does nothing and signals keep their default behaviour.
     """
 
@@ -186,8 +186,11 @@ class StopSignals:
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-        self._restore()
+        self.received = self.received or signum
+        # A second Ctrl-C interrupts at once; repeated SIGTERMs (a multi-seed parent forwards its
+        # own to the workers) only repeat the request.
+        if signal.SIGINT in self._previous:
+            signal.signal(signal.SIGINT, self._previous.pop(signal.SIGINT))
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():

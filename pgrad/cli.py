@@ -40,42 +40,63 @@ def _default_out(algo: str, env_id: str, seed: int) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pgrad.config import parse_set_args
-    from pgrad.errors import ConfigError, TrainingError
-    from pgrad.experiments.runner import TrainSpec, build_agent, resolve_steps, run_seeds, run_training
+    from pgrad.errors import ConfigError, Interrupted, TrainingError
+    from pgrad.experiments.runner import (
+        TrainSpec, build_agent, check_seed_resumes, import_ray, prepare_resume, resolve_steps, run_seeds, run_training,
+    )
 
-    if args.backend != "local":
-        return _fail("--backend ray is not available in this version; use --backend local", EXIT_USAGE)
-    if args.resume is not None:
-        return _fail("--resume is not available in this version", EXIT_USAGE)
-    if args.workers is not None and args.workers < 1:
-        return _fail(f"--workers {args.workers} must be at least 1", EXIT_USAGE)
+    for flag, value in (("--workers", args.workers), ("--checkpoint-every", args.checkpoint_every),
+                        ("--eval-every", args.eval_every), ("--patience", args.patience),
+                        ("--periodic-eval-episodes", args.periodic_eval_episodes)):
+        if value is not None and value < 1:
+            return _fail(f"{flag} {value} must be at least 1", EXIT_USAGE)
+    if args.min_delta < 0:
+        return _fail(f"--min-delta {args.min_delta} must be >= 0", EXIT_USAGE)
+    if args.resume is not None and args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+        return _fail("--resume RUN continues RUN in place; drop --out or give the same folder", EXIT_USAGE)
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
     if any(seed < 0 for seed in seeds):
         return _fail(f"seeds must be non-negative ints, got {seeds}", EXIT_USAGE)
     try:
+        if args.backend == "ray":
+            import_ray()
         spec = TrainSpec(
-            algo=args.algo, env=args.env, seed=seeds[0], out="", steps=args.steps,
+            algo=args.algo, env=args.env, seed=seeds[0], out=args.resume or "", steps=args.steps,
             preset=args.preset if args.preset is not None else "auto",
             overrides=parse_set_args(args.set or []), eval_episodes=args.eval_episodes, quiet=args.quiet,
+            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience,
+            min_delta=args.min_delta, periodic_eval_episodes=args.periodic_eval_episodes or 5,
+            resume=args.resume is not None, allow_changes=args.allow_changes,
         )
         # Build the first seed's agent here: every input error surfaces before any work starts.
         agent = build_agent(spec)
         steps = resolve_steps(spec, agent)
+        spec = replace(spec, steps=steps)
+        if spec.resume and len(seeds) == 1:
+            if args.seeds is None and any(Path(spec.out).glob("seed_*/checkpoint/state.json")):
+                raise ConfigError(f"--resume {spec.out} is a multi-seed run; resume it with its --seeds")
+            prepare_resume(spec, agent, steps)
+        elif spec.resume:
+            agent.close()
+            check_seed_resumes(spec, seeds)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    out = Path(args.out) if args.out else _default_out(agent.name, agent.env_id, seeds[0])
-    spec = replace(spec, out=str(out), steps=steps)
+    out = Path(args.resume or args.out or _default_out(agent.name, agent.env_id, seeds[0]))
+    spec = replace(spec, out=str(out))
     if not args.quiet:
         preset = f" (preset {agent.preset})" if agent.preset else ""
         seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {' '.join(map(str, seeds))}"
-        print(f"training {agent.name} on {agent.env_id}{preset} for {steps:,} steps, {seed_text} -> {out}", file=sys.stderr)
+        verb = "resuming" if spec.resume else "training"
+        print(f"{verb} {agent.name} on {agent.env_id}{preset} for {steps:,} steps, {seed_text} -> {out}", file=sys.stderr)
 
     if len(seeds) > 1:
         agent.close()
         try:
-            summary, errors = run_seeds(spec, seeds, args.workers)
+            summary, errors = run_seeds(spec, seeds, args.workers, backend=args.backend)
         except KeyboardInterrupt:
-            return _fail(f"interrupted; finished seeds are in {out}", 130)
+            return _fail(f"interrupted; checkpoints are in {out}/seed_*/checkpoint (resume with --resume {out})", 130)
+        except ConfigError as exc:
+            return _fail(str(exc), EXIT_USAGE)
         if errors:
             return _fail(f"training failed for {len(errors)} of {len(seeds)} seeds: " + " | ".join(errors), EXIT_FAILURE)
         if not args.quiet:
@@ -84,11 +105,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"done: {len(seeds)} seeds; evaluation mean {stats['mean']:.1f}, IQM {stats['iqm']:.1f}, "
                       f"min {stats['min']:.1f}, max {stats['max']:.1f}", file=sys.stderr)
         return EXIT_OK
+    if args.backend == "ray":
+        print("pgrad: note: --backend ray distributes seeds; a single seed trains here", file=sys.stderr)
 
     try:
-        summary = run_training(spec, agent)
+        summary = run_training(spec, agent, resumed=spec.resume)
     except TrainingError as exc:
         return _fail(f"training failed: {exc}", EXIT_FAILURE)
+    except Interrupted as exc:
+        return _fail(f"{exc}; continue with the same command and --resume {out}", 128 + exc.signum)
     except KeyboardInterrupt:
         return _fail(f"interrupted; last good checkpoint kept in {out / 'checkpoint'}", 130)
     if not args.quiet:
@@ -96,6 +121,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if summary["eval_mean_return"] is not None:
             line += (f"; evaluation over {summary['eval_episodes']} episodes: "
                      f"{summary['eval_mean_return']:.1f} +/- {summary['eval_std_return']:.1f}")
+        if summary.get("early_stopping", {}).get("stopped"):
+            line += f"; {summary['early_stopping']['stopped']}"
         print(line, file=sys.stderr)
     return EXIT_OK
 
@@ -227,7 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--backend", choices=("local", "ray"), default="local")
     train.add_argument("--workers", type=int, default=None, help="parallel seed processes (default: all cores)")
-    train.add_argument("--resume", metavar="RUN_DIR")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its checkpoint (same command otherwise)")
+    train.add_argument("--allow-changes", action="store_true", help="with --resume: accept settings that differ from the run's")
+    train.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: every 60 s)")
+    train.add_argument("--eval-every", type=int, metavar="N", help="deterministic evaluation every N steps (RUN/evaluations.csv)")
+    train.add_argument("--patience", type=int, metavar="P", help="with --eval-every: stop after P evaluations without improvement")
+    train.add_argument("--min-delta", type=float, default=0.0, metavar="D", help="improvement needed to reset --patience (default 0)")
+    train.add_argument("--periodic-eval-episodes", type=int, metavar="N", help="episodes per --eval-every evaluation (default 5)")
     train.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes after training (0: none)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)
