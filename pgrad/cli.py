@@ -205,6 +205,56 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- tune ------------------------------------------------------------------------------------
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import shlex
+
+    from pgrad.config import parse_set_args
+    from pgrad.errors import ConfigError
+    from pgrad.experiments.runner import TrainSpec, build_agent, import_ray, resolve_steps
+    from pgrad.experiments.tune import TuneSpec, default_out, import_optuna, tune
+
+    for flag, value in (("--trials", args.trials), ("--evaluations", args.evaluations),
+                        ("--eval-episodes", args.eval_episodes), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            return _fail(f"{flag} {value} must be at least 1", EXIT_USAGE)
+    try:
+        import_optuna()
+        if args.backend == "ray":
+            import_ray()
+        overrides = parse_set_args(args.set or [])
+        preset = args.preset if args.preset is not None else "auto"
+        probe = TrainSpec(algo=args.algo, env=args.env, seed=args.seed, out="", steps=args.steps, preset=preset, overrides=overrides)
+        agent = build_agent(probe)  # the algorithm, env, preset and --set values are valid
+        steps = args.steps if args.steps is not None else resolve_steps(replace(probe, steps=None), agent) if agent.preset else 100_000
+        agent.close()
+        if steps < args.evaluations:
+            raise ConfigError(f"--steps {steps} is less than --evaluations {args.evaluations}")
+        out = Path(args.out) if args.out else default_out(agent.name, agent.env_id)
+        spec = TuneSpec(
+            algo=args.algo, env=args.env, out=str(out), trials=args.trials, steps=steps, seed=args.seed, preset=preset,
+            overrides=overrides, evaluations=args.evaluations, eval_episodes=args.eval_episodes,
+            command="pgrad " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["tune"] else "",
+        )
+        log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+        if not args.quiet:
+            print(f"tuning {args.algo} on {args.env}: {args.trials} trials of {steps:,} steps -> {out}", file=sys.stderr)
+        summary = tune(spec, backend=args.backend, workers=args.workers, log=log)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail(f"interrupted; run the same command again to continue the study in {out / 'study.db'}", 130)
+    counts = summary["trials"]
+    if summary["best"] is None:
+        return _fail(f"no trial completed ({counts['pruned']} pruned, {counts['fail']} failed); see {out}", EXIT_FAILURE)
+    best = summary["best"]
+    print(f"best: trial {best['trial']}, evaluation return {best['value']:.2f} ({counts['complete']} complete, "
+          f"{counts['pruned']} pruned, {counts['fail']} failed); wrote {best['preset']}", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- list ------------------------------------------------------------------------------------
 
 
@@ -250,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seed", type=int, default=0)
     seeds.add_argument("--seeds", type=int, nargs="+")
     train.add_argument("--out", help="run folder (default runs/ALGO-ENV-seedS-TIME)")
-    train.add_argument("--preset", help="preset name or 'none' (default: the env's preset if shipped)")
+    train.add_argument("--preset", help="preset name, a preset FILE.toml (pgrad tune writes one) or 'none' (default: the env's preset if shipped)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--backend", choices=("local", "ray"), default="local")
     train.add_argument("--workers", type=int, default=None, help="parallel seed processes (default: all cores)")
@@ -293,6 +343,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run", help="run folder, policy.json or policy.safetensors")
     export.add_argument("--onnx", required=True, metavar="PATH.onnx", help="where to write the ONNX model")
     export.set_defaults(func=cmd_export)
+
+    tuning = sub.add_parser("tune", help="Optuna hyperparameter search; writes a preset file of the best trial")
+    tuning.add_argument("algo", help="algorithm (pgrad list)")
+    tuning.add_argument("env", help="Gymnasium id, pgrad/ id, or module:Class")
+    tuning.add_argument("--trials", type=int, required=True, help="finished trials the study should hold (resumes count)")
+    tuning.add_argument("--steps", type=int, help="steps per trial (default: the preset's, else 100,000)")
+    tuning.add_argument("--backend", choices=("local", "ray"), default="local")
+    tuning.add_argument("--workers", type=int, help="with --backend ray: trials at once (default: the cluster's CPUs)")
+    tuning.add_argument("--out", help="study folder: study.db, trial_<N>/, best_preset.toml (default runs/tune-ALGO-ENV)")
+    tuning.add_argument("--seed", type=int, default=0, help="training seed of every trial, and the sampler's seed")
+    tuning.add_argument("--preset", help="preset the trials start from (default: the env's if shipped; 'none')")
+    tuning.add_argument("--set", action="append", metavar="KEY=VALUE", help="fix a hyperparameter for every trial")
+    tuning.add_argument("--evaluations", type=int, default=4, help="evaluations per trial, each reported to the pruner")
+    tuning.add_argument("--eval-episodes", type=int, default=5, help="deterministic episodes per evaluation")
+    tuning.add_argument("--quiet", action="store_true")
+    tuning.set_defaults(func=cmd_tune)
 
     listing = sub.add_parser("list", help="algorithms, presets and extra envs")
     listing.add_argument("algo", nargs="?", help="show this algorithm's hyperparameters")
