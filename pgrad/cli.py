@@ -107,6 +107,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.backend == "ray":
         print("pgrad: note: --backend ray distributes seeds; a single seed trains here", file=sys.stderr)
+    if spec.resume:
+        from pgrad.experiments.resume import run_is_complete
+
+        if run_is_complete(out):
+            agent.close()
+            print(f"{out} has already finished training; nothing to resume", file=sys.stderr)
+            return EXIT_OK
 
     try:
         summary = run_training(spec, agent, resumed=spec.resume)

@@ -271,7 +271,8 @@ def _outcomes_ray(specs: dict[int, TrainSpec], workers: int | None):
     while waiting or running:
         while waiting and len(running) < limit:
             seed, seed_spec = waiting.pop(0)
-            running[task.remote(seed_spec)] = seed
+            # absolute: a Ray worker's working directory is not this process's
+            running[task.remote(replace(seed_spec, out=str(Path(seed_spec.out).resolve())))] = seed
         done, _ = ray.wait(list(running), num_returns=1)
         seed = running.pop(done[0])
         try:

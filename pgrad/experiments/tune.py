@@ -294,8 +294,11 @@ def _ray_trial(spec: TuneSpec, number: int, trial_id: int, params: dict[str, Any
 
 
 def _run_ray(spec: TuneSpec, study, n_trials: int, workers: int | None, log: Callable[[str], None]) -> None:
+    from dataclasses import replace
+
     from pgrad.experiments.runner import import_ray, init_ray
 
+    spec = replace(spec, out=str(Path(spec.out).resolve()))  # a Ray worker's working directory is not ours
     ray = import_ray()
     init_ray(ray)
     node = ray.get_runtime_context().get_node_id()
