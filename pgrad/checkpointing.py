@@ -173,6 +173,25 @@ def warn_if_not_exact(problems: list[str]) -> None:
 # -- stopping on SIGINT / SIGTERM ------------------------------------------------------------------
 
 
+# A signal a worker process received while no learn() was running (set by defer_signals).
+_deferred_signal: int | None = None
+
+
+def defer_signals() -> None:
+    """Process-pool initializer: SIGINT/SIGTERM outside ``learn`` stop the next ``learn`` instead of the process.
+
+    A multi-seed parent forwards SIGTERM to all its workers; one that is evaluating or saving a
+    finished seed completes that work, and one that is about to start a seed stops it after
+    its first iteration with a checkpoint, instead of dying and breaking the pool.
+    """
+    def remember(signum: int, frame: Any) -> None:
+        global _deferred_signal
+        _deferred_signal = _deferred_signal or signum
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, remember)
+
+
 class StopSignals:
     """Turns the first SIGINT or SIGTERM into a request to stop after the current iteration.
 
@@ -198,6 +217,7 @@ class StopSignals:
         self._previous = {}
 
     def __enter__(self) -> "StopSignals":
+        self.received = _deferred_signal
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -97,6 +98,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             return _fail(f"interrupted; checkpoints are in {out}/seed_*/checkpoint (resume with --resume {out})", 130)
         except ConfigError as exc:
             return _fail(str(exc), EXIT_USAGE)
+        if summary.get("interrupted_seeds"):
+            return _fail(f"interrupted; seeds {summary['interrupted_seeds']} wrote checkpoints, finished seeds are kept; "
+                         f"continue with the same command and --resume {out}", 128 + signal.SIGTERM)
         if errors:
             return _fail(f"training failed for {len(errors)} of {len(seeds)} seeds: " + " | ".join(errors), EXIT_FAILURE)
         if not args.quiet:
@@ -218,9 +222,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     import shlex
 
-    from pgrad.config import parse_set_args
+    from pgrad.config import parse_set_args, preset_steps
     from pgrad.errors import ConfigError
-    from pgrad.experiments.runner import TrainSpec, build_agent, import_ray, resolve_steps
+    from pgrad.experiments.runner import TrainSpec, build_agent, import_ray
     from pgrad.experiments.tune import TuneSpec, default_out, import_optuna, tune
 
     for flag, value in (("--trials", args.trials), ("--evaluations", args.evaluations),
@@ -235,7 +239,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         preset = args.preset if args.preset is not None else "auto"
         probe = TrainSpec(algo=args.algo, env=args.env, seed=args.seed, out="", steps=args.steps, preset=preset, overrides=overrides)
         agent = build_agent(probe)  # the algorithm, env, preset and --set values are valid
-        steps = args.steps if args.steps is not None else resolve_steps(replace(probe, steps=None), agent) if agent.preset else 100_000
+        steps = args.steps if args.steps is not None else (preset_steps(agent.name, agent.preset) or 100_000)
         agent.close()
         if steps < args.evaluations:
             raise ConfigError(f"--steps {steps} is less than --evaluations {args.evaluations}")

@@ -261,7 +261,7 @@ class Algorithm:
                         last_checkpoint = now
                         if next_checkpoint_step is not None:
                             next_checkpoint_step = (self.total_steps // checkpoint_every + 1) * checkpoint_every
-                    if signals is not None and getattr(signals, "received", None) is not None:
+                    if getattr(signals, "received", None) is not None:
                         self.save_checkpoint(run_dir / "checkpoint")
                         raise Interrupted(
                             f"stopped by signal {signals.received} at step {self.total_steps}; checkpoint written to "

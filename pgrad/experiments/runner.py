@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pgrad.errors import ConfigError, Interrupted, TrainingError
 from pgrad.experiments.stats import summarize
@@ -184,13 +184,15 @@ def run_seeds(
 ) -> tuple[dict[str, Any], list[str]]:
     """Train ``seeds`` in parallel under ``spec.out/seed_<S>/``; write and return the aggregate.
 
-    Returns ``(summary, errors)``; ``errors`` holds one line per failed or interrupted seed.
+    Returns ``(summary, errors)``; ``errors`` holds one line per failed or interrupted seed, and
+    ``summary["interrupted_seeds"]`` lists the seeds a signal stopped (after their checkpoint).
     ``backend``: ``"local"`` (processes here) or ``"ray"`` (Ray tasks, one CPU each).
     """
     root = Path(spec.out)
     specs = seed_specs(spec, seeds)
     summaries: dict[int, dict[str, Any]] = {}
     errors: list[str] = []
+    interrupted: list[int] = []
     run = _outcomes_ray if backend == "ray" else _outcomes_local
     for seed, outcome in run(specs, workers):
         if outcome["ok"]:
@@ -201,7 +203,11 @@ def run_seeds(
                 print(f"seed {seed} done: {s['steps']:,} steps in {s['wall_seconds']:.1f} s{evaluation}", file=sys.stderr)
         else:
             errors.append(f"seed {seed}: {outcome['error']}")
+            if outcome.get("interrupted"):
+                interrupted.append(seed)
     summary = aggregate(spec, seeds, summaries)
+    if interrupted:
+        summary["interrupted_seeds"] = sorted(interrupted)
     write_json(root / "summary.json", summary)
     return summary, errors
 
@@ -213,7 +219,9 @@ def _outcomes_local(specs: dict[int, TrainSpec], workers: int | None):
     single run does (a Ctrl-C in a terminal reaches them directly, as one process group).
     """
     workers = max(1, min(len(specs), workers or os.cpu_count() or 1))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    from pgrad.checkpointing import defer_signals
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=defer_signals) as pool:
         def forward(signum: int, frame: Any) -> None:
             for process in list(getattr(pool, "_processes", {}).values()):
                 if process.is_alive():
@@ -260,26 +268,46 @@ def init_ray(ray) -> None:
         )
 
 
+def ray_completed(submit: Callable[[], tuple[Any, Any] | None], limit: int, failed: Callable[[str], Any]):
+    """Keep up to ``limit`` Ray tasks running; yield ``(key, result)`` as each finishes.
+
+    ``submit()`` starts the next task and returns ``(key, object_ref)``, or None when there is
+    none left; a task whose worker died yields ``failed(one-line reason)`` as its result.
+    """
+    ray = import_ray()
+    running: dict[Any, Any] = {}
+    exhausted = False
+    while not exhausted or running:
+        while not exhausted and len(running) < limit:
+            started = submit()
+            if started is None:
+                exhausted = True
+            else:
+                running[started[1]] = started[0]
+        if not running:
+            break
+        done, _ = ray.wait(list(running), num_returns=1)
+        key = running.pop(done[0])
+        try:
+            result = ray.get(done[0])
+        except Exception as exc:
+            result = failed(f"ray task failed: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}")
+        yield key, result
+
+
 def _outcomes_ray(specs: dict[int, TrainSpec], workers: int | None):
     """Yield ``(seed, outcome)`` as Ray tasks finish (at most ``workers`` at once if given)."""
     ray = import_ray()
     init_ray(ray)
     task = ray.remote(num_cpus=1, max_retries=0)(_run_in_worker)
-    waiting = list(specs.items())
-    running: dict[Any, int] = {}
-    limit = workers or len(specs)
-    while waiting or running:
-        while waiting and len(running) < limit:
-            seed, seed_spec = waiting.pop(0)
-            # absolute: a Ray worker's working directory is not this process's
-            running[task.remote(replace(seed_spec, out=str(Path(seed_spec.out).resolve())))] = seed
-        done, _ = ray.wait(list(running), num_returns=1)
-        seed = running.pop(done[0])
-        try:
-            outcome = ray.get(done[0])
-        except Exception as exc:  # a task whose worker died
-            outcome = {"ok": False, "error": f"ray task failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}"}
-        yield seed, outcome
+    waiting = iter(specs.items())
+
+    def submit():
+        seed, seed_spec = next(waiting, (None, None))
+        # absolute: a Ray worker's working directory is not this process's
+        return None if seed_spec is None else (seed, task.remote(replace(seed_spec, out=str(Path(seed_spec.out).resolve()))))
+
+    yield from ray_completed(submit, workers or len(specs), lambda reason: {"ok": False, "error": reason})
 
 
 def aggregate(spec: TrainSpec, seeds: list[int], summaries: dict[int, dict[str, Any]]) -> dict[str, Any]:

@@ -296,7 +296,7 @@ def _ray_trial(spec: TuneSpec, number: int, trial_id: int, params: dict[str, Any
 def _run_ray(spec: TuneSpec, study, n_trials: int, workers: int | None, log: Callable[[str], None]) -> None:
     from dataclasses import replace
 
-    from pgrad.experiments.runner import import_ray, init_ray
+    from pgrad.experiments.runner import import_ray, init_ray, ray_completed
 
     spec = replace(spec, out=str(Path(spec.out).resolve()))  # a Ray worker's working directory is not ours
     ray = import_ray()
@@ -307,21 +307,17 @@ def _run_ray(spec: TuneSpec, study, n_trials: int, workers: int | None, log: Cal
         scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node, soft=False)
     ).remote(spec)
     task = ray.remote(num_cpus=1, max_retries=0)(_ray_trial)
+    to_ask = iter(range(n_trials))
+
+    def submit():
+        if next(to_ask, None) is None:
+            return None
+        trial = study.ask()
+        params = SEARCH_SPACES[spec.algo](trial)
+        return trial, task.remote(spec, trial.number, trial._trial_id, params, service)
+
     limit = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    running: dict[Any, Any] = {}
-    asked = 0
-    while asked < n_trials or running:
-        while asked < n_trials and len(running) < limit:
-            trial = study.ask()
-            params = SEARCH_SPACES[spec.algo](trial)
-            running[task.remote(spec, trial.number, trial._trial_id, params, service)] = trial
-            asked += 1
-        finished, _ = ray.wait(list(running), num_returns=1)
-        trial = running.pop(finished[0])
-        try:
-            outcome = ray.get(finished[0])
-        except Exception as exc:  # a task whose worker died
-            outcome = {"state": "fail", "error": f"ray task failed: {type(exc).__name__}"}
+    for trial, outcome in ray_completed(submit, limit, lambda reason: {"state": "fail", "error": reason}):
         _tell(study, trial, outcome)
         log(_outcome_line(trial.number, outcome))
 

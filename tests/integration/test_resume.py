@@ -232,3 +232,31 @@ def test_plot_of_runs_without_finished_episodes_is_an_input_error(tmp_path, caps
     assert main(["plot", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert "has no finished episodes" in err and len(err.splitlines()) == 1
+
+
+def test_multi_seed_run_stopped_by_sigterm_resumes_every_seed(tmp_path):
+    """SIGTERM to the parent reaches the seed processes; --resume with the same --seeds finishes them."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    seeds = ["--seeds", "0", "1", "--workers", "2"]
+    part = tmp_path / "part"
+    process = subprocess.Popen([sys.executable, "-m", "pgrad.cli", *TRAIN, *seeds, "--out", str(part)], env=env,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while min(_checkpoint_steps(part / f"seed_{s}") for s in (0, 1)) < 2000 and process.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert process.poll() is None, "training finished before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM and "--resume" in err
+    assert all(0 < _checkpoint_steps(part / f"seed_{s}") < 16000 for s in (0, 1))
+
+    assert main([*TRAIN, *seeds, "--resume", str(part)]) == 0
+    assert main([*TRAIN, *seeds, "--out", str(tmp_path / "full")]) == 0
+    for seed in (0, 1):
+        a = load_file(tmp_path / "full" / f"seed_{seed}" / "policy.safetensors")
+        b = load_file(part / f"seed_{seed}" / "policy.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((part / "summary.json").read_text())["completed_seeds"] == [0, 1]
+    # a multi-seed run cannot be resumed as a single run
+    assert main([*TRAIN, "--resume", str(part)]) == 2
