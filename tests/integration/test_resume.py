@@ -27,6 +27,8 @@ CASES = {
     "ppo": ("ppo", "CartPole-v1", 1536, 2, {"n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 2}),
     "ppo-pendulum-next-step": ("ppo", "Pendulum-v1", 1024, 2, {"n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 2,
                                                               "normalize_reward": True, "autoreset_mode": "next_step"}),
+    "ppo-async": ("ppo", "CartPole-v1", 1536, 2, {"n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 2,
+                                                   "vectorization": "async"}),
     "a2c-next-step": ("a2c", "CartPole-v1", 1200, 50, {"n_envs": 2, "autoreset_mode": "next_step"}),
     "reinforce-baseline": ("reinforce-baseline", "pgrad/ContinuousCartPole-v0", 1500, 5, {"n_envs": 3}),
 }
