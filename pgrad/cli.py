@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -40,42 +41,66 @@ def _default_out(algo: str, env_id: str, seed: int) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pgrad.config import parse_set_args
-    from pgrad.errors import ConfigError, TrainingError
-    from pgrad.experiments.runner import TrainSpec, build_agent, resolve_steps, run_seeds, run_training
+    from pgrad.errors import ConfigError, Interrupted, TrainingError
+    from pgrad.experiments.runner import (
+        TrainSpec, build_agent, check_seed_resumes, import_ray, prepare_resume, resolve_steps, run_seeds, run_training,
+    )
 
-    if args.backend != "local":
-        return _fail("--backend ray is not available in this version; use --backend local", EXIT_USAGE)
-    if args.resume is not None:
-        return _fail("--resume is not available in this version", EXIT_USAGE)
-    if args.workers is not None and args.workers < 1:
-        return _fail(f"--workers {args.workers} must be at least 1", EXIT_USAGE)
+    for flag, value in (("--workers", args.workers), ("--checkpoint-every", args.checkpoint_every),
+                        ("--eval-every", args.eval_every), ("--patience", args.patience),
+                        ("--periodic-eval-episodes", args.periodic_eval_episodes)):
+        if value is not None and value < 1:
+            return _fail(f"{flag} {value} must be at least 1", EXIT_USAGE)
+    if args.min_delta < 0:
+        return _fail(f"--min-delta {args.min_delta} must be >= 0", EXIT_USAGE)
+    if args.resume is not None and args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+        return _fail("--resume RUN continues RUN in place; drop --out or give the same folder", EXIT_USAGE)
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
     if any(seed < 0 for seed in seeds):
         return _fail(f"seeds must be non-negative ints, got {seeds}", EXIT_USAGE)
     try:
+        if args.backend == "ray":
+            import_ray()
         spec = TrainSpec(
-            algo=args.algo, env=args.env, seed=seeds[0], out="", steps=args.steps,
+            algo=args.algo, env=args.env, seed=seeds[0], out=args.resume or "", steps=args.steps,
             preset=args.preset if args.preset is not None else "auto",
             overrides=parse_set_args(args.set or []), eval_episodes=args.eval_episodes, quiet=args.quiet,
+            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience,
+            min_delta=args.min_delta, periodic_eval_episodes=args.periodic_eval_episodes or 5,
+            resume=args.resume is not None, allow_changes=args.allow_changes,
         )
         # Build the first seed's agent here: every input error surfaces before any work starts.
         agent = build_agent(spec)
         steps = resolve_steps(spec, agent)
+        spec = replace(spec, steps=steps)
+        if spec.resume and len(seeds) == 1:
+            if args.seeds is None and any(Path(spec.out).glob("seed_*/checkpoint/state.json")):
+                raise ConfigError(f"--resume {spec.out} is a multi-seed run; resume it with its --seeds")
+            prepare_resume(spec, agent, steps)
+        elif spec.resume:
+            agent.close()
+            check_seed_resumes(spec, seeds)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    out = Path(args.out) if args.out else _default_out(agent.name, agent.env_id, seeds[0])
-    spec = replace(spec, out=str(out), steps=steps)
+    out = Path(args.resume or args.out or _default_out(agent.name, agent.env_id, seeds[0]))
+    spec = replace(spec, out=str(out))
     if not args.quiet:
         preset = f" (preset {agent.preset})" if agent.preset else ""
         seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {' '.join(map(str, seeds))}"
-        print(f"training {agent.name} on {agent.env_id}{preset} for {steps:,} steps, {seed_text} -> {out}", file=sys.stderr)
+        verb = "resuming" if spec.resume else "training"
+        print(f"{verb} {agent.name} on {agent.env_id}{preset} for {steps:,} steps, {seed_text} -> {out}", file=sys.stderr)
 
     if len(seeds) > 1:
         agent.close()
         try:
-            summary, errors = run_seeds(spec, seeds, args.workers)
+            summary, errors = run_seeds(spec, seeds, args.workers, backend=args.backend)
         except KeyboardInterrupt:
-            return _fail(f"interrupted; finished seeds are in {out}", 130)
+            return _fail(f"interrupted; checkpoints are in {out}/seed_*/checkpoint (resume with --resume {out})", 130)
+        except ConfigError as exc:
+            return _fail(str(exc), EXIT_USAGE)
+        if summary.get("interrupted_seeds"):
+            return _fail(f"interrupted; seeds {summary['interrupted_seeds']} wrote checkpoints, finished seeds are kept; "
+                         f"continue with the same command and --resume {out}", 128 + signal.SIGTERM)
         if errors:
             return _fail(f"training failed for {len(errors)} of {len(seeds)} seeds: " + " | ".join(errors), EXIT_FAILURE)
         if not args.quiet:
@@ -84,11 +109,22 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"done: {len(seeds)} seeds; evaluation mean {stats['mean']:.1f}, IQM {stats['iqm']:.1f}, "
                       f"min {stats['min']:.1f}, max {stats['max']:.1f}", file=sys.stderr)
         return EXIT_OK
+    if args.backend == "ray":
+        print("pgrad: note: --backend ray distributes seeds; a single seed trains here", file=sys.stderr)
+    if spec.resume:
+        from pgrad.experiments.resume import run_is_complete
+
+        if run_is_complete(out):
+            agent.close()
+            print(f"{out} has already finished training; nothing to resume", file=sys.stderr)
+            return EXIT_OK
 
     try:
-        summary = run_training(spec, agent)
+        summary = run_training(spec, agent, resumed=spec.resume)
     except TrainingError as exc:
         return _fail(f"training failed: {exc}", EXIT_FAILURE)
+    except Interrupted as exc:
+        return _fail(f"{exc}; continue with the same command and --resume {out}", 128 + exc.signum)
     except KeyboardInterrupt:
         return _fail(f"interrupted; last good checkpoint kept in {out / 'checkpoint'}", 130)
     if not args.quiet:
@@ -96,6 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if summary["eval_mean_return"] is not None:
             line += (f"; evaluation over {summary['eval_episodes']} episodes: "
                      f"{summary['eval_mean_return']:.1f} +/- {summary['eval_std_return']:.1f}")
+        if summary.get("early_stopping", {}).get("stopped"):
+            line += f"; {summary['early_stopping']['stopped']}"
         print(line, file=sys.stderr)
     return EXIT_OK
 
@@ -182,6 +220,56 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- tune ------------------------------------------------------------------------------------
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import shlex
+
+    from pgrad.config import parse_set_args, preset_steps
+    from pgrad.errors import ConfigError
+    from pgrad.experiments.runner import TrainSpec, build_agent, import_ray
+    from pgrad.experiments.tune import TuneSpec, default_out, import_optuna, tune
+
+    for flag, value in (("--trials", args.trials), ("--evaluations", args.evaluations),
+                        ("--eval-episodes", args.eval_episodes), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            return _fail(f"{flag} {value} must be at least 1", EXIT_USAGE)
+    try:
+        import_optuna()
+        if args.backend == "ray":
+            import_ray()
+        overrides = parse_set_args(args.set or [])
+        preset = args.preset if args.preset is not None else "auto"
+        probe = TrainSpec(algo=args.algo, env=args.env, seed=args.seed, out="", steps=args.steps, preset=preset, overrides=overrides)
+        agent = build_agent(probe)  # the algorithm, env, preset and --set values are valid
+        steps = args.steps if args.steps is not None else (preset_steps(agent.name, agent.preset) or 100_000)
+        agent.close()
+        if steps < args.evaluations:
+            raise ConfigError(f"--steps {steps} is less than --evaluations {args.evaluations}")
+        out = Path(args.out) if args.out else default_out(agent.name, agent.env_id)
+        spec = TuneSpec(
+            algo=args.algo, env=args.env, out=str(out), trials=args.trials, steps=steps, seed=args.seed, preset=preset,
+            overrides=overrides, evaluations=args.evaluations, eval_episodes=args.eval_episodes,
+            command="pgrad " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["tune"] else "",
+        )
+        log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+        if not args.quiet:
+            print(f"tuning {args.algo} on {args.env}: {args.trials} trials of {steps:,} steps -> {out}", file=sys.stderr)
+        summary = tune(spec, backend=args.backend, workers=args.workers, log=log)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail(f"interrupted; run the same command again to continue the study in {out / 'study.db'}", 130)
+    counts = summary["trials"]
+    if summary["best"] is None:
+        return _fail(f"no trial completed ({counts['pruned']} pruned, {counts['fail']} failed); see {out}", EXIT_FAILURE)
+    best = summary["best"]
+    print(f"best: trial {best['trial']}, evaluation return {best['value']:.2f} ({counts['complete']} complete, "
+          f"{counts['pruned']} pruned, {counts['fail']} failed); wrote {best['preset']}", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- list ------------------------------------------------------------------------------------
 
 
@@ -228,11 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seed", type=int, default=0)
     seeds.add_argument("--seeds", type=int, nargs="+")
     train.add_argument("--out", help="run folder (default runs/ALGO-ENV-seedS-TIME)")
-    train.add_argument("--preset", help="preset name or 'none' (default: the env's preset if shipped)")
+    train.add_argument("--preset", help="preset name, a preset FILE.toml (pgrad tune writes one) or 'none' (default: the env's preset if shipped)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--backend", choices=("local", "ray"), default="local")
     train.add_argument("--workers", type=int, default=None, help="parallel seed processes (default: all cores)")
-    train.add_argument("--resume", metavar="RUN_DIR")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its checkpoint (same command otherwise)")
+    train.add_argument("--allow-changes", action="store_true", help="with --resume: accept settings that differ from the run's")
+    train.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: every 60 s)")
+    train.add_argument("--eval-every", type=int, metavar="N", help="deterministic evaluation every N steps (RUN/evaluations.csv)")
+    train.add_argument("--patience", type=int, metavar="P", help="with --eval-every: stop after P evaluations without improvement")
+    train.add_argument("--min-delta", type=float, default=0.0, metavar="D", help="improvement needed to reset --patience (default 0)")
+    train.add_argument("--periodic-eval-episodes", type=int, metavar="N", help="episodes per --eval-every evaluation (default 5)")
     train.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes after training (0: none)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)
@@ -265,6 +359,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run", help="run folder, policy.json or policy.safetensors")
     export.add_argument("--onnx", required=True, metavar="PATH.onnx", help="where to write the ONNX model")
     export.set_defaults(func=cmd_export)
+
+    tuning = sub.add_parser("tune", help="Optuna hyperparameter search; writes a preset file of the best trial")
+    tuning.add_argument("algo", help="algorithm (pgrad list)")
+    tuning.add_argument("env", help="Gymnasium id, pgrad/ id, or module:Class")
+    tuning.add_argument("--trials", type=int, required=True, help="finished trials the study should hold (resumes count)")
+    tuning.add_argument("--steps", type=int, help="steps per trial (default: the preset's, else 100,000)")
+    tuning.add_argument("--backend", choices=("local", "ray"), default="local")
+    tuning.add_argument("--workers", type=int, help="with --backend ray: trials at once (default: the cluster's CPUs)")
+    tuning.add_argument("--out", help="study folder: study.db, trial_<N>/, best_preset.toml (default runs/tune-ALGO-ENV)")
+    tuning.add_argument("--seed", type=int, default=0, help="training seed of every trial, and the sampler's seed")
+    tuning.add_argument("--preset", help="preset the trials start from (default: the env's if shipped; 'none')")
+    tuning.add_argument("--set", action="append", metavar="KEY=VALUE", help="fix a hyperparameter for every trial")
+    tuning.add_argument("--evaluations", type=int, default=4, help="evaluations per trial, each reported to the pruner")
+    tuning.add_argument("--eval-episodes", type=int, default=5, help="deterministic episodes per evaluation")
+    tuning.add_argument("--quiet", action="store_true")
+    tuning.set_defaults(func=cmd_tune)
 
     listing = sub.add_parser("list", help="algorithms, presets and extra envs")
     listing.add_argument("algo", nargs="?", help="show this algorithm's hyperparameters")

@@ -237,10 +237,36 @@ def preset_names(algo: str) -> list[str]:
 
 
 # Preset entries that describe the preset rather than set a hyperparameter.
-PRESET_META_KEYS = ("source", "steps")
+PRESET_META_KEYS = ("source", "steps", "algo")
+
+
+def is_preset_path(name: str) -> bool:
+    """True if ``--preset`` names a TOML file (``pgrad tune`` writes them) rather than a shipped preset."""
+    return name.split("#", 1)[0].endswith(".toml")
+
+
+def _user_preset_entry(algo: str, name: str) -> dict[str, Any]:
+    """Table ``TABLE`` of ``FILE.toml#TABLE``; the file has the same format as pgrad/presets/ALGO.toml."""
+    from pathlib import Path
+
+    path, _, table = name.partition("#")
+    try:
+        presets = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read preset file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"preset file {path} is not valid TOML: {exc}") from None
+    if table not in presets or not isinstance(presets[table], dict):
+        raise ConfigError(f"preset file {path} has no table [{table}]; tables: {', '.join(presets) or 'none'}")
+    entry = presets[table]
+    if entry.get("algo", algo) != algo:
+        raise ConfigError(f"preset file {path} [{table}] is for algorithm {entry['algo']!r}, not {algo!r}")
+    return entry
 
 
 def _preset_entry(algo: str, name: str) -> dict[str, Any]:
+    if is_preset_path(name):
+        return _user_preset_entry(algo, name)
     presets = _preset_file(algo)
     if name not in presets:
         names = ", ".join(presets) or "none shipped"
@@ -259,9 +285,17 @@ def preset_steps(algo: str, name: str | None) -> int | None:
 
 
 def resolve_preset(algo: str, env_id: str | None, preset: str | None) -> tuple[str | None, dict[str, Any]]:
-    """Pick the preset to apply: the named one, none for ``'none'``, else the env's own if shipped."""
+    """Pick the preset to apply: the named one, none for ``'none'``, else the env's own if shipped.
+
+    A name ending in ``.toml`` is a preset file (as ``pgrad tune`` writes); its table for the env
+    id is applied (``FILE.toml#TABLE`` picks another table), and recorded as ``FILE.toml#TABLE``.
+    """
     if preset is not None and preset.lower() == "none":
         return None, {}
+    if preset is not None and is_preset_path(preset):
+        path, _, table = preset.partition("#")
+        name = f"{path}#{table or env_id}"
+        return name, load_preset(algo, name)
     if preset is not None:
         return preset, load_preset(algo, preset)
     if env_id is not None and env_id in _preset_file(algo):

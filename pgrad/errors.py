@@ -28,3 +28,11 @@ class TrainingError(PgradError, RuntimeError):
 
 class NonFiniteError(TrainingError):
     """An environment or the optimisation produced NaN or inf."""
+
+
+class Interrupted(PgradError):
+    """Training stopped on SIGINT or SIGTERM after writing a checkpoint; resume with ``--resume``."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

@@ -60,6 +60,16 @@ def write_csv(path: Path, rows: list[dict[str, Any]], fieldnames: list[str]) -> 
     atomic_write_text(path, buffer.getvalue())
 
 
+def _parse_number(text: str) -> Any:
+    """A CSV cell back as the int or float it was written from (str() of a float round-trips)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -115,8 +125,12 @@ class RunLogger:
         self._tb = None
         self.attach(run_dir, tensorboard)
 
-    def attach(self, run_dir: str | os.PathLike | None, tensorboard: bool = True) -> None:
-        """Start streaming to ``run_dir`` (or stop streaming if None)."""
+    def attach(self, run_dir: str | os.PathLike | None, tensorboard: bool = True, purge_step: int | None = None) -> None:
+        """Start streaming to ``run_dir`` (or stop streaming if None).
+
+        The CSVs are rewritten from the rows in memory; ``purge_step`` hides TensorBoard events
+        at or after that step from earlier writers (a run resumed from a checkpoint).
+        """
         self.close()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is None:
@@ -131,7 +145,30 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: it costs ~1 s
 
-            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge_step)
+
+    def restore(self, run_dir: Path, metrics_rows: int, episode_rows: int) -> None:
+        """Reload the first rows of ``run_dir``'s CSVs (those logged up to a checkpoint) into memory."""
+        from pgrad.errors import PolicyFileError
+
+        loaded = []
+        for name, count in (("metrics.csv", metrics_rows), ("episodes.csv", episode_rows)):
+            path = Path(run_dir) / name
+            rows: list[dict[str, Any]] = []
+            if count:
+                if not path.is_file():
+                    raise PolicyFileError(f"{path} is missing; the checkpoint expects {count} rows in it")
+                with open(path, newline="", encoding="utf-8") as handle:
+                    rows = [{k: _parse_number(v) for k, v in row.items()} for _, row in zip(range(count), csv.DictReader(handle))]
+                if len(rows) < count:
+                    raise PolicyFileError(f"{path} has {len(rows)} rows; the checkpoint expects at least {count}")
+            loaded.append(rows)
+        self.metrics, self.episodes = loaded
+        self.recent_returns.clear()
+        self.recent_lengths.clear()
+        for row in self.episodes[-RECENT_EPISODES:]:
+            self.recent_returns.append(row["return"])
+            self.recent_lengths.append(row["length"])
 
     @property
     def recent_return(self) -> float:

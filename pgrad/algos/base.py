@@ -7,10 +7,11 @@ loop, logging, checkpoints, ``predict``, ``save`` and loading. One level of inhe
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -19,15 +20,17 @@ import numpy as np
 import torch
 
 from pgrad import __version__
+from pgrad import checkpointing
 from pgrad.config import Config, resolve_preset
+from pgrad.early_stopping import EarlyStopping
 from pgrad.envs import env_id_of, make_vector_env
-from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
+from pgrad.errors import ConfigError, Interrupted, NonFiniteError, PolicyFileError
 from pgrad.fast_inference import NumpyActorCritic
 from pgrad.io import (
     load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, save_policy,
     space_from_json, space_to_json, write_json,
 )
-from pgrad.logger import Progress, RunLogger
+from pgrad.logger import Progress, RunLogger, write_csv
 from pgrad.normalize import RewardScaler
 from pgrad.policy import ActorCriticPolicy
 from pgrad.rollout import EpisodeLog, RolloutCollector
@@ -40,6 +43,23 @@ class IterationResult:
     n_transitions: int
     episodes: EpisodeLog
     metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LearnBudget:
+    """The ``learn`` call in progress: where it started and how many steps it was given.
+
+    Saved in checkpoints, so a resumed run anneals learning rates and stops exactly where the
+    uninterrupted ``learn`` call would have.
+    """
+
+    start_step: int
+    total_steps: int
+    start_updates: int
+
+    @property
+    def end_step(self) -> int:
+        return self.start_step + self.total_steps
 
 
 def versions() -> dict[str, str]:
@@ -83,7 +103,7 @@ class Algorithm:
         self.rng = np.random.default_rng(seed)
         self.envs = make_vector_env(
             env, self.config.n_envs, seed=seed, vectorization=self.config.vectorization,
-            autoreset_mode=self.config.autoreset_mode,
+            autoreset_mode=self.config.autoreset_mode, record_episodes=True,  # replayed on resume
         )
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
@@ -92,6 +112,9 @@ class Algorithm:
         self.total_steps = 0
         self.updates = 0
         self.wall_seconds = 0.0
+        self.learn_budget: LearnBudget | None = None
+        self.early_stopping: EarlyStopping | None = None
+        self._early_stopping_state: dict[str, Any] | None = None  # from a checkpoint, until learn()
         self.logger = RunLogger(None)
         self.setup()
 
@@ -125,6 +148,13 @@ class Algorithm:
         """Named optimisers whose state goes into checkpoints."""
         return {}
 
+    def checkpoint_extra(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """``(json, tensors)`` of algorithm state beyond weights, optimisers and the collector."""
+        return {}, {}
+
+    def restore_checkpoint_extra(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`checkpoint_extra`."""
+
     # -- training loop -----------------------------------------------------------------------
 
     def _ensure_collector(self) -> RolloutCollector:
@@ -143,6 +173,10 @@ class Algorithm:
         quiet: bool = False,
         checkpoint_seconds: float = 60.0,
         callback: Callable[["Algorithm", dict[str, Any]], bool | None] | None = None,
+        *,
+        checkpoint_every: int | None = None,
+        early_stopping: EarlyStopping | None = None,
+        resume: bool = False,
     ) -> "Algorithm":
         """Train for ``total_steps`` more environment transitions.
 
@@ -151,61 +185,107 @@ class Algorithm:
                 fixed size (PPO: n_steps * n_envs), iterations run while they fit in the budget
                 (at least one), as CleanRL counts them; otherwise the last one may overshoot.
             run_dir: if given, stream config.json, metrics.csv, episodes.csv, TensorBoard events and
-                a checkpoint (every ``checkpoint_seconds`` and at the end) into it.
+                a checkpoint into it (every ``checkpoint_seconds``, every ``checkpoint_every``
+                steps, on early stop, on SIGINT/SIGTERM and at the end). A first SIGINT or SIGTERM
+                then finishes the current iteration, writes the checkpoint and raises
+                :class:`pgrad.errors.Interrupted`.
             quiet: no progress display.
             callback: called after every update with the metrics row; returning False stops.
+            checkpoint_every: also checkpoint each time the step count crosses a multiple of this.
+            early_stopping: evaluate periodically and maybe stop early (:class:`EarlyStopping`);
+                evaluations go to ``run_dir/evaluations.csv``, the best policy to ``run_dir/best/``.
+            resume: continue the ``learn`` call a loaded checkpoint (:meth:`load_checkpoint_state`)
+                interrupted: ``total_steps`` is then that call's whole budget, as first given, and
+                the steps it already did count towards it.
         """
         if not isinstance(total_steps, int) or total_steps <= 0:
             raise ConfigError(f"total_steps={total_steps!r} must be a positive int")
+        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+            raise ConfigError(f"checkpoint_every={checkpoint_every!r} must be a positive number of steps")
+        if early_stopping is not None and isinstance(self.env, gymnasium.Env):
+            raise ConfigError("early stopping evaluates on a fresh env: pass an env id or a callable, not an env instance")
         self._ensure_collector()
+        if resume and self.learn_budget is not None:
+            self.learn_budget = LearnBudget(self.learn_budget.start_step, total_steps, self.learn_budget.start_updates)
+        else:
+            self.learn_budget = LearnBudget(self.total_steps, total_steps, self.updates)
+        self.early_stopping = early_stopping
+        if early_stopping is not None and resume and self._early_stopping_state is not None:
+            early_stopping.load_state(self._early_stopping_state)
+        self._early_stopping_state = None
+        budget = self.learn_budget
         run_dir = Path(run_dir) if run_dir is not None else None
         if run_dir is not None:
-            self.logger.attach(run_dir)
+            # On resume, TensorBoard hides what the stopped run logged after its checkpoint.
+            self.logger.attach(run_dir, purge_step=self.total_steps + 1 if resume else None)
             write_json(run_dir / "config.json", self.describe_run())
-        start_step, target = self.total_steps, self.total_steps + total_steps
-        progress = None if quiet else Progress(target, start_step)
+        progress = None if quiet else Progress(budget.end_step, self.total_steps)
         start = time.perf_counter()
         wall_before = self.wall_seconds
         last_checkpoint = start
+        next_checkpoint_step = (self.total_steps // checkpoint_every + 1) * checkpoint_every if checkpoint_every else None
+        signals = checkpointing.StopSignals() if run_dir is not None else contextlib.nullcontext()
         try:
-            per_iteration = self.steps_per_iteration() or 0
-            iterations_done = 0
-            while self.total_steps < target:
-                if iterations_done and self.total_steps + per_iteration > target:
-                    break  # a fixed-size iteration that would overshoot the budget is not started
-                iterations_done += 1
-                remaining = 1.0 - (self.total_steps - start_step) / total_steps
-                iteration_start = time.perf_counter()
-                result = self.train_iteration(remaining)
-                self._check_finite_weights()
-                self.logger.log_episodes(result.episodes)
-                self.total_steps += result.n_transitions
-                self.updates += 1
-                now = time.perf_counter()
-                self.wall_seconds = wall_before + (now - start)
-                row = {
-                    "step": self.total_steps,
-                    "wall_time": round(self.wall_seconds, 3),
-                    "episode_return_mean": self.logger.recent_return,
-                    "episode_length_mean": self.logger.recent_length,
-                    "sps": result.n_transitions / max(now - iteration_start, 1e-9),
-                    **result.metrics,
-                }
-                self.logger.log_update(row)
+            with signals:
+                per_iteration = self.steps_per_iteration() or 0
+                iterations_done = self.updates - budget.start_updates
+                while self.total_steps < budget.end_step and not (early_stopping is not None and early_stopping.should_stop):
+                    if iterations_done and self.total_steps + per_iteration > budget.end_step:
+                        break  # a fixed-size iteration that would overshoot the budget is not started
+                    iterations_done += 1
+                    remaining = 1.0 - (self.total_steps - budget.start_step) / budget.total_steps
+                    iteration_start = time.perf_counter()
+                    result = self.train_iteration(remaining)
+                    self._check_finite_weights()
+                    self.logger.log_episodes(result.episodes)
+                    self.total_steps += result.n_transitions
+                    self.updates += 1
+                    now = time.perf_counter()
+                    self.wall_seconds = wall_before + (now - start)
+                    row = {
+                        "step": self.total_steps,
+                        "wall_time": round(self.wall_seconds, 3),
+                        "episode_return_mean": self.logger.recent_return,
+                        "episode_length_mean": self.logger.recent_length,
+                        "sps": result.n_transitions / max(now - iteration_start, 1e-9),
+                        **result.metrics,
+                    }
+                    self.logger.log_update(row)
+                    if progress is not None:
+                        progress.update(self.total_steps, self.logger.recent_return)
+                    if early_stopping is not None and early_stopping.due(self.total_steps):
+                        self._evaluate_during_training(early_stopping, run_dir)
+                    stop = callback is not None and callback(self, row) is False
+                    if run_dir is not None and (
+                        now - last_checkpoint >= checkpoint_seconds
+                        or (next_checkpoint_step is not None and self.total_steps >= next_checkpoint_step)
+                    ):
+                        self.save_checkpoint(run_dir / "checkpoint")
+                        last_checkpoint = now
+                        if next_checkpoint_step is not None:
+                            next_checkpoint_step = (self.total_steps // checkpoint_every + 1) * checkpoint_every
+                    if getattr(signals, "received", None) is not None:
+                        self.save_checkpoint(run_dir / "checkpoint")
+                        raise Interrupted(
+                            f"stopped by signal {signals.received} at step {self.total_steps}; checkpoint written to "
+                            f"{run_dir / 'checkpoint'}", signals.received,
+                        )
+                    if stop:
+                        break
                 if progress is not None:
-                    progress.update(self.total_steps, self.logger.recent_return)
-                if run_dir is not None and now - last_checkpoint >= checkpoint_seconds:
+                    progress.update(self.total_steps, self.logger.recent_return, final=True)
+                if run_dir is not None:
                     self.save_checkpoint(run_dir / "checkpoint")
-                    last_checkpoint = now
-                if callback is not None and callback(self, row) is False:
-                    break
-            if progress is not None:
-                progress.update(self.total_steps, self.logger.recent_return, final=True)
-            if run_dir is not None:
-                self.save_checkpoint(run_dir / "checkpoint")
         finally:
             self.logger.flush()
         return self
+
+    def _evaluate_during_training(self, early_stopping: EarlyStopping, run_dir: Path | None) -> None:
+        row = early_stopping.evaluate(self, self.total_steps)
+        if run_dir is not None:
+            write_csv(run_dir / "evaluations.csv", early_stopping.history, ["step", "mean_return", "std_return", "best"])
+            if row["improved"]:
+                save_policy(run_dir / "best", self.policy_description(), self.policy.state_dict())
 
     def _check_finite_weights(self) -> None:
         for name, tensor in self.policy.named_parameters():
@@ -291,31 +371,80 @@ class Algorithm:
         }
 
     def save_checkpoint(self, folder: str | Path) -> None:
-        """Write weights, optimiser and normaliser state, RNG state and counters to ``folder``."""
+        """Write everything training carries between iterations to ``folder`` (see pgrad.checkpointing)."""
         tensors = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
         optimizer_meta = {}
         for name, optimizer in self.optimizers().items():
             optimizer_tensors, optimizer_meta[name] = optimizer_to_tensors(optimizer, prefix=f"optimizer.{name}.")
             tensors.update(optimizer_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
+        collector_state = envs_state = None
+        if self.collector is not None:  # before the first learn() the envs have not been reset yet
+            collector_state, collector_tensors = checkpointing.collector_state(self.collector)
+            envs_state, envs_tensors = checkpointing.envs_state(self.envs)
+            tensors.update(collector_tensors)
+            tensors.update(envs_tensors)
+        extra_state, extra_tensors = self.checkpoint_extra()
+        tensors.update({f"extra.{k}": v for k, v in extra_tensors.items()})
         state = {
             **self.describe_run(), "total_steps": self.total_steps, "updates": self.updates,
             "wall_seconds": self.wall_seconds, "optimizers": optimizer_meta,
             "numpy_rng": self.rng.bit_generator.state,
+            "observation_space": space_to_json(self.observation_space), "action_space": space_to_json(self.action_space),
+            "learn_budget": asdict(self.learn_budget) if self.learn_budget is not None else None,
+            "logger": {"metrics_rows": len(self.logger.metrics), "episode_rows": len(self.logger.episodes)},
+            "early_stopping": self.early_stopping.state() if self.early_stopping is not None else None,
+            "collector": collector_state, "envs": envs_state, "extra": extra_state,
         }
         save_checkpoint(folder, state, tensors)
 
-    def load_checkpoint_state(self, folder: str | Path) -> None:
-        """Restore what :meth:`save_checkpoint` wrote (weights, optimisers, RNGs, counters)."""
+    def load_checkpoint_state(self, folder: str | Path, run_dir: str | Path | None = None, keep_hyperparameters: bool = False) -> None:
+        """Restore what :meth:`save_checkpoint` wrote: weights, optimisers, RNGs, counters, collector, envs.
+
+        Args:
+            folder: the checkpoint folder (``RUN/checkpoint``).
+            run_dir: the run folder whose metrics.csv and episodes.csv continue (rows the stopped
+                run wrote after the checkpoint are dropped); None leaves the logger empty.
+            keep_hyperparameters: keep this agent's optimiser hyperparameters (lr, eps, ...) instead
+                of the checkpoint's, for a resume with deliberately changed hyperparameters.
+
+        Warns :class:`pgrad.checkpointing.ResumeNotExactWarning` if the envs cannot be restored
+        exactly, and raises :class:`PolicyFileError` for a checkpoint of another algorithm or spaces.
+        """
         state, tensors = load_checkpoint(folder)
         if state.get("algo") != self.name:
             raise PolicyFileError(f"checkpoint {folder} is for {state.get('algo')!r}, not {self.name!r}")
-        self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
+        for key, space in (("observation_space", self.observation_space), ("action_space", self.action_space)):
+            if key in state and state[key] != space_to_json(space):
+                raise PolicyFileError(
+                    f"checkpoint {folder} was written for {key.replace('_', ' ')} {space_from_json(state[key])}, "
+                    f"this env has {space}"
+                )
+        try:
+            self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
+        except RuntimeError as exc:
+            first_line = str(exc).strip().splitlines()[0]
+            raise PolicyFileError(f"checkpoint {folder} does not fit this policy (network shape changed?): {first_line}") from None
         for name, optimizer in self.optimizers().items():
+            fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
             optimizer_from_tensors(optimizer, tensors, state["optimizers"][name], prefix=f"optimizer.{name}.")
+            if keep_hyperparameters:
+                for group, values in zip(optimizer.param_groups, fresh):
+                    group.update(values)
         torch.set_rng_state(tensors["rng.torch"])
         self.rng.bit_generator.state = state["numpy_rng"]
         self.total_steps, self.updates, self.wall_seconds = state["total_steps"], state["updates"], state["wall_seconds"]
+        budget = state.get("learn_budget")
+        self.learn_budget = LearnBudget(**budget) if budget is not None else None
+        self._early_stopping_state = state.get("early_stopping")
+        if state.get("collector") is not None:
+            collector = self._ensure_collector()
+            checkpointing.restore_collector_state(collector, state["collector"], tensors)
+            checkpointing.warn_if_not_exact(checkpointing.restore_envs_state(self.envs, state["envs"], tensors, collector))
+        if run_dir is not None:
+            logged = state.get("logger", {"metrics_rows": 0, "episode_rows": 0})
+            self.logger.restore(Path(run_dir), logged["metrics_rows"], logged["episode_rows"])
+        self.restore_checkpoint_extra(state.get("extra", {}), {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")})
 
     @classmethod
     def from_policy_file(cls, description: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> "Algorithm":
@@ -342,6 +471,7 @@ class Algorithm:
             raise PolicyFileError(f"policy weights do not match policy.json: {first_line}") from None
         agent.total_steps = agent.updates = 0
         agent.wall_seconds = 0.0
+        agent.learn_budget = agent.early_stopping = agent._early_stopping_state = None
         agent.logger = RunLogger(None)
         return agent
 

@@ -131,10 +131,6 @@ class Reinforce(Algorithm):
         actor_parameters = list(policy.actor_body.parameters()) + list(policy.head.parameters())
         self.policy_optimizer = torch.optim.Adam(actor_parameters, lr=c.lr)
         self.value_optimizer = torch.optim.Adam(policy.critic.parameters(), lr=c.value_lr) if c.baseline else None
-        # Set by learn(): the step at which the current budget ends, and the updates before it.
-        self._budget_end_step: int | None = None
-        self._budget_steps = 0
-        self._updates_before_learn = 0
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         optimizers = {"policy": self.policy_optimizer}
@@ -144,19 +140,6 @@ class Reinforce(Algorithm):
 
     def steps_per_iteration(self) -> None:
         return None  # an update takes whole episodes, whatever their length
-
-    def learn(self, total_steps: int, *args: Any, **kwargs: Any) -> "Reinforce":
-        """:meth:`Algorithm.learn`. Episodes that outlast the budget are kept for the next call.
-
-        Collection stops at the budget even in the middle of an episode, so the last update of a
-        call may hold fewer than ``episodes_per_update`` episodes. If no episode at all finishes
-        within the budget, :class:`pgrad.errors.TrainingError` says so.
-        """
-        if isinstance(total_steps, int) and not isinstance(total_steps, bool):
-            self._budget_end_step = self.total_steps + total_steps
-            self._budget_steps = total_steps
-        self._updates_before_learn = self.updates
-        return super().learn(total_steps, *args, **kwargs)
 
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config
@@ -170,14 +153,17 @@ class Reinforce(Algorithm):
                     for group in optimizer.param_groups:
                         group["lr"] = lr * progress_remaining
         steps_before = collector.total_transitions
-        budget_left = max(1, self._budget_end_step - self.total_steps) if self._budget_end_step is not None else 10**12
+        # Collection stops at the learn() budget even mid-episode (the episode continues in the next
+        # call), so the last update of a call may hold fewer than episodes_per_update episodes.
+        budget = self.learn_budget
+        budget_left = max(1, budget.end_step - self.total_steps) if budget is not None else 10**12
         rollout, episodes = collector.collect_episodes(c.episodes_per_update, max_steps=budget_left, min_transitions=c.min_steps_per_update)
         steps_taken = collector.total_transitions - steps_before
         n_episodes = int((rollout.terminated | rollout.truncated).sum())
         if n_episodes == 0:
-            if self.updates == self._updates_before_learn:
+            if budget is None or self.updates == budget.start_updates:
                 raise TrainingError(
-                    f"no episode finished within {self._budget_steps} steps; REINFORCE updates only on complete "
+                    f"no episode finished within {budget_left} steps; REINFORCE updates only on complete "
                     "episodes (raise the step budget or use an env with a time limit)"
                 )
             # The budget ran out mid-episode after earlier updates; the episode continues next call.

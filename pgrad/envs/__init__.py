@@ -30,6 +30,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 
 from pgrad.env_ids import REGISTERED_IDS, register_bundled_envs  # noqa: E402
 from pgrad.envs.mujoco_messages import filtered_mujoco_warnings  # noqa: E402
+from pgrad.envs.recorder import with_recorder  # noqa: E402
 from pgrad.errors import ConfigError  # noqa: E402
 
 __all__ = ["REGISTERED_IDS", "env_id_of", "make_env", "make_vector_env"]
@@ -93,6 +94,7 @@ def make_vector_env(
     render_mode: str | None = None,
     *,
     vector_kwargs: dict[str, Any] | None = None,
+    record_episodes: bool = False,
     **kwargs: Any,
 ) -> VectorEnv:
     """Build ``n_envs`` copies of ``env`` (anything ``make_env`` takes) as one vector env.
@@ -115,6 +117,8 @@ def make_vector_env(
         render_mode: passed to every copy.
         vector_kwargs: extra keywords for the vector-env class (for example ``context="spawn"``
             or ``shared_memory=False`` for AsyncVectorEnv).
+        record_episodes: wrap every copy in :class:`pgrad.envs.recorder.EpisodeRecorder`, which
+            training checkpoints use to restore the envs exactly on resume.
         **kwargs: constructor keywords of every copy, as for ``make_env``.
     """
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
@@ -141,6 +145,8 @@ def make_vector_env(
         # functools.partial of a module-level function pickles by reference, so the same
         # builder runs in AsyncVectorEnv workers (and applies make_env's MuJoCo filter there).
         env_fns = [functools.partial(make_env, env, render_mode, **kwargs)] * n_envs
+    if record_episodes:
+        env_fns = [functools.partial(with_recorder, fn) for fn in env_fns]
     envs = vector_class(env_fns, autoreset_mode=mode, **(vector_kwargs or {}))
     if seed is not None:
         envs.action_space.seed(seed)

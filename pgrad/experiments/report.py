@@ -99,7 +99,10 @@ def _figures(groups: list[Group], out_dir: Path, stem: str, smooth: int) -> list
         scored = [g for g in env_groups if g.scores]
         if scored:
             all_scores = np.concatenate([g.scores for g in scored])
-            taus = np.linspace(all_scores.min(), all_scores.max(), 200) if np.ptp(all_scores) > 0 else all_scores[:1]
+            low, high = all_scores.min(), all_scores.max()
+            if high == low:  # every seed scored the same: widen the axis so the drop from 1 to 0 shows
+                low, high = low - max(1.0, 0.05 * abs(low)), high + max(1.0, 0.05 * abs(high))
+            taus = np.linspace(low, high, 200)
             figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
             for group in scored:
                 scores = np.asarray(group.scores)

@@ -2,20 +2,23 @@
 
 A :class:`TrainSpec` is plain data, so it crosses process boundaries; every seed trains in its
 own process (``spawn``, one torch thread each), up to ``workers`` at a time, and writes
-``RUN/seed_<S>/``. ``RUN/summary.json`` then aggregates the seeds' summaries.
+``RUN/seed_<S>/``. ``RUN/summary.json`` then aggregates the seeds' summaries. With
+``backend="ray"`` every seed is a Ray task instead (same code, same results); on a cluster of
+several machines RUN must be on a filesystem they share.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from pgrad.errors import ConfigError, TrainingError
+from pgrad.errors import ConfigError, Interrupted, TrainingError
 from pgrad.experiments.stats import summarize
 from pgrad.io import write_json
 
@@ -35,6 +38,36 @@ class TrainSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     eval_episodes: int = 10
     quiet: bool = False
+    checkpoint_every: int | None = None  # also checkpoint every this many steps (None: time-based only)
+    eval_every: int | None = None  # periodic deterministic evaluation every this many steps (None: off)
+    patience: int | None = None  # early stop after this many evaluations without improvement (None: off)
+    min_delta: float = 0.0  # improvement an evaluation needs to reset the patience counter
+    periodic_eval_episodes: int = 5  # episodes per periodic evaluation
+    resume: bool = False  # continue from out/checkpoint (checked against this spec first)
+    allow_changes: bool = False  # resume even if the spec differs from the run
+
+
+def early_stopping_of(spec: TrainSpec):
+    """The :class:`pgrad.early_stopping.EarlyStopping` a spec asks for, or None."""
+    from pgrad.early_stopping import EarlyStopping
+
+    if spec.eval_every is None:
+        if spec.patience is not None:
+            raise ConfigError("--patience needs --eval-every: early stopping watches the periodic evaluation return")
+        return None
+    return EarlyStopping(
+        eval_every=spec.eval_every, patience=spec.patience, min_delta=spec.min_delta, episodes=spec.periodic_eval_episodes,
+    )
+
+
+def prepare_resume(spec: TrainSpec, agent, steps: int) -> None:
+    """Check ``--resume`` against the spec and load the checkpoint into ``agent`` (ConfigError if unfit)."""
+    from pgrad.experiments.resume import check_resume
+
+    early = early_stopping_of(spec)
+    out = Path(spec.out)
+    check_resume(out, agent, steps, early.state() if early else None, spec.allow_changes)
+    agent.load_checkpoint_state(out / "checkpoint", run_dir=out, keep_hyperparameters=spec.allow_changes)
 
 
 def build_agent(spec: TrainSpec):
@@ -63,26 +96,47 @@ def resolve_steps(spec: TrainSpec, agent) -> int:
     return steps
 
 
-def run_training(spec: TrainSpec, agent=None) -> dict[str, Any]:
+def run_training(spec: TrainSpec, agent=None, resumed: bool = False) -> dict[str, Any]:
     """Train, evaluate and save one run into ``spec.out``; return its summary.
 
     A checkpoint is written before training starts, so a failure at any point leaves a good one.
-    Raises TrainingError (with the checkpoint location) if training fails.
+    With ``spec.resume`` the run continues from ``spec.out/checkpoint`` (``resumed``: the caller
+    already loaded it into ``agent``); a run that had finished is returned as it is.
+    Raises TrainingError (with the checkpoint location) if training fails, Interrupted on
+    SIGINT/SIGTERM (after writing a checkpoint).
     """
     import torch
 
     import pgrad
+    from pgrad.experiments.resume import run_is_complete
 
     torch.set_num_threads(1)
-    agent = agent if agent is not None else build_agent(spec)
     out = Path(spec.out)
+    if spec.resume and not resumed and run_is_complete(out):
+        from pgrad.io import read_json
+
+        return read_json(out / "summary.json", "run summary")
+    agent = agent if agent is not None else build_agent(spec)
     steps = resolve_steps(spec, agent)
     try:
-        agent.save_checkpoint(out / "checkpoint")
-        agent.learn(steps, run_dir=out, quiet=spec.quiet)
+        if spec.resume and not resumed:
+            prepare_resume(spec, agent, steps)
+        if not spec.resume:
+            agent.save_checkpoint(out / "checkpoint")
+        agent.learn(
+            steps, run_dir=out, quiet=spec.quiet, checkpoint_every=spec.checkpoint_every,
+            early_stopping=early_stopping_of(spec), resume=spec.resume,
+        )
         result = pgrad.evaluate(agent, agent.env, episodes=spec.eval_episodes) if spec.eval_episodes > 0 else None
         agent.save(out, evaluation=result)
-        return agent.summary(result)
+        summary = agent.summary(result)
+        if agent.early_stopping is not None:
+            summary["early_stopping"] = {
+                "stopped": agent.early_stopping.stopped_reason, "best_eval_return": agent.early_stopping.best,
+                "best_step": agent.early_stopping.best_step,
+            }
+            write_json(out / "summary.json", summary)
+        return summary
     except TrainingError as exc:
         raise TrainingError(f"{exc}; last good checkpoint kept in {out / 'checkpoint'}") from None
     finally:
@@ -90,42 +144,170 @@ def run_training(spec: TrainSpec, agent=None) -> dict[str, Any]:
 
 
 def _run_in_worker(spec: TrainSpec) -> dict[str, Any]:
-    """Process-pool entry point: errors come back as data so one seed cannot hide another's."""
+    """Process-pool and Ray entry point: errors come back as data so one seed cannot hide another's."""
     try:
         return {"ok": True, "summary": run_training(spec)}
     except (TrainingError, ConfigError) as exc:
         return {"ok": False, "error": str(exc)}
+    except Interrupted as exc:
+        return {"ok": False, "error": str(exc), "interrupted": True}
 
 
-def run_seeds(spec: TrainSpec, seeds: list[int], workers: int | None = None) -> tuple[dict[str, Any], list[str]]:
+def seed_specs(spec: TrainSpec, seeds: list[int]) -> dict[int, TrainSpec]:
+    """One spec per seed under ``spec.out/seed_<S>``; on resume, seeds never started start afresh."""
+    root = Path(spec.out)
+    specs = {}
+    for seed in seeds:
+        folder = root / f"seed_{seed}"
+        resume = spec.resume and (folder / "checkpoint" / "state.json").is_file()
+        specs[seed] = replace(spec, seed=seed, out=str(folder), quiet=True, resume=resume)
+    return specs
+
+
+def check_seed_resumes(spec: TrainSpec, seeds: list[int]) -> None:
+    """Validate every seed folder a multi-seed ``--resume`` continues, before any work starts."""
+    from pgrad.experiments.resume import check_resume
+
+    early = early_stopping_of(spec)
+    for seed_spec in seed_specs(spec, seeds).values():
+        if seed_spec.resume:
+            agent = build_agent(seed_spec)
+            try:
+                check_resume(Path(seed_spec.out), agent, resolve_steps(seed_spec, agent), early.state() if early else None,
+                             spec.allow_changes)
+            finally:
+                agent.close()
+
+
+def run_seeds(
+    spec: TrainSpec, seeds: list[int], workers: int | None = None, backend: str = "local"
+) -> tuple[dict[str, Any], list[str]]:
     """Train ``seeds`` in parallel under ``spec.out/seed_<S>/``; write and return the aggregate.
 
-    Returns ``(summary, errors)``; ``errors`` holds one line per failed seed.
+    Returns ``(summary, errors)``; ``errors`` holds one line per failed or interrupted seed, and
+    ``summary["interrupted_seeds"]`` lists the seeds a signal stopped (after their checkpoint).
+    ``backend``: ``"local"`` (processes here) or ``"ray"`` (Ray tasks, one CPU each).
     """
-    workers = max(1, min(len(seeds), workers or os.cpu_count() or 1))
     root = Path(spec.out)
-    specs = {seed: replace(spec, seed=seed, out=str(root / f"seed_{seed}"), quiet=True) for seed in seeds}
+    specs = seed_specs(spec, seeds)
     summaries: dict[int, dict[str, Any]] = {}
     errors: list[str] = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_run_in_worker, s): seed for seed, s in specs.items()}
-        for future in as_completed(futures):
-            seed = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # a worker that died (killed, out of memory) must not hang the run
-                outcome = {"ok": False, "error": f"worker process failed: {type(exc).__name__}: {exc}"}
-            if outcome["ok"]:
-                summaries[seed] = outcome["summary"]
-                if not spec.quiet:
-                    s = outcome["summary"]
-                    evaluation = f", eval {s['eval_mean_return']:.1f}" if s.get("eval_mean_return") is not None else ""
-                    print(f"seed {seed} done: {s['steps']:,} steps in {s['wall_seconds']:.1f} s{evaluation}", file=sys.stderr)
-            else:
-                errors.append(f"seed {seed}: {outcome['error']}")
+    interrupted: list[int] = []
+    run = _outcomes_ray if backend == "ray" else _outcomes_local
+    for seed, outcome in run(specs, workers):
+        if outcome["ok"]:
+            summaries[seed] = outcome["summary"]
+            if not spec.quiet:
+                s = outcome["summary"]
+                evaluation = f", eval {s['eval_mean_return']:.1f}" if s.get("eval_mean_return") is not None else ""
+                print(f"seed {seed} done: {s['steps']:,} steps in {s['wall_seconds']:.1f} s{evaluation}", file=sys.stderr)
+        else:
+            errors.append(f"seed {seed}: {outcome['error']}")
+            if outcome.get("interrupted"):
+                interrupted.append(seed)
     summary = aggregate(spec, seeds, summaries)
+    if interrupted:
+        summary["interrupted_seeds"] = sorted(interrupted)
     write_json(root / "summary.json", summary)
     return summary, errors
+
+
+def _outcomes_local(specs: dict[int, TrainSpec], workers: int | None):
+    """Yield ``(seed, outcome)`` as spawned worker processes finish.
+
+    A SIGTERM to this process is forwarded to the workers, which checkpoint and stop like a
+    single run does (a Ctrl-C in a terminal reaches them directly, as one process group).
+    """
+    workers = max(1, min(len(specs), workers or os.cpu_count() or 1))
+    from pgrad.checkpointing import defer_signals
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=defer_signals) as pool:
+        def forward(signum: int, frame: Any) -> None:
+            for process in list(getattr(pool, "_processes", {}).values()):
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGTERM)
+
+        previous = signal.signal(signal.SIGTERM, forward) if _in_main_thread() else None
+        try:
+            futures = {pool.submit(_run_in_worker, s): seed for seed, s in specs.items()}
+            for future in as_completed(futures):
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # a worker that died (killed, out of memory) must not hang the run
+                    outcome = {"ok": False, "error": f"worker process failed: {type(exc).__name__}: {exc}"}
+                yield futures[future], outcome
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def import_ray():
+    """``ray``, or ConfigError naming the extra to install (ray is optional, imported lazily)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--backend ray needs Ray: pip install 'pgrad[ray]' (or use --backend local)") from None
+    return ray
+
+
+def init_ray(ray) -> None:
+    """Join the cluster RAY_ADDRESS names, else start a local one, unless already connected."""
+    if not ray.is_initialized():
+        # Workers must import this pgrad: pass its location on (an editable install needs nothing).
+        package_root = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+        ray.init(
+            address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, include_dashboard=False,
+            runtime_env={"env_vars": {"PYTHONPATH": path}},
+        )
+
+
+def ray_completed(submit: Callable[[], tuple[Any, Any] | None], limit: int, failed: Callable[[str], Any]):
+    """Keep up to ``limit`` Ray tasks running; yield ``(key, result)`` as each finishes.
+
+    ``submit()`` starts the next task and returns ``(key, object_ref)``, or None when there is
+    none left; a task whose worker died yields ``failed(one-line reason)`` as its result.
+    """
+    ray = import_ray()
+    running: dict[Any, Any] = {}
+    exhausted = False
+    while not exhausted or running:
+        while not exhausted and len(running) < limit:
+            started = submit()
+            if started is None:
+                exhausted = True
+            else:
+                running[started[1]] = started[0]
+        if not running:
+            break
+        done, _ = ray.wait(list(running), num_returns=1)
+        key = running.pop(done[0])
+        try:
+            result = ray.get(done[0])
+        except Exception as exc:
+            result = failed(f"ray task failed: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}")
+        yield key, result
+
+
+def _outcomes_ray(specs: dict[int, TrainSpec], workers: int | None):
+    """Yield ``(seed, outcome)`` as Ray tasks finish (at most ``workers`` at once if given)."""
+    ray = import_ray()
+    init_ray(ray)
+    task = ray.remote(num_cpus=1, max_retries=0)(_run_in_worker)
+    waiting = iter(specs.items())
+
+    def submit():
+        seed, seed_spec = next(waiting, (None, None))
+        # absolute: a Ray worker's working directory is not this process's
+        return None if seed_spec is None else (seed, task.remote(replace(seed_spec, out=str(Path(seed_spec.out).resolve()))))
+
+    yield from ray_completed(submit, workers or len(specs), lambda reason: {"ok": False, "error": reason})
 
 
 def aggregate(spec: TrainSpec, seeds: list[int], summaries: dict[int, dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,227 @@
+"""What a resumable checkpoint holds beyond weights and optimisers: the collector, the envs, signals.
+
+Design (README, "Resuming"): checkpoints are written between two training iterations, and
+resuming from one gives bit-for-bit the run that was never stopped. Everything that carries
+state from one iteration to the next is saved:
+
+* the collector: current observations, running episode returns and lengths, NEXT_STEP pending
+  resets, the transition counter and REINFORCE's buffer of unfinished episodes;
+* the envs, by replay (:mod:`pgrad.envs.recorder`): each sub-env's running episode is replayed
+  from its recorded reset seed or generator state, which restores the simulator, ``TimeLimit``
+  counters and ``env.np_random``; the vector env's own pending-autoreset flags and the samplers
+  of its action and observation spaces are restored directly;
+* torch's and numpy's generators, counters, the logger's row counts and the learn budget, in
+  :meth:`pgrad.algos.base.Algorithm.save_checkpoint`.
+
+Everything here is tensors (safetensors) or JSON; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+
+from pgrad.errors import PolicyFileError
+from pgrad.rollout import RolloutCollector, _StepRecord
+
+
+class ResumeNotExactWarning(UserWarning):
+    """A resumed run cannot reproduce the uninterrupted one exactly (the reason is in the message)."""
+
+
+def _to_tensor(value: Any) -> torch.Tensor:
+    return value.detach().clone() if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
+
+
+# -- collector ---------------------------------------------------------------------------------
+# Reads and writes RolloutCollector's between-rollout attributes (see its __init__): obs,
+# pending_reset, episode_return, episode_length, total_transitions, _episode_buffer, _episode_starts.
+
+
+def collector_state(collector: RolloutCollector) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(json, tensors)`` of everything the collector carries between two rollouts."""
+    tensors = {
+        "collector.obs": _to_tensor(collector.obs),
+        "collector.pending_reset": _to_tensor(collector.pending_reset),
+        "collector.episode_return": _to_tensor(collector.episode_return),
+        "collector.episode_length": _to_tensor(collector.episode_length),
+    }
+    state: dict[str, Any] = {"total_transitions": collector.total_transitions, "episode_buffer": None}
+    buffer = collector._episode_buffer
+    if buffer is not None:
+        state["episode_buffer"] = {
+            "length": len(buffer), "starts": list(collector._episode_starts), "none_fields": [], "numpy_fields": [],
+        }
+        finals = []
+        for f in dataclasses.fields(_StepRecord):
+            values = [getattr(step, f.name) for step in buffer]
+            if f.name == "truncated_final_obs":
+                state["episode_buffer"]["truncated_final_obs"] = [[k, env] for k, step in enumerate(values) for env, _ in step]
+                finals = [final for step in values for _, final in step]
+            elif not values or values[0] is None:
+                state["episode_buffer"]["none_fields"].append(f.name)
+            else:
+                if isinstance(values[0], np.ndarray):
+                    state["episode_buffer"]["numpy_fields"].append(f.name)
+                tensors[f"collector.buffer.{f.name}"] = torch.stack([_to_tensor(v) for v in values])
+        if finals:
+            tensors["collector.buffer.final_obs"] = _to_tensor(np.stack(finals))
+    return state, tensors
+
+
+def restore_collector_state(collector: RolloutCollector, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Inverse of :func:`collector_state`."""
+    collector.obs = tensors["collector.obs"].numpy().copy()
+    collector.pending_reset = tensors["collector.pending_reset"].numpy().copy()
+    collector.episode_return = tensors["collector.episode_return"].numpy().copy()
+    collector.episode_length = tensors["collector.episode_length"].numpy().copy()
+    collector.total_transitions = state["total_transitions"]
+    saved = state["episode_buffer"]
+    if saved is None:
+        collector._episode_buffer = None
+        return
+    finals: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for index, (k, env) in enumerate(saved.get("truncated_final_obs", [])):
+        finals.setdefault(k, []).append((env, tensors["collector.buffer.final_obs"][index].numpy().copy()))
+    buffer = []
+    for k in range(saved["length"]):
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(_StepRecord):
+            if f.name == "truncated_final_obs":
+                values[f.name] = finals.get(k, [])
+            elif f.name in saved["none_fields"]:
+                values[f.name] = None
+            else:
+                stored = tensors[f"collector.buffer.{f.name}"][k]
+                values[f.name] = stored.numpy().copy() if f.name in saved["numpy_fields"] else stored.clone()
+        buffer.append(_StepRecord(**values))
+    collector._episode_buffer = buffer
+    collector._episode_starts = list(saved["starts"])
+
+
+# -- envs ----------------------------------------------------------------------------------------
+
+
+def _space_samplers(envs: VectorEnv) -> dict[str, Any]:
+    return {"action_space": envs.action_space, "observation_space": envs.observation_space}
+
+
+def envs_state(envs: VectorEnv) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Each sub-env's replay record, and the vector env's space samplers."""
+    spaces = {name: getattr(space, "_np_random", None) for name, space in _space_samplers(envs).items()}
+    state: dict[str, Any] = {"space_rng": {n: (g.bit_generator.state if g is not None else None) for n, g in spaces.items()}}
+    tensors: dict[str, torch.Tensor] = {}
+    try:
+        records = envs.call("pgrad_recorder_state")
+    except AttributeError:
+        state["sub_envs"] = None  # envs built without EpisodeRecorder: cannot be replayed
+        return state, tensors
+    state["sub_envs"] = []
+    for index, record in enumerate(records):
+        actions = record.pop("actions")
+        if actions is not None:
+            tensors[f"envs.{index}.actions"] = _to_tensor(actions)
+        state["sub_envs"].append(record)
+    return state, tensors
+
+
+def restore_envs_state(
+    envs: VectorEnv, state: dict[str, Any], tensors: dict[str, torch.Tensor], collector: RolloutCollector
+) -> list[str]:
+    """Replay every sub-env's episode; return the reasons the restore is not exact (empty: exact)."""
+    problems: list[str] = []
+    for name, space in _space_samplers(envs).items():
+        if state["space_rng"].get(name) is not None:
+            space.np_random.bit_generator.state = state["space_rng"][name]
+    records = state.get("sub_envs")
+    if records is None:
+        return ["the checkpoint's envs were built without pgrad's EpisodeRecorder, so their state was not saved"]
+    if len(records) != envs.num_envs:
+        raise PolicyFileError(f"checkpoint has {len(records)} envs, this run {envs.num_envs}; n_envs cannot change on resume")
+    targets = []
+    for index, record in enumerate(records):
+        actions = tensors.get(f"envs.{index}.actions")
+        targets.append({**record, "actions": None if actions is None else actions.numpy()})
+    envs.set_attr("pgrad_replay_target", targets)
+    results = envs.call("pgrad_replay")
+    for index, (obs, rng_matches) in enumerate(results):
+        if obs is None:
+            problems.append(f"env {index}'s episode was too long to record")
+        elif not (rng_matches and np.array_equal(obs, collector.obs[index])):
+            problems.append(f"env {index} did not replay to the same state (it is not deterministic given its seed)")
+    if collector.mode is AutoresetMode.NEXT_STEP:
+        # The vector env resets an env on the step after its episode ended; it keeps that flag itself.
+        if isinstance(envs, SyncVectorEnv):
+            envs._autoreset_envs = collector.pending_reset.copy()
+        elif collector.pending_reset.any():
+            problems.append("an async NEXT_STEP vector env was due to reset an env; its worker's flag cannot be restored")
+    return problems
+
+
+def warn_if_not_exact(problems: list[str]) -> None:
+    if problems:
+        warnings.warn("resume will not reproduce the uninterrupted run exactly: " + "; ".join(problems), ResumeNotExactWarning, stacklevel=3)
+
+
+# -- stopping on SIGINT / SIGTERM ------------------------------------------------------------------
+
+
+# A signal a worker process received while no learn() was running (set by defer_signals).
+_deferred_signal: int | None = None
+
+
+def defer_signals() -> None:
+    """Process-pool initializer: SIGINT/SIGTERM outside ``learn`` stop the next ``learn`` instead of the process.
+
+    A multi-seed parent forwards SIGTERM to all its workers; one that is evaluating or saving a
+    finished seed completes that work, and one that is about to start a seed stops it after
+    its first iteration with a checkpoint, instead of dying and breaking the pool.
+    """
+    def remember(signum: int, frame: Any) -> None:
+        global _deferred_signal
+        _deferred_signal = _deferred_signal or signum
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, remember)
+
+
+class StopSignals:
+    """Turns the first SIGINT or SIGTERM into a request to stop after the current iteration.
+
+    ``learn`` then writes a checkpoint and raises :class:`pgrad.errors.Interrupted`. A second
+    SIGINT interrupts at once (its previous handler is back by then). Only the main thread can
+    install handlers; elsewhere this does nothing and signals keep their default behaviour.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = self.received or signum
+        # A second Ctrl-C interrupts at once; repeated SIGTERMs (a multi-seed parent forwards its
+        # own to the workers) only repeat the request.
+        if signal.SIGINT in self._previous:
+            signal.signal(signal.SIGINT, self._previous.pop(signal.SIGINT))
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def __enter__(self) -> "StopSignals":
+        self.received = _deferred_signal
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()

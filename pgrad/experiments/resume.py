@@ -1,0 +1,84 @@
+"""Checks before ``pgrad train ... --resume RUN``: is RUN a pgrad run, and does the command match it?
+
+A resume continues the run bit for bit only if it is the same experiment: same algorithm, env
+spaces, seed, hyperparameters, step budget and early-stopping settings. Anything else is refused
+with one line naming every difference, unless ``--allow-changes`` says the change is deliberate
+(the network shape and ``n_envs`` can never change: the saved state would not fit).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pgrad.errors import ConfigError, PolicyFileError
+from pgrad.io import read_json, space_from_json, space_to_json
+
+
+def read_checkpoint_state(run: Path) -> dict[str, Any]:
+    """``RUN/checkpoint/state.json`` of a pgrad run folder, or ConfigError saying what RUN is not."""
+    if not run.is_dir():
+        raise ConfigError(f"--resume {run}: no such run folder")
+    state_path = run / "checkpoint" / "state.json"
+    if not (run / "config.json").is_file() or not state_path.is_file():
+        if any(run.glob("seed_*/checkpoint/state.json")):
+            raise ConfigError(f"--resume {run} is a multi-seed run; resume it with its --seeds")
+        raise ConfigError(f"--resume {run} is not a pgrad run folder (expected config.json and checkpoint/state.json)")
+    try:
+        state = read_json(state_path, "checkpoint state")
+    except PolicyFileError as exc:
+        raise ConfigError(f"--resume {run}: {exc}") from None
+    if state.get("format") != "pgrad-checkpoint":
+        raise ConfigError(f"--resume {run}: {state_path} is not a pgrad checkpoint")
+    return state
+
+
+def resume_changes(state: dict[str, Any], agent: Any, steps: int, early_stopping: dict[str, Any] | None) -> list[str]:
+    """What the command changes compared with the checkpoint (``"lr: 0.001 -> 0.0003"``, ...)."""
+    changes = []
+    for key, then, now in (("env", state.get("env"), agent.env_id), ("seed", state.get("seed"), agent.seed)):
+        if then != now:
+            changes.append(f"{key}: {then} -> {now}")
+    saved_config, config = state.get("config", {}), agent.config.to_dict()
+    for key in sorted(set(saved_config) | set(config)):
+        if saved_config.get(key) != config.get(key):
+            changes.append(f"{key}: {saved_config.get(key)!r} -> {config.get(key)!r}")
+    budget = state.get("learn_budget")
+    if budget is not None and budget["total_steps"] != steps:
+        changes.append(f"steps: {budget['total_steps']} -> {steps}")
+    saved_early = state.get("early_stopping")
+    settings = ("eval_every", "patience", "min_delta", "episodes", "seed")
+    then = {k: saved_early[k] for k in settings} if saved_early else None
+    now = {k: early_stopping[k] for k in settings} if early_stopping else None
+    if budget is not None and then != now:
+        changes.append(f"early stopping: {then} -> {now}")
+    return changes
+
+
+def check_resume(run: Path, agent: Any, steps: int, early_stopping: dict[str, Any] | None, allow_changes: bool) -> dict[str, Any]:
+    """Validate ``--resume RUN`` against the agent the command built; return the checkpoint state."""
+    state = read_checkpoint_state(run)
+    if state.get("algo") != agent.name:
+        raise ConfigError(f"--resume {run}: its checkpoint is from algorithm {state.get('algo')!r}, not {agent.name!r}")
+    for key in ("observation_space", "action_space"):
+        if key in state and state[key] != space_to_json(getattr(agent, key)):
+            raise ConfigError(
+                f"--resume {run}: its checkpoint is for {key.replace('_', ' ')} {space_from_json(state[key])}, "
+                f"env {agent.env_id} has {getattr(agent, key)}"
+            )
+    changes = resume_changes(state, agent, steps, early_stopping)
+    fixed = [c for c in changes if c.split(":")[0] in ("hidden_sizes", "n_envs", "activation", "action_dist", "normalize_obs",
+                                                      "normalize_reward", "state_dependent_std", "baseline")]
+    if fixed:
+        raise ConfigError(f"--resume {run}: these cannot change on resume (the saved state would not fit): {'; '.join(fixed)}")
+    if changes and not allow_changes:
+        raise ConfigError(
+            f"--resume {run}: the command differs from the run ({'; '.join(changes)}); "
+            "repeat the run's own settings, or pass --allow-changes to continue with the new ones"
+        )
+    return state
+
+
+def run_is_complete(run: Path) -> bool:
+    """True for a run whose training finished (its final summary.json was written)."""
+    return (run / "summary.json").is_file() and (run / "policy.json").is_file()
