@@ -244,6 +244,15 @@ class RecurrentPPO(Algorithm):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
+    def checkpoint_extra(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        # The LSTM state the envs' running episodes have reached: without it a resumed run would
+        # continue those episodes from zeros and diverge from the uninterrupted one.
+        state = self.policy.rollout_state
+        return {}, ({} if state is None else {"lstm.rollout_state": state.clone()})
+
+    def restore_checkpoint_extra(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
+        self.policy.rollout_state = tensors.get("lstm.rollout_state")
+
     def steps_per_iteration(self) -> int:
         return self.config.n_steps * self.config.n_envs
 

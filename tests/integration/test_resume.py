@@ -31,6 +31,9 @@ CASES = {
                                                    "vectorization": "async"}),
     "a2c-next-step": ("a2c", "CartPole-v1", 1200, 50, {"n_envs": 2, "autoreset_mode": "next_step"}),
     "reinforce-baseline": ("reinforce-baseline", "pgrad/ContinuousCartPole-v0", 1500, 5, {"n_envs": 3}),
+    # the LSTM state of the running episodes is part of what a checkpoint holds
+    "ppo-lstm": ("ppo-lstm", "pgrad/CartPoleNoVel-v1", 1024, 2, {"n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 2,
+                                                                  "seq_len": 16}),
 }
 
 
