@@ -43,8 +43,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pgrad.errors import ConfigError, TrainingError
     from pgrad.experiments.runner import TrainSpec, build_agent, resolve_steps, run_seeds, run_training
 
-    if args.backend != "local":
-        return _fail("--backend ray is not available in this version; use --backend local", EXIT_USAGE)
+    # ARS parallelises the rollouts of one run: --workers and --backend go to its config.
+    from pgrad.algos import ALGORITHMS
+
+    runs_workers = args.algo in ALGORITHMS and "n_workers" in ALGORITHMS[args.algo].Config.keys()
+    if args.backend != "local" and not (runs_workers and not args.seeds):
+        return _fail("--backend ray is available for single-seed ars runs only in this version; use --backend local", EXIT_USAGE)
     if args.resume is not None:
         return _fail("--resume is not available in this version", EXIT_USAGE)
     if args.workers is not None and args.workers < 1:
@@ -53,10 +57,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if any(seed < 0 for seed in seeds):
         return _fail(f"seeds must be non-negative ints, got {seeds}", EXIT_USAGE)
     try:
+        overrides = parse_set_args(args.set or [])
+        if runs_workers and len(seeds) == 1:
+            overrides.setdefault("backend", args.backend)
+            if args.workers is not None:
+                overrides.setdefault("n_workers", str(args.workers))
+        elif runs_workers:
+            # --workers counts seed processes here; each seed rolls out in its own process.
+            overrides.setdefault("n_workers", "0")
         spec = TrainSpec(
             algo=args.algo, env=args.env, seed=seeds[0], out="", steps=args.steps,
             preset=args.preset if args.preset is not None else "auto",
-            overrides=parse_set_args(args.set or []), eval_episodes=args.eval_episodes, quiet=args.quiet,
+            overrides=overrides, eval_episodes=args.eval_episodes, quiet=args.quiet,
         )
         # Build the first seed's agent here: every input error surfaces before any work starts.
         agent = build_agent(spec)
@@ -226,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", help="preset name or 'none' (default: the env's preset if shipped)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--backend", choices=("local", "ray"), default="local")
-    train.add_argument("--workers", type=int, default=None, help="parallel seed processes (default: all cores)")
+    train.add_argument("--workers", type=int, default=None, help="parallel seed processes; for one ars seed, rollout workers (default: all cores)")
     train.add_argument("--resume", metavar="RUN_DIR")
     train.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes after training (0: none)")
     train.add_argument("--quiet", action="store_true", help="no progress output")

@@ -33,12 +33,15 @@ class RunningMeanStd(nn.Module):
         # numpy on views of the buffers: called every env step, and for these tiny arrays numpy
         # costs a fraction of torch's per-op overhead (benchmarks/ppo_speed.py profile).
         batch = np.asarray(batch, dtype=np.float64).reshape(-1, *self.mean.shape)
-        batch_count = batch.shape[0]
+        if batch.shape[0] == 0:
+            return
+        self.merge(batch.mean(axis=0), batch.var(axis=0), batch.shape[0])
+
+    def merge(self, batch_mean: np.ndarray, batch_var: np.ndarray, batch_count: float) -> None:
+        """Merge the statistics of a batch seen elsewhere (e.g. in a worker process)."""
         if batch_count == 0:
             return
         mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
-        batch_mean = batch.mean(axis=0)
-        batch_var = batch.var(axis=0)
         delta = batch_mean - mean
         total = count + batch_count
         m2 = var * count + batch_var * batch_count + delta * delta * (count * batch_count / total)
