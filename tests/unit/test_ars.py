@@ -126,7 +126,7 @@ def test_each_variant_matches_algorithm_2(variant, normalize, n_top):
         3, 3, settings["n_directions"], n_top, settings["lr"], settings["noise_std"], normalize, shift=0.5
     )
     np.testing.assert_allclose(agent.policy.flat_parameters(), theta, rtol=1e-5, atol=1e-7)
-    assert np.linalg.norm(theta) > 0.01  # the example does move
+    assert np.linalg.norm(theta) > 1e-3  # the example does move (tolerance above is 1e-7)
     if normalize:
         np.testing.assert_allclose(agent.policy.obs_normalizer.stats.mean.numpy(), mean, rtol=1e-10)
         np.testing.assert_allclose(agent.policy.obs_normalizer.stats.var.numpy(), var, rtol=1e-10)
