@@ -2,7 +2,7 @@
 
 Shipped ``pgrad/ContinuousCartPole-v0`` preset (V2-t: 8 directions, top 4, step 0.1, noise 0.3),
 50k steps, deterministic evaluation over 20 episodes. Seeds 0-9 at 50k steps (2026-11-22,
-/tmp script recorded in BENCHMARKS.md, "ARS"): 500 for 9 of 10 seeds, 333 for seed 7. The test
+`python benchmarks/ars.py cartpole-seeds`, BENCHMARKS.md "ARS"): 500 for 9 of 10 seeds, 333 for seed 7. The test
 seeds are fixed; about 3-6 s each on this machine, under shared load.
 """
 
