@@ -21,8 +21,8 @@ Implementation choices, each for a reason:
 
 - Directions are not sent to workers as arrays: direction k of iteration j is regenerated from
   the seed ``(seed, j, k)`` wherever it is needed (the paper's code ships indices into a shared
-  noise table; seeded generation gives the same "indices, not arrays" traffic without a 100 MB
-  table per process). A worker gets ``(k,)`` and the weights, and returns two returns.
+  noise table; seeded generation gives the same "indices, not arrays" traffic without holding a
+  large table in every process). A worker gets ``(k,)`` and the weights, and returns two returns.
 - Both rollouts of a direction reset the env with the same seed, derived from ``(seed, j, k)``:
   the pair then differs only by the perturbation (common random numbers), and a task's result
   does not depend on which worker ran it, so every backend and worker count gives the same run.
@@ -79,7 +79,7 @@ class ARSConfig(Config):
     n_directions: int = param(8, "directions N sampled per iteration (2N rollouts)", low=1)
     n_top: int | None = param(None, "best directions b used in the update (none: all N, i.e. V1/V2; fewer: V1-t/V2-t)", low=1)
     horizon: int = param(1000, "maximum steps per rollout (the env's own time limit also applies)", low=1)
-    alive_bonus_shift: float = param(0.0, "subtracted from every reward during training only (paper: 1 for Hopper, Walker2d, Ant)")
+    alive_bonus_shift: float = param(0.0, "subtracted from every reward during training only (paper: 1 for Hopper, Walker2d, Ant; 5 for Humanoid)")
     policy_type: str = param("linear", "linear (a matrix, no bias, zero at start) or mlp (hidden_sizes, activation)", choices=("linear", "mlp"))
     activation: str = param("tanh", "hidden activation of the mlp policy", choices=("tanh", "relu"))
     hidden_sizes: tuple[int, ...] = param((32, 32), "hidden layer widths of the mlp policy, e.g. 32,32")
