@@ -221,6 +221,12 @@ class ARSPolicy(nn.Module):
         self.rescale_actions = has_finite_bounds(action_space)
         self.spec = {"policy_type": policy_type, "hidden_sizes": list(hidden_sizes), "activation": activation, "normalize_obs": normalize_obs}
 
+    deterministic = True  # acts without sampling; pgrad export uses forward() below
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw actions for raw observations ``(B, obs_size)`` in torch (the ONNX export path)."""
+        return self.net(self.obs_normalizer(obs) if self.obs_normalizer is not None else obs)
+
     def flat_parameters(self) -> np.ndarray:
         """All weights as one float64 vector, in ``self.shapes`` order."""
         return torch.nn.utils.parameters_to_vector(self.parameters()).detach().to(torch.float64).numpy()

@@ -115,6 +115,19 @@ def test_save_load_round_trip_and_eval(tmp_path, capsys):
     agent.close()
 
 
+@pytest.mark.parametrize("overrides", [{}, {"policy_type": "mlp", "hidden_sizes": "8,8", "activation": "relu"}])
+def test_onnx_export_matches_predict(overrides, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from pgrad.export import export_onnx, run_onnx
+
+    agent = pgrad.ARS("Pendulum-v1", seed=0, preset="none", n_workers=0, **{**TINY, **overrides})
+    agent.learn(2_000, quiet=True)
+    path = export_onnx(agent, tmp_path / "policy.onnx")
+    observations = np.random.default_rng(1).normal(size=(64, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(path, observations), agent.predict(observations), atol=1e-5)
+    agent.close()
+
+
 def test_checkpoint_resume_continues_the_same_run(tmp_path):
     straight = pgrad.ARS(CARTPOLE, seed=5, preset="none", n_workers=0, **TINY)
     straight.learn(2_000, quiet=True)
