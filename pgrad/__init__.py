@@ -24,6 +24,7 @@ register_on_gymnasium_import()
 _LAZY = {
     "ActorCritic": "pgrad.algos.actor_critic",
     "A2C": "pgrad.algos.a2c",
+    "ARS": "pgrad.algos.ars",
     "PPO": "pgrad.algos.ppo",
     "RecurrentPPO": "pgrad.algos.ppo_lstm",
     "Reinforce": "pgrad.algos.reinforce",
@@ -32,7 +33,7 @@ _LAZY = {
     "load": "pgrad.loading",
 }
 
-__all__ = ["ActorCritic", "A2C", "PPO", "RecurrentPPO", "Reinforce", "ALGORITHMS", "evaluate", "load", "__version__"]
+__all__ = ["ActorCritic", "A2C", "ARS", "PPO", "RecurrentPPO", "Reinforce", "ALGORITHMS", "evaluate", "load", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -46,6 +46,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         TrainSpec, build_agent, check_seed_resumes, import_ray, prepare_resume, resolve_steps, run_seeds, run_training,
     )
 
+    # ARS parallelises the rollouts of one run: for a single seed, --workers and --backend go to
+    # its config; for several seeds they distribute the seeds, as for every algorithm.
+    from pgrad.algos import ALGORITHMS
+
+    runs_workers = args.algo in ALGORITHMS and "n_workers" in ALGORITHMS[args.algo].Config.keys()
     for flag, value in (("--workers", args.workers), ("--checkpoint-every", args.checkpoint_every),
                         ("--eval-every", args.eval_every), ("--patience", args.patience),
                         ("--periodic-eval-episodes", args.periodic_eval_episodes)):
@@ -61,10 +66,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if args.backend == "ray":
             import_ray()
+        overrides = parse_set_args(args.set or [])
+        if runs_workers and len(seeds) == 1:
+            overrides.setdefault("backend", args.backend)
+            if args.workers is not None:
+                overrides.setdefault("n_workers", str(args.workers))
+        elif runs_workers:
+            # --workers counts seed processes here; each seed rolls out in its own process.
+            overrides.setdefault("n_workers", "0")
         spec = TrainSpec(
             algo=args.algo, env=args.env, seed=seeds[0], out=args.resume or "", steps=args.steps,
             preset=args.preset if args.preset is not None else "auto",
-            overrides=parse_set_args(args.set or []), eval_episodes=args.eval_episodes, quiet=args.quiet,
+            overrides=overrides, eval_episodes=args.eval_episodes, quiet=args.quiet,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience,
             min_delta=args.min_delta, periodic_eval_episodes=args.periodic_eval_episodes or 5,
             resume=args.resume is not None, allow_changes=args.allow_changes,
@@ -109,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"done: {len(seeds)} seeds; evaluation mean {stats['mean']:.1f}, IQM {stats['iqm']:.1f}, "
                       f"min {stats['min']:.1f}, max {stats['max']:.1f}", file=sys.stderr)
         return EXIT_OK
-    if args.backend == "ray":
+    if args.backend == "ray" and not runs_workers:
         print("pgrad: note: --backend ray distributes seeds; a single seed trains here", file=sys.stderr)
     if spec.resume:
         from pgrad.experiments.resume import run_is_complete
@@ -319,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", help="preset name, a preset FILE.toml (pgrad tune writes one) or 'none' (default: the env's preset if shipped)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--backend", choices=("local", "ray"), default="local")
-    train.add_argument("--workers", type=int, default=None, help="parallel seed processes (default: all cores)")
+    train.add_argument("--workers", type=int, default=None, help="parallel seed processes; for one ars seed, rollout workers (default: all cores)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its checkpoint (same command otherwise)")
     train.add_argument("--allow-changes", action="store_true", help="with --resume: accept settings that differ from the run's")
     train.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: every 60 s)")

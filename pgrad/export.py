@@ -40,7 +40,10 @@ class DeterministicActor(nn.Module):
             self.register_buffer("action_high", torch.as_tensor(space.high, dtype=torch.float32))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.action(self.policy.normalize(obs.reshape(obs.shape[0], -1).to(torch.float32)))
+        x = obs.reshape(obs.shape[0], -1).to(torch.float32)
+        if not isinstance(self.policy, ActorCriticPolicy):
+            return self._rescale(self.policy(x))  # a deterministic policy (ARS): forward gives raw actions
+        return self.action(self.policy.normalize(x))
 
     def action(self, x: torch.Tensor) -> torch.Tensor:
         """Env action for what the actor MLP reads (normalised observations, or LSTM features)."""
@@ -55,7 +58,10 @@ class DeterministicActor(nn.Module):
             action = head.loc(features)  # its mode is loc clamped to [-1, 1]; the clip below does that
         else:
             raise UnsupportedSpaceError(f"ONNX export does not know the action head {type(head).__name__}")
-        if policy.rescale_actions:
+        return self._rescale(action)
+
+    def _rescale(self, action: torch.Tensor) -> torch.Tensor:
+        if self.policy.rescale_actions:
             unit = action.clamp(-1.0, 1.0)
             return self.action_low + (unit + 1.0) * 0.5 * (self.action_high - self.action_low)
         return action
@@ -82,8 +88,8 @@ def export_onnx(agent, path: str | Path, opset: int = 17) -> Path:
         import onnx  # noqa: F401  torch's exporter needs it
     except ImportError:
         raise ConfigError("ONNX export needs the onnx package: pip install 'pgrad[export]'") from None
-    if not isinstance(agent.policy, ActorCriticPolicy):
-        raise UnsupportedSpaceError(f"ONNX export supports MLP policies; {agent.name} is not one")
+    if not isinstance(agent.policy, ActorCriticPolicy) and not getattr(agent.policy, "deterministic", False):
+        raise UnsupportedSpaceError(f"ONNX export supports MLP, LSTM and ARS policies; {agent.name} is not one")
     recurrent = getattr(agent, "recurrent", False)
     module = (RecurrentDeterministicActor if recurrent else DeterministicActor)(agent.policy).eval()
     path = Path(path)

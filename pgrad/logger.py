@@ -98,7 +98,7 @@ class Progress:
         done = step - self.start_step
         elapsed = now - self.start_time
         rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - step) / rate if rate > 0 else math.inf
+        eta = max(self.total - step, 0) / rate if rate > 0 else math.inf  # the last iteration may overshoot
         ret = f"{recent_return:.1f}" if math.isfinite(recent_return) else "-"
         text = f"{step:,}/{self.total:,} steps | {rate:,.0f} steps/s | return {ret} | ETA {_format_duration(eta)}"
         if self.interactive:

@@ -32,17 +32,20 @@ class RunningMeanStd(nn.Module):
         # numpy on views of the buffers: called every env step, and for these tiny arrays numpy
         # costs a fraction of torch's per-op overhead (benchmarks/speed.py --profile).
         batch = np.asarray(batch, dtype=np.float64).reshape(-1, *self.mean.shape)
-        batch_count = batch.shape[0]
+        if batch.shape[0] == 0:
+            return
+        if batch.shape[0] == 1:
+            # one env: the batch mean is the row itself and its variance exactly 0, which is what
+            # mean() and var() return, without their ~15 us of overhead per step
+            self.merge(batch[0], 0.0, 1)
+        else:
+            self.merge(batch.mean(axis=0), batch.var(axis=0), batch.shape[0])
+
+    def merge(self, batch_mean: np.ndarray, batch_var: np.ndarray | float, batch_count: float) -> None:
+        """Merge the statistics of a batch seen elsewhere (e.g. in a worker process)."""
         if batch_count == 0:
             return
         mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
-        if batch_count == 1:
-            # one env: the batch mean is the row itself and its variance exactly 0, which is what
-            # mean() and var() return, without their ~15 us of overhead per step
-            batch_mean, batch_var = batch[0], 0.0
-        else:
-            batch_mean = batch.mean(axis=0)
-            batch_var = batch.var(axis=0)
         delta = batch_mean - mean
         total = count + batch_count
         m2 = var * count + batch_var * batch_count + delta * delta * (count * batch_count / total)

@@ -36,6 +36,15 @@ def has_finite_bounds(space: spaces.Space) -> bool:
     return isinstance(space, spaces.Box) and bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
 
 
+def box_env_action(raw_action: np.ndarray, space: spaces.Box, rescale: bool) -> np.ndarray:
+    """Raw continuous actions to a Box env's: with ``rescale`` (finite bounds) clip to [-1, 1] and
+    map affinely to ``[low, high]``; otherwise clip to the bounds."""
+    if rescale:
+        unit = np.clip(raw_action, -1.0, 1.0)
+        return (space.low + (unit + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
+    return np.clip(raw_action, space.low, space.high).astype(space.dtype)
+
+
 class ActorCriticPolicy(nn.Module):
     """Separate actor and critic MLPs on (optionally normalised) flat observations.
 
@@ -136,7 +145,4 @@ class ActorCriticPolicy(nn.Module):
         space = self.action_space
         if self.discrete:
             return raw_action.astype(np.int64) + int(space.start)
-        if self.rescale_actions:
-            unit = np.clip(raw_action, -1.0, 1.0)
-            return (space.low + (unit + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
-        return np.clip(raw_action, space.low, space.high).astype(space.dtype)
+        return box_env_action(raw_action, space, self.rescale_actions)

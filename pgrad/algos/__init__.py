@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 _ALGORITHM_PATHS: dict[str, str] = {
     "actor-critic": "pgrad.algos.actor_critic:ActorCritic",
     "a2c": "pgrad.algos.a2c:A2C",
+    "ars": "pgrad.algos.ars:ARS",
     "ppo": "pgrad.algos.ppo:PPO",
     "ppo-lstm": "pgrad.algos.ppo_lstm:RecurrentPPO",
     # One class, two names: REINFORCE without and with its learned state-value baseline.
