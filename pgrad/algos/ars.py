@@ -337,6 +337,15 @@ class ARS(Algorithm):
         self.pool: WorkerPool | None = None
         self.last_eval_return = math.nan
 
+    def checkpoint_extra(self) -> tuple[dict, dict]:
+        # the last logging evaluation is repeated in every metrics row until the next one
+        last = None if math.isnan(self.last_eval_return) else self.last_eval_return
+        return {"last_eval_return": last}, {}
+
+    def restore_checkpoint_extra(self, state: dict, tensors: dict) -> None:
+        last = state.get("last_eval_return")
+        self.last_eval_return = math.nan if last is None else float(last)
+
     def _ensure_collector(self) -> None:
         # ARS does not use the shared collector: workers roll out whole episodes themselves.
         if self.envs is None:

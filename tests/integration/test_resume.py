@@ -31,6 +31,7 @@ CASES = {
                                                    "vectorization": "async"}),
     "a2c-next-step": ("a2c", "CartPole-v1", 1200, 50, {"n_envs": 2, "autoreset_mode": "next_step"}),
     "reinforce-baseline": ("reinforce-baseline", "pgrad/ContinuousCartPole-v0", 1500, 5, {"n_envs": 3}),
+    "ars": ("ars", "pgrad/ContinuousCartPole-v0", 6000, 3, {"n_directions": 4, "n_top": 2, "n_workers": 0, "horizon": 200}),
     # the LSTM state of the running episodes is part of what a checkpoint holds
     "ppo-lstm": ("ppo-lstm", "pgrad/CartPoleNoVel-v1", 1024, 2, {"n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 2,
                                                                   "seq_len": 16}),
