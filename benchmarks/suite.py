@@ -40,7 +40,7 @@ ALGOS = ["ppo", "a2c", "reinforce-baseline", "ars"]
 GOALS = {
     ("ppo", "HalfCheetah-v5"): 5000, ("ppo", "Hopper-v5"): 2500, ("ppo", "Walker2d-v5"): 3500,
     ("ppo", "InvertedPendulum-v5"): 1000, ("ppo", "InvertedDoublePendulum-v5"): 9000,
-    ("ppo", "LunarLander-v3"): 250, ("ppo", "CartPole-v1"): 475,
+    ("ppo", "LunarLander-v3"): 250,
     ("a2c", "HalfCheetah-v5"): 3000, ("a2c", "Hopper-v5"): 1500,
     ("reinforce-baseline", "InvertedPendulum-v5"): 950,
     ("ars", "HalfCheetah-v5"): 4500, ("ars", "Hopper-v5"): 3300,
