@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pgrad.algos.base import Algorithm, IterationResult
+from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
 from pgrad.losses import explained_variance, policy_gradient_loss, value_loss
 from pgrad.returns import gae
@@ -82,8 +82,7 @@ class A2C(Algorithm):
         c = self.config
         if c.anneal_lr:
             # Linear decay to 0 over this learn() call (baselines a2c, lrschedule="linear").
-            for group in self.optimizer.param_groups:
-                group["lr"] = c.lr * progress_remaining
+            decay_learning_rate(self.optimizer, c.lr, progress_remaining)
         rollout, episodes = self.collector.collect(c.n_steps)
 
         advantages, returns = gae(

@@ -62,6 +62,12 @@ class LearnBudget:
         return self.start_step + self.total_steps
 
 
+def decay_learning_rate(optimizer: torch.optim.Optimizer, initial_lr: float, progress_remaining: float) -> None:
+    """Linear decay to 0 over a ``learn`` call: set every group's lr to ``initial_lr * progress_remaining``."""
+    for group in optimizer.param_groups:
+        group["lr"] = initial_lr * progress_remaining
+
+
 def versions() -> dict[str, str]:
     """Library versions recorded with every run, for reproducibility."""
     return {

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pgrad.algos.base import Algorithm, IterationResult
+from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
 from pgrad.errors import ConfigError
 from pgrad.losses import clipped_surrogate_loss, explained_variance, value_loss
@@ -81,8 +81,7 @@ class PPO(Algorithm):
         c = self.config
         if c.anneal_lr:
             # Linear decay to 0 over this learn() call (baselines ppo1 run_mujoco, schedule="linear").
-            for group in self.optimizer.param_groups:
-                group["lr"] = c.lr * progress_remaining
+            decay_learning_rate(self.optimizer, c.lr, progress_remaining)
         rollout, episodes = self.collector.collect(c.n_steps)
 
         advantages, returns = gae(

@@ -35,7 +35,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from pgrad.algos.base import Algorithm, IterationResult
+from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.algos.ppo import PPOConfig
 from pgrad.config import param
 from pgrad.errors import ConfigError
@@ -345,8 +345,7 @@ class RecurrentPPO(Algorithm):
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config
         if c.anneal_lr:
-            for group in self.optimizer.param_groups:
-                group["lr"] = c.lr * progress_remaining
+            decay_learning_rate(self.optimizer, c.lr, progress_remaining)
         rollout, episodes, starts, grid_states = self.collect(c.n_steps)
         batch = self.sequences(rollout, starts, grid_states)
         n_sequences = batch.obs.shape[1]

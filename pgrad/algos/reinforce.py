@@ -70,7 +70,7 @@ from typing import Any
 
 import torch
 
-from pgrad.algos.base import Algorithm, IterationResult
+from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
 from pgrad.errors import TrainingError
 from pgrad.losses import explained_variance
@@ -150,8 +150,7 @@ class Reinforce(Algorithm):
             # lets the policy settle instead of drifting around the optimum at the end of a run.
             for optimizer, lr in ((self.policy_optimizer, c.lr), (self.value_optimizer, c.value_lr)):
                 if optimizer is not None:
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr * progress_remaining
+                    decay_learning_rate(optimizer, lr, progress_remaining)
         steps_before = collector.total_transitions
         # Collection stops at the learn() budget even mid-episode (the episode continues in the next
         # call), so the last update of a call may hold fewer than episodes_per_update episodes.
