@@ -90,3 +90,34 @@ def test_run_folder_holds_an_ordinary_run_per_seed(tmp_path):
 def test_unsupported_settings_are_refused(arguments, message):
     with pytest.raises(ConfigError, match=message):
         SeedBatchedPPO("CartPole-v1", **{**SMALL, **arguments})
+
+
+def test_cli_batched_run_has_the_multi_seed_layout(tmp_path, capsys):
+    from pgrad.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "ppo", "CartPole-v1", "--seeds", "1", "2", "--batched", "--steps", "256", "--out", str(run),
+            "--quiet", "--eval-episodes", "2", "--preset", "none",
+            *(f"--set={key}={value}" for key, value in SMALL.items() if key != "preset")]
+    assert main(argv) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["seeds"] == [1, 2] and summary["completed_seeds"] == [1, 2] and summary["batched"]
+    assert summary["eval_mean_return"]["n"] == 2
+    for seed in (1, 2):
+        assert json.loads((run / f"seed_{seed}" / "summary.json").read_text())["eval_episodes"] == 2
+        pgrad.load(run / f"seed_{seed}")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--seeds", "1"], "needs several --seeds"),
+        (["--seeds", "1", "2", "--eval-every", "128"], "--eval-every is not supported with --batched"),
+        (["--seeds", "1", "2", "--set", "target_kl=0.01"], "target_kl is not supported"),
+    ],
+)
+def test_cli_batched_bad_input_exits_2(tmp_path, capsys, extra, message):
+    from pgrad.cli import main
+
+    assert main(["train", "ppo", "CartPole-v1", "--batched", "--steps", "256", "--out", str(tmp_path / "r"), "--quiet", *extra]) == 2
+    assert message in capsys.readouterr().err
