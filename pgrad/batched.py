@@ -26,6 +26,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from pgrad.distributions import MIN_STD, CategoricalHead, DiagGaussianHead, TruncatedNormal, TruncatedNormalHead
 from pgrad.errors import ConfigError
+from pgrad.losses import clipped_surrogate_terms, value_squared_error
 from pgrad.nets import ACTIVATIONS
 from pgrad.policy import ActorCriticPolicy
 
@@ -211,11 +212,8 @@ def seed_batched_clipped_surrogate_loss(
     Metrics are detached ``(S,)`` tensors (no ``.item()`` per minibatch: the caller sums them
     and reads them once per iteration).
     """
-    log_ratio = log_probs - old_log_probs
-    ratio = log_ratio.exp()
-    unclipped = ratio * advantages
-    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages
-    loss = -torch.min(unclipped, clipped).mean(1)  # (S,)
+    objective, ratio, log_ratio = clipped_surrogate_terms(log_probs, old_log_probs, advantages, clip_coef)
+    loss = -objective.mean(1)  # (S,)
     with torch.no_grad():
         approx_kl = ((ratio - 1.0) - log_ratio).mean(1)
         clip_fraction = ((ratio - 1.0).abs() > clip_coef).float().mean(1)
@@ -226,11 +224,7 @@ def seed_batched_value_loss(
     values: Tensor, returns: Tensor, old_values: Tensor, clip_coef: float | None
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """:func:`pgrad.losses.value_loss` for ``(S, B)`` inputs: half MSE per seed ``(S,)``, optional ppo2 clipping."""
-    squared_error = (values - returns).square()
-    if clip_coef is not None:
-        clipped_values = old_values + (values - old_values).clamp(-clip_coef, clip_coef)
-        squared_error = torch.max(squared_error, (clipped_values - returns).square())
-    loss = 0.5 * squared_error.mean(1)  # (S,)
+    loss = 0.5 * value_squared_error(values, returns, old_values, clip_coef).mean(1)  # (S,)
     return loss, {"value_loss": loss.detach()}
 
 
