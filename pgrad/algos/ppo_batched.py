@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import numpy as np
 import torch
 
@@ -60,6 +61,8 @@ class SeedBatchedPPO:
             seeds: distinct non-negative ints, one agent each.
             preset, hyperparameters: as for :class:`PPO`, shared by every seed.
         """
+        if isinstance(env, gymnasium.Env):
+            raise ConfigError("seed batching builds one env per seed: pass an env id or a zero-argument callable, not an env instance")
         seeds = list(seeds)
         if not seeds or len(set(seeds)) != len(seeds):
             raise ConfigError(f"seeds={seeds!r} must be a non-empty list of distinct non-negative ints")
@@ -133,6 +136,7 @@ class SeedBatchedPPO:
         metric_sums: dict[str, torch.Tensor] = {}
         n_updates = 0
         for _ in range(c.n_epochs):
+            kl_this_epoch = []
             permutation = torch.from_numpy(np.stack([agent.rng.permutation(batch_size) for agent in self.agents]))  # (S, B)
             e_obs, e_actions, e_log_probs, e_values, e_advantages, e_returns = (
                 tensor[seed_rows, permutation] for tensor in (b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns)
@@ -164,9 +168,11 @@ class SeedBatchedPPO:
                     step_metrics["action_std"] = dist.base_dist.scale.detach().mean((1, 2))
                 for key, value in step_metrics.items():
                     metric_sums[key] = metric_sums.get(key, 0.0) + value
+                kl_this_epoch.append(policy_metrics["approx_kl"])
                 n_updates += 1
 
         means = {key: (value / n_updates).tolist() for key, value in metric_sums.items()}
+        means["approx_kl_last_epoch"] = torch.stack(kl_this_epoch).mean(0).tolist()
         rows = []
         for s in range(self.n_seeds):
             rows.append({

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import gymnasium as gym
 import pytest
 import torch
 
@@ -45,6 +46,11 @@ def test_cartpole_three_seeds_batched_equal_three_seeds_alone(iterations):
     assert not torch.equal(batched.agents[0].policy.critic[0].weight, batched.agents[1].policy.critic[0].weight)
     for agent, single in zip(batched.agents, singles):
         assert agent.logger.episodes == single.logger.episodes  # the same episodes, in the same envs
+        # and the same metrics, up to float rounding (timings apart)
+        mine, theirs = agent.logger.metrics[-1], single.logger.metrics[-1]
+        assert mine.keys() == theirs.keys()
+        for key in mine.keys() - {"wall_time", "sps"}:
+            assert mine[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6, nan_ok=True), key
 
 
 @pytest.mark.parametrize(
@@ -84,12 +90,13 @@ def test_run_folder_holds_an_ordinary_run_per_seed(tmp_path):
         (dict(seeds=[]), "non-empty list of distinct"),
         (dict(seeds=[1, 1]), "non-empty list of distinct"),
         (dict(seeds=[1, 2], target_kl=0.02), "target_kl is not supported"),
+        (dict(seeds=[1, 2], env=gym.make("CartPole-v1")), "not an env instance"),
         (dict(seeds=[1, 2], autoreset_mode="next_step"), "autoreset_mode=same_step"),
     ],
 )
 def test_unsupported_settings_are_refused(arguments, message):
     with pytest.raises(ConfigError, match=message):
-        SeedBatchedPPO("CartPole-v1", **{**SMALL, **arguments})
+        SeedBatchedPPO(arguments.pop("env", "CartPole-v1"), **{**SMALL, **arguments})
 
 
 def test_cli_batched_run_has_the_multi_seed_layout(tmp_path, capsys):
