@@ -86,11 +86,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         agent = build_agent(spec)
         steps = resolve_steps(spec, agent)
         spec = replace(spec, steps=steps)
+        if args.batched:
+            from pgrad.experiments.seed_batched import check_batched_spec
+
+            check_batched_spec(spec, seeds)
         if spec.resume and len(seeds) == 1:
             if args.seeds is None and any(Path(spec.out).glob("seed_*/checkpoint/state.json")):
                 raise ConfigError(f"--resume {spec.out} is a multi-seed run; resume it with its --seeds")
             prepare_resume(spec, agent, steps)
-        elif spec.resume:
+        elif spec.resume and not args.batched:
             agent.close()
             check_seed_resumes(spec, seeds)
     except ConfigError as exc:
@@ -103,10 +107,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         verb = "resuming" if spec.resume else "training"
         print(f"{verb} {agent.name} on {agent.env_id}{preset} for {steps:,} steps, {seed_text} -> {out}", file=sys.stderr)
 
+    if args.batched:
+        agent.close()
+        from pgrad.experiments.seed_batched import run_seeds_batched
+
+        try:
+            summary, errors = run_seeds_batched(spec, seeds), []
+        except ConfigError as exc:
+            return _fail(str(exc), EXIT_USAGE)
+        except TrainingError as exc:
+            return _fail(f"training failed: {exc}", EXIT_FAILURE)
     if len(seeds) > 1:
         agent.close()
         try:
-            summary, errors = run_seeds(spec, seeds, args.workers, backend=args.backend)
+            if not args.batched:
+                summary, errors = run_seeds(spec, seeds, args.workers, backend=args.backend)
         except KeyboardInterrupt:
             return _fail(f"interrupted; checkpoints are in {out}/seed_*/checkpoint (resume with --resume {out})", 130)
         except ConfigError as exc:
@@ -333,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--backend", choices=("local", "ray"), default="local")
     train.add_argument("--workers", type=int, default=None, help="parallel seed processes; for one ars seed, rollout workers (default: all cores)")
+    train.add_argument("--batched", action="store_true", help="ppo, several --seeds: train them in this process as one seed-batched model")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its checkpoint (same command otherwise)")
     train.add_argument("--allow-changes", action="store_true", help="with --resume: accept settings that differ from the run's")
     train.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: every 60 s)")

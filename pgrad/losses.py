@@ -18,15 +18,24 @@ def clipped_surrogate_loss(
     estimator of KL(old || new) (Schulman, "Approximating KL Divergence", 2020), and the fraction
     of samples whose ratio was clipped.
     """
-    log_ratio = log_probs - old_log_probs
-    ratio = log_ratio.exp()
-    unclipped = ratio * advantages
-    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages
-    loss = -torch.min(unclipped, clipped).mean()
+    objective, ratio, log_ratio = clipped_surrogate_terms(log_probs, old_log_probs, advantages, clip_coef)
+    loss = -objective.mean()
     with torch.no_grad():
         approx_kl = ((ratio - 1.0) - log_ratio).mean().item()
         clip_fraction = ((ratio - 1.0).abs() > clip_coef).float().mean().item()
     return loss, {"policy_loss": loss.item(), "approx_kl": approx_kl, "clip_fraction": clip_fraction}
+
+
+def clipped_surrogate_terms(
+    log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor, clip_coef: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample ``min(r A, clip(r, 1 - eps, 1 + eps) A)``, ``r`` and ``log r``, before any mean
+    (shared by :func:`clipped_surrogate_loss` and the seed-batched loss in pgrad/batched.py)."""
+    log_ratio = log_probs - old_log_probs
+    ratio = log_ratio.exp()
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages
+    return torch.min(unclipped, clipped), ratio, log_ratio
 
 
 def policy_gradient_loss(log_probs: torch.Tensor, advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -51,12 +60,19 @@ def value_loss(
     ``clip_vloss``). Andrychowicz et al. 2021 (sec. 3.5) found it does not help and may hurt, so
     pgrad's PPO leaves it off by default.
     """
+    loss = 0.5 * value_squared_error(values, returns, old_values, clip_coef).mean()
+    return loss, {"value_loss": loss.item()}
+
+
+def value_squared_error(
+    values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor | None = None, clip_coef: float | None = None
+) -> torch.Tensor:
+    """Per-sample squared error of :func:`value_loss`, the larger of clipped and unclipped with ``clip_coef``."""
     squared_error = (values - returns).square()
     if clip_coef is not None and old_values is not None:
         clipped_values = old_values + (values - old_values).clamp(-clip_coef, clip_coef)
         squared_error = torch.max(squared_error, (clipped_values - returns).square())
-    loss = 0.5 * squared_error.mean()
-    return loss, {"value_loss": loss.item()}
+    return squared_error
 
 
 def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> float:

@@ -1,0 +1,248 @@
+"""PPO for several seeds in one process, with one seed-batched model (issue 7).
+
+``SeedBatchedPPO(env, seeds=[1, 2, 3])`` trains one :class:`pgrad.algos.ppo.PPO` agent per seed,
+each exactly as it would train alone, but with the update of all seeds done by one forward and
+one backward pass through a model whose weights carry a leading seed axis
+(:class:`pgrad.batched.SeedBatchedActorCritic`). What stays per seed, and why it is exact:
+
+* Initial weights: seed ``s``'s agent is built as a single-seed run builds it
+  (``torch.manual_seed(s)`` then the network init), and the batched model stacks those weights.
+* Action sampling: the single-seed path samples from torch's global generator (rollout.py,
+  fast_inference.py). After building agent ``s`` the global generator is in the state the
+  single-seed run starts collecting from; that state is kept per seed and swapped into the
+  global generator around seed ``s``'s rollout, so seed ``s`` draws exactly its own numbers.
+* Envs, observation normaliser, reward scaler, episode bookkeeping: the agent's own vector env
+  and :class:`pgrad.rollout.RolloutCollector`, which collects with the agent's ordinary policy
+  after the batched weights are copied into it (:meth:`SeedBatchedActorCritic.copy_to`).
+* Minibatch order: each agent's own numpy generator, drawn in the single-seed order.
+* Advantage normalisation, losses and the gradient-norm clip: reduced over each seed's own
+  minibatch (pgrad/batched.py); seed ``s``'s loss depends only on its own weights, so the
+  gradient of the summed loss with respect to slice ``[s]`` is seed ``s``'s own gradient.
+* Adam: its update is elementwise (Kingma & Ba 2015, Algorithm 1: every moment and every step is
+  per coordinate), and all seeds step together, sharing the step count; so one Adam over the
+  stacked parameters is S independent Adams (tested in tests/unit/test_batched.py).
+
+Not supported yet, refused with a ConfigError: ``target_kl`` (seeds would stop their epochs at
+different times) and ``autoreset_mode="next_step"`` (seeds would have different numbers of valid
+transitions, hence ragged minibatches). Checkpoints and resume are not implemented yet either.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+from pgrad.algos.ppo import PPO
+from pgrad.batched import (
+    SeedBatchedActorCritic, normalize_per_seed, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
+    seed_batched_value_loss,
+)
+from pgrad.errors import ConfigError, NonFiniteError
+from pgrad.io import write_json
+from pgrad.losses import explained_variance
+from pgrad.returns import gae
+
+
+class SeedBatchedPPO:
+    """Several seeds of :class:`PPO`, each learning as it does alone, updated as one batched model."""
+
+    name = "ppo"
+
+    def __init__(self, env: Any, seeds: list[int], *, preset: str | None = "auto", **hyperparameters: Any) -> None:
+        """Build one PPO agent per seed (its envs, normalisers, generators) and the batched model.
+
+        Args:
+            env: as for :class:`PPO` (an env id or a callable; one env instance cannot serve several seeds).
+            seeds: distinct non-negative ints, one agent each.
+            preset, hyperparameters: as for :class:`PPO`, shared by every seed.
+        """
+        if isinstance(env, gymnasium.Env):
+            raise ConfigError("seed batching builds one env per seed: pass an env id or a zero-argument callable, not an env instance")
+        seeds = list(seeds)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"seeds={seeds!r} must be a non-empty list of distinct non-negative ints")
+        self.seeds = seeds
+        self.agents: list[PPO] = []
+        # torch's global generator as each single-seed run leaves it after initialising its
+        # networks: what its first rollout samples actions from (see the module docstring).
+        self.torch_rng_states: list[torch.Tensor] = []
+        for seed in seeds:
+            self.agents.append(PPO(env, seed=seed, preset=preset, **hyperparameters))
+            self.torch_rng_states.append(torch.get_rng_state())
+        c = self.config = self.agents[0].config
+        if c.target_kl is not None:
+            raise ConfigError("target_kl is not supported with seed batching yet (seeds would stop epochs at different times); unset it")
+        if c.autoreset_mode != "same_step":
+            raise ConfigError("seed batching needs autoreset_mode=same_step (every step a transition, same batch size per seed)")
+        self.model = SeedBatchedActorCritic.from_policies([agent.policy for agent in self.agents])
+        # One Adam over the stacked parameters is one Adam per seed (module docstring).
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, eps=c.adam_eps, fused=True)
+        self.wall_seconds = 0.0
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+    def steps_per_iteration(self) -> int:
+        """Transitions per seed and iteration."""
+        return self.config.n_steps * self.config.n_envs
+
+    # -- one iteration ---------------------------------------------------------------------
+
+    def collect(self) -> list[tuple[Any, Any]]:
+        """Each seed's rollout with its own envs, policy copy and random numbers: ``[(rollout, episodes)]``."""
+        self.model.copy_to([agent.policy for agent in self.agents])
+        results = []
+        for index, agent in enumerate(self.agents):
+            torch.set_rng_state(self.torch_rng_states[index])
+            results.append(agent._ensure_collector().collect(self.config.n_steps))
+            self.torch_rng_states[index] = torch.get_rng_state()
+        return results
+
+    def train_iteration(self, progress_remaining: float) -> tuple[list[dict[str, float]], list[Any]]:
+        """Collect for every seed, then one batched PPO update; return each seed's metrics row and episodes."""
+        c = self.config
+        if c.anneal_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = c.lr * progress_remaining
+        collected = self.collect()
+
+        # Per seed: GAE over its (T, N) rollout, flattened to its batch; then stacked to (S, B, ...).
+        per_seed = []
+        for rollout, _ in collected:
+            if not bool(rollout.valid.all()):
+                raise RuntimeError("seed batching expects every step to be a transition (same_step autoreset)")
+            advantages, returns = gae(
+                rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.truncated,
+                gamma=c.gamma, lam=c.gae_lambda,
+            )
+            per_seed.append((
+                rollout.obs.reshape(-1, rollout.obs.shape[-1]), rollout.actions.reshape(-1, *rollout.actions.shape[2:]),
+                rollout.log_probs.reshape(-1), rollout.values.reshape(-1), advantages.reshape(-1), returns.reshape(-1),
+            ))
+        b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns = (torch.stack(column) for column in zip(*per_seed))
+        batch_size = b_obs.shape[1]  # per seed
+        n_minibatches = max(1, round(batch_size / c.batch_size))
+        # the single-seed minibatch boundaries (np.array_split of a shuffled index)
+        bounds = [(chunk[0], chunk[-1] + 1) for chunk in np.array_split(np.arange(batch_size), n_minibatches)]
+        seed_rows = torch.arange(self.n_seeds).unsqueeze(1)  # (S, 1) pairs each seed with its own permutation
+
+        parameters = list(self.model.parameters())
+        metric_sums: dict[str, torch.Tensor] = {}
+        n_updates = 0
+        for _ in range(c.n_epochs):
+            kl_this_epoch = []
+            permutation = torch.from_numpy(np.stack([agent.rng.permutation(batch_size) for agent in self.agents]))  # (S, B)
+            e_obs, e_actions, e_log_probs, e_values, e_advantages, e_returns = (
+                tensor[seed_rows, permutation] for tensor in (b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns)
+            )
+            for start, stop in bounds:
+                mb_obs = e_obs[:, start:stop]  # (S, b, obs_size)
+                dist = self.model.distribution(mb_obs)
+                mb_log_probs = dist.log_prob(e_actions[:, start:stop])  # (S, b)
+                mb_entropy = dist.entropy().mean(1)  # (S,)
+                mb_values = self.model.value(mb_obs)  # (S, b)
+                mb_advantages = e_advantages[:, start:stop]
+                if c.norm_adv and stop - start > 1:
+                    mb_advantages = normalize_per_seed(mb_advantages)
+                policy_loss, policy_metrics = seed_batched_clipped_surrogate_loss(
+                    mb_log_probs, e_log_probs[:, start:stop], mb_advantages, c.clip_coef
+                )
+                critic_loss, critic_metrics = seed_batched_value_loss(
+                    mb_values, e_returns[:, start:stop], e_values[:, start:stop], c.vf_clip_coef if c.clip_vloss else None
+                )
+                loss_per_seed = policy_loss + c.vf_coef * critic_loss - c.ent_coef * mb_entropy  # (S,)
+
+                self.optimizer.zero_grad(set_to_none=True)
+                loss_per_seed.sum().backward()  # slice [s] of each gradient is seed s's own gradient
+                grad_norm = per_seed_grad_norm_clip_(parameters, c.max_grad_norm)
+                self.optimizer.step()
+
+                step_metrics = {**policy_metrics, **critic_metrics, "entropy": mb_entropy.detach(), "grad_norm": grad_norm}
+                if isinstance(dist, torch.distributions.Independent):
+                    step_metrics["action_std"] = dist.base_dist.scale.detach().mean((1, 2))
+                for key, value in step_metrics.items():
+                    metric_sums[key] = metric_sums.get(key, 0.0) + value
+                kl_this_epoch.append(policy_metrics["approx_kl"])
+                n_updates += 1
+
+        means = {key: (value / n_updates).tolist() for key, value in metric_sums.items()}
+        means["approx_kl_last_epoch"] = torch.stack(kl_this_epoch).mean(0).tolist()
+        rows = []
+        for s in range(self.n_seeds):
+            rows.append({
+                **{key: values[s] for key, values in means.items()},
+                "epochs": c.n_epochs,
+                "explained_variance": explained_variance(b_values[s], b_returns[s]),
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "n_transitions": batch_size,
+            })
+        return rows, [episodes for _, episodes in collected]
+
+    # -- the learn loop ----------------------------------------------------------------------
+
+    def learn(self, total_steps: int, run_dir: str | Path | None = None) -> "SeedBatchedPPO":
+        """Train every seed for ``total_steps`` transitions (per seed, as a single-seed ``learn``).
+
+        Iterations are counted as :meth:`pgrad.algos.base.Algorithm.learn` counts them (as many
+        whole iterations as fit, at least one), so the lr annealing matches the single-seed run.
+        With ``run_dir``, seed ``s`` streams its logs into ``run_dir/seed_<s>/`` and ends with the
+        files a single-seed run writes there (config, CSVs, policy, summary). No checkpoints yet.
+        """
+        if not isinstance(total_steps, int) or total_steps <= 0:
+            raise ConfigError(f"total_steps={total_steps!r} must be a positive int")
+        per_iteration = self.steps_per_iteration()
+        n_iterations = max(1, total_steps // per_iteration)
+        run_dir = Path(run_dir) if run_dir is not None else None
+        if run_dir is not None:
+            for seed, agent in zip(self.seeds, self.agents):
+                agent.logger.attach(run_dir / f"seed_{seed}")
+                write_json(run_dir / f"seed_{seed}" / "config.json", agent.describe_run())
+        start = time.perf_counter()
+        wall_before = self.wall_seconds
+        try:
+            for iteration in range(n_iterations):
+                remaining = 1.0 - iteration * per_iteration / total_steps
+                iteration_start = time.perf_counter()
+                rows, episode_logs = self.train_iteration(remaining)
+                self._check_finite_weights()
+                now = time.perf_counter()
+                self.wall_seconds = wall_before + (now - start)
+                for agent, row, episodes in zip(self.agents, rows, episode_logs):
+                    n_transitions = row.pop("n_transitions")
+                    agent.logger.log_episodes(episodes)
+                    agent.total_steps += n_transitions
+                    agent.updates += 1
+                    agent.wall_seconds = self.wall_seconds
+                    agent.logger.log_update({
+                        "step": agent.total_steps, "wall_time": round(self.wall_seconds, 3),
+                        "episode_return_mean": agent.logger.recent_return, "episode_length_mean": agent.logger.recent_length,
+                        # all seeds' transitions over the iteration's wall time: the rate of this process
+                        "sps": n_transitions * self.n_seeds / max(now - iteration_start, 1e-9),
+                        **row,
+                    })
+            self.model.copy_to([agent.policy for agent in self.agents])
+            if run_dir is not None:
+                for seed, agent in zip(self.seeds, self.agents):
+                    agent.save(run_dir / f"seed_{seed}")
+        finally:
+            for agent in self.agents:
+                agent.logger.flush()
+        return self
+
+    def _check_finite_weights(self) -> None:
+        for name, tensor in self.model.named_parameters():
+            finite = torch.isfinite(tensor.detach().reshape(self.n_seeds, -1)).all(1)
+            if not bool(finite.all()):
+                seed = self.seeds[int(torch.nonzero(~finite)[0, 0])]
+                raise NonFiniteError(f"training diverged: parameter {name} of seed {seed} became NaN or inf; try a lower lr or max_grad_norm")
+
+    def close(self) -> None:
+        """Close every seed's envs and logs."""
+        for agent in self.agents:
+            agent.close()
