@@ -37,6 +37,7 @@ import gymnasium
 import numpy as np
 import torch
 
+from pgrad.algos.base import decay_learning_rate
 from pgrad.algos.ppo import PPO
 from pgrad.batched import (
     SeedBatchedActorCritic, normalize_per_seed, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
@@ -108,8 +109,7 @@ class SeedBatchedPPO:
         """Collect for every seed, then one batched PPO update; return each seed's metrics row and episodes."""
         c = self.config
         if c.anneal_lr:
-            for group in self.optimizer.param_groups:
-                group["lr"] = c.lr * progress_remaining
+            decay_learning_rate(self.optimizer, c.lr, progress_remaining)
         collected = self.collect()
 
         # Per seed: GAE over its (T, N) rollout, flattened to its batch; then stacked to (S, B, ...).
