@@ -149,7 +149,25 @@ def _death_text(exitcode: int | None) -> str:
     return f"exited with status {exitcode}"
 
 
-class ProcessPool(WorkerPool):
+class _SeparateWorkersPool(WorkerPool):
+    """Backends whose workers live elsewhere (processes, Ray actors) and can die under us."""
+
+    closed: bool
+
+    def map(self, payload: Any, tasks: Sequence[Any]) -> list[Any]:
+        if self.closed:
+            raise WorkerError("the worker pool is closed")
+        try:
+            return self._map(payload, tasks)
+        except BaseException:
+            self.close()  # a pool that lost a worker (or was interrupted) is not reused
+            raise
+
+    def _map(self, payload: Any, tasks: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+
+class ProcessPool(_SeparateWorkersPool):
     """``n_workers`` spawned processes on this machine, each serving tasks over its own pipe."""
 
     def __init__(self, factory: Callable[[], Worker], n_workers: int) -> None:
@@ -201,15 +219,6 @@ class ProcessPool(WorkerPool):
             self.connections[index].send(message)
         except (BrokenPipeError, OSError):
             raise self._dead(index) from None
-
-    def map(self, payload: Any, tasks: Sequence[Any]) -> list[Any]:
-        if self.closed:
-            raise WorkerError("the worker pool is closed")
-        try:
-            return self._map(payload, tasks)
-        except BaseException:
-            self.close()  # a pool that lost a worker (or was interrupted) is not reused
-            raise
 
     def _map(self, payload: Any, tasks: Sequence[Any]) -> list[Any]:
         for index in range(self.n_workers):
@@ -291,7 +300,7 @@ def _import_ray():
     return ray
 
 
-class RayPool(WorkerPool):
+class RayPool(_SeparateWorkersPool):
     """Workers as Ray actors (one CPU each) on the cluster ``ray.init()`` reaches.
 
     If Ray is already initialised (a test or a user script called ``ray.init(...)``) that
@@ -327,15 +336,6 @@ class RayPool(WorkerPool):
 
     def worker_pids(self) -> list[int | None]:
         return list(self.pids)
-
-    def map(self, payload: Any, tasks: Sequence[Any]) -> list[Any]:
-        if self.closed:
-            raise WorkerError("the worker pool is closed")
-        try:
-            return self._map(payload, tasks)
-        except BaseException:
-            self.close()
-            raise
 
     def _map(self, payload: Any, tasks: Sequence[Any]) -> list[Any]:
         ray = self.ray
