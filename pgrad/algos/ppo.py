@@ -60,6 +60,17 @@ class PPOConfig(Config):
             )
 
 
+
+def minibatch_step_metrics(
+    policy_metrics: dict[str, float], critic_metrics: dict[str, float], entropy: torch.Tensor,
+    grad_norm: torch.Tensor, dist: torch.distributions.Distribution,
+) -> dict[str, float]:
+    """One minibatch step's numbers, averaged over the iteration into its metrics row."""
+    metrics = {**policy_metrics, **critic_metrics, "entropy": entropy.item(), "grad_norm": grad_norm.item()}
+    if isinstance(dist, torch.distributions.Independent):  # continuous: watch exploration shrink
+        metrics["action_std"] = dist.base_dist.scale.mean().item()
+    return metrics
+
 class PPO(Algorithm):
     """PPO-Clip with GAE, separate actor and critic networks, one Adam optimiser."""
 
@@ -136,9 +147,7 @@ class PPO(Algorithm):
                 grad_norm = torch.nn.utils.clip_grad_norm_(parameters, c.max_grad_norm, foreach=True)
                 self.optimizer.step()
 
-                step_metrics = {**policy_metrics, **critic_metrics, "entropy": mb_entropy.item(), "grad_norm": grad_norm.item()}
-                if isinstance(dist, torch.distributions.Independent):  # continuous: watch exploration shrink
-                    step_metrics["action_std"] = dist.base_dist.scale.mean().item()
+                step_metrics = minibatch_step_metrics(policy_metrics, critic_metrics, mb_entropy, grad_norm, dist)
                 for key, value in step_metrics.items():
                     metrics_sum[key] = metrics_sum.get(key, 0.0) + value
                 kl_this_epoch.append(policy_metrics["approx_kl"])

@@ -36,7 +36,7 @@ from gymnasium import spaces
 from torch import nn
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
-from pgrad.algos.ppo import PPOConfig
+from pgrad.algos.ppo import PPOConfig, minibatch_step_metrics
 from pgrad.config import param
 from pgrad.errors import ConfigError
 from pgrad.losses import clipped_surrogate_loss, explained_variance, value_loss
@@ -378,9 +378,7 @@ class RecurrentPPO(Algorithm):
                 grad_norm = nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
                 self.optimizer.step()
 
-                update_metrics = {**policy_metrics, **critic_metrics, "entropy": mb_entropy.item(), "grad_norm": grad_norm.item()}
-                if isinstance(dist, torch.distributions.Independent):
-                    update_metrics["action_std"] = dist.base_dist.scale.mean().item()
+                update_metrics = minibatch_step_metrics(policy_metrics, critic_metrics, mb_entropy, grad_norm, dist)
                 for key, value in update_metrics.items():
                     totals[key] = totals.get(key, 0.0) + value
                 epoch_kl.append(policy_metrics["approx_kl"])
