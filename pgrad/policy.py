@@ -39,10 +39,11 @@ def has_finite_bounds(space: spaces.Space) -> bool:
 def box_env_action(raw_action: np.ndarray, space: spaces.Box, rescale: bool) -> np.ndarray:
     """Raw continuous actions to a Box env's: with ``rescale`` (finite bounds) clip to [-1, 1] and
     map affinely to ``[low, high]``; otherwise clip to the bounds."""
+    # np.minimum(np.maximum(...)) is np.clip without its wrapper, ~5x cheaper on one action
     if rescale:
-        unit = np.clip(raw_action, -1.0, 1.0)
+        unit = np.minimum(np.maximum(raw_action, -1.0), 1.0)
         return (space.low + (unit + 1.0) * 0.5 * (space.high - space.low)).astype(space.dtype)
-    return np.clip(raw_action, space.low, space.high).astype(space.dtype)
+    return np.minimum(np.maximum(raw_action, space.low), space.high).astype(space.dtype)
 
 
 class ActorCriticPolicy(nn.Module):

@@ -140,7 +140,7 @@ class RolloutCollector:
         call, and a part of it may have been replaced by one the fast path does not support."""
         if self.fast_inference and NumpyActorCritic.supports(self.policy):
             if self.fast is None:
-                self.fast = NumpyActorCritic(self.policy)
+                self.fast = NumpyActorCritic(self.policy, fused=True)  # refreshed before every rollout
             else:
                 self.fast.refresh()
         else:

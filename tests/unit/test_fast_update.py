@@ -1,0 +1,99 @@
+"""PPO's hand-written numpy gradient must equal autograd's (pgrad/fast_update.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import pgrad
+from pgrad.fast_update import NumpyPPOGradient
+from pgrad.policy import ActorCriticPolicy
+
+BOX_OBS = spaces.Box(-np.inf, np.inf, (11,), np.float32)
+POLICIES = {
+    "gaussian-tanh": (spaces.Box(-1.0, 1.0, (4,), np.float32), dict(activation="tanh")),
+    "gaussian-relu-3-layers": (spaces.Box(-2.0, 2.0, (2,), np.float32), dict(activation="relu", hidden_sizes=(32, 16, 8), log_std_init=-0.5)),
+    "categorical-tanh": (spaces.Discrete(3), dict(activation="tanh")),
+    "categorical-relu": (spaces.Discrete(6), dict(activation="relu", hidden_sizes=(16,))),
+}
+LOSSES = {
+    "paper": dict(clip_vloss=False, ent_coef=0.0, max_grad_norm=0.5),
+    "value-clip-entropy": dict(clip_vloss=True, ent_coef=0.05, max_grad_norm=100.0),  # the clip never bites
+    "tight-clip": dict(clip_vloss=True, ent_coef=0.01, max_grad_norm=0.01),
+}
+
+
+def _agent(policy_case: str, loss_case: str) -> pgrad.PPO:
+    action_space, net = POLICIES[policy_case]
+    torch.manual_seed(0)
+    policy = ActorCriticPolicy(BOX_OBS, action_space, normalize_obs=False, **net)
+    with torch.no_grad():  # weights far from their initial values, so every term matters
+        for parameter in policy.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    agent = pgrad.PPO.__new__(pgrad.PPO)  # the minibatch steps need only a config and a policy
+    agent.config = pgrad.PPO.Config.build(dict(LOSSES[loss_case], vf_clip_coef=0.1, clip_coef=0.2))
+    agent.policy = policy
+    agent.setup()
+    return agent
+
+
+def _minibatch(policy: ActorCriticPolicy, batch: int = 48, seed: int = 1) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    obs = torch.from_numpy(rng.normal(size=(batch, policy.obs_size)).astype(np.float32))
+    with torch.no_grad():
+        dist = policy.distribution(obs)
+        actions = dist.sample()
+        # old log-probs spread around the new ones, so ratios fall inside and outside the clip range
+        old_log_probs = dist.log_prob(actions) + torch.from_numpy(rng.normal(0, 0.3, batch).astype(np.float32))
+        values = policy.value(obs)
+    old_values = values + torch.from_numpy(rng.normal(0, 0.2, batch).astype(np.float32))
+    advantages = torch.from_numpy(rng.normal(size=batch).astype(np.float32))
+    returns = values + torch.from_numpy(rng.normal(0, 0.5, batch).astype(np.float32))
+    return [t.numpy().copy() for t in (obs, actions, old_log_probs, old_values, advantages, returns)]
+
+
+@pytest.mark.parametrize("loss_case", sorted(LOSSES))
+@pytest.mark.parametrize("policy_case", sorted(POLICIES))
+def test_numpy_gradient_equals_autograd(policy_case, loss_case):
+    agent = _agent(policy_case, loss_case)
+    arrays = _minibatch(agent.policy)
+    plain_metrics = agent._autograd_step(*(torch.from_numpy(a) for a in arrays))
+    plain_grads = [p.grad.clone() for p in agent.policy.parameters()]
+    assert NumpyPPOGradient.supports(agent.policy)
+    fast_metrics = agent._numpy_gradient_step(*arrays)
+    for (name, parameter), plain in zip(agent.policy.named_parameters(), plain_grads):
+        assert plain.abs().max() > 0, name  # every parameter takes part in the loss
+        torch.testing.assert_close(parameter.grad, plain, rtol=1e-5, atol=1e-6, msg=name)
+    assert fast_metrics.keys() == plain_metrics.keys()
+    for key, value in plain_metrics.items():
+        assert fast_metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_ratio_of_one_follows_torch_tie_rule():
+    """At ratio 1 the two surrogate terms tie: torch.min sends half the gradient to each, and the
+    clamped one passes it on (inside the clip range), so the full gradient flows."""
+    agent = _agent("gaussian-tanh", "value-clip-entropy")
+    obs, actions, old_log_probs, old_values, advantages, returns = _minibatch(agent.policy, batch=8)
+    with torch.no_grad():
+        new_log_probs = agent.policy.distribution(torch.from_numpy(obs)).log_prob(torch.from_numpy(actions)).numpy()
+    old_log_probs = new_log_probs.copy()  # ratio exactly 1: unclipped == clipped everywhere
+    arrays = [obs, actions, old_log_probs, old_values, advantages, returns]
+    agent._autograd_step(*(torch.from_numpy(a) for a in arrays))
+    plain_grads = [p.grad.clone() for p in agent.policy.parameters()]
+    agent._numpy_gradient_step(*arrays)
+    for parameter, plain in zip(agent.policy.parameters(), plain_grads):
+        torch.testing.assert_close(parameter.grad, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_unsupported_policies_fall_back_to_autograd():
+    torch.manual_seed(0)
+    box = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    assert not NumpyPPOGradient.supports(ActorCriticPolicy(BOX_OBS, box, action_dist="truncated_normal"))
+    assert not NumpyPPOGradient.supports(ActorCriticPolicy(BOX_OBS, box, state_dependent_std=True))
+    assert not NumpyPPOGradient.supports(ActorCriticPolicy(BOX_OBS, box, with_critic=False))
+    agent = pgrad.PPO("Pendulum-v1", seed=0, preset=None, action_dist="truncated_normal", n_steps=64, batch_size=32, n_epochs=1)
+    agent.learn(64)  # trains through autograd
+    assert agent._numpy_gradient is None
+    agent.close()
