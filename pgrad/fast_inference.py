@@ -196,9 +196,11 @@ class NumpyActorCritic:
             log_prob = np.take_along_axis(log_p, action[:, None], axis=-1)[:, 0]  # (B,)
         else:
             # normal_ on a kept tensor draws what torch.randn(shape) would, without allocating (~8x cheaper)
-            if self._noise is None or tuple(self._noise.shape) != out.shape:
+            if self._noise is None or self._noise_np.shape != out.shape:
                 self._noise = torch.empty(out.shape)
-            noise = self._noise.normal_().numpy()  # (B, action_dim) from torch's generator
+                self._noise_np = self._noise.numpy()  # a view, refilled in place below
+            self._noise.normal_()
+            noise = self._noise_np  # (B, action_dim) from torch's generator
             action = out + self.std * noise
             deviation = action - out
             log_prob = -((deviation * deviation) @ self.half_precision) - self.log_normalizer  # (B,)

@@ -25,6 +25,7 @@ Two ways to collect, sharing one step function (:meth:`RolloutCollector._step`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,6 +126,8 @@ class RolloutCollector:
         self.obs = obs
         # NEXT_STEP: envs whose previous step ended an episode; their next step is a reset.
         self.pending_reset = np.zeros(self.n_envs, dtype=bool)
+        # SAME_STEP: every step is a transition; one shared all-True mask (never written) says so
+        self._all_valid = np.ones(self.n_envs, dtype=bool)
         self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
         self.total_transitions = start_step  # counts real transitions; episodes are stamped with it
@@ -155,6 +158,10 @@ class RolloutCollector:
         return self.policy.value(self.policy.normalize(self.policy.obs_to_tensor(raw_obs)))
 
     def _check_finite(self, array: np.ndarray, what: str, step: int) -> None:
+        # A sum is finite only if every term is (NaN and inf propagate), and costs a third of
+        # isfinite().all(); only a non-finite sum (or an overflowing one) needs the exact check.
+        if math.isfinite(np.add.reduce(array, axis=None)):
+            return
         if not np.isfinite(array).all():
             bad_env = int(np.argwhere(~np.isfinite(np.asarray(array, dtype=np.float64).reshape(self.n_envs, -1)).any(1))[0, 0])
             raise NonFiniteError(f"environment returned a non-finite {what} (NaN or inf) at step {step}, env {bad_env}")
@@ -177,16 +184,22 @@ class RolloutCollector:
         self._check_finite(next_obs, "observation", step_number)
         self._check_finite(reward, "reward", step_number)
 
-        valid = ~self.pending_reset
-        terminated = terminated & valid
-        truncated = truncated & valid & ~terminated  # both flags on one step: terminated wins
+        if self.mode is AutoresetMode.NEXT_STEP:  # an env whose last step ended an episode just reset
+            valid = ~self.pending_reset
+            terminated = terminated & valid
+            truncated = truncated & valid & ~terminated  # both flags on one step: terminated wins
+            reward = np.where(valid, reward, 0.0)
+            n_valid = int(valid.sum())
+        else:
+            valid = self._all_valid
+            truncated = truncated & ~terminated
+            n_valid = self.n_envs
         ended = terminated | truncated
-        reward = np.where(valid, reward, 0.0)
 
         time_in_episode = self.episode_length.copy()  # (N,)
         self.episode_return += reward
         self.episode_length += valid
-        self.total_transitions += int(valid.sum())
+        self.total_transitions += n_valid
         any_ended = bool(ended.any())  # most steps end nothing; skip the per-env work then
         if any_ended:
             for env_index in np.flatnonzero(ended):

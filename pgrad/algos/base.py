@@ -110,6 +110,7 @@ class Algorithm:
         self.envs = make_vector_env(
             env, self.config.n_envs, seed=seed, vectorization=self.config.vectorization,
             autoreset_mode=self.config.autoreset_mode, record_episodes=True,  # replayed on resume
+            keep_infos=False,  # the collector reads only final_obs; batching every info costs ~10 us a step
         )
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space

@@ -31,6 +31,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 from pgrad.env_ids import REGISTERED_IDS, register_bundled_envs  # noqa: E402
 from pgrad.envs.mujoco_messages import filtered_mujoco_warnings  # noqa: E402
 from pgrad.envs.recorder import with_recorder  # noqa: E402
+from pgrad.envs.vector import LeanSyncVectorEnv  # noqa: E402
 from pgrad.errors import ConfigError  # noqa: E402
 
 __all__ = ["REGISTERED_IDS", "env_id_of", "make_env", "make_vector_env"]
@@ -39,7 +40,7 @@ EnvLike = str | EnvSpec | gym.Env | Callable[..., gym.Env]
 
 register_bundled_envs(gym)
 
-_VECTORIZATIONS = {"sync": SyncVectorEnv, "async": AsyncVectorEnv}
+_VECTORIZATIONS = {"sync": LeanSyncVectorEnv, "async": AsyncVectorEnv}
 _AUTORESET_MODES = {"same_step": AutoresetMode.SAME_STEP, "next_step": AutoresetMode.NEXT_STEP}
 _ACCEPTED_ENVS = "Accepted: any Gymnasium id, a pgrad/ id (pgrad list), or module:Class"
 
@@ -95,6 +96,7 @@ def make_vector_env(
     *,
     vector_kwargs: dict[str, Any] | None = None,
     record_episodes: bool = False,
+    keep_infos: bool = True,
     **kwargs: Any,
 ) -> VectorEnv:
     """Build ``n_envs`` copies of ``env`` (anything ``make_env`` takes) as one vector env.
@@ -119,6 +121,10 @@ def make_vector_env(
             or ``shared_memory=False`` for AsyncVectorEnv).
         record_episodes: wrap every copy in :class:`pgrad.envs.recorder.EpisodeRecorder`, which
             training checkpoints use to restore the envs exactly on resume.
+        keep_infos: with ``"sync"``, batch every per-step env info as Gymnasium does; False
+            returns only the episode-end entries (``final_obs``, ``final_info``), which is all
+            pgrad's training collector reads (pgrad/envs/vector.py: ~25 us less per step).
+            ``"async"`` always keeps them.
         **kwargs: constructor keywords of every copy, as for ``make_env``.
     """
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
@@ -134,7 +140,7 @@ def make_vector_env(
                 f"an environment instance ({env_id_of(env)}) cannot be copied into {n_envs} envs; "
                 "pass an id or a callable that builds one"
             )
-        if vector_class is not SyncVectorEnv:
+        if vector_class is not LeanSyncVectorEnv:
             raise ConfigError(
                 f"an environment instance ({env_id_of(env)}) lives in this process and cannot run in "
                 "an async worker; use vectorization='sync' or pass an id or a callable"
@@ -147,6 +153,8 @@ def make_vector_env(
         env_fns = [functools.partial(make_env, env, render_mode, **kwargs)] * n_envs
     if record_episodes:
         env_fns = [functools.partial(with_recorder, fn) for fn in env_fns]
+    if vector_class is LeanSyncVectorEnv:
+        vector_kwargs = {"keep_infos": keep_infos, **(vector_kwargs or {})}
     envs = vector_class(env_fns, autoreset_mode=mode, **(vector_kwargs or {}))
     if seed is not None:
         envs.action_space.seed(seed)

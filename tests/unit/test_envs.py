@@ -340,3 +340,49 @@ def test_other_mujoco_warnings_still_come_through(capfd, monkeypatch, tmp_path):
         mujoco.mj_step(model, data)
     assert mujoco.get_mju_user_warning() is previous_handler
     assert "Nan, Inf or huge value in QPOS" in capfd.readouterr().out
+
+
+def _assert_same(a, b):
+    if isinstance(a, tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            _assert_same(a[key], b[key])
+    elif isinstance(a, np.ndarray) and a.dtype == object:
+        assert a.shape == b.shape
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    else:
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["same_step", "next_step"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "FrozenLake-v1", "Pendulum-v1"])  # Box, Discrete obs; time limit
+def test_lean_sync_vector_env_steps_as_gymnasium_does(env_id, mode):
+    from pgrad.envs.vector import LeanSyncVectorEnv
+
+    autoreset = AutoresetMode.SAME_STEP if mode == "same_step" else AutoresetMode.NEXT_STEP
+    fns = [lambda: gym.make(env_id, max_episode_steps=30)] * 3
+    lean = LeanSyncVectorEnv(fns, autoreset_mode=autoreset)
+    lean_quiet = LeanSyncVectorEnv(fns, autoreset_mode=autoreset, keep_infos=False)
+    plain = SyncVectorEnv(fns, autoreset_mode=autoreset)
+    results = [envs.reset(seed=4) for envs in (lean, lean_quiet, plain)]
+    _assert_same(results[0], results[2])
+    plain.action_space.seed(5)
+    ended = 0
+    for _ in range(200):
+        actions = plain.action_space.sample()
+        lean_out, quiet_out, plain_out = (envs.step(actions) for envs in (lean, lean_quiet, plain))
+        _assert_same(lean_out, plain_out)
+        _assert_same(quiet_out[:4], plain_out[:4])
+        # without infos, only what ends episodes is reported, exactly as the plain env reports it
+        assert set(quiet_out[4]) <= {"final_obs", "_final_obs", "final_info", "_final_info"}
+        for key in quiet_out[4]:
+            _assert_same(quiet_out[4][key], plain_out[4][key])
+        ended += int(np.sum(plain_out[2] | plain_out[3]))
+    assert ended >= 10  # both kinds of episode end were crossed many times
+    for envs in (lean, lean_quiet, plain):
+        envs.close()

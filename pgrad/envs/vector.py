@@ -1,0 +1,64 @@
+"""``LeanSyncVectorEnv``: Gymnasium's SyncVectorEnv with a cheaper ``step`` for flat spaces.
+
+One ``SyncVectorEnv.step`` around a single HalfCheetah-v5 costs ~25 us beyond the env's own
+~40 us on this machine: it rebuilds the batched info dict key by key every step
+(``VectorEnv._add_info``), concatenates observations through the generic space machinery and
+deep-copies them. For Box and Discrete observation spaces this class writes each observation
+straight into the batch array and, with ``keep_infos=False``, reports only what ends episodes
+(``final_obs`` / ``final_info`` and their masks), which is all pgrad's collector reads.
+
+Everything else (reset, autoreset semantics of both modes, rewards, flags, ``call``,
+``set_attr``, close) is the parent's, and with ``keep_infos=True`` the returned info equals the
+parent's; tests/unit/test_envs.py steps both side by side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+
+class LeanSyncVectorEnv(SyncVectorEnv):
+    """SyncVectorEnv whose ``step`` skips the generic batching work for flat observation spaces."""
+
+    def __init__(self, *args: Any, keep_infos: bool = True, **kwargs: Any) -> None:
+        """``keep_infos``: batch every per-step env info as the parent does; False keeps only the
+        episode-end entries (``final_obs``, ``final_info``) of SAME_STEP autoreset."""
+        super().__init__(*args, **kwargs)
+        self.keep_infos = keep_infos
+        self._flat = isinstance(self.single_observation_space, (spaces.Box, spaces.Discrete)) and self.autoreset_mode in (
+            AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP,
+        )
+
+    def step(self, actions: Any):
+        if not self._flat:
+            return super().step(actions)
+        infos: dict[str, Any] = {}
+        next_step = self.autoreset_mode is AutoresetMode.NEXT_STEP
+        observations = self._observations  # (N, *obs_shape), the parent's batch buffer
+        for i, env in enumerate(self.envs):
+            if next_step and self._autoreset_envs[i]:
+                obs, env_info = env.reset()
+                self._rewards[i] = 0.0
+                self._terminations[i] = False
+                self._truncations[i] = False
+            else:
+                obs, self._rewards[i], self._terminations[i], self._truncations[i], env_info = env.step(actions[i])
+                if not next_step and (self._terminations[i] or self._truncations[i]):
+                    infos = self._add_info(infos, {"final_obs": obs, "final_info": env_info}, i)
+                    obs, env_info = env.reset()
+            self._env_obs[i] = obs
+            observations[i] = obs
+            if self.keep_infos:
+                infos = self._add_info(infos, env_info, i)
+        self._autoreset_envs = np.logical_or(self._terminations, self._truncations)
+        return (
+            observations.copy() if self.copy else observations,
+            self._rewards.copy(),
+            self._terminations.copy(),
+            self._truncations.copy(),
+            infos,
+        )
