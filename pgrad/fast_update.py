@@ -22,17 +22,26 @@ interval. The result equals autograd's up to float32 rounding (tests/unit/test_f
 Supported: what :class:`pgrad.fast_inference.NumpyActorCritic` supports (plain
 :class:`ActorCriticPolicy`, Linear/Tanh/ReLU bodies, categorical head or Gaussian head with a
 state-independent std) with a critic. Anything else goes through autograd.
+
+The same code serves the seed-batched model (:class:`pgrad.batched.SeedBatchedActorCritic`,
+:meth:`NumpyPPOGradient.for_seed_batched`): every array then carries a leading seed axis
+(weights ``(S, out, in)``, minibatches ``(S, B, ...)``), matrix products are batched over it,
+reductions run over each seed's own minibatch and the norm clip is per seed, so slice ``[s]`` of
+every gradient is exactly seed ``s``'s own. Written with ``...`` and negative axes, each line
+reads the same for one seed and for many.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from pgrad.distributions import CategoricalHead
+from pgrad.batched import SeedBatchedActorCritic, SeedBatchedLinear
+from pgrad.distributions import CategoricalHead, DiagGaussianHead
 from pgrad.fast_inference import NumpyActorCritic
 from pgrad.policy import ActorCriticPolicy
 
@@ -42,11 +51,13 @@ _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # the constant torch's Normal.
 
 
 class _Dense:
-    """One ``nn.Linear`` seen as numpy views: weight ``(out, in)``, bias, and their gradients."""
+    """One linear layer seen as numpy views: weight ``(..., out, in)``, bias ``(..., out)``, their gradients."""
 
-    def __init__(self, linear: nn.Linear, grads: dict[nn.Parameter, np.ndarray]) -> None:
-        self.weight = linear.weight.detach().numpy()  # (out, in), shares memory with the parameter
-        self.bias = linear.bias.detach().numpy()  # (out,)
+    def __init__(self, linear: nn.Linear | SeedBatchedLinear, grads: dict[nn.Parameter, np.ndarray]) -> None:
+        self.weight = linear.weight.detach().numpy()  # (..., out, in), shares memory with the parameter
+        self.bias = linear.bias.detach().numpy()  # (..., out)
+        self.weight_t = np.swapaxes(self.weight, -1, -2)  # (..., in, out), a view
+        self.bias_row = self.bias[..., None, :]  # (..., 1, out), broadcasts over the batch
         self.weight_grad = grads[linear.weight]
         self.bias_grad = grads[linear.bias]
 
@@ -55,7 +66,7 @@ def _network(modules: list[nn.Module], grads: dict[nn.Parameter, np.ndarray]) ->
     """The layers of an MLP (and head) as ``_Dense`` or ``"tanh"`` / ``"relu"``."""
     layers: list = []
     for module in modules:
-        if isinstance(module, nn.Linear):
+        if isinstance(module, (nn.Linear, SeedBatchedLinear)):
             layers.append(_Dense(module, grads))
         elif isinstance(module, nn.Tanh):
             layers.append("tanh")
@@ -75,7 +86,7 @@ def _forward(layers: list, x: np.ndarray) -> list[np.ndarray]:
         elif layer == "relu":
             x = np.maximum(x, np.float32(0.0))
         else:
-            x = x @ layer.weight.T + layer.bias
+            x = x @ layer.weight_t + layer.bias_row
         outputs.append(x)
     return outputs
 
@@ -93,8 +104,8 @@ def _backward(layers: list, outputs: list[np.ndarray], grad: np.ndarray, ones: n
         elif layer == "relu":
             grad = grad * (outputs[index + 1] > 0)  # torch's threshold_backward: zero where the output is 0
         else:
-            np.matmul(grad.T, outputs[index], out=layer.weight_grad)  # (out, in)
-            np.matmul(ones, grad, out=layer.bias_grad)  # (out,)
+            np.matmul(np.swapaxes(grad, -1, -2), outputs[index], out=layer.weight_grad)  # (..., out, in)
+            np.matmul(ones, grad, out=layer.bias_grad)  # (..., out)
             if index > 0:  # the observation needs no gradient
                 grad = grad @ layer.weight
 
@@ -106,10 +117,14 @@ class NumpyPPOGradient:
     tensors, so the global norm and the clipping are one operation each.
     """
 
-    def __init__(self, policy: ActorCriticPolicy) -> None:
-        if not self.supports(policy):
+    def __init__(self, policy: ActorCriticPolicy | SeedBatchedActorCritic) -> None:
+        """``policy``: an :class:`ActorCriticPolicy` (check :meth:`supports`) or a seed-batched model
+        (check :meth:`supports_seed_batched`)."""
+        batched = isinstance(policy, SeedBatchedActorCritic)
+        if not (self.supports_seed_batched(policy) if batched else self.supports(policy)):
             raise ValueError("this policy has no numpy gradient; check NumpyPPOGradient.supports first")
         self.policy = policy
+        self.n_seeds = policy.n_seeds if batched else None
         self._ones = np.ones(0, dtype=np.float32)
         self.parameters = list(policy.parameters())
         self.flat_grad = np.zeros(sum(p.numel() for p in self.parameters), dtype=np.float32)
@@ -121,19 +136,38 @@ class NumpyPPOGradient:
             grads[parameter] = view
             self.grad_tensors.append(torch.from_numpy(view))
             offset += parameter.numel()
-        head = policy.head
-        self.discrete = isinstance(head, CategoricalHead)
-        head_linear = head.logits if self.discrete else head.mean
-        self.actor = _network(list(policy.actor_body) + [head_linear], grads)
-        self.critic = _network(list(policy.critic), grads)
-        if not self.discrete:
-            self.log_std = head.std.log_std.detach().numpy()  # a view: sees every optimiser step
-            self.log_std_grad = grads[head.std.log_std]
+        if batched:
+            self.discrete = policy.head_kind is CategoricalHead
+            actor = list(policy.actor_body.layers) + [policy.head_linear]
+            critic = list(policy.critic.layers)
+            log_std = None if self.discrete else policy.log_std
+        else:
+            head = policy.head
+            self.discrete = isinstance(head, CategoricalHead)
+            actor = list(policy.actor_body) + [head.logits if self.discrete else head.mean]
+            critic = list(policy.critic)
+            log_std = None if self.discrete else head.std.log_std
+        self.actor = _network(actor, grads)
+        self.critic = _network(critic, grads)
+        # each parameter's gradient as (S, n): row s is seed s's part, for the per-seed norm
+        self.seed_rows = [] if self.n_seeds is None else [g.reshape(self.n_seeds, -1) for g in grads.values()]
+        if log_std is not None:
+            self.log_std = log_std.detach().numpy()  # (..., action_dim), a view: sees every optimiser step
+            self.log_std_grad = grads[log_std]
 
     @staticmethod
     def supports(policy: ActorCriticPolicy) -> bool:
         """True when the policy is one :class:`NumpyActorCritic` runs and it has a critic."""
         return policy.critic is not None and NumpyActorCritic.supports(policy)
+
+    @staticmethod
+    def supports_seed_batched(model: SeedBatchedActorCritic) -> bool:
+        """True for a seed-batched model of Linear/Tanh/ReLU layers with a categorical head or a
+        Gaussian head whose std does not depend on the state."""
+        layers = list(model.actor_body.layers) + list(model.critic.layers)
+        return all(isinstance(layer, (SeedBatchedLinear, nn.Tanh, nn.ReLU)) for layer in layers) and (
+            model.head_kind is CategoricalHead or (model.head_kind is DiagGaussianHead and not model.state_dependent_std)
+        )
 
     def bind(self) -> None:
         """Make the flat buffer's slices the parameters' ``.grad`` (after anything reset them)."""
@@ -155,44 +189,52 @@ class NumpyPPOGradient:
         vf_coef: float,
         ent_coef: float,
         max_grad_norm: float,
-    ) -> dict[str, float]:
+    ) -> dict[str, Any]:
         """Write the clipped gradient of PPO's loss on one minibatch into ``.grad``; return the metrics
         the plain path logs (``policy_loss``, ``approx_kl``, ``clip_fraction``, ``value_loss``,
-        ``entropy``, ``grad_norm`` and, for a Gaussian, ``action_std``).
+        ``entropy``, ``grad_norm`` and, for a Gaussian, ``action_std``): floats for one policy,
+        ``(S,)`` arrays for a seed-batched model.
 
-        Shapes: ``obs (B, obs_size)`` normalised, ``actions (B, action_dim)`` float32 or ``(B,)``
-        int64, the rest ``(B,)`` float32; ``advantages`` already normalised if the caller wants it.
+        Shapes: ``obs (..., B, obs_size)`` normalised, ``actions (..., B, action_dim)`` float32 or
+        ``(..., B)`` int64, the rest ``(..., B)`` float32, with ``...`` the seed axis of a
+        seed-batched model; ``advantages`` already normalised if the caller wants it.
         """
-        batch = obs.shape[0]
+        batch = obs.shape[-2]
         inv_batch = np.float32(1.0 / batch)
         if self._ones.shape[0] != batch:
             self._ones = np.ones(batch, dtype=np.float32)
         ones = self._ones
+        single = self.n_seeds is None
 
-        def mean(x: np.ndarray) -> float:
-            return float(np.dot(x, ones)) / batch  # a BLAS dot; ndarray.mean's wrapper costs ~4x more
+        def mean(x: np.ndarray) -> Any:
+            """Mean over the minibatch axis: a BLAS product, ~4x cheaper than ndarray.mean here."""
+            total = x @ ones
+            return float(total) / batch if single else total / np.float32(batch)
+
         actor_outputs = _forward(self.actor, obs)
-        out = actor_outputs[-1]  # (B, n_actions) logits or (B, action_dim) means
+        out = actor_outputs[-1]  # (..., B, n_actions) logits or (..., B, action_dim) means
 
         # log pi(a|s) and the entropy, as torch.distributions computes them
         if self.discrete:
             shifted = out - out.max(axis=-1, keepdims=True)
-            log_p = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # (B, n_actions)
+            log_p = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # (..., B, n_actions)
             probs = np.exp(log_p)
-            log_probs = np.take_along_axis(log_p, actions[:, None], axis=-1)[:, 0]  # (B,)
-            entropy = -(log_p * probs).sum(axis=-1)  # (B,)
+            log_probs = np.take_along_axis(log_p, actions[..., None], axis=-1)[..., 0]  # (..., B)
+            entropy = -(log_p * probs).sum(axis=-1)  # (..., B)
             entropy_mean = mean(entropy)
         else:
-            scale = np.exp(self.log_std)  # (action_dim,)
+            scale = np.exp(self.log_std)  # (..., action_dim)
             log_scale = np.log(scale)  # Normal takes log(scale), not log_std itself
             variance = scale * scale
-            diff = actions - out  # (B, action_dim)
-            log_probs = (-(diff * diff) / (2 * variance) - log_scale - np.float32(_LOG_SQRT_2PI)).sum(axis=-1)  # (B,)
-            entropy_mean = float((np.float32(0.5 + _HALF_LOG_2PI) + log_scale).sum())  # the same for every state
+            diff = actions - out  # (..., B, action_dim)
+            half_precision = (np.float32(0.5) / variance)[..., None, :]  # (..., 1, action_dim)
+            log_probs = (-(diff * diff) * half_precision - log_scale[..., None, :] - np.float32(_LOG_SQRT_2PI)).sum(axis=-1)  # (..., B)
+            entropy_total = (np.float32(0.5 + _HALF_LOG_2PI) + log_scale).sum(axis=-1)  # the same for every state
+            entropy_mean = float(entropy_total) if single else entropy_total
 
         # clipped surrogate (Schulman et al. 2017, eq. 7) and its derivative in log pi
         log_ratio = log_probs - old_log_probs
-        ratio = np.exp(log_ratio)  # (B,)
+        ratio = np.exp(log_ratio)  # (..., B)
         low, high = np.float32(1.0 - clip_coef), np.float32(1.0 + clip_coef)
         unclipped = ratio * advantages
         clipped = np.minimum(np.maximum(ratio, low), high) * advantages
@@ -202,11 +244,11 @@ class NumpyPPOGradient:
         # where the unclipped term is smaller or the ratio inside the range, else 0 (the half share
         # of an out-of-range tie needs A == 0)
         d_objective = np.where((unclipped < clipped) | ((ratio >= low) & (ratio <= high)), advantages, np.float32(0.0))
-        grad_log_probs = -(d_objective * ratio) * inv_batch  # dL/d log pi, (B,)
+        grad_log_probs = -(d_objective * ratio) * inv_batch  # dL/d log pi, (..., B)
 
         # value loss, 0.5 mean((V - R)^2), optionally PPO2-clipped around the old values
         critic_outputs = _forward(self.critic, obs)
-        values = critic_outputs[-1][:, 0]  # (B,)
+        values = critic_outputs[-1][..., 0]  # (..., B)
         error = values - returns
         squared_error = error * error
         d_squared_error = 2 * error
@@ -218,36 +260,45 @@ class NumpyPPOGradient:
             inside_v = (delta >= -vf_clip_coef) & (delta <= vf_clip_coef)
             d_squared_error = to_unclipped_v * d_squared_error + (np.float32(1.0) - to_unclipped_v) * inside_v * (2 * clipped_error)
             squared_error = np.maximum(squared_error, squared_clipped)
-        grad_values = (np.float32(vf_coef * 0.5) * inv_batch) * d_squared_error  # (B,)
+        grad_values = (np.float32(vf_coef * 0.5) * inv_batch) * d_squared_error  # (..., B)
 
         # the actor's output gradient
         if self.discrete:
             one_hot = np.zeros_like(probs)
-            np.put_along_axis(one_hot, actions[:, None], 1.0, axis=-1)
-            grad_out = grad_log_probs[:, None] * (one_hot - probs)  # d log p_a / d logits = onehot - p
+            np.put_along_axis(one_hot, actions[..., None], 1.0, axis=-1)
+            grad_out = grad_log_probs[..., None] * (one_hot - probs)  # d log p_a / d logits = onehot - p
             if ent_coef:
                 # dH/dlogits = -p (log p + H); the loss has -ent_coef * mean(H)
-                grad_out += (np.float32(ent_coef) * inv_batch) * probs * (log_p + entropy[:, None])
+                grad_out += (np.float32(ent_coef) * inv_batch) * probs * (log_p + entropy[..., None])
         else:
-            inv_variance = np.float32(1.0) / variance
-            grad_out = grad_log_probs[:, None] * diff * inv_variance  # d log p / d mean = (a - mean) / var
-            # d log p / d log_std = (a - mean)^2 / var - 1; d mean(H) / d log_std = 1 per dimension
-            self.log_std_grad[...] = grad_log_probs @ (diff * diff * inv_variance - np.float32(1.0)) - np.float32(ent_coef)
+            inv_variance = (np.float32(1.0) / variance)[..., None, :]  # (..., 1, action_dim)
+            grad_out = grad_log_probs[..., None] * diff * inv_variance  # d log p / d mean = (a - mean) / var
+            # d log p / d log_std = (a - mean)^2 / var - 1, summed over the batch; d mean(H) / d log_std = 1
+            score = diff * diff * inv_variance - np.float32(1.0)  # (..., B, action_dim)
+            self.log_std_grad[...] = (grad_log_probs[..., None, :] @ score)[..., 0, :] - np.float32(ent_coef)
         _backward(self.actor, actor_outputs, grad_out.astype(np.float32, copy=False), ones)
-        _backward(self.critic, critic_outputs, grad_values[:, None].astype(np.float32, copy=False), ones)
+        _backward(self.critic, critic_outputs, grad_values[..., None].astype(np.float32, copy=False), ones)
 
-        # global norm clipping as torch.nn.utils.clip_grad_norm_ (it always multiplies)
-        grad_norm = float(np.sqrt(np.dot(self.flat_grad, self.flat_grad)))
-        self.flat_grad *= np.float32(min(max_grad_norm / (grad_norm + 1e-6), 1.0))
+        # global norm clipping as torch.nn.utils.clip_grad_norm_ (it always multiplies), per seed
+        if single:
+            grad_norm = float(np.sqrt(np.dot(self.flat_grad, self.flat_grad)))
+            self.flat_grad *= np.float32(min(max_grad_norm / (grad_norm + 1e-6), 1.0))
+        else:
+            squares = sum(np.einsum("ij,ij->i", g, g) for g in self.seed_rows)  # (S,)
+            grad_norm = np.sqrt(squares)
+            scale_by = np.minimum(np.float32(max_grad_norm) / (grad_norm + np.float32(1e-6)), np.float32(1.0))
+            for g in self.seed_rows:
+                g *= scale_by[:, None]
 
         metrics = {
             "policy_loss": -mean(objective),
             "approx_kl": mean((ratio - np.float32(1.0)) - log_ratio),
-            "clip_fraction": float(np.count_nonzero(np.abs(ratio - np.float32(1.0)) > clip_coef)) / batch,
+            "clip_fraction": mean((np.abs(ratio - np.float32(1.0)) > clip_coef).astype(np.float32)),
             "value_loss": 0.5 * mean(squared_error),
             "entropy": entropy_mean,
             "grad_norm": grad_norm,
         }
         if not self.discrete:
-            metrics["action_std"] = float(np.add.reduce(scale)) / scale.shape[0]
+            action_std = scale.mean(axis=-1)
+            metrics["action_std"] = float(action_std) if single else action_std
         return metrics

@@ -44,6 +44,7 @@ from pgrad.batched import (
     seed_batched_value_loss,
 )
 from pgrad.errors import ConfigError, NonFiniteError
+from pgrad.fast_update import NumpyPPOGradient
 from pgrad.io import write_json
 from pgrad.losses import explained_variance
 from pgrad.returns import gae
@@ -83,6 +84,9 @@ class SeedBatchedPPO:
         self.model = SeedBatchedActorCritic.from_policies([agent.policy for agent in self.agents])
         # One Adam over the stacked parameters is one Adam per seed (module docstring).
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, eps=c.adam_eps, fused=True)
+        # as PPO.use_numpy_gradient: the hand-written gradient where the model allows (same numbers)
+        self.use_numpy_gradient = True
+        self._numpy_gradient: NumpyPPOGradient | None = None
         self.wall_seconds = 0.0
 
     @property
@@ -132,47 +136,29 @@ class SeedBatchedPPO:
         bounds = [(chunk[0], chunk[-1] + 1) for chunk in np.array_split(np.arange(batch_size), n_minibatches)]
         seed_rows = torch.arange(self.n_seeds).unsqueeze(1)  # (S, 1) pairs each seed with its own permutation
 
-        parameters = list(self.model.parameters())
-        metric_sums: dict[str, torch.Tensor] = {}
+        use_numpy = self.use_numpy_gradient and NumpyPPOGradient.supports_seed_batched(self.model)
+        gradient_step = self._numpy_gradient_step if use_numpy else self._autograd_step
+        self._numpy_gradient = NumpyPPOGradient(self.model) if use_numpy else None
+        metric_sums: dict[str, Any] = {}
         n_updates = 0
         for _ in range(c.n_epochs):
             kl_this_epoch = []
             permutation = torch.from_numpy(np.stack([agent.rng.permutation(batch_size) for agent in self.agents]))  # (S, B)
-            e_obs, e_actions, e_log_probs, e_values, e_advantages, e_returns = (
+            epoch_batch = [
                 tensor[seed_rows, permutation] for tensor in (b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns)
-            )
+            ]
+            if use_numpy:
+                epoch_batch = [tensor.numpy() for tensor in epoch_batch]  # shares memory
             for start, stop in bounds:
-                mb_obs = e_obs[:, start:stop]  # (S, b, obs_size)
-                dist = self.model.distribution(mb_obs)
-                mb_log_probs = dist.log_prob(e_actions[:, start:stop])  # (S, b)
-                mb_entropy = dist.entropy().mean(1)  # (S,)
-                mb_values = self.model.value(mb_obs)  # (S, b)
-                mb_advantages = e_advantages[:, start:stop]
-                if c.norm_adv and stop - start > 1:
-                    mb_advantages = normalize_per_seed(mb_advantages)
-                policy_loss, policy_metrics = seed_batched_clipped_surrogate_loss(
-                    mb_log_probs, e_log_probs[:, start:stop], mb_advantages, c.clip_coef
-                )
-                critic_loss, critic_metrics = seed_batched_value_loss(
-                    mb_values, e_returns[:, start:stop], e_values[:, start:stop], c.vf_clip_coef if c.clip_vloss else None
-                )
-                loss_per_seed = policy_loss + c.vf_coef * critic_loss - c.ent_coef * mb_entropy  # (S,)
-
-                self.optimizer.zero_grad(set_to_none=True)
-                loss_per_seed.sum().backward()  # slice [s] of each gradient is seed s's own gradient
-                grad_norm = per_seed_grad_norm_clip_(parameters, c.max_grad_norm)
+                step_metrics = gradient_step(*(tensor[:, start:stop] for tensor in epoch_batch))
                 self.optimizer.step()
-
-                step_metrics = {**policy_metrics, **critic_metrics, "entropy": mb_entropy.detach(), "grad_norm": grad_norm}
-                if isinstance(dist, torch.distributions.Independent):
-                    step_metrics["action_std"] = dist.base_dist.scale.detach().mean((1, 2))
                 for key, value in step_metrics.items():
                     metric_sums[key] = metric_sums.get(key, 0.0) + value
-                kl_this_epoch.append(policy_metrics["approx_kl"])
+                kl_this_epoch.append(step_metrics["approx_kl"])
                 n_updates += 1
 
-        means = {key: (value / n_updates).tolist() for key, value in metric_sums.items()}
-        means["approx_kl_last_epoch"] = torch.stack(kl_this_epoch).mean(0).tolist()
+        means = {key: (np.asarray(value, dtype=np.float64) / n_updates).tolist() for key, value in metric_sums.items()}
+        means["approx_kl_last_epoch"] = np.mean(np.stack([np.asarray(kl, dtype=np.float64) for kl in kl_this_epoch]), 0).tolist()
         rows = []
         for s in range(self.n_seeds):
             rows.append({
@@ -183,6 +169,44 @@ class SeedBatchedPPO:
                 "n_transitions": batch_size,
             })
         return rows, [episodes for _, episodes in collected]
+
+    def _advantages_per_seed(self, advantages):
+        if not self.config.norm_adv or advantages.shape[-1] < 2:
+            return advantages
+        if isinstance(advantages, np.ndarray):  # as normalize_per_seed, in numpy
+            return (advantages - advantages.mean(-1, keepdims=True)) / (advantages.std(-1, ddof=1, keepdims=True) + np.float32(1e-8))
+        return normalize_per_seed(advantages)
+
+    def _autograd_step(self, obs, actions, old_log_probs, old_values, advantages, returns) -> dict[str, Any]:
+        """Set ``.grad`` of the stacked parameters to each seed's clipped PPO gradient, by autograd;
+        metrics are ``(S,)`` tensors. Inputs are ``(S, b, ...)`` minibatches."""
+        c = self.config
+        dist = self.model.distribution(obs)
+        entropy = dist.entropy().mean(1)  # (S,)
+        policy_loss, policy_metrics = seed_batched_clipped_surrogate_loss(
+            dist.log_prob(actions), old_log_probs, self._advantages_per_seed(advantages), c.clip_coef
+        )
+        critic_loss, critic_metrics = seed_batched_value_loss(
+            self.model.value(obs), returns, old_values, c.vf_clip_coef if c.clip_vloss else None
+        )
+        loss_per_seed = policy_loss + c.vf_coef * critic_loss - c.ent_coef * entropy  # (S,)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_per_seed.sum().backward()  # slice [s] of each gradient is seed s's own gradient
+        grad_norm = per_seed_grad_norm_clip_(list(self.model.parameters()), c.max_grad_norm)
+        metrics = {**policy_metrics, **critic_metrics, "entropy": entropy.detach(), "grad_norm": grad_norm}
+        if isinstance(dist, torch.distributions.Independent):
+            metrics["action_std"] = dist.base_dist.scale.detach().mean((1, 2))
+        return {key: value.numpy() for key, value in metrics.items()}
+
+    def _numpy_gradient_step(self, obs, actions, old_log_probs, old_values, advantages, returns) -> dict[str, Any]:
+        """The same as :meth:`_autograd_step`, by hand in numpy (pgrad/fast_update.py); ``(S,)`` metrics."""
+        c = self.config
+        self._numpy_gradient.bind()
+        return self._numpy_gradient.step_gradient(
+            obs, actions, old_log_probs, old_values, self._advantages_per_seed(advantages), returns,
+            clip_coef=c.clip_coef, vf_clip_coef=c.vf_clip_coef if c.clip_vloss else None, vf_coef=c.vf_coef,
+            ent_coef=c.ent_coef, max_grad_norm=c.max_grad_norm,
+        )
 
     # -- the learn loop ----------------------------------------------------------------------
 

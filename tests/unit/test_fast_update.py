@@ -97,3 +97,36 @@ def test_unsupported_policies_fall_back_to_autograd():
     agent.learn(64)  # trains through autograd
     assert agent._numpy_gradient is None
     agent.close()
+
+
+@pytest.mark.parametrize("env_id, overrides", [
+    ("CartPole-v1", dict(ent_coef=0.02, clip_vloss=True, activation="relu")),
+    ("Pendulum-v1", dict(max_grad_norm=0.05, log_std_init=-0.3)),  # the per-seed clip bites
+])
+def test_seed_batched_numpy_gradient_equals_autograd(env_id, overrides):
+    from pgrad.algos.ppo_batched import SeedBatchedPPO
+
+    batched = SeedBatchedPPO(env_id, seeds=[3, 5, 8], preset=None, n_steps=16, batch_size=16, **overrides)
+    with torch.no_grad():  # weights far from their (different) initial values
+        for parameter in batched.model.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    per_seed = [_minibatch(_policy_of(batched, s), batch=40, seed=s) for s in range(3)]
+    arrays = [np.stack(column) for column in zip(*per_seed)]  # (S, B, ...)
+    plain = batched._autograd_step(*(torch.from_numpy(a) for a in arrays))
+    plain_grads = [p.grad.clone() for p in batched.model.parameters()]
+    assert NumpyPPOGradient.supports_seed_batched(batched.model)
+    batched._numpy_gradient = NumpyPPOGradient(batched.model)
+    fast = batched._numpy_gradient_step(*arrays)
+    for (name, parameter), expected in zip(batched.model.named_parameters(), plain_grads):
+        assert (expected.reshape(3, -1).abs().amax(1) > 0).all(), name
+        torch.testing.assert_close(parameter.grad, expected, rtol=1e-5, atol=1e-6, msg=name)
+    assert fast.keys() == plain.keys()
+    for key in plain:
+        np.testing.assert_allclose(fast[key], plain[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    batched.close()
+
+
+def _policy_of(batched, s: int) -> ActorCriticPolicy:
+    """Seed s's ordinary policy holding the batched model's current weights."""
+    batched.model.copy_to([agent.policy for agent in batched.agents])
+    return batched.agents[s].policy
