@@ -66,6 +66,7 @@ class EpisodeLog:
     steps: list[int] = field(default_factory=list)  # global transition count when each ended
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    envs: list[int] = field(default_factory=list)  # index of the env each episode ran in
 
 
 @dataclass
@@ -150,9 +151,11 @@ class RolloutCollector:
             self.fast = None
 
     @torch.no_grad()
-    def _values(self, raw_obs: np.ndarray) -> torch.Tensor:
+    def _values(self, raw_obs: np.ndarray, env_indices: np.ndarray | None = None) -> torch.Tensor:
         """V of raw observations ``(B, ...)`` (frozen normalisation), by the same implementation that
-        valued the rollout's steps, so a bootstrap V(s') and the V(s) it is compared with agree."""
+        valued the rollout's steps, so a bootstrap V(s') and the V(s) it is compared with agree.
+        ``env_indices``: which env each row came from, if not every env in order (a seed-batched
+        collector values each row with its seed's policy; one policy ignores it)."""
         if self.fast is not None:
             return torch.from_numpy(self.fast.value(self.fast.normalize(raw_obs)))
         return self.policy.value(self.policy.normalize(self.policy.obs_to_tensor(raw_obs)))
@@ -206,6 +209,7 @@ class RolloutCollector:
                 episodes.steps.append(self.total_transitions)
                 episodes.returns.append(float(self.episode_return[env_index]))
                 episodes.lengths.append(int(self.episode_length[env_index]))
+                episodes.envs.append(int(env_index))
             self.episode_return[ended] = 0.0
             self.episode_length[ended] = 0
 
@@ -275,7 +279,9 @@ class RolloutCollector:
             next_value_buf[:-1] = value_buf[1:]
             next_value_buf[-1] = self._values(self.obs)
             if final_obs_slots:
-                final_values = self._values(np.concatenate([f for _, _, f in final_obs_slots]))
+                final_values = self._values(
+                    np.concatenate([f for _, _, f in final_obs_slots]), np.array([env_index for _, env_index, _ in final_obs_slots])
+                )
                 for (t, env_index, _), final_value in zip(final_obs_slots, final_values):
                     next_value_buf[t, env_index] = final_value
 

@@ -9,11 +9,14 @@ one backward pass through a model whose weights carry a leading seed axis
   (``torch.manual_seed(s)`` then the network init), and the batched model stacks those weights.
 * Action sampling: the single-seed path samples from torch's global generator (rollout.py,
   fast_inference.py). After building agent ``s`` the global generator is in the state the
-  single-seed run starts collecting from; that state is kept per seed and swapped into the
-  global generator around seed ``s``'s rollout, so seed ``s`` draws exactly its own numbers.
-* Envs, observation normaliser, reward scaler, episode bookkeeping: the agent's own vector env
-  and :class:`pgrad.rollout.RolloutCollector`, which collects with the agent's ordinary policy
-  after the batched weights are copied into it (:meth:`SeedBatchedActorCritic.copy_to`).
+  single-seed run starts collecting from; a ``torch.Generator`` per seed starts from that state,
+  so seed ``s`` draws exactly its own numbers.
+* Envs, observation normaliser, reward scaler, episode bookkeeping: the agent's own sub-envs,
+  normaliser and scaler, stepped for all seeds at once by
+  :class:`pgrad.batched_rollout.SeedBatchedCollector` (the shared collector over every seed's
+  envs, one forward for all seeds); for heads without a numpy twin, by each agent's own
+  :class:`pgrad.rollout.RolloutCollector` in turn, acting with the agent's ordinary policy after
+  the batched weights are copied into it (:meth:`SeedBatchedActorCritic.copy_to`).
 * Minibatch order: each agent's own numpy generator, drawn in the single-seed order.
 * Advantage normalisation, losses and the gradient-norm clip: reduced over each seed's own
   minibatch (pgrad/batched.py); seed ``s``'s loss depends only on its own weights, so the
@@ -43,6 +46,7 @@ from pgrad.batched import (
     SeedBatchedActorCritic, normalize_per_seed, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
     seed_batched_value_loss,
 )
+from pgrad.batched_rollout import SeedBatchedCollector, SeedBatchedNumpyActorCritic
 from pgrad.errors import ConfigError, NonFiniteError
 from pgrad.fast_update import NumpyPPOGradient
 from pgrad.io import write_json
@@ -72,10 +76,13 @@ class SeedBatchedPPO:
         self.agents: list[PPO] = []
         # torch's global generator as each single-seed run leaves it after initialising its
         # networks: what its first rollout samples actions from (see the module docstring).
-        self.torch_rng_states: list[torch.Tensor] = []
+        self.generators: list[torch.Generator] = []
         for seed in seeds:
             self.agents.append(PPO(env, seed=seed, preset=preset, **hyperparameters))
-            self.torch_rng_states.append(torch.get_rng_state())
+            generator = torch.Generator()
+            generator.set_state(torch.get_rng_state())
+            self.generators.append(generator)
+        self.collector: SeedBatchedCollector | None = None  # built at the first rollout, as PPO's
         c = self.config = self.agents[0].config
         if c.target_kl is not None:
             raise ConfigError("target_kl is not supported with seed batching yet (seeds would stop epochs at different times); unset it")
@@ -100,13 +107,29 @@ class SeedBatchedPPO:
     # -- one iteration ---------------------------------------------------------------------
 
     def collect(self) -> list[tuple[Any, Any]]:
-        """Each seed's rollout with its own envs, policy copy and random numbers: ``[(rollout, episodes)]``."""
-        self.model.copy_to([agent.policy for agent in self.agents])
+        """Each seed's rollout with its own envs, normalisers and random numbers: ``[(rollout, episodes)]``.
+
+        Where the model has a seed-batched numpy twin, all seeds step together
+        (pgrad/batched_rollout.py: one loop over every seed's envs, one forward for all seeds).
+        Otherwise each seed collects in turn with its own ordinary collector and policy copy, its
+        generator's state swapped into torch's global one, which that path samples from.
+        """
+        policies = [agent.policy for agent in self.agents]
+        self.model.copy_to(policies)
+        if self.collector is None and SeedBatchedNumpyActorCritic.supports(self.model):
+            self.collector = SeedBatchedCollector(
+                self.model, policies, [agent.envs for agent in self.agents], self.seeds, self.generators,
+                [agent.total_steps for agent in self.agents],
+            )
+        if self.collector is not None:
+            return self.collector.collect_per_seed(self.config.n_steps)
         results = []
-        for index, agent in enumerate(self.agents):
-            torch.set_rng_state(self.torch_rng_states[index])
+        global_state = torch.get_rng_state()
+        for agent, generator in zip(self.agents, self.generators):
+            torch.set_rng_state(generator.get_state())
             results.append(agent._ensure_collector().collect(self.config.n_steps))
-            self.torch_rng_states[index] = torch.get_rng_state()
+            generator.set_state(torch.get_rng_state())
+        torch.set_rng_state(global_state)
         return results
 
     def train_iteration(self, progress_remaining: float) -> tuple[list[dict[str, float]], list[Any]]:
@@ -268,5 +291,7 @@ class SeedBatchedPPO:
 
     def close(self) -> None:
         """Close every seed's envs and logs."""
+        if self.collector is not None:
+            self.collector.close()
         for agent in self.agents:
             agent.close()
