@@ -30,6 +30,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from pgrad.batched import SeedBatchedActorCritic
 from pgrad.distributions import CategoricalHead, DiagGaussianHead
+from pgrad.envs.recorder import EpisodeRecorder
 from pgrad.envs.vector import LeanSyncVectorEnv
 from pgrad.fast_inference import _LOG_SQRT_2PI, NumpyActorCritic
 from pgrad.normalize import RewardScaler
@@ -184,7 +185,9 @@ class SeedBatchedCollector(RolloutCollector):
         here as one. ``start_steps``: each seed's transition count so far (episodes are stamped with it)."""
         self.n_seeds, self.envs_per_seed = len(seeds), vector_envs[0].num_envs
         self.start_steps = list(start_steps)
-        sub_envs = [env for vector_env in vector_envs for env in vector_env.envs]
+        # Without the resume recorder (pgrad/envs/recorder.py, ~5 us a step): seed-batched runs write no
+        # checkpoints, so nothing would ever replay what it records.
+        sub_envs = [env.env if isinstance(env, EpisodeRecorder) else env for vector_env in vector_envs for env in vector_env.envs]
         combined = LeanSyncVectorEnv([lambda env=env: env for env in sub_envs], autoreset_mode=AutoresetMode.SAME_STEP, keep_infos=False)
         self.twin = SeedBatchedNumpyActorCritic(model, policies, self.envs_per_seed, generators)
         scalers = [policy.reward_scaler for policy in policies]

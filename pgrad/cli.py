@@ -112,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from pgrad.experiments.seed_batched import run_seeds_batched
 
         try:
-            summary, errors = run_seeds_batched(spec, seeds), []
+            summary, errors = run_seeds_batched(spec, seeds, args.workers), []
         except ConfigError as exc:
             return _fail(str(exc), EXIT_USAGE)
         except TrainingError as exc:
@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--backend", choices=("local", "ray"), default="local")
     train.add_argument("--workers", type=int, default=None, help="parallel seed processes; for one ars seed, rollout workers (default: all cores)")
-    train.add_argument("--batched", action="store_true", help="ppo, several --seeds: train them in this process as one seed-batched model")
+    train.add_argument("--batched", action="store_true", help="ppo, several --seeds: train them as seed-batched models, the seeds split over --workers processes (default: one per core)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its checkpoint (same command otherwise)")
     train.add_argument("--allow-changes", action="store_true", help="with --resume: accept settings that differ from the run's")
     train.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: every 60 s)")

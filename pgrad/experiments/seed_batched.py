@@ -1,4 +1,4 @@
-"""``pgrad train ppo ENV --seeds ... --batched``: every seed in this process, one batched model.
+"""``pgrad train ppo ENV --seeds ... --batched``: seed-batched models, one process per core.
 
 The run folder is the one :func:`pgrad.experiments.runner.run_seeds` writes (``RUN/seed_<S>/``
 with each seed's ordinary files, ``RUN/summary.json`` aggregating them), so ``pgrad report``,
@@ -7,7 +7,10 @@ with each seed's ordinary files, ``RUN/summary.json`` aggregating them), so ``pg
 
 from __future__ import annotations
 
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +33,23 @@ def check_batched_spec(spec: TrainSpec, seeds: list[int]) -> None:
             raise ConfigError(f"{flag} is not supported with --batched yet")
 
 
-def run_seeds_batched(spec: TrainSpec, seeds: list[int]) -> dict[str, Any]:
-    """Train ``seeds`` as one :class:`SeedBatchedPPO` under ``spec.out``; evaluate, save, aggregate."""
+def seed_groups(seeds: list[int], workers: int | None) -> list[list[int]]:
+    """Split ``seeds`` into ``workers`` (default: the cores) contiguous groups as even as possible."""
+    n_groups = max(1, min(len(seeds), workers or os.cpu_count() or 1))
+    size, extra = divmod(len(seeds), n_groups)
+    groups, start = [], 0
+    for index in range(n_groups):
+        stop = start + size + (index < extra)
+        groups.append(seeds[start:stop])
+        start = stop
+    return groups
+
+
+def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]:
+    """One :class:`SeedBatchedPPO` over ``seeds``: train, evaluate, save; each seed's summary."""
     import pgrad
     from pgrad.algos.ppo_batched import SeedBatchedPPO
 
-    check_batched_spec(spec, seeds)
     root = Path(spec.out)
     batched = SeedBatchedPPO(spec.env, seeds, preset=spec.preset, **spec.overrides)
     try:
@@ -54,7 +68,27 @@ def run_seeds_batched(spec: TrainSpec, seeds: list[int]) -> dict[str, Any]:
                 print(f"seed {seed} done: {agent.total_steps:,} steps in {agent.wall_seconds:.1f} s{evaluation}", file=sys.stderr)
     finally:
         batched.close()
+    return summaries
+
+
+def run_seeds_batched(spec: TrainSpec, seeds: list[int], workers: int | None = None) -> dict[str, Any]:
+    """Train ``seeds`` under ``spec.out`` as seed-batched models; evaluate, save, aggregate.
+
+    The seeds are split into ``workers`` groups (default: one per core), each one
+    :class:`SeedBatchedPPO` in its own spawned process, so every core steps envs; with one group
+    it runs in this process. Every seed trains exactly as it would in any other grouping.
+    """
+    check_batched_spec(spec, seeds)
+    groups = seed_groups(seeds, workers)
+    summaries: dict[int, dict[str, Any]] = {}
+    if len(groups) == 1:
+        summaries.update(_train_group(spec, groups[0]))
+    else:
+        with ProcessPoolExecutor(max_workers=len(groups), mp_context=get_context("spawn")) as pool:
+            for future in [pool.submit(_train_group, spec, group) for group in groups]:
+                summaries.update(future.result())
     summary = aggregate(spec, seeds, summaries)
     summary["batched"] = True
-    write_json(root / "summary.json", summary)
+    summary["batched_groups"] = groups
+    write_json(Path(spec.out) / "summary.json", summary)
     return summary

@@ -128,3 +128,22 @@ def test_cli_batched_bad_input_exits_2(tmp_path, capsys, extra, message):
 
     assert main(["train", "ppo", "CartPole-v1", "--batched", "--steps", "256", "--out", str(tmp_path / "r"), "--quiet", *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_batched_seed_groups_in_processes_equal_one_group(tmp_path):
+    """--workers splits the seeds into groups, one process each; no seed can tell the difference."""
+    from pgrad.cli import main
+    from pgrad.experiments.seed_batched import seed_groups
+
+    assert seed_groups([1, 2, 3, 4, 5], 2) == [[1, 2, 3], [4, 5]] and seed_groups([7, 8], 5) == [[7], [8]]
+    common = ["train", "ppo", "CartPole-v1", "--seeds", "1", "2", "3", "--batched", "--steps", "256", "--quiet",
+              "--eval-episodes", "0", "--preset", "none", *(f"--set={k}={v}" for k, v in SMALL.items() if k != "preset")]
+    assert main([*common, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    assert main([*common, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["batched_groups"] == [[1, 2], [3]]
+    for seed in (1, 2, 3):
+        two = pgrad.load(tmp_path / "two" / f"seed_{seed}").policy.state_dict()
+        one = pgrad.load(tmp_path / "one" / f"seed_{seed}").policy.state_dict()
+        for key in one:
+            torch.testing.assert_close(two[key], one[key], rtol=1e-6, atol=1e-7, msg=f"seed {seed}: {key}")
+        assert (tmp_path / "two" / f"seed_{seed}" / "episodes.csv").read_text() == (tmp_path / "one" / f"seed_{seed}" / "episodes.csv").read_text()
