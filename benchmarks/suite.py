@@ -71,17 +71,27 @@ def seed_summary(folder: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Path, workers: int) -> list[str]:
-    """Train the seeds of one pair that have not finished yet; return error lines."""
+def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Path, workers: int,
+               batched: bool = False) -> list[str]:
+    """Train the seeds of one pair that have not finished yet; return error lines.
+
+    ``batched`` (PPO, several seeds missing): train them as seed-batched models, as
+    ``pgrad train ppo ENV --seeds ... --batched`` does; each seed learns as it would alone."""
     from pgrad.experiments.runner import TrainSpec, aggregate, run_seeds
+    from pgrad.experiments.seed_batched import BATCHED_ALGORITHMS, run_seeds_batched
     from pgrad.io import write_json
 
     missing = [s for s in seeds if seed_summary(out / f"seed_{s}") is None]
     errors: list[str] = []
     if missing:
-        print(f"{algo} on {env}: training seeds {missing} ({len(seeds) - len(missing)} already done)", file=sys.stderr)
+        batch = batched and algo in BATCHED_ALGORITHMS and len(missing) > 1
+        how = " as seed-batched models" if batch else ""
+        print(f"{algo} on {env}: training seeds {missing}{how} ({len(seeds) - len(missing)} already done)", file=sys.stderr)
         spec = TrainSpec(algo=algo, env=env, seed=missing[0], out=str(out), steps=steps, quiet=True)
-        _, errors = run_seeds(spec, missing, workers=workers)
+        if batch:
+            run_seeds_batched(spec, missing, workers)
+        else:
+            _, errors = run_seeds(spec, missing, workers=workers)
     # the aggregate over every finished seed, not only those trained in this call
     done = {s: seed_summary(out / f"seed_{s}") for s in seeds}
     spec = TrainSpec(algo=algo, env=env, seed=seeds[0], out=str(out), steps=steps)
@@ -139,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/suite")
     parser.add_argument("--workers", type=int, default=None, help="seeds trained at once (default: all cores)")
     parser.add_argument("--list", action="store_true", help="show the plan and what is done; train nothing")
+    parser.add_argument("--batched", action="store_true",
+                        help="PPO: train the seeds as seed-batched models (--workers processes), not one process each")
     parser.add_argument("--no-report", action="store_true", help="skip `pgrad report` (figures)")
     args = parser.parse_args(argv)
 
@@ -148,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if not args.list:
         for algo, env in pairs:
-            errors += train_pair(algo, env, args.seeds, args.steps, root / algo / env, args.workers)
+            errors += train_pair(algo, env, args.seeds, args.steps, root / algo / env, args.workers, args.batched)
     rows = [table_row(algo, env, args.seeds, root / algo / env) for algo, env in pairs]
     table = format_table(rows)
     print(table)

@@ -112,6 +112,8 @@ class SeedBatchedNumpyActorCritic:
     def normalize(self, raw_obs: np.ndarray, update: bool = False, rows: np.ndarray | None = None) -> np.ndarray:
         """Normalise ``(S*N, ...)`` raw observations with each seed's own statistics (updated with its
         own rows if ``update``); ``rows``: the env index of each row when they are not all envs in order."""
+        if self.seed_twins[0].stats is None:  # no normaliser: the flat float32 observations
+            return self.seed_twins[0].normalize(raw_obs)
         if rows is None:
             return np.concatenate([twin.normalize(block, update) for twin, block in zip(self.seed_twins, self._blocks(raw_obs))])
         seeds = np.asarray(rows) // self.n_envs

@@ -40,3 +40,14 @@ def test_suite_skips_pairs_without_a_preset(tmp_path, capsys):
     suite = load_suite()
     assert suite.main(["--algos", "ppo", "--envs", "Acrobot-v1", "--out", str(tmp_path), "--list"]) == 0
     assert "skipping ppo on Acrobot-v1: no shipped preset" in capsys.readouterr().err
+
+
+def test_suite_batched_trains_ppo_seeds_as_one_model(tmp_path, capsys):
+    suite = load_suite()
+    out = tmp_path / "suite"
+    argv = ["--algos", "ppo", "--envs", "CartPole-v1", "--steps", "512", "--out", str(out), "--workers", "1",
+            "--seeds", "0", "1", "--batched", "--no-report"]
+    assert suite.main(argv) == 0
+    assert "as seed-batched models" in capsys.readouterr().err
+    rows = json.loads((out / "suite.json").read_text())
+    assert rows[0]["seeds_done"] == 2
