@@ -145,7 +145,7 @@ class Config:
         "same_step", "Gymnasium vector-env autoreset mode used for the envs pgrad builds",
         choices=("same_step", "next_step"),
     )
-    torch_threads: int = param(1, "torch intra-op threads per process (1 is fastest for small networks)", low=1)
+    torch_threads: int = param(1, "torch intra-op and numpy BLAS threads per process (1 is fastest for small networks)", low=1)
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))

@@ -68,6 +68,20 @@ def decay_learning_rate(optimizer: torch.optim.Optimizer, initial_lr: float, pro
         group["lr"] = initial_lr * progress_remaining
 
 
+def set_compute_threads(n_threads: int) -> None:
+    """Use ``n_threads`` for torch's intra-op work and for numpy's BLAS (OpenBLAS), process-wide.
+
+    The fast paths (pgrad/fast_inference.py, pgrad/fast_update.py) multiply small matrices in
+    numpy, whose OpenBLAS otherwise starts a thread per core that spins between calls: on 2 cores
+    `pgrad train ppo CartPole-v1` took 6.4 s of learning and 15 s of CPU with it, 5.1 s and 8 s
+    without (BENCHMARKS.md, Speed), and a second process on the other core would lose it too.
+    """
+    torch.set_num_threads(n_threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n_threads, user_api="blas")  # called as a function: holds until changed
+
+
 def versions() -> dict[str, str]:
     """Library versions recorded with every run, for reproducibility."""
     return {
@@ -104,7 +118,7 @@ class Algorithm:
         auto = preset == "auto"
         self.preset, preset_values = resolve_preset(self.name, self.env_id, None if auto else (preset or "none"))
         self.config = self.Config.build({**preset_values, **hyperparameters})
-        torch.set_num_threads(self.config.torch_threads)
+        set_compute_threads(self.config.torch_threads)
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.envs = make_vector_env(
