@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from pgrad.batched import SeedBatchedActorCritic
+from pgrad.batched import SeedBatchedActorCritic, SeedBatchedLinear
 from pgrad.distributions import CategoricalHead, DiagGaussianHead
 from pgrad.envs.recorder import EpisodeRecorder
 from pgrad.envs.vector import LeanSyncVectorEnv
-from pgrad.fast_inference import _LOG_SQRT_2PI, NumpyActorCritic
+from pgrad.fast_inference import _ACTIVATIONS, _LOG_SQRT_2PI, NumpyActorCritic, _fuse
 from pgrad.normalize import RewardScaler
 from pgrad.policy import ActorCriticPolicy
 from pgrad.rollout import EpisodeLog, Rollout, RolloutCollector
@@ -41,29 +41,20 @@ from pgrad.rollout import EpisodeLog, Rollout, RolloutCollector
 def _stacked_fused_layers(model: SeedBatchedActorCritic) -> list:
     """Actor (with its head) and critic of every seed as one network: ``[(W (S, in, out), b (S, 1, out)) | fn]``.
 
-    The seed-batched counterpart of ``fast_inference._fuse``: layer 1 stacks actor and critic
-    weights side by side, later layers are block-diagonal, so the last layer's outputs are the
+    ``fast_inference._fuse`` with a seed axis in front, so the last layer's outputs are the
     actor's (``n_out``) then V. Copies: rebuilt before every rollout.
     """
-    from pgrad.fast_inference import _ACTIVATIONS
 
-    actor = list(model.actor_body.layers) + [model.head_linear]
-    critic = list(model.critic.layers)
-    fused: list = []
-    for index, (a, c) in enumerate(zip(actor, critic)):
-        if type(a) in _ACTIVATIONS:
-            fused.append(_ACTIVATIONS[type(a)])
-            continue
-        a_w = a.weight.detach().numpy().swapaxes(1, 2)  # (S, in_a, out_a)
-        c_w = c.weight.detach().numpy().swapaxes(1, 2)  # (S, in_c, out_c)
-        if index == 0:
-            weight = np.concatenate([a_w, c_w], axis=2)  # (S, in, out_a + out_c)
-        else:
-            weight = np.zeros((a_w.shape[0], a_w.shape[1] + c_w.shape[1], a_w.shape[2] + c_w.shape[2]), dtype=np.float32)
-            weight[:, : a_w.shape[1], : a_w.shape[2]] = a_w
-            weight[:, a_w.shape[1] :, a_w.shape[2] :] = c_w
-        bias = np.concatenate([a.bias.detach().numpy(), c.bias.detach().numpy()], axis=1)[:, None, :]  # (S, 1, out)
-        fused.append((weight, bias))
+    def layers(modules: list) -> list:
+        return [
+            (m.weight.detach().numpy().swapaxes(1, 2), m.bias.detach().numpy()[:, None, :])  # (S, in, out), (S, 1, out)
+            if isinstance(m, SeedBatchedLinear) else _ACTIVATIONS[type(m)]
+            for m in modules
+        ]
+
+    fused = _fuse(layers(list(model.actor_body.layers) + [model.head_linear]), layers(list(model.critic.layers)))
+    if fused is None:  # pragma: no cover - one architecture builds both networks
+        raise ValueError("the actor and critic of this model cannot be fused")
     return fused
 
 

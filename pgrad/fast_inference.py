@@ -62,9 +62,11 @@ def _layers(sequential: nn.Sequential) -> list | None:
 def _fuse(actor: list, critic: list) -> list | None:
     """One network computing ``[actor(x), critic(x)]`` side by side, None if their shapes differ.
 
-    Layer 1 stacks both weight matrices (both read the observation); every later layer is
-    block-diagonal, so the two halves never mix. Exact zeros add nothing, so each output is the
-    same sum of products as in its own network (up to the order BLAS sums them in).
+    Layers are ``(weight_t (..., in, out), bias (..., out))`` or an activation function; any
+    leading axes (a seed axis, pgrad/batched_rollout.py) are carried through. Layer 1 stacks both
+    weight matrices (both read the observation); every later layer is block-diagonal, so the two
+    halves never mix. Exact zeros add nothing, so each output is the same sum of products as in
+    its own network (up to the order BLAS sums them in).
     """
     if len(actor) != len(critic):
         return None
@@ -75,14 +77,15 @@ def _fuse(actor: list, critic: list) -> list | None:
         if not isinstance(a, tuple):
             fused.append(a)
             continue
-        (a_weight_t, a_bias), (c_weight_t, c_bias) = a, c  # (in, out) each
+        (a_weight_t, a_bias), (c_weight_t, c_bias) = a, c
         if index == 0:
-            weight_t = np.concatenate([a_weight_t, c_weight_t], axis=1)  # (in, out_a + out_c)
+            weight_t = np.concatenate([a_weight_t, c_weight_t], axis=-1)  # (..., in, out_a + out_c)
         else:
-            weight_t = np.zeros((a_weight_t.shape[0] + c_weight_t.shape[0], a_weight_t.shape[1] + c_weight_t.shape[1]), dtype=np.float32)
-            weight_t[: a_weight_t.shape[0], : a_weight_t.shape[1]] = a_weight_t
-            weight_t[a_weight_t.shape[0] :, a_weight_t.shape[1] :] = c_weight_t
-        fused.append((weight_t, np.concatenate([a_bias, c_bias])))
+            (a_in, a_out), (c_in, c_out) = a_weight_t.shape[-2:], c_weight_t.shape[-2:]
+            weight_t = np.zeros((*a_weight_t.shape[:-2], a_in + c_in, a_out + c_out), dtype=np.float32)
+            weight_t[..., :a_in, :a_out] = a_weight_t
+            weight_t[..., a_in:, a_out:] = c_weight_t
+        fused.append((weight_t, np.concatenate([a_bias, c_bias], axis=-1)))
     return fused
 
 
