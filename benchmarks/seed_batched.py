@@ -1,8 +1,10 @@
-"""Several PPO seeds: one seed-batched process against one process per seed (issue 7).
+"""Several PPO seeds: seed-batched processes against one process per seed (issue 7).
 
 Two ways to train the same seeds with the same settings, each timed as the user would see it:
 
-* ``batched``: one process, :class:`pgrad.algos.ppo_batched.SeedBatchedPPO` over all seeds;
+* ``batched``: :class:`pgrad.algos.ppo_batched.SeedBatchedPPO`, the seeds split into
+  ``--batched-workers`` groups (default: the cores), one process each, as
+  ``pgrad train ppo ENV --seeds ... --batched`` runs them;
 * ``separate``: one process per seed (``pgrad.PPO``), ``--workers`` at a time (default: the
   cores), as ``pgrad train ppo ENV --seeds ...`` runs them without ``--batched``.
 
@@ -97,6 +99,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8192, help="steps per seed")
     parser.add_argument("--settings", choices=("paper", "preset"), default="paper")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="separate: processes at a time")
+    parser.add_argument("--batched-workers", type=int, default=os.cpu_count(),
+                        help="batched: processes, each a seed-batched model over its share of the seeds (pgrad train --batched --workers)")
     parser.add_argument("--modes", nargs="+", default=["batched", "separate"], choices=("batched", "separate"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -110,8 +114,14 @@ def main() -> None:
         load = os.getloadavg()[0]
         start = time.perf_counter()
         if mode == "batched":
-            results = [_spawn("batched", args.env, args.seeds, args.steps, args.settings)]
-            learn_wall = results[0]["learn_s"]
+            from pgrad.experiments.seed_batched import seed_groups
+
+            groups = seed_groups(args.seeds, args.batched_workers)
+            with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+                results = list(pool.map(lambda g: _spawn("batched", args.env, g, args.steps, args.settings), groups))
+            learn_wall = max(r["learn_s"] for r in results)  # the groups run at once: the slowest one's learn()
+            print(f"batched: groups {groups}, one process each; learn() of each "
+                  f"{[round(r['steps'] / r['learn_s']) for r in results]} steps/s")
         else:
             with ThreadPoolExecutor(max_workers=args.workers) as pool:
                 results = list(pool.map(lambda s: _spawn("separate", args.env, [s], args.steps, args.settings), args.seeds))
