@@ -1,7 +1,7 @@
 """PPO's minibatch gradient written out by hand in numpy: the update's fast path.
 
-One PPO minibatch step for the paper's 2x64 networks does about 0.2 MFLOP of arithmetic, a few
-tens of microseconds; in torch it took ~1.5 ms on this machine, over a quarter of it in
+One PPO minibatch step for the paper's 2x64 networks (batch 64) does about 4 MFLOP of
+arithmetic, under 0.1 ms at this machine's BLAS speed; in torch it took ~1.5 ms, over a quarter of it in
 autograd's ``run_backward`` alone (benchmarks/speed.py --profile cprofile: 405 us per minibatch)
 and most of the rest in per-op dispatch and ``torch.distributions`` objects. The networks are a
 handful of dense layers, so their backward pass is a handful of matrix products that numpy runs
@@ -23,8 +23,8 @@ Supported: what :class:`pgrad.fast_inference.NumpyActorCritic` supports (plain
 :class:`ActorCriticPolicy`, Linear/Tanh/ReLU bodies, categorical head or Gaussian head with a
 state-independent std) with a critic. Anything else goes through autograd.
 
-The same code serves the seed-batched model (:class:`pgrad.batched.SeedBatchedActorCritic`,
-:meth:`NumpyPPOGradient.for_seed_batched`): every array then carries a leading seed axis
+The same code serves the seed-batched model (pass a :class:`pgrad.batched.SeedBatchedActorCritic`
+instead of a policy): every array then carries a leading seed axis
 (weights ``(S, out, in)``, minibatches ``(S, B, ...)``), matrix products are batched over it,
 reductions run over each seed's own minibatch and the norm clip is per seed, so slice ``[s]`` of
 every gradient is exactly seed ``s``'s own. Written with ``...`` and negative axes, each line
