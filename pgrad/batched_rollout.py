@@ -80,9 +80,9 @@ class SeedBatchedNumpyActorCritic:
     @staticmethod
     def supports(model: SeedBatchedActorCritic) -> bool:
         """Linear/Tanh/ReLU layers, categorical or state-independent Gaussian head."""
-        from pgrad.fast_update import NumpyPPOGradient
+        from pgrad.fast_update import NumpyPolicyGradient
 
-        return NumpyPPOGradient.supports_seed_batched(model) and model.head_kind in (CategoricalHead, DiagGaussianHead)
+        return NumpyPolicyGradient.supports_seed_batched(model) and model.head_kind in (CategoricalHead, DiagGaussianHead)
 
     def refresh(self) -> None:
         """Re-read the stacked weights and stds (after every update)."""

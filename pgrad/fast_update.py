@@ -1,4 +1,4 @@
-"""PPO's minibatch gradient written out by hand in numpy: the update's fast path.
+"""PPO's (and A2C's) minibatch gradient written out by hand in numpy: the update's fast path.
 
 One PPO minibatch step for the paper's 2x64 networks (batch 64) does about 4 MFLOP of
 arithmetic, under 0.1 ms at this machine's BLAS speed; in torch it took ~1.5 ms, over a quarter of it in
@@ -7,11 +7,12 @@ and most of the rest in per-op dispatch and ``torch.distributions`` objects. The
 handful of dense layers, so their backward pass is a handful of matrix products that numpy runs
 with far less overhead per call.
 
-:class:`NumpyPPOGradient` computes the loss of :meth:`pgrad.algos.ppo.PPO.train_iteration`
+:class:`NumpyPolicyGradient` computes the loss of :meth:`pgrad.algos.ppo.PPO.train_iteration`
 
     L = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A)) + vf_coef * 0.5 mean(e) - ent_coef * mean(H)
 
-(``e`` the squared value error, clipped or not) and its gradient, writes the gradient into the
+(``e`` the squared value error, clipped or not), or with ``clip_coef=None`` A2C's
+(:meth:`pgrad.algos.a2c.A2C.train_iteration`, the vanilla surrogate ``-mean(A log pi)``), and its gradient, writes the gradient into the
 parameters' ``.grad`` tensors, clips its global norm as ``torch.nn.utils.clip_grad_norm_`` does,
 and leaves the optimiser step to the algorithm's own torch Adam, so optimiser state, learning-rate
 schedules and checkpoints are exactly those of the plain path. Where torch's backward has a
@@ -110,8 +111,8 @@ def _backward(layers: list, outputs: list[np.ndarray], grad: np.ndarray, ones: n
                 grad = grad @ layer.weight
 
 
-class NumpyPPOGradient:
-    """PPO's minibatch loss and its gradient for an :class:`ActorCriticPolicy`, in numpy.
+class NumpyPolicyGradient:
+    """PPO's or A2C's minibatch loss and its gradient for an :class:`ActorCriticPolicy`, in numpy.
 
     The gradient lands in one flat float32 buffer whose slices are the parameters' ``.grad``
     tensors, so the global norm and the clipping are one operation each.
@@ -122,7 +123,7 @@ class NumpyPPOGradient:
         (check :meth:`supports_seed_batched`)."""
         batched = isinstance(policy, SeedBatchedActorCritic)
         if not (self.supports_seed_batched(policy) if batched else self.supports(policy)):
-            raise ValueError("this policy has no numpy gradient; check NumpyPPOGradient.supports first")
+            raise ValueError("this policy has no numpy gradient; check NumpyPolicyGradient.supports first")
         self.policy = policy
         self.n_seeds = policy.n_seeds if batched else None
         self._ones = np.ones(0, dtype=np.float32)
@@ -179,12 +180,12 @@ class NumpyPPOGradient:
         self,
         obs: np.ndarray,
         actions: np.ndarray,
-        old_log_probs: np.ndarray,
-        old_values: np.ndarray,
+        old_log_probs: np.ndarray | None,
+        old_values: np.ndarray | None,
         advantages: np.ndarray,
         returns: np.ndarray,
         *,
-        clip_coef: float,
+        clip_coef: float | None,
         vf_clip_coef: float | None,
         vf_coef: float,
         ent_coef: float,
@@ -193,7 +194,8 @@ class NumpyPPOGradient:
         """Write the clipped gradient of PPO's loss on one minibatch into ``.grad``; return the metrics
         the plain path logs (``policy_loss``, ``approx_kl``, ``clip_fraction``, ``value_loss``,
         ``entropy``, ``grad_norm`` and, for a Gaussian, ``action_std``): floats for one policy,
-        ``(S,)`` arrays for a seed-batched model.
+        ``(S,)`` arrays for a seed-batched model. ``clip_coef=None``: A2C's vanilla surrogate
+        ``-mean(A log pi)`` instead (``old_log_probs`` unused; no ``approx_kl``, ``clip_fraction``).
 
         Shapes: ``obs (..., B, obs_size)`` normalised, ``actions (..., B, action_dim)`` float32 or
         ``(..., B)`` int64, the rest ``(..., B)`` float32, with ``...`` the seed axis of a
@@ -232,19 +234,24 @@ class NumpyPPOGradient:
             entropy_total = (np.float32(0.5 + _HALF_LOG_2PI) + log_scale).sum(axis=-1)  # the same for every state
             entropy_mean = float(entropy_total) if single else entropy_total
 
-        # clipped surrogate (Schulman et al. 2017, eq. 7) and its derivative in log pi
-        log_ratio = log_probs - old_log_probs
-        ratio = np.exp(log_ratio)  # (..., B)
-        low, high = np.float32(1.0 - clip_coef), np.float32(1.0 + clip_coef)
-        unclipped = ratio * advantages
-        clipped = np.minimum(np.maximum(ratio, low), high) * advantages
-        objective = np.minimum(unclipped, clipped)
-        # d min / d ratio: torch.min sends the gradient to the smaller term (half to each on a tie) and
-        # clamp passes it only inside [low, high], where the terms tie exactly; so the gradient is A
-        # where the unclipped term is smaller or the ratio inside the range, else 0 (the half share
-        # of an out-of-range tie needs A == 0)
-        d_objective = np.where((unclipped < clipped) | ((ratio >= low) & (ratio <= high)), advantages, np.float32(0.0))
-        grad_log_probs = -(d_objective * ratio) * inv_batch  # dL/d log pi, (..., B)
+        if clip_coef is None:
+            # the score-function surrogate -mean(A log pi) (Williams 1992; A3C's policy term)
+            policy_loss = -mean(advantages * log_probs)
+            grad_log_probs = -advantages * inv_batch  # dL/d log pi, (..., B)
+        else:
+            # clipped surrogate (Schulman et al. 2017, eq. 7) and its derivative in log pi
+            log_ratio = log_probs - old_log_probs
+            ratio = np.exp(log_ratio)  # (..., B)
+            low, high = np.float32(1.0 - clip_coef), np.float32(1.0 + clip_coef)
+            unclipped = ratio * advantages
+            clipped = np.minimum(np.maximum(ratio, low), high) * advantages
+            policy_loss = -mean(np.minimum(unclipped, clipped))
+            # d min / d ratio: torch.min sends the gradient to the smaller term (half to each on a tie)
+            # and clamp passes it only inside [low, high], where the terms tie exactly; so the
+            # gradient is A where the unclipped term is smaller or the ratio inside the range, else 0
+            # (the half share of an out-of-range tie needs A == 0)
+            d_objective = np.where((unclipped < clipped) | ((ratio >= low) & (ratio <= high)), advantages, np.float32(0.0))
+            grad_log_probs = -(d_objective * ratio) * inv_batch  # dL/d log pi, (..., B)
 
         # value loss, 0.5 mean((V - R)^2), optionally PPO2-clipped around the old values
         critic_outputs = _forward(self.critic, obs)
@@ -290,14 +297,11 @@ class NumpyPPOGradient:
             for g in self.seed_rows:
                 g *= scale_by[:, None]
 
-        metrics = {
-            "policy_loss": -mean(objective),
-            "approx_kl": mean((ratio - np.float32(1.0)) - log_ratio),
-            "clip_fraction": mean((np.abs(ratio - np.float32(1.0)) > clip_coef).astype(np.float32)),
-            "value_loss": 0.5 * mean(squared_error),
-            "entropy": entropy_mean,
-            "grad_norm": grad_norm,
-        }
+        metrics = {"policy_loss": policy_loss}
+        if clip_coef is not None:
+            metrics["approx_kl"] = mean((ratio - np.float32(1.0)) - log_ratio)
+            metrics["clip_fraction"] = mean((np.abs(ratio - np.float32(1.0)) > clip_coef).astype(np.float32))
+        metrics.update({"value_loss": 0.5 * mean(squared_error), "entropy": entropy_mean, "grad_norm": grad_norm})
         if not self.discrete:
             action_std = scale.mean(axis=-1)
             metrics["action_std"] = float(action_std) if single else action_std

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
+from pgrad.fast_update import NumpyPolicyGradient
 from pgrad.losses import explained_variance, policy_gradient_loss, value_loss
 from pgrad.returns import gae
 
@@ -71,6 +73,11 @@ class A2C(Algorithm):
             self.optimizer = torch.optim.RMSprop(self.policy.parameters(), lr=c.lr, alpha=c.rmsprop_alpha, eps=c.optimizer_eps, foreach=True)
         else:
             self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr, eps=c.optimizer_eps, fused=True)
+        # The gradient by hand in numpy where the policy allows (pgrad/fast_update.py): the same numbers
+        # as autograd up to float32 rounding, ~5x faster on A2C's small batches. Tests turn it off.
+        self.use_numpy_gradient = True
+        self._numpy_gradient: NumpyPolicyGradient | None = None
+        self._numpy_gradient_key: tuple[int, ...] = ()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {self.config.optimizer: self.optimizer}
@@ -100,28 +107,46 @@ class A2C(Algorithm):
         if batch_size == 0:  # every env was taking a NEXT_STEP reset step: nothing to learn from
             return IterationResult(n_transitions=0, episodes=episodes)
 
-        dist = self.policy.distribution(b_obs)
-        log_probs = dist.log_prob(b_actions)  # (B,)
+        if self.use_numpy_gradient and NumpyPolicyGradient.supports(self.policy):
+            metrics = self._numpy_gradient_step(b_obs, b_actions, b_advantages, b_returns)
+        else:
+            metrics = self._autograd_step(b_obs, b_actions, b_advantages, b_returns)
+        self.optimizer.step()
+        metrics["explained_variance"] = explained_variance(b_values, b_returns)
+        metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)
+
+    def _normalized_advantages(self, advantages):
+        if not self.config.normalize_advantage or advantages.shape[0] < 2:
+            return advantages
+        std = advantages.std(ddof=1) if isinstance(advantages, np.ndarray) else advantages.std()
+        return (advantages - advantages.mean()) / (std + 1e-8)
+
+    def _autograd_step(self, obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+        """Set ``.grad`` to the clipped gradient of A2C's loss on the batch, by torch autograd."""
+        c = self.config
+        dist = self.policy.distribution(obs)
         entropy = dist.entropy().mean()
-        values = self.policy.value(b_obs)  # (B,)
-        if c.normalize_advantage and batch_size > 1:
-            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
-
-        policy_loss, policy_metrics = policy_gradient_loss(log_probs, b_advantages)
+        policy_loss, policy_metrics = policy_gradient_loss(dist.log_prob(actions), self._normalized_advantages(advantages))
         # The critic regresses on the TD(lambda) targets R_t = A_t + V_old(s_t) (GAE paper, sec. 5).
-        critic_loss, critic_metrics = value_loss(values, b_returns)
+        critic_loss, critic_metrics = value_loss(self.policy.value(obs), returns)
         loss = policy_loss + c.vf_coef * critic_loss - c.ent_coef * entropy
-
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm, foreach=True)
-        self.optimizer.step()
-
-        metrics = {
-            **policy_metrics, **critic_metrics, "entropy": entropy.item(), "grad_norm": grad_norm.item(),
-            "explained_variance": explained_variance(b_values, b_returns),
-            "lr": self.optimizer.param_groups[0]["lr"],
-        }
+        metrics = {**policy_metrics, **critic_metrics, "entropy": entropy.item(), "grad_norm": grad_norm.item()}
         if isinstance(dist, torch.distributions.Independent):  # continuous: watch exploration shrink
             metrics["action_std"] = dist.base_dist.scale.mean().item()
-        return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)
+        return metrics
+
+    def _numpy_gradient_step(self, obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+        """The same as :meth:`_autograd_step`, by hand in numpy (pgrad/fast_update.py)."""
+        c = self.config
+        key = tuple(map(id, self.policy.parameters()))  # rebuilt if the policy or a part was replaced
+        if self._numpy_gradient is None or self._numpy_gradient_key != key:
+            self._numpy_gradient, self._numpy_gradient_key = NumpyPolicyGradient(self.policy), key
+        self._numpy_gradient.bind()
+        return self._numpy_gradient.step_gradient(
+            obs.numpy(), actions.numpy(), None, None, self._normalized_advantages(advantages.numpy()), returns.numpy(),
+            clip_coef=None, vf_clip_coef=None, vf_coef=c.vf_coef, ent_coef=c.ent_coef, max_grad_norm=c.max_grad_norm,
+        )

@@ -28,7 +28,7 @@ import torch
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
 from pgrad.errors import ConfigError
-from pgrad.fast_update import NumpyPPOGradient
+from pgrad.fast_update import NumpyPolicyGradient
 from pgrad.losses import clipped_surrogate_loss, explained_variance, value_loss
 from pgrad.returns import gae
 
@@ -86,7 +86,7 @@ class PPO(Algorithm):
         # same numbers as autograd up to float32 rounding, in a fraction of the time. Not a
         # hyperparameter (it changes no result); tests set it to False for the plain path.
         self.use_numpy_gradient = True
-        self._numpy_gradient: NumpyPPOGradient | None = None
+        self._numpy_gradient: NumpyPolicyGradient | None = None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
@@ -120,7 +120,7 @@ class PPO(Algorithm):
         n_minibatch_updates = 0
         epochs_done = 0
         approx_kl = 0.0
-        use_numpy = self.use_numpy_gradient and NumpyPPOGradient.supports(self.policy)
+        use_numpy = self.use_numpy_gradient and NumpyPolicyGradient.supports(self.policy)
         gradient_step = self._numpy_gradient_step if use_numpy else self._autograd_step
         self._numpy_gradient = None  # rebuilt from the current parameters on first use
         # minibatch boundaries as np.array_split of a shuffled index cuts them
@@ -194,7 +194,7 @@ class PPO(Algorithm):
         """The same as :meth:`_autograd_step`, with the gradient written out in numpy (pgrad/fast_update.py)."""
         c = self.config
         if self._numpy_gradient is None:
-            self._numpy_gradient = NumpyPPOGradient(self.policy)
+            self._numpy_gradient = NumpyPolicyGradient(self.policy)
         self._numpy_gradient.bind()
         return self._numpy_gradient.step_gradient(
             obs, actions, old_log_probs, old_values, self._normalized_advantages(advantages), returns,

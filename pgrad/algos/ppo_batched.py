@@ -48,7 +48,7 @@ from pgrad.batched import (
 )
 from pgrad.batched_rollout import SeedBatchedCollector, SeedBatchedNumpyActorCritic
 from pgrad.errors import ConfigError, NonFiniteError
-from pgrad.fast_update import NumpyPPOGradient
+from pgrad.fast_update import NumpyPolicyGradient
 from pgrad.io import write_json
 from pgrad.losses import explained_variance
 from pgrad.returns import gae
@@ -93,7 +93,7 @@ class SeedBatchedPPO:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, eps=c.adam_eps, fused=True)
         # as PPO.use_numpy_gradient: the hand-written gradient where the model allows (same numbers)
         self.use_numpy_gradient = True
-        self._numpy_gradient: NumpyPPOGradient | None = None
+        self._numpy_gradient: NumpyPolicyGradient | None = None
         self.wall_seconds = 0.0
 
     @property
@@ -159,9 +159,9 @@ class SeedBatchedPPO:
         bounds = [(chunk[0], chunk[-1] + 1) for chunk in np.array_split(np.arange(batch_size), n_minibatches)]
         seed_rows = torch.arange(self.n_seeds).unsqueeze(1)  # (S, 1) pairs each seed with its own permutation
 
-        use_numpy = self.use_numpy_gradient and NumpyPPOGradient.supports_seed_batched(self.model)
+        use_numpy = self.use_numpy_gradient and NumpyPolicyGradient.supports_seed_batched(self.model)
         gradient_step = self._numpy_gradient_step if use_numpy else self._autograd_step
-        self._numpy_gradient = NumpyPPOGradient(self.model) if use_numpy else None
+        self._numpy_gradient = NumpyPolicyGradient(self.model) if use_numpy else None
         metric_sums: dict[str, Any] = {}
         n_updates = 0
         for _ in range(c.n_epochs):

@@ -8,7 +8,7 @@ import torch
 from gymnasium import spaces
 
 import pgrad
-from pgrad.fast_update import NumpyPPOGradient
+from pgrad.fast_update import NumpyPolicyGradient
 from pgrad.policy import ActorCriticPolicy
 
 BOX_OBS = spaces.Box(-np.inf, np.inf, (11,), np.float32)
@@ -61,7 +61,7 @@ def test_numpy_gradient_equals_autograd(policy_case, loss_case):
     arrays = _minibatch(agent.policy)
     plain_metrics = agent._autograd_step(*(torch.from_numpy(a) for a in arrays))
     plain_grads = [p.grad.clone() for p in agent.policy.parameters()]
-    assert NumpyPPOGradient.supports(agent.policy)
+    assert NumpyPolicyGradient.supports(agent.policy)
     fast_metrics = agent._numpy_gradient_step(*arrays)
     for (name, parameter), plain in zip(agent.policy.named_parameters(), plain_grads):
         assert plain.abs().max() > 0, name  # every parameter takes part in the loss
@@ -90,9 +90,9 @@ def test_ratio_of_one_follows_torch_tie_rule():
 def test_unsupported_policies_fall_back_to_autograd():
     torch.manual_seed(0)
     box = spaces.Box(-1.0, 1.0, (2,), np.float32)
-    assert not NumpyPPOGradient.supports(ActorCriticPolicy(BOX_OBS, box, action_dist="truncated_normal"))
-    assert not NumpyPPOGradient.supports(ActorCriticPolicy(BOX_OBS, box, state_dependent_std=True))
-    assert not NumpyPPOGradient.supports(ActorCriticPolicy(BOX_OBS, box, with_critic=False))
+    assert not NumpyPolicyGradient.supports(ActorCriticPolicy(BOX_OBS, box, action_dist="truncated_normal"))
+    assert not NumpyPolicyGradient.supports(ActorCriticPolicy(BOX_OBS, box, state_dependent_std=True))
+    assert not NumpyPolicyGradient.supports(ActorCriticPolicy(BOX_OBS, box, with_critic=False))
     agent = pgrad.PPO("Pendulum-v1", seed=0, preset=None, action_dist="truncated_normal", n_steps=64, batch_size=32, n_epochs=1)
     agent.learn(64)  # trains through autograd
     assert agent._numpy_gradient is None
@@ -114,8 +114,8 @@ def test_seed_batched_numpy_gradient_equals_autograd(env_id, overrides):
     arrays = [np.stack(column) for column in zip(*per_seed)]  # (S, B, ...)
     plain = batched._autograd_step(*(torch.from_numpy(a) for a in arrays))
     plain_grads = [p.grad.clone() for p in batched.model.parameters()]
-    assert NumpyPPOGradient.supports_seed_batched(batched.model)
-    batched._numpy_gradient = NumpyPPOGradient(batched.model)
+    assert NumpyPolicyGradient.supports_seed_batched(batched.model)
+    batched._numpy_gradient = NumpyPolicyGradient(batched.model)
     fast = batched._numpy_gradient_step(*arrays)
     for (name, parameter), expected in zip(batched.model.named_parameters(), plain_grads):
         assert (expected.reshape(3, -1).abs().amax(1) > 0).all(), name
@@ -130,3 +130,27 @@ def _policy_of(batched, s: int) -> ActorCriticPolicy:
     """Seed s's ordinary policy holding the batched model's current weights."""
     batched.model.copy_to([agent.policy for agent in batched.agents])
     return batched.agents[s].policy
+
+
+@pytest.mark.parametrize("normalize_advantage", [True, False])
+@pytest.mark.parametrize("policy_case", sorted(POLICIES))
+def test_a2c_numpy_gradient_equals_autograd(policy_case, normalize_advantage):
+    action_space, net = POLICIES[policy_case]
+    torch.manual_seed(0)
+    policy = ActorCriticPolicy(BOX_OBS, action_space, normalize_obs=False, **net)
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    agent = pgrad.A2C.__new__(pgrad.A2C)
+    agent.config = pgrad.A2C.Config.build(dict(ent_coef=0.03, max_grad_norm=0.5, normalize_advantage=normalize_advantage))
+    agent.policy = policy
+    agent.setup()
+    obs, actions, _, _, advantages, returns = _minibatch(policy, batch=5)  # A2C's 5-step batch
+    plain = agent._autograd_step(*(torch.from_numpy(a) for a in (obs, actions, advantages, returns)))
+    plain_grads = [p.grad.clone() for p in policy.parameters()]
+    fast = agent._numpy_gradient_step(*(torch.from_numpy(a) for a in (obs, actions, advantages, returns)))
+    for (name, parameter), expected in zip(policy.named_parameters(), plain_grads):
+        torch.testing.assert_close(parameter.grad, expected, rtol=1e-5, atol=1e-6, msg=name)
+    assert fast.keys() == plain.keys()
+    for key, value in plain.items():
+        assert fast[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
