@@ -32,7 +32,7 @@ from pgrad.batched import SeedBatchedActorCritic, SeedBatchedLinear
 from pgrad.distributions import CategoricalHead, DiagGaussianHead
 from pgrad.envs.recorder import EpisodeRecorder
 from pgrad.envs.vector import LeanSyncVectorEnv
-from pgrad.fast_inference import _ACTIVATIONS, _LOG_SQRT_2PI, NumpyActorCritic, _fuse
+from pgrad.fast_inference import _ACTIVATIONS, _LOG_SQRT_2PI, NumpyActorCritic, _forward, _fuse
 from pgrad.normalize import RewardScaler
 from pgrad.policy import ActorCriticPolicy
 from pgrad.rollout import EpisodeLog, Rollout, RolloutCollector
@@ -114,24 +114,30 @@ class SeedBatchedNumpyActorCritic:
         return out
 
     def value(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """V of normalised observations, each by its own seed's critic."""
+        """V of normalised observations, each by its own seed's slice of the fused network that
+        :meth:`act` runs (so a bootstrap V(s') and a stored V(s) are one computation)."""
         if rows is None:
-            rows = np.arange(len(obs))
+            return self._forward(obs.reshape(self.n_seeds, self.n_envs, -1))[..., -1].reshape(-1)
         seeds = np.asarray(rows) // self.n_envs
         out = np.empty(len(seeds), dtype=np.float32)
         for s in np.unique(seeds):
-            out[seeds == s] = self.seed_twins[s].value(obs[seeds == s])
+            seed_layers = [(layer[0][s], layer[1][s]) if isinstance(layer, tuple) else layer for layer in self.layers]
+            out[seeds == s] = _forward(seed_layers, obs[seeds == s])[:, -1]
         return out
 
-    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sample raw actions for ``(S*N, obs_size)`` normalised observations: ``(action, log_prob, value)``."""
-        x = obs.reshape(self.n_seeds, self.n_envs, -1)  # (S, N, obs_size)
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """The stacked fused network on ``(S, N, obs_size)``: ``(S, N, n_out + 1)``."""
         for layer in self.layers:
             if isinstance(layer, tuple):
                 weight, bias = layer
                 x = x @ weight + bias
             else:
                 x = layer(x)
+        return x
+
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sample raw actions for ``(S*N, obs_size)`` normalised observations: ``(action, log_prob, value)``."""
+        x = self._forward(obs.reshape(self.n_seeds, self.n_envs, -1))  # (S, N, n_out + 1)
         out, value = x[..., :-1], x[..., -1]  # (S, N, n_out), (S, N)
         if self.discrete:
             shifted = out - out.max(axis=-1, keepdims=True)

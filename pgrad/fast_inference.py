@@ -174,7 +174,12 @@ class NumpyActorCritic:
         return np.minimum(np.maximum((obs - mean) / std, -self.clip), self.clip)  # np.clip's wrapper costs more
 
     def value(self, obs: np.ndarray) -> np.ndarray:
-        """State values ``(B,)`` for normalised observations (the policy must have a critic)."""
+        """State values ``(B,)`` for normalised observations (the policy must have a critic).
+
+        Fused, through the same network as :meth:`act`, so that a bootstrap V(s') and the V(s) a
+        rollout stored are one computation (one-step actor-critic's TD error subtracts them)."""
+        if self.fused is not None:
+            return _forward(self.fused, obs)[:, -1]
         return _forward(self.critic, obs)[:, 0]
 
     def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
