@@ -26,7 +26,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from pgrad.distributions import MIN_STD, CategoricalHead, DiagGaussianHead, TruncatedNormal, TruncatedNormalHead
 from pgrad.errors import ConfigError
-from pgrad.losses import clipped_surrogate_terms, value_squared_error
+from pgrad.losses import clipped_surrogate_terms, normalize_advantages, value_squared_error
 from pgrad.nets import ACTIVATIONS
 from pgrad.policy import ActorCriticPolicy
 
@@ -230,4 +230,4 @@ def seed_batched_value_loss(
 
 def normalize_per_seed(advantages: Tensor) -> Tensor:
     """``(A - mean) / (std + 1e-8)`` over each seed's own minibatch ``(S, B)``, as PPO does for one seed."""
-    return (advantages - advantages.mean(1, keepdim=True)) / (advantages.std(1, keepdim=True) + 1e-8)
+    return normalize_advantages(advantages)

@@ -29,7 +29,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from pgrad.batched import SeedBatchedActorCritic, SeedBatchedLinear
-from pgrad.distributions import CategoricalHead, DiagGaussianHead
+from pgrad.distributions import CategoricalHead
 from pgrad.envs.recorder import EpisodeRecorder
 from pgrad.envs.vector import LeanSyncVectorEnv
 from pgrad.fast_inference import _ACTIVATIONS, _LOG_SQRT_2PI, NumpyActorCritic, _forward, _fuse
@@ -63,9 +63,9 @@ class SeedBatchedNumpyActorCritic:
 
     def __init__(self, model: SeedBatchedActorCritic, policies: Sequence[ActorCriticPolicy], n_envs: int,
                  generators: Sequence[torch.Generator]) -> None:
-        """``policies``: the seeds' ordinary policies (their normalisers act here; their weights are
-        used for the per-row values of final observations, so keep them in step with ``model``);
-        ``generators``: one per seed, the source of that seed's action noise."""
+        """``policies``: the seeds' ordinary policies (their observation normalisers act here; all
+        weights are read from ``model``); ``generators``: one per seed, the source of that seed's
+        action noise."""
         if not self.supports(model):
             raise ValueError("no seed-batched numpy twin for this model; check SeedBatchedNumpyActorCritic.supports")
         self.model = model
@@ -82,7 +82,7 @@ class SeedBatchedNumpyActorCritic:
         """Linear/Tanh/ReLU layers, categorical or state-independent Gaussian head."""
         from pgrad.fast_update import NumpyPolicyGradient
 
-        return NumpyPolicyGradient.supports_seed_batched(model) and model.head_kind in (CategoricalHead, DiagGaussianHead)
+        return NumpyPolicyGradient.supports_seed_batched(model)
 
     def refresh(self) -> None:
         """Re-read the stacked weights and stds (after every update)."""
@@ -200,6 +200,9 @@ class SeedBatchedCollector(RolloutCollector):
     @torch.no_grad()
     def _values(self, raw_obs: np.ndarray, env_indices: np.ndarray | None = None) -> torch.Tensor:
         return torch.from_numpy(self.twin.value(self.twin.normalize(raw_obs, rows=env_indices), rows=env_indices))
+
+    def collect_episodes(self, *args, **kwargs):
+        raise NotImplementedError("seed-batched collection is by fixed numbers of steps (collect_per_seed)")
 
     def collect_per_seed(self, n_steps: int) -> list[tuple[Rollout, EpisodeLog]]:
         """``n_steps`` steps of every seed's envs; each seed's ``(rollout (T, N, ...), episodes)``."""

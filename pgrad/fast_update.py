@@ -246,11 +246,11 @@ class NumpyPolicyGradient:
             unclipped = ratio * advantages
             clipped = np.minimum(np.maximum(ratio, low), high) * advantages
             policy_loss = -mean(np.minimum(unclipped, clipped))
-            # d min / d ratio: torch.min sends the gradient to the smaller term (half to each on a tie)
-            # and clamp passes it only inside [low, high], where the terms tie exactly; so the
-            # gradient is A where the unclipped term is smaller or the ratio inside the range, else 0
-            # (the half share of an out-of-range tie needs A == 0)
-            d_objective = np.where((unclipped < clipped) | ((ratio >= low) & (ratio <= high)), advantages, np.float32(0.0))
+            # d min / d ratio: torch.min sends the gradient to the smaller term, half to each on a tie
+            # (inside [low, high] the terms tie exactly), and clamp passes it only inside the range
+            to_unclipped = (unclipped < clipped) + np.float32(0.5) * (unclipped == clipped)
+            inside = (ratio >= low) & (ratio <= high)
+            d_objective = advantages * (to_unclipped + (np.float32(1.0) - to_unclipped) * inside)
             grad_log_probs = -(d_objective * ratio) * inv_batch  # dL/d log pi, (..., B)
 
         # value loss, 0.5 mean((V - R)^2), optionally PPO2-clipped around the old values

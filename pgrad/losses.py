@@ -5,6 +5,7 @@ Metrics are detached Python floats for logging; only algorithms log them.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -81,3 +82,15 @@ def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> floa
     if target_var.item() == 0.0:
         return float("nan")
     return (1.0 - (targets - predictions).var() / target_var).item()
+
+
+def normalize_advantages(advantages):
+    """``(A - mean) / (std + 1e-8)`` over the last axis, each minibatch (or each seed's, with a
+    leading seed axis) on its own; numpy or torch in, the same out. The std is the unbiased one, as
+    ``torch.std`` computes it. A single sample is returned as is (its std is undefined).
+    Per-minibatch normalisation is one of the PPO details of Huang et al. (2022, detail 7)."""
+    if advantages.shape[-1] < 2:
+        return advantages
+    if isinstance(advantages, np.ndarray):
+        return (advantages - advantages.mean(-1, keepdims=True)) / (advantages.std(-1, ddof=1, keepdims=True) + np.float32(1e-8))
+    return (advantages - advantages.mean(-1, keepdim=True)) / (advantages.std(-1, keepdim=True) + 1e-8)

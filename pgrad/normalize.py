@@ -41,11 +41,23 @@ class RunningMeanStd(nn.Module):
         else:
             self.merge(batch.mean(axis=0), batch.var(axis=0), batch.shape[0])
 
+    def numpy_views(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean, var, count)`` as numpy views of the buffers, looked up once (this runs every env
+        step; ``nn.Module`` attribute lookups and ``.numpy()`` cost ~1 us each) and again only if a
+        buffer was replaced (``load_state_dict`` copies into the same ones)."""
+        buffers = self._buffers
+        cached = self.__dict__.get("_views")
+        if cached is None or cached[0] is not buffers["mean"] or cached[1] is not buffers["var"] or cached[2] is not buffers["count"]:
+            cached = (buffers["mean"], buffers["var"], buffers["count"],
+                      buffers["mean"].numpy(), buffers["var"].numpy(), buffers["count"].numpy())
+            self.__dict__["_views"] = cached
+        return cached[3], cached[4], cached[5]
+
     def merge(self, batch_mean: np.ndarray, batch_var: np.ndarray | float, batch_count: float) -> None:
         """Merge the statistics of a batch seen elsewhere (e.g. in a worker process)."""
         if batch_count == 0:
             return
-        mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
+        mean, var, count = self.numpy_views()
         delta = batch_mean - mean
         total = count + batch_count
         m2 = var * count + batch_var * batch_count + delta * delta * (count * batch_count / total)
@@ -108,5 +120,6 @@ class RewardScaler(nn.Module):
             discounted_return += rewards.astype(np.float64)
             self.stats.update(discounted_return)
             discounted_return[episode_ended] = 0.0
-        std = np.sqrt(self.stats.var.numpy() + self.eps).astype(rewards.dtype)
-        return np.clip(rewards / std, -self.clip, self.clip)
+        std = np.sqrt(self.stats.numpy_views()[1] + self.eps).astype(rewards.dtype)
+        # np.minimum(np.maximum(...)): np.clip without its wrapper, which costs more than the maths here
+        return np.minimum(np.maximum(rewards / std, -self.clip), self.clip)

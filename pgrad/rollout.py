@@ -195,6 +195,7 @@ class RolloutCollector:
             n_valid = int(valid.sum())
         else:
             valid = self._all_valid
+            terminated = terminated.astype(bool, copy=True)  # ours: collect_episodes keeps it across steps
             truncated = truncated & ~terminated
             n_valid = self.n_envs
         ended = terminated | truncated

@@ -30,13 +30,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
 from pgrad.fast_update import NumpyPolicyGradient
-from pgrad.losses import explained_variance, policy_gradient_loss, value_loss
+from pgrad.losses import explained_variance, normalize_advantages, policy_gradient_loss, value_loss
 from pgrad.returns import gae
 
 
@@ -117,10 +116,7 @@ class A2C(Algorithm):
         return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)
 
     def _normalized_advantages(self, advantages):
-        if not self.config.normalize_advantage or advantages.shape[0] < 2:
-            return advantages
-        std = advantages.std(ddof=1) if isinstance(advantages, np.ndarray) else advantages.std()
-        return (advantages - advantages.mean()) / (std + 1e-8)
+        return normalize_advantages(advantages) if self.config.normalize_advantage else advantages
 
     def _autograd_step(self, obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         """Set ``.grad`` to the clipped gradient of A2C's loss on the batch, by torch autograd."""

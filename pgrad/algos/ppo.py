@@ -29,7 +29,7 @@ from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
 from pgrad.errors import ConfigError
 from pgrad.fast_update import NumpyPolicyGradient
-from pgrad.losses import clipped_surrogate_loss, explained_variance, value_loss
+from pgrad.losses import clipped_surrogate_loss, explained_variance, normalize_advantages, value_loss
 from pgrad.returns import gae
 
 
@@ -161,11 +161,7 @@ class PPO(Algorithm):
         return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)
 
     def _normalized_advantages(self, advantages):
-        """Per-minibatch advantage normalisation (Huang et al. 2022, detail 7), for numpy or torch."""
-        if not self.config.norm_adv or advantages.shape[0] < 2:
-            return advantages
-        std = advantages.std(ddof=1) if isinstance(advantages, np.ndarray) else advantages.std()
-        return (advantages - advantages.mean()) / (std + 1e-8)
+        return normalize_advantages(advantages) if self.config.norm_adv else advantages
 
     def _autograd_step(
         self, obs: torch.Tensor, actions: torch.Tensor, old_log_probs: torch.Tensor, old_values: torch.Tensor,

@@ -43,14 +43,14 @@ import torch
 from pgrad.algos.base import decay_learning_rate
 from pgrad.algos.ppo import PPO
 from pgrad.batched import (
-    SeedBatchedActorCritic, normalize_per_seed, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
+    SeedBatchedActorCritic, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
     seed_batched_value_loss,
 )
 from pgrad.batched_rollout import SeedBatchedCollector, SeedBatchedNumpyActorCritic
 from pgrad.errors import ConfigError, NonFiniteError
 from pgrad.fast_update import NumpyPolicyGradient
 from pgrad.io import write_json
-from pgrad.losses import explained_variance
+from pgrad.losses import explained_variance, normalize_advantages
 from pgrad.returns import gae
 
 
@@ -84,10 +84,17 @@ class SeedBatchedPPO:
             self.generators.append(generator)
         self.collector: SeedBatchedCollector | None = None  # built at the first rollout, as PPO's
         c = self.config = self.agents[0].config
-        if c.target_kl is not None:
-            raise ConfigError("target_kl is not supported with seed batching yet (seeds would stop epochs at different times); unset it")
-        if c.autoreset_mode != "same_step":
-            raise ConfigError("seed batching needs autoreset_mode=same_step (every step a transition, same batch size per seed)")
+        problem = (
+            "target_kl is not supported with seed batching yet (seeds would stop epochs at different times); unset it"
+            if c.target_kl is not None else
+            "seed batching steps every seed's envs in this process: vectorization must be sync"
+            if c.vectorization != "sync" else
+            "seed batching needs autoreset_mode=same_step (every step a transition, same batch size per seed)"
+            if c.autoreset_mode != "same_step" else None
+        )
+        if problem is not None:
+            self.close()  # the agents' envs (async ones have worker processes)
+            raise ConfigError(problem)
         self.model = SeedBatchedActorCritic.from_policies([agent.policy for agent in self.agents])
         # One Adam over the stacked parameters is one Adam per seed (module docstring).
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, eps=c.adam_eps, fused=True)
@@ -194,11 +201,8 @@ class SeedBatchedPPO:
         return rows, [episodes for _, episodes in collected]
 
     def _advantages_per_seed(self, advantages):
-        if not self.config.norm_adv or advantages.shape[-1] < 2:
-            return advantages
-        if isinstance(advantages, np.ndarray):  # as normalize_per_seed, in numpy
-            return (advantages - advantages.mean(-1, keepdims=True)) / (advantages.std(-1, ddof=1, keepdims=True) + np.float32(1e-8))
-        return normalize_per_seed(advantages)
+        """Advantages normalised over each seed's own minibatch ``(S, b)``, as PPO does for one seed."""
+        return normalize_advantages(advantages) if self.config.norm_adv else advantages
 
     def _autograd_step(self, obs, actions, old_log_probs, old_values, advantages, returns) -> dict[str, Any]:
         """Set ``.grad`` of the stacked parameters to each seed's clipped PPO gradient, by autograd;

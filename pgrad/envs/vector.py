@@ -29,13 +29,17 @@ class LeanSyncVectorEnv(SyncVectorEnv):
         episode-end entries (``final_obs``, ``final_info``) of SAME_STEP autoreset."""
         super().__init__(*args, **kwargs)
         self.keep_infos = keep_infos
-        self._flat = isinstance(self.single_observation_space, (spaces.Box, spaces.Discrete)) and self.autoreset_mode in (
+        # The parent's buffers this step writes into (Gymnasium 1.x); without them, the parent's step.
+        internals = all(hasattr(self, name) for name in ("_env_obs", "_observations", "_autoreset_envs", "_rewards"))
+        self._flat = internals and isinstance(self.single_observation_space, (spaces.Box, spaces.Discrete)) and self.autoreset_mode in (
             AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP,
         )
 
     def step(self, actions: Any):
         if not self._flat:
             return super().step(actions)
+        if len(actions) != self.num_envs:
+            raise ValueError(f"{len(actions)} actions for {self.num_envs} envs")
         infos: dict[str, Any] = {}
         next_step = self.autoreset_mode is AutoresetMode.NEXT_STEP
         observations = self._observations  # (N, *obs_shape), the parent's batch buffer

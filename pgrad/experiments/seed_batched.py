@@ -81,14 +81,23 @@ def run_seeds_batched(spec: TrainSpec, seeds: list[int], workers: int | None = N
     check_batched_spec(spec, seeds)
     groups = seed_groups(seeds, workers)
     summaries: dict[int, dict[str, Any]] = {}
+    failures: list[str] = []
     if len(groups) == 1:
         summaries.update(_train_group(spec, groups[0]))
     else:
         with ProcessPoolExecutor(max_workers=len(groups), mp_context=get_context("spawn")) as pool:
-            for future in [pool.submit(_train_group, spec, group) for group in groups]:
-                summaries.update(future.result())
+            futures = [(group, pool.submit(_train_group, spec, group)) for group in groups]
+            for group, future in futures:
+                try:
+                    summaries.update(future.result())
+                except ConfigError:  # bad input: every group refuses it alike
+                    raise
+                except Exception as exc:  # one group failing must not lose the others' results
+                    failures.append(f"seeds {group}: {exc}")
     summary = aggregate(spec, seeds, summaries)
     summary["batched"] = True
     summary["batched_groups"] = groups
     write_json(Path(spec.out) / "summary.json", summary)
+    if failures:
+        raise TrainingError("; ".join(failures))
     return summary

@@ -147,3 +147,18 @@ def test_cli_batched_seed_groups_in_processes_equal_one_group(tmp_path):
         for key in one:
             torch.testing.assert_close(two[key], one[key], rtol=1e-6, atol=1e-7, msg=f"seed {seed}: {key}")
         assert (tmp_path / "two" / f"seed_{seed}" / "episodes.csv").read_text() == (tmp_path / "one" / f"seed_{seed}" / "episodes.csv").read_text()
+
+
+def short_pendulum() -> gym.Env:
+    """Pendulum cut at 10 steps: every env of every seed truncates at the same steps."""
+    return gym.make("Pendulum-v1", max_episode_steps=10)
+
+
+def test_truncations_in_every_seed_bootstrap_with_each_seeds_own_values():
+    """V(final observation) of truncated episodes: rows of several seeds in one step, each valued
+    (and normalised) by its own seed; the first update then equals each seed's lone run."""
+    hyperparameters = {**SMALL, "normalize_obs": True, "normalize_reward": True}
+    batched = SeedBatchedPPO(short_pendulum, SEEDS, **hyperparameters).learn(128)
+    batched.close()
+    assert all(len(agent.logger.episodes) == 12 for agent in batched.agents)  # 4 envs x 3 truncations
+    assert_same_policies(batched, separately(short_pendulum, 128, **hyperparameters), atol=1e-5)
