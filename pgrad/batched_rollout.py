@@ -127,13 +127,7 @@ class SeedBatchedNumpyActorCritic:
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         """The stacked fused network on ``(S, N, obs_size)``: ``(S, N, n_out + 1)``."""
-        for layer in self.layers:
-            if isinstance(layer, tuple):
-                weight, bias = layer
-                x = x @ weight + bias
-            else:
-                x = layer(x)
-        return x
+        return _forward(self.layers, x)
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sample raw actions for ``(S*N, obs_size)`` normalised observations: ``(action, log_prob, value)``."""
