@@ -29,3 +29,19 @@ def test_policy_gradient_loss_gradient_is_the_score_function_estimator():
     score = torch.nn.functional.one_hot(actions, 3) - torch.softmax(logits.detach(), dim=-1)
     torch.testing.assert_close(logits.grad, -(advantages.detach()[:, None] * score) / 6)
     assert advantages.grad is None
+
+
+def test_normalize_advantages_numpy_equals_torch_per_row():
+    import numpy as np
+
+    from pgrad.losses import normalize_advantages
+
+    advantages = np.random.default_rng(0).normal(2.0, 3.0, (3, 17)).astype(np.float32)  # (seeds, batch)
+    out_np = normalize_advantages(advantages)
+    out_t = normalize_advantages(torch.from_numpy(advantages))
+    np.testing.assert_allclose(out_np, out_t.numpy(), rtol=1e-5, atol=1e-6)
+    for row, expected in zip(advantages, out_np):  # each row on its own, with torch.std's unbiased std
+        t = torch.from_numpy(row)
+        np.testing.assert_allclose(expected, ((t - t.mean()) / (t.std() + 1e-8)).numpy(), rtol=1e-5, atol=1e-6)
+    single = np.array([1.5], dtype=np.float32)
+    assert normalize_advantages(single) is single  # one sample has no std: left as is
