@@ -89,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.batched:
             from pgrad.experiments.seed_batched import check_batched_spec
 
-            check_batched_spec(spec, seeds)
+            check_batched_spec(spec, seeds, agent.config)
         if spec.resume and len(seeds) == 1:
             if args.seeds is None and any(Path(spec.out).glob("seed_*/checkpoint/state.json")):
                 raise ConfigError(f"--resume {spec.out} is a multi-seed run; resume it with its --seeds")

@@ -54,6 +54,17 @@ from pgrad.losses import explained_variance, normalize_advantages
 from pgrad.returns import gae
 
 
+def unsupported_for_batching(config: Any) -> str | None:
+    """Why seed batching cannot train with this PPO config (a one-line message), or None."""
+    if config.target_kl is not None:
+        return "target_kl is not supported with seed batching yet (seeds would stop epochs at different times); unset it"
+    if config.vectorization != "sync":
+        return "seed batching steps every seed's envs in this process: vectorization must be sync"
+    if config.autoreset_mode != "same_step":
+        return "seed batching needs autoreset_mode=same_step (every step a transition, same batch size per seed)"
+    return None
+
+
 class SeedBatchedPPO:
     """Several seeds of :class:`PPO`, each learning as it does alone, updated as one batched model."""
 
@@ -84,14 +95,7 @@ class SeedBatchedPPO:
             self.generators.append(generator)
         self.collector: SeedBatchedCollector | None = None  # built at the first rollout, as PPO's
         c = self.config = self.agents[0].config
-        problem = (
-            "target_kl is not supported with seed batching yet (seeds would stop epochs at different times); unset it"
-            if c.target_kl is not None else
-            "seed batching steps every seed's envs in this process: vectorization must be sync"
-            if c.vectorization != "sync" else
-            "seed batching needs autoreset_mode=same_step (every step a transition, same batch size per seed)"
-            if c.autoreset_mode != "same_step" else None
-        )
+        problem = unsupported_for_batching(c)
         if problem is not None:
             self.close()  # the agents' envs (async ones have worker processes)
             raise ConfigError(problem)

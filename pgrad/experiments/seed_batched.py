@@ -21,8 +21,9 @@ from pgrad.io import write_json
 BATCHED_ALGORITHMS = ("ppo",)
 
 
-def check_batched_spec(spec: TrainSpec, seeds: list[int]) -> None:
-    """ConfigError (one line) for what seed batching does not support yet."""
+def check_batched_spec(spec: TrainSpec, seeds: list[int], config: Any = None) -> None:
+    """ConfigError (one line) for what seed batching does not support yet; with ``config`` (the
+    resolved PPO config of the first seed), its hyperparameters too, before any process starts."""
     if spec.algo not in BATCHED_ALGORITHMS:
         raise ConfigError(f"--batched supports {', '.join(BATCHED_ALGORITHMS)}, not {spec.algo!r}")
     if len(seeds) < 2:
@@ -31,6 +32,12 @@ def check_batched_spec(spec: TrainSpec, seeds: list[int]) -> None:
                               ("--eval-every", spec.eval_every is not None)):
         if unsupported:
             raise ConfigError(f"{flag} is not supported with --batched yet")
+    if config is not None:
+        from pgrad.algos.ppo_batched import unsupported_for_batching
+
+        problem = unsupported_for_batching(config)
+        if problem is not None:
+            raise ConfigError(problem)
 
 
 def seed_groups(seeds: list[int], workers: int | None) -> list[list[int]]:
