@@ -138,6 +138,9 @@ class Config:
     )
     log_std_init: float = param(0.0, "initial log standard deviation of continuous policies")
     state_dependent_std: bool = param(False, "std from the network via softplus instead of a free log-std parameter")
+    ortho_init: bool = param(
+        True, "orthogonal init (gains sqrt 2, 0.01 policy output, 1 value output); false: PyTorch's default init, as SB3's ortho_init=False"
+    )
     normalize_obs: bool = param(True, "normalize observations with running mean/std (saved with the policy)")
     normalize_reward: bool = param(False, "scale rewards by the running std of the discounted return")
     vectorization: str = param("sync", "how vector envs step: in this process or one subprocess each", choices=("sync", "async"))

@@ -94,6 +94,19 @@ class ActorCriticPolicy(nn.Module):
             "normalize_obs": normalize_obs, "with_critic": with_critic,
         }
 
+    def use_torch_default_init(self) -> None:
+        """Re-initialise every linear and LSTM layer with PyTorch's default init instead of pgrad's
+        orthogonal one (``ortho_init=false``).
+
+        This is what Stable-Baselines3 does with ``ortho_init=False``, which the RL Zoo's tuned
+        MuJoCo PPO presets use. The learned log-std vector keeps ``log_std_init``, and a
+        state-dependent std layer keeps its small weights and the bias that sets the initial std.
+        """
+        std_layers = set(self.head.std.modules()) if hasattr(self.head, "std") else set()
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.LSTM)) and module not in std_layers:
+                module.reset_parameters()
+
     # -- observations ------------------------------------------------------------------------
 
     def obs_to_tensor(self, obs: Any) -> torch.Tensor:

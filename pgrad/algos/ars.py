@@ -72,7 +72,8 @@ class ARSConfig(Config):
     paper's HalfCheetah noise. V1 / V2: ``normalize_obs``; the "-t" variants: ``n_top < n_directions``.
 
     Inherited fields that ARS does not use: gamma, action_dist, log_std_init, state_dependent_std,
-    vectorization, autoreset_mode (ARS acts deterministically with whole-episode returns)."""
+    vectorization, autoreset_mode (ARS acts deterministically with whole-episode returns);
+    ortho_init only for the mlp policy (the linear one starts at zero)."""
 
     lr: float = param(0.02, "step size alpha of the update", low=0.0, low_open=True)
     noise_std: float = param(0.03, "exploration noise nu: std of the parameter perturbations", low=0.0, low_open=True)
@@ -331,7 +332,12 @@ class ARS(Algorithm):
 
     def build_policy(self) -> ARSPolicy:
         c = self.config
-        return ARSPolicy(self.observation_space, self.action_space, c.policy_type, c.hidden_sizes, c.activation, c.normalize_obs)
+        policy = ARSPolicy(self.observation_space, self.action_space, c.policy_type, c.hidden_sizes, c.activation, c.normalize_obs)
+        if c.policy_type == "mlp" and not c.ortho_init:
+            for layer in policy.net.modules():
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
+        return policy
 
     def setup(self) -> None:
         self.pool: WorkerPool | None = None

@@ -149,6 +149,8 @@ class Algorithm:
             action_dist=c.action_dist, log_std_init=c.log_std_init, state_dependent_std=c.state_dependent_std,
             normalize_obs=c.normalize_obs, with_critic=self.uses_critic,
         )
+        if not c.ortho_init:
+            policy.use_torch_default_init()
         # The return statistics travel with the policy's weights, like the observation ones.
         policy.reward_scaler = RewardScaler(c.n_envs, c.gamma) if c.normalize_reward else None
         return policy

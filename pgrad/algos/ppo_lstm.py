@@ -235,6 +235,8 @@ class RecurrentPPO(Algorithm):
             shared_lstm=c.shared_lstm, hidden_sizes=c.hidden_sizes, activation=c.activation, action_dist=c.action_dist,
             log_std_init=c.log_std_init, state_dependent_std=c.state_dependent_std, normalize_obs=c.normalize_obs,
         )
+        if not c.ortho_init:
+            policy.use_torch_default_init()
         policy.reward_scaler = RewardScaler(c.n_envs, c.gamma) if c.normalize_reward else None
         return policy
 
