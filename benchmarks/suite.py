@@ -89,11 +89,11 @@ def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Pa
         print(f"{algo} on {env}: training seeds {missing}{how} ({len(seeds) - len(missing)} already done)", file=sys.stderr)
         spec = TrainSpec(algo=algo, env=env, seed=missing[0], out=str(out), steps=steps, quiet=True)
         if batch:
-            from pgrad.errors import ConfigError, TrainingError
+            from pgrad.errors import ConfigError
 
             try:
-                run_seeds_batched(spec, missing, workers)
-            except (ConfigError, TrainingError) as exc:  # reported like run_seeds' failures; the suite goes on
+                _, errors = run_seeds_batched(spec, missing, workers)
+            except ConfigError as exc:  # reported like run_seeds' failures; the suite goes on
                 errors = [f"{algo} on {env}: {exc}"]
         else:
             _, errors = run_seeds(spec, missing, workers=workers)

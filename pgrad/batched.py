@@ -85,15 +85,6 @@ class SeedBatchedMLP(nn.Module):
             x = layer(x)
         return x
 
-    def copy_to(self, mlps: Sequence[nn.Sequential]) -> None:
-        """Write seed ``s``'s weights into ``mlps[s]`` (same architecture)."""
-        with torch.no_grad():
-            for position, layer in enumerate(self.layers):
-                if isinstance(layer, SeedBatchedLinear):
-                    for mlp, (weight, bias) in zip(mlps, layer.linears()):
-                        mlp[position].weight.copy_(weight)
-                        mlp[position].bias.copy_(bias)
-
 
 def check_batchable(policy: ActorCriticPolicy) -> None:
     """Raise ConfigError (one line) if ``policy`` has a part :class:`SeedBatchedActorCritic` lacks."""
@@ -161,28 +152,58 @@ class SeedBatchedActorCritic(nn.Module):
         """State values ``(S, B)`` for normalised observations ``(S, B, obs_size)``."""
         return self.critic(obs).squeeze(-1)
 
+    def parameter_pairs(self, policies: Sequence[ActorCriticPolicy]) -> list[tuple[nn.Parameter, list[nn.Parameter]]]:
+        """Each stacked parameter with the ``S`` policy parameters it holds: ``stacked[s]`` is ``policies[s]``'s.
+
+        Every stacked parameter appears once; :meth:`copy_to`, :meth:`copy_from` and the split of the
+        optimiser state into per-seed checkpoints (pgrad/algos/ppo_batched.py) all use this mapping.
+        """
+        if len(policies) != self.n_seeds:
+            raise ValueError(f"parameter_pairs needs {self.n_seeds} policies, got {len(policies)}")
+
+        def linears(policy: ActorCriticPolicy) -> list[nn.Linear]:
+            head = policy.head
+            out = head.logits if isinstance(head, CategoricalHead) else head.mean if isinstance(head, DiagGaussianHead) else head.loc
+            found = [m for m in policy.actor_body if isinstance(m, nn.Linear)]
+            found += [m for m in policy.critic if isinstance(m, nn.Linear)]
+            found.append(out)
+            if not isinstance(head, CategoricalHead) and self.state_dependent_std:
+                found.append(head.std.linear)
+            return found
+
+        stacked_linears = [layer for layer in self.actor_body.layers if isinstance(layer, SeedBatchedLinear)]
+        stacked_linears += [layer for layer in self.critic.layers if isinstance(layer, SeedBatchedLinear)]
+        stacked_linears.append(self.head_linear)
+        if self.head_kind is not CategoricalHead and self.state_dependent_std:
+            stacked_linears.append(self.std_linear)
+        per_policy = [linears(policy) for policy in policies]
+        pairs: list[tuple[nn.Parameter, list[nn.Parameter]]] = []
+        for position, stacked in enumerate(stacked_linears):
+            pairs.append((stacked.weight, [layers[position].weight for layers in per_policy]))
+            pairs.append((stacked.bias, [layers[position].bias for layers in per_policy]))
+        if self.head_kind is not CategoricalHead and not self.state_dependent_std:
+            pairs.append((self.log_std, [policy.head.std.log_std for policy in policies]))
+        if {id(p) for p, _ in pairs} != {id(p) for p in self.parameters()}:
+            raise AssertionError("parameter_pairs does not cover the stacked model's parameters")
+        return pairs
+
     def copy_to(self, policies: Sequence[ActorCriticPolicy]) -> None:
         """Write seed ``s``'s weights into ``policies[s]`` (normalisers there are left as they are).
 
         This is the inverse of :meth:`from_policies`: afterwards each policy is an ordinary
         single-seed policy that saves to ``policy.safetensors`` and acts as usual.
         """
-        if len(policies) != self.n_seeds:
-            raise ValueError(f"copy_to needs {self.n_seeds} policies, got {len(policies)}")
-        self.actor_body.copy_to([p.actor_body for p in policies])
-        self.critic.copy_to([p.critic for p in policies])
         with torch.no_grad():
-            for s, policy in enumerate(policies):
-                head = policy.head
-                linear = head.logits if isinstance(head, CategoricalHead) else head.mean if isinstance(head, DiagGaussianHead) else head.loc
-                linear.weight.copy_(self.head_linear.weight[s])
-                linear.bias.copy_(self.head_linear.bias[s])
-                if not isinstance(head, CategoricalHead):
-                    if self.state_dependent_std:
-                        head.std.linear.weight.copy_(self.std_linear.weight[s])
-                        head.std.linear.bias.copy_(self.std_linear.bias[s])
-                    else:
-                        head.std.log_std.copy_(self.log_std[s])
+            for stacked, per_seed in self.parameter_pairs(policies):
+                for s, parameter in enumerate(per_seed):
+                    parameter.copy_(stacked[s])
+
+    def copy_from(self, policies: Sequence[ActorCriticPolicy]) -> None:
+        """Overwrite the stacked weights with ``policies``' (the inverse of :meth:`copy_to`; used on resume)."""
+        with torch.no_grad():
+            for stacked, per_seed in self.parameter_pairs(policies):
+                for s, parameter in enumerate(per_seed):
+                    stacked[s].copy_(parameter)
 
 
 def per_seed_grad_norm_clip_(parameters: Sequence[Tensor], max_norm: float) -> Tensor:

@@ -29,6 +29,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from pgrad.batched import SeedBatchedActorCritic, SeedBatchedLinear
+from pgrad.checkpointing import collector_state
 from pgrad.distributions import CategoricalHead
 from pgrad.envs.recorder import EpisodeRecorder
 from pgrad.envs.vector import LeanSyncVectorEnv
@@ -173,19 +174,37 @@ class SeedBatchedCollector(RolloutCollector):
     """The collector over every seed's envs, acting through :class:`SeedBatchedNumpyActorCritic`."""
 
     def __init__(self, model: SeedBatchedActorCritic, policies: Sequence[ActorCriticPolicy], vector_envs: Sequence[VectorEnv],
-                 seeds: Sequence[int], generators: Sequence[torch.Generator], start_steps: Sequence[int]) -> None:
+                 seeds: Sequence[int], generators: Sequence[torch.Generator], start_steps: Sequence[int], *,
+                 keep_recorders: bool = False, restored: Sequence[RolloutCollector] | None = None) -> None:
         """``vector_envs``: each seed's own (un-reset) same-step vector env; their sub-envs are stepped
-        here as one. ``start_steps``: each seed's transition count so far (episodes are stamped with it)."""
+        here as one. ``start_steps``: each seed's transition count so far (episodes are stamped with it).
+
+        ``keep_recorders``: step through the sub-envs' resume recorders (pgrad/envs/recorder.py,
+        ~5 us a step), needed only if checkpoints are written. ``restored``: each seed's collector
+        as loaded from its checkpoint, its envs already replayed; collection continues from their
+        observations and running episodes instead of resetting the envs.
+        """
         self.n_seeds, self.envs_per_seed = len(seeds), vector_envs[0].num_envs
         self.start_steps = list(start_steps)
-        # Without the resume recorder (pgrad/envs/recorder.py, ~5 us a step): seed-batched runs write no
-        # checkpoints, so nothing would ever replay what it records.
-        sub_envs = [env.env if isinstance(env, EpisodeRecorder) else env for vector_env in vector_envs for env in vector_env.envs]
+        sub_envs = [
+            env.env if isinstance(env, EpisodeRecorder) and not keep_recorders else env
+            for vector_env in vector_envs for env in vector_env.envs
+        ]
         combined = LeanSyncVectorEnv([lambda env=env: env for env in sub_envs], autoreset_mode=AutoresetMode.SAME_STEP, keep_infos=False)
         self.twin = SeedBatchedNumpyActorCritic(model, policies, self.envs_per_seed, generators)
         scalers = [policy.reward_scaler for policy in policies]
         scaler = SeedBatchedRewardScaler(scalers, self.envs_per_seed) if scalers[0] is not None else None
-        super().__init__(combined, policies[0], seed=combined_env_seeds(seeds, self.envs_per_seed), reward_scaler=scaler, start_step=0)
+        initial_obs = None if restored is None else np.concatenate([collector.obs for collector in restored])
+        super().__init__(combined, policies[0], seed=combined_env_seeds(seeds, self.envs_per_seed), reward_scaler=scaler,
+                         start_step=0, initial_obs=initial_obs)
+        if restored is not None:
+            self.episode_return = np.concatenate([collector.episode_return for collector in restored])
+            self.episode_length = np.concatenate([collector.episode_length for collector in restored])
+
+    def seed_state(self, s: int) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Checkpoint state of seed ``s``'s envs, exactly as its own single-seed collector would hold it."""
+        rows = slice(s * self.envs_per_seed, (s + 1) * self.envs_per_seed)
+        return collector_state(self, rows=rows, total_transitions=self.start_steps[s])
 
     def _sync_fast_inference(self) -> None:
         self.fast = self.twin

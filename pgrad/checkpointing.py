@@ -45,17 +45,27 @@ def _to_tensor(value: Any) -> torch.Tensor:
 # pending_reset, episode_return, episode_length, total_transitions, _episode_buffer, _episode_starts.
 
 
-def collector_state(collector: RolloutCollector) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """``(json, tensors)`` of everything the collector carries between two rollouts."""
+def collector_state(
+    collector: RolloutCollector, rows: slice | None = None, total_transitions: int | None = None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(json, tensors)`` of everything the collector carries between two rollouts.
+
+    ``rows`` and ``total_transitions``: the state of one seed's envs in a seed-batched collector
+    (pgrad/batched_rollout.py), as that seed's own collector would hold it.
+    """
+    rows = slice(None) if rows is None else rows
     tensors = {
-        "collector.obs": _to_tensor(collector.obs),
-        "collector.pending_reset": _to_tensor(collector.pending_reset),
-        "collector.episode_return": _to_tensor(collector.episode_return),
-        "collector.episode_length": _to_tensor(collector.episode_length),
+        "collector.obs": _to_tensor(collector.obs[rows]),
+        "collector.pending_reset": _to_tensor(collector.pending_reset[rows]),
+        "collector.episode_return": _to_tensor(collector.episode_return[rows]),
+        "collector.episode_length": _to_tensor(collector.episode_length[rows]),
     }
-    state: dict[str, Any] = {"total_transitions": collector.total_transitions, "episode_buffer": None}
+    total = collector.total_transitions if total_transitions is None else total_transitions
+    state: dict[str, Any] = {"total_transitions": total, "episode_buffer": None}
     buffer = collector._episode_buffer
     if buffer is not None:
+        if rows != slice(None):
+            raise ValueError("a collector holding unfinished episodes (collect_episodes) cannot be split by rows")
         state["episode_buffer"] = {
             "length": len(buffer), "starts": list(collector._episode_starts), "none_fields": [], "numpy_fields": [],
         }

@@ -90,11 +90,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             from pgrad.experiments.seed_batched import check_batched_spec
 
             check_batched_spec(spec, seeds, agent.config)
+        elif args.batched is None:  # not asked either way: batch wherever it trains the seeds exactly as alone
+            from pgrad.experiments.seed_batched import batched_by_default
+
+            args.batched = args.backend == "local" and batched_by_default(spec, seeds, agent.config, args.workers)
         if spec.resume and len(seeds) == 1:
             if args.seeds is None and any(Path(spec.out).glob("seed_*/checkpoint/state.json")):
                 raise ConfigError(f"--resume {spec.out} is a multi-seed run; resume it with its --seeds")
             prepare_resume(spec, agent, steps)
-        elif spec.resume and not args.batched:
+        elif spec.resume:
             agent.close()
             check_seed_resumes(spec, seeds)
     except ConfigError as exc:
@@ -104,6 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.quiet:
         preset = f" (preset {agent.preset})" if agent.preset else ""
         seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {' '.join(map(str, seeds))}"
+        seed_text += " as seed-batched models" if args.batched else ""
         verb = "resuming" if spec.resume else "training"
         print(f"{verb} {agent.name} on {agent.env_id}{preset} for {steps:,} steps, {seed_text} -> {out}", file=sys.stderr)
 
@@ -112,11 +117,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         from pgrad.experiments.seed_batched import run_seeds_batched
 
         try:
-            summary, errors = run_seeds_batched(spec, seeds, args.workers), []
+            summary, errors = run_seeds_batched(spec, seeds, args.workers)
+        except KeyboardInterrupt:
+            return _fail(f"interrupted; checkpoints are in {out}/seed_*/checkpoint (resume with --resume {out})", 130)
         except ConfigError as exc:
             return _fail(str(exc), EXIT_USAGE)
-        except TrainingError as exc:
-            return _fail(f"training failed: {exc}", EXIT_FAILURE)
     if len(seeds) > 1:
         agent.close()
         try:
@@ -348,7 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--backend", choices=("local", "ray"), default="local")
     train.add_argument("--workers", type=int, default=None, help="parallel seed processes; for one ars seed, rollout workers (default: all cores)")
-    train.add_argument("--batched", action="store_true", help="ppo, several --seeds: train them as seed-batched models, the seeds split over --workers processes (default: one per core)")
+    batching = train.add_mutually_exclusive_group()
+    batching.add_argument("--batched", action="store_true", default=None,
+                          help="ppo, several --seeds: train them as seed-batched models, split over --workers processes "
+                               "(the default for ppo wherever its settings allow; this makes it an error when they do not)")
+    batching.add_argument("--no-batched", dest="batched", action="store_false",
+                          help="ppo, several --seeds: one process per seed instead of seed-batched models")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its checkpoint (same command otherwise)")
     train.add_argument("--allow-changes", action="store_true", help="with --resume: accept settings that differ from the run's")
     train.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: every 60 s)")

@@ -110,10 +110,12 @@ class RolloutCollector:
         reward_scaler: RewardScaler | None = None,
         start_step: int = 0,
         fast_inference: bool = True,
+        initial_obs: np.ndarray | None = None,
     ) -> None:
         """``fast_inference``: act through :class:`pgrad.fast_inference.NumpyActorCritic` where the
         policy supports it (same random numbers, float32 rounding apart the same actions); False
-        forces the plain torch path."""
+        forces the plain torch path. ``initial_obs``: the current observations of envs that are
+        already running (a resumed seed-batched run replayed them); None resets ``envs`` with ``seed``."""
         self.envs = envs
         self.policy = policy
         self.fast_inference = fast_inference
@@ -122,7 +124,7 @@ class RolloutCollector:
         self.reward_scaler = reward_scaler
         self.n_envs = envs.num_envs
         self.mode = autoreset_mode_of(envs)
-        obs, _ = envs.reset(seed=seed)
+        obs = envs.reset(seed=seed)[0] if initial_obs is None else initial_obs
         self._check_finite(obs, "observation", 0)
         self.obs = obs
         # NEXT_STEP: envs whose previous step ended an episode; their next step is a reset.

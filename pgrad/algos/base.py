@@ -393,17 +393,26 @@ class Algorithm:
             "eval_episodes": evaluation["episodes"] if evaluation else None,
         }
 
-    def save_checkpoint(self, folder: str | Path) -> None:
-        """Write everything training carries between iterations to ``folder`` (see pgrad.checkpointing)."""
+    def save_checkpoint(
+        self, folder: str | Path, *, collector: tuple[dict, dict] | None = None, torch_rng_state: torch.Tensor | None = None
+    ) -> None:
+        """Write everything training carries between iterations to ``folder`` (see pgrad.checkpointing).
+
+        ``collector`` and ``torch_rng_state`` stand in for this agent's own collector state and
+        torch's global generator when another object holds them (a seed-batched run's shared
+        collector and per-seed generator, pgrad/algos/ppo_batched.py).
+        """
         tensors = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
         optimizer_meta = {}
         for name, optimizer in self.optimizers().items():
             optimizer_tensors, optimizer_meta[name] = optimizer_to_tensors(optimizer, prefix=f"optimizer.{name}.")
             tensors.update(optimizer_tensors)
-        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.torch"] = torch.get_rng_state() if torch_rng_state is None else torch_rng_state
         collector_state = envs_state = None
-        if self.collector is not None:  # before the first learn() the envs have not been reset yet
-            collector_state, collector_tensors = checkpointing.collector_state(self.collector)
+        if collector is None and self.collector is not None:  # before the first learn() the envs have not been reset yet
+            collector = checkpointing.collector_state(self.collector)
+        if collector is not None:
+            collector_state, collector_tensors = collector
             envs_state, envs_tensors = checkpointing.envs_state(self.envs)
             tensors.update(collector_tensors)
             tensors.update(envs_tensors)

@@ -27,27 +27,30 @@ one backward pass through a model whose weights carry a leading seed axis
 
 Not supported yet, refused with a ConfigError: ``target_kl`` (seeds would stop their epochs at
 different times) and ``autoreset_mode="next_step"`` (seeds would have different numbers of valid
-transitions, hence ragged minibatches). Checkpoints and resume are not implemented yet either.
+transitions, hence ragged minibatches). Checkpoints: every seed gets the checkpoint its single-seed
+run would write (see "checkpoints" below), so a batched run resumes like any other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium
 import numpy as np
 import torch
 
-from pgrad.algos.base import decay_learning_rate
+from pgrad.algos.base import LearnBudget, decay_learning_rate
 from pgrad.algos.ppo import PPO
 from pgrad.batched import (
     SeedBatchedActorCritic, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
     seed_batched_value_loss,
 )
 from pgrad.batched_rollout import SeedBatchedCollector, SeedBatchedNumpyActorCritic
-from pgrad.errors import ConfigError, NonFiniteError
+from pgrad.checkpointing import StopSignals
+from pgrad.errors import ConfigError, Interrupted, NonFiniteError
 from pgrad.fast_update import NumpyPolicyGradient
 from pgrad.io import write_json
 from pgrad.losses import explained_variance, normalize_advantages
@@ -106,6 +109,8 @@ class SeedBatchedPPO:
         self.use_numpy_gradient = True
         self._numpy_gradient: NumpyPolicyGradient | None = None
         self.wall_seconds = 0.0
+        self._keep_recorders = False  # set by learn(): with a run folder, checkpoints replay the envs
+        self._restored_collectors: list[Any] | None = None  # set by load_checkpoints()
 
     @property
     def n_seeds(self) -> int:
@@ -130,8 +135,12 @@ class SeedBatchedPPO:
         if self.collector is None and SeedBatchedNumpyActorCritic.supports(self.model):
             self.collector = SeedBatchedCollector(
                 self.model, policies, [agent.envs for agent in self.agents], self.seeds, self.generators,
-                [agent.total_steps for agent in self.agents],
+                [agent.total_steps for agent in self.agents], keep_recorders=self._keep_recorders,
+                restored=self._restored_collectors,
             )
+            for agent in self.agents:
+                agent.collector = None  # a resumed agent's own collector: its state now lives in the shared one
+            self._restored_collectors = None
         if self.collector is not None:
             return self.collector.collect_per_seed(self.config.n_steps)
         results = []
@@ -239,52 +248,163 @@ class SeedBatchedPPO:
             ent_coef=c.ent_coef, max_grad_norm=c.max_grad_norm,
         )
 
+    # -- checkpoints -------------------------------------------------------------------------
+    # A seed-batched run writes, for every seed, the checkpoint that seed's single-seed run writes
+    # at the same iteration (RUN/seed_<S>/checkpoint): its weights and slice [s] of the stacked
+    # Adam state go into its own agent, its generator stands in for torch's global one and its
+    # rows of the shared collector for its own collector. Resuming loads each seed's checkpoint
+    # into its agent, as a single-seed resume does, and stacks the agents again.
+
+    def _unstack_into_agents(self) -> None:
+        """Write the batched weights, Adam state (slice ``[s]``, shared step count) and lr into every agent."""
+        policies = [agent.policy for agent in self.agents]
+        self.model.copy_to(policies)
+        lr = self.optimizer.param_groups[0]["lr"]
+        for s, agent in enumerate(self.agents):
+            agent.optimizer.state.clear()
+            for stacked, per_seed in self.model.parameter_pairs(policies):
+                saved = self.optimizer.state.get(stacked)
+                if saved:  # Adam holds no state before its first step
+                    agent.optimizer.state[per_seed[s]] = {
+                        key: value[s].clone() if value.shape == stacked.shape else value.clone() for key, value in saved.items()
+                    }
+            for group in agent.optimizer.param_groups:
+                group["lr"] = lr
+
+    def _stack_from_agents(self) -> None:
+        """The inverse of :meth:`_unstack_into_agents`, after each agent loaded its own checkpoint."""
+        policies = [agent.policy for agent in self.agents]
+        self.model.copy_from(policies)
+        self.optimizer.state.clear()
+        for stacked, per_seed in self.model.parameter_pairs(policies):
+            states = [agent.optimizer.state.get(parameter) for agent, parameter in zip(self.agents, per_seed)]
+            if states[0]:
+                self.optimizer.state[stacked] = {
+                    key: torch.stack([state[key] for state in states]) if value.shape == per_seed[0].shape else value.clone()
+                    for key, value in states[0].items()
+                }
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.agents[0].optimizer.param_groups[0]["lr"]
+
+    def save_checkpoints(self, run_dir: str | Path) -> None:
+        """Write every seed's ordinary single-seed checkpoint to ``run_dir/seed_<S>/checkpoint``."""
+        self._unstack_into_agents()
+        for s, (seed, agent) in enumerate(zip(self.seeds, self.agents)):
+            collector = self.collector.seed_state(s) if self.collector is not None else None  # else the agent's own
+            agent.save_checkpoint(Path(run_dir) / f"seed_{seed}" / "checkpoint", collector=collector,
+                                  torch_rng_state=self.generators[s].get_state())
+
+    def load_checkpoints(self, run_dir: str | Path, keep_hyperparameters: bool = False) -> None:
+        """Continue from ``run_dir/seed_<S>/checkpoint`` of every seed (all written at the same iteration).
+
+        Each agent loads its checkpoint as a single-seed resume does (weights, Adam, generators,
+        counters, collector, envs by replay, logger rows); then the model and Adam are stacked again.
+        """
+        for seed, agent, generator in zip(self.seeds, self.agents, self.generators):
+            folder = Path(run_dir) / f"seed_{seed}"
+            agent.load_checkpoint_state(folder / "checkpoint", run_dir=folder, keep_hyperparameters=keep_hyperparameters)
+            generator.set_state(torch.get_rng_state())  # the checkpoint's "global" generator is the seed's own
+        positions = {(agent.total_steps, agent.updates) for agent in self.agents}
+        if len(positions) != 1:
+            steps = {seed: agent.total_steps for seed, agent in zip(self.seeds, self.agents)}
+            raise ConfigError(f"these seeds' checkpoints are at different steps ({steps}); seed batching trains seeds in "
+                              "lockstep: resume with the --workers the run had, or without --batched")
+        self._stack_from_agents()
+        self.wall_seconds = self.agents[0].wall_seconds
+        self._restored_collectors = [agent.collector for agent in self.agents] if self.agents[0].collector else None
+
     # -- the learn loop ----------------------------------------------------------------------
 
-    def learn(self, total_steps: int, run_dir: str | Path | None = None) -> "SeedBatchedPPO":
+    def learn(
+        self,
+        total_steps: int,
+        run_dir: str | Path | None = None,
+        *,
+        checkpoint_seconds: float = 60.0,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
+        callback: Callable[["SeedBatchedPPO"], bool | None] | None = None,
+    ) -> "SeedBatchedPPO":
         """Train every seed for ``total_steps`` transitions (per seed, as a single-seed ``learn``).
 
         Iterations are counted as :meth:`pgrad.algos.base.Algorithm.learn` counts them (as many
         whole iterations as fit, at least one), so the lr annealing matches the single-seed run.
-        With ``run_dir``, seed ``s`` streams its logs into ``run_dir/seed_<s>/`` and ends with the
-        files a single-seed run writes there (config, CSVs, policy, summary). No checkpoints yet.
+        With ``run_dir``, seed ``s`` streams its logs into ``run_dir/seed_<s>/``, gets the checkpoint
+        its single-seed run would write (every ``checkpoint_seconds``, every ``checkpoint_every``
+        steps, on SIGINT/SIGTERM, which then raise :class:`pgrad.errors.Interrupted`, and at the
+        end) and ends with the files a single-seed run writes there (config, CSVs, policy).
+        ``resume``: continue the ``learn`` call the checkpoints loaded by :meth:`load_checkpoints`
+        interrupted (``total_steps`` is then that call's whole budget). ``callback``: called after
+        every update; returning False stops, with the final checkpoints written.
         """
         if not isinstance(total_steps, int) or total_steps <= 0:
             raise ConfigError(f"total_steps={total_steps!r} must be a positive int")
-        per_iteration = self.steps_per_iteration()
-        n_iterations = max(1, total_steps // per_iteration)
+        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+            raise ConfigError(f"checkpoint_every={checkpoint_every!r} must be a positive number of steps")
+        lead = self.agents[0]  # every seed is at the same step and update
+        if resume and lead.learn_budget is not None:
+            budget = LearnBudget(lead.learn_budget.start_step, total_steps, lead.learn_budget.start_updates)
+        else:
+            budget = LearnBudget(lead.total_steps, total_steps, lead.updates)
         run_dir = Path(run_dir) if run_dir is not None else None
-        if run_dir is not None:
-            for seed, agent in zip(self.seeds, self.agents):
-                agent.logger.attach(run_dir / f"seed_{seed}")
-                write_json(run_dir / f"seed_{seed}" / "config.json", agent.describe_run())
-        start = time.perf_counter()
-        wall_before = self.wall_seconds
-        try:
-            for iteration in range(n_iterations):
-                remaining = 1.0 - iteration * per_iteration / total_steps
-                iteration_start = time.perf_counter()
-                rows, episode_logs = self.train_iteration(remaining)
-                self._check_finite_weights()
-                now = time.perf_counter()
-                self.wall_seconds = wall_before + (now - start)
-                for agent, row, episodes in zip(self.agents, rows, episode_logs):
-                    n_transitions = row.pop("n_transitions")
-                    agent.logger.log_episodes(episodes)
-                    agent.total_steps += n_transitions
-                    agent.updates += 1
-                    agent.wall_seconds = self.wall_seconds
-                    agent.logger.log_update({
-                        "step": agent.total_steps, "wall_time": round(self.wall_seconds, 3),
-                        "episode_return_mean": agent.logger.recent_return, "episode_length_mean": agent.logger.recent_length,
-                        # all seeds' transitions over the iteration's wall time: the rate of this process
-                        "sps": n_transitions * self.n_seeds / max(now - iteration_start, 1e-9),
-                        **row,
-                    })
-            self.model.copy_to([agent.policy for agent in self.agents])
+        self._keep_recorders = run_dir is not None  # only checkpoints replay what the recorders keep
+        for seed, agent in zip(self.seeds, self.agents):
+            agent.learn_budget = budget
             if run_dir is not None:
-                for seed, agent in zip(self.seeds, self.agents):
-                    agent.save(run_dir / f"seed_{seed}")
+                agent.logger.attach(run_dir / f"seed_{seed}", purge_step=agent.total_steps + 1 if resume else None)
+                write_json(run_dir / f"seed_{seed}" / "config.json", agent.describe_run())
+        per_iteration = self.steps_per_iteration()
+        start = last_checkpoint = time.perf_counter()
+        wall_before = self.wall_seconds
+        next_checkpoint_step = (lead.total_steps // checkpoint_every + 1) * checkpoint_every if checkpoint_every else None
+        signals = StopSignals() if run_dir is not None else contextlib.nullcontext()
+        try:
+            with signals:
+                iterations_done = lead.updates - budget.start_updates
+                while lead.total_steps < budget.end_step:
+                    if iterations_done and lead.total_steps + per_iteration > budget.end_step:
+                        break  # as Algorithm.learn: an iteration that would overshoot is not started
+                    iterations_done += 1
+                    remaining = 1.0 - (lead.total_steps - budget.start_step) / budget.total_steps
+                    iteration_start = time.perf_counter()
+                    rows, episode_logs = self.train_iteration(remaining)
+                    self._check_finite_weights()
+                    now = time.perf_counter()
+                    self.wall_seconds = wall_before + (now - start)
+                    for agent, row, episodes in zip(self.agents, rows, episode_logs):
+                        n_transitions = row.pop("n_transitions")
+                        agent.logger.log_episodes(episodes)
+                        agent.total_steps += n_transitions
+                        agent.updates += 1
+                        agent.wall_seconds = self.wall_seconds
+                        agent.logger.log_update({
+                            "step": agent.total_steps, "wall_time": round(self.wall_seconds, 3),
+                            "episode_return_mean": agent.logger.recent_return, "episode_length_mean": agent.logger.recent_length,
+                            # all seeds' transitions over the iteration's wall time: the rate of this process
+                            "sps": n_transitions * self.n_seeds / max(now - iteration_start, 1e-9),
+                            **row,
+                        })
+                    stop = callback is not None and callback(self) is False
+                    if run_dir is not None and (now - last_checkpoint >= checkpoint_seconds or (
+                        next_checkpoint_step is not None and lead.total_steps >= next_checkpoint_step
+                    )):
+                        self.save_checkpoints(run_dir)
+                        last_checkpoint = now
+                        if next_checkpoint_step is not None:
+                            next_checkpoint_step = (lead.total_steps // checkpoint_every + 1) * checkpoint_every
+                    if getattr(signals, "received", None) is not None:
+                        self.save_checkpoints(run_dir)
+                        raise Interrupted(
+                            f"stopped by signal {signals.received} at step {lead.total_steps}; checkpoints written to "
+                            f"{run_dir}/seed_*/checkpoint", signals.received,
+                        )
+                    if stop:
+                        break
+                self._unstack_into_agents()
+                if run_dir is not None:
+                    self.save_checkpoints(run_dir)
+                    for seed, agent in zip(self.seeds, self.agents):
+                        agent.save(run_dir / f"seed_{seed}")
         finally:
             for agent in self.agents:
                 agent.logger.flush()

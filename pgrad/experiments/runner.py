@@ -212,8 +212,9 @@ def run_seeds(
     return summary, errors
 
 
-def _outcomes_local(specs: dict[int, TrainSpec], workers: int | None):
-    """Yield ``(seed, outcome)`` as spawned worker processes finish.
+def _outcomes_local(specs: dict[Any, Any], workers: int | None, work: Callable[[Any], dict[str, Any]] = _run_in_worker):
+    """Yield ``(key, outcome)`` as spawned worker processes finish ``work(specs[key])``
+    (default: one seed's :class:`TrainSpec` each; seed batching passes its groups).
 
     A SIGTERM to this process is forwarded to the workers, which checkpoint and stop like a
     single run does (a Ctrl-C in a terminal reaches them directly, as one process group).
@@ -229,7 +230,7 @@ def _outcomes_local(specs: dict[int, TrainSpec], workers: int | None):
 
         previous = signal.signal(signal.SIGTERM, forward) if _in_main_thread() else None
         try:
-            futures = {pool.submit(_run_in_worker, s): seed for seed, s in specs.items()}
+            futures = {pool.submit(work, s): key for key, s in specs.items()}
             for future in as_completed(futures):
                 try:
                     outcome = future.result()

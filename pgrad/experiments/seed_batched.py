@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from pgrad.errors import ConfigError, NonFiniteError, TrainingError
+from pgrad.errors import ConfigError, Interrupted, NonFiniteError, TrainingError
 from pgrad.experiments.runner import TrainSpec, aggregate, resolve_steps
 from pgrad.io import write_json
 
@@ -24,20 +22,50 @@ BATCHED_ALGORITHMS = ("ppo",)
 def check_batched_spec(spec: TrainSpec, seeds: list[int], config: Any = None) -> None:
     """ConfigError (one line) for what seed batching does not support yet; with ``config`` (the
     resolved PPO config of the first seed), its hyperparameters too, before any process starts."""
+    problem = batching_problem(spec, seeds, config)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
+def batching_problem(spec: TrainSpec, seeds: list[int], config: Any = None) -> str | None:
+    """Why ``spec`` cannot train its ``seeds`` seed-batched (one line), or None if it can."""
     if spec.algo not in BATCHED_ALGORITHMS:
-        raise ConfigError(f"--batched supports {', '.join(BATCHED_ALGORITHMS)}, not {spec.algo!r}")
+        return f"--batched supports {', '.join(BATCHED_ALGORITHMS)}, not {spec.algo!r}"
     if len(seeds) < 2:
-        raise ConfigError("--batched needs several --seeds")
-    for flag, unsupported in (("--resume", spec.resume), ("--checkpoint-every", spec.checkpoint_every is not None),
-                              ("--eval-every", spec.eval_every is not None)):
-        if unsupported:
-            raise ConfigError(f"{flag} is not supported with --batched yet")
+        return "--batched needs several --seeds"
+    if spec.eval_every is not None:
+        return "--eval-every is not supported with --batched yet (periodic evaluation and early stopping)"
     if config is not None:
         from pgrad.algos.ppo_batched import unsupported_for_batching
 
-        problem = unsupported_for_batching(config)
-        if problem is not None:
-            raise ConfigError(problem)
+        return unsupported_for_batching(config)
+    return None
+
+
+def batched_by_default(spec: TrainSpec, seeds: list[int], config: Any, workers: int | None = None) -> bool:
+    """Whether ``pgrad train`` batches these seeds when neither --batched nor --no-batched is given:
+    whenever seed batching supports the settings, and, on resume, the unfinished seeds of each
+    group (:func:`seed_groups` with ``workers``) have checkpoints at one step (groups run in
+    lockstep; a run trained one process per seed may have stopped its seeds anywhere)."""
+    if batching_problem(spec, seeds, config) is not None:
+        return False
+    if not spec.resume:
+        return True
+    from pgrad.experiments.resume import run_is_complete
+    from pgrad.io import read_json
+
+    root = Path(spec.out)
+    for group in seed_groups(seeds, workers):
+        steps = set()
+        for seed in group:
+            folder = root / f"seed_{seed}"
+            if run_is_complete(folder):
+                continue
+            state = folder / "checkpoint" / "state.json"
+            steps.add(read_json(state, "checkpoint state").get("total_steps") if state.is_file() else None)
+        if len(steps) > 1:
+            return False
+    return True
 
 
 def seed_groups(seeds: list[int], workers: int | None) -> list[list[int]]:
@@ -53,19 +81,43 @@ def seed_groups(seeds: list[int], workers: int | None) -> list[list[int]]:
 
 
 def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]:
-    """One :class:`SeedBatchedPPO` over ``seeds``: train, evaluate, save; each seed's summary."""
+    """One :class:`SeedBatchedPPO` over ``seeds``: train (or resume), evaluate, save; each seed's summary.
+
+    As :func:`pgrad.experiments.runner.run_training` does for one seed: a checkpoint per seed is
+    written before training starts, so a failure at any point leaves a good one; on resume, seeds
+    that had finished are returned as they are and the others continue from their checkpoints.
+    """
     import pgrad
     from pgrad.algos.ppo_batched import SeedBatchedPPO
+    from pgrad.experiments.resume import run_is_complete
+    from pgrad.io import read_json
 
     root = Path(spec.out)
+    summaries: dict[int, dict[str, Any]] = {}
+    resuming = False
+    if spec.resume:
+        for seed in [s for s in seeds if run_is_complete(root / f"seed_{s}")]:
+            summaries[seed] = read_json(root / f"seed_{seed}" / "summary.json", "run summary")
+        seeds = [s for s in seeds if s not in summaries]
+        checkpointed = [s for s in seeds if (root / f"seed_{s}" / "checkpoint" / "state.json").is_file()]
+        if checkpointed and checkpointed != seeds:
+            raise ConfigError(f"--resume {root}: seeds {checkpointed} have checkpoints and seeds "
+                              f"{[s for s in seeds if s not in checkpointed]} do not; seed batching trains seeds in lockstep: "
+                              "resume with the --workers the run had, or without --batched")
+        resuming = bool(checkpointed)
+    if not seeds:
+        return summaries
     batched = SeedBatchedPPO(spec.env, seeds, preset=spec.preset, **spec.overrides)
     try:
         steps = resolve_steps(spec, batched.agents[0])
+        if resuming:
+            batched.load_checkpoints(root, keep_hyperparameters=spec.allow_changes)
+        else:
+            batched.save_checkpoints(root)
         try:
-            batched.learn(steps, run_dir=root)
+            batched.learn(steps, run_dir=root, checkpoint_every=spec.checkpoint_every, resume=resuming)
         except NonFiniteError as exc:
-            raise TrainingError(str(exc)) from None
-        summaries = {}
+            raise TrainingError(f"{exc}; last good checkpoints kept in {root}/seed_*/checkpoint") from None
         for seed, agent in zip(seeds, batched.agents):
             result = pgrad.evaluate(agent, agent.env, episodes=spec.eval_episodes) if spec.eval_episodes > 0 else None
             agent.save(root / f"seed_{seed}", evaluation=result)
@@ -78,33 +130,51 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
     return summaries
 
 
-def run_seeds_batched(spec: TrainSpec, seeds: list[int], workers: int | None = None) -> dict[str, Any]:
+def _run_group(job: tuple[TrainSpec, list[int]]) -> dict[str, Any]:
+    """A group's outcome as data (errors too), so one group failing cannot lose the others' results."""
+    spec, seeds = job
+    try:
+        return {"ok": True, "summaries": _train_group(spec, seeds)}
+    except ConfigError as exc:
+        return {"ok": False, "error": str(exc), "bad_input": True}
+    except TrainingError as exc:
+        return {"ok": False, "error": str(exc)}
+    except Interrupted as exc:
+        return {"ok": False, "error": str(exc), "interrupted": True}
+
+
+def run_seeds_batched(spec: TrainSpec, seeds: list[int], workers: int | None = None) -> tuple[dict[str, Any], list[str]]:
     """Train ``seeds`` under ``spec.out`` as seed-batched models; evaluate, save, aggregate.
 
     The seeds are split into ``workers`` groups (default: one per core), each one
     :class:`SeedBatchedPPO` in its own spawned process, so every core steps envs; with one group
     it runs in this process. Every seed trains exactly as it would in any other grouping.
+    Returns ``(summary, errors)`` as :func:`pgrad.experiments.runner.run_seeds` does: one line per
+    failed or interrupted group, and ``summary["interrupted_seeds"]`` lists the seeds a signal
+    stopped (after their checkpoints).
     """
+    from pgrad.experiments.runner import _outcomes_local
+
     check_batched_spec(spec, seeds)
     groups = seed_groups(seeds, workers)
+    jobs = {tuple(group): (spec, group) for group in groups}
+    outcomes = [(groups[0], _run_group(jobs[tuple(groups[0])]))] if len(groups) == 1 else _outcomes_local(jobs, len(groups), _run_group)
     summaries: dict[int, dict[str, Any]] = {}
     failures: list[str] = []
-    if len(groups) == 1:
-        summaries.update(_train_group(spec, groups[0]))
-    else:
-        with ProcessPoolExecutor(max_workers=len(groups), mp_context=get_context("spawn")) as pool:
-            futures = [(group, pool.submit(_train_group, spec, group)) for group in groups]
-            for group, future in futures:
-                try:
-                    summaries.update(future.result())
-                except ConfigError:  # bad input: every group refuses it alike
-                    raise
-                except Exception as exc:  # one group failing must not lose the others' results
-                    failures.append(f"seeds {group}: {exc}")
+    interrupted: list[int] = []
+    for group, outcome in outcomes:
+        if outcome["ok"]:
+            summaries.update(outcome["summaries"])
+        elif outcome.get("bad_input"):  # every group refuses it alike
+            raise ConfigError(outcome["error"])
+        else:
+            failures.append(f"seeds {list(group)}: {outcome['error']}")
+            if outcome.get("interrupted"):
+                interrupted += list(group)
     summary = aggregate(spec, seeds, summaries)
     summary["batched"] = True
     summary["batched_groups"] = groups
+    if interrupted:
+        summary["interrupted_seeds"] = sorted(interrupted)
     write_json(Path(spec.out) / "summary.json", summary)
-    if failures:
-        raise TrainingError("; ".join(failures))
-    return summary
+    return summary, failures
