@@ -23,6 +23,8 @@ from stable_baselines3 import A2C
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from sb3_evaluation import evaluate_like_pgrad
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -37,18 +39,7 @@ def main() -> None:
     start = time.perf_counter()
     model.learn(args.steps)
     seconds = time.perf_counter() - start
-    venv.training = False
-    eval_env = gym.make(args.env)
-    returns = []
-    for episode in range(10):
-        obs, _ = eval_env.reset(seed=10_000 + episode)
-        done, total = False, 0.0
-        while not done:
-            action, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True)
-            obs, reward, terminated, truncated, _ = eval_env.step(action[0])
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
+    returns = evaluate_like_pgrad(model, venv, args.env)
     last_100 = float(np.mean(monitor.get_episode_rewards()[-100:]))
     print(json.dumps({
         "env": args.env, "seed": args.seed, "steps": args.steps, "wall_seconds": round(seconds, 1),

@@ -30,6 +30,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from sb3_evaluation import evaluate_like_pgrad
+
 PRESETS = Path(__file__).resolve().parents[1] / "pgrad" / "presets" / "ppo.toml"
 # pgrad preset key -> SB3 PPO argument (the rest go into policy_kwargs or VecNormalize)
 SB3_NAMES = {
@@ -99,18 +101,7 @@ def main() -> None:
             writer = csv.writer(handle)
             writer.writerow(["step", "return"])
             writer.writerows(zip(steps.tolist(), monitor.get_episode_rewards()))
-    venv.training = False
-    eval_env = gym.make(args.env)
-    returns = []
-    for episode in range(10):
-        obs, _ = eval_env.reset(seed=10_000 + episode)
-        done, total = False, 0.0
-        while not done:
-            action, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True)
-            obs, reward, terminated, truncated, _ = eval_env.step(action[0])
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
+    returns = evaluate_like_pgrad(model, venv, args.env)
     print(json.dumps({
         "env": args.env, "seed": args.seed, "steps": args.steps, "wall_seconds": round(seconds, 1),
         "eval_mean_return": float(np.mean(returns)), "eval_std_return": float(np.std(returns)),
