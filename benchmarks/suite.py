@@ -9,8 +9,9 @@ Run from a fresh clone (after `make install`):
 Each (algorithm, env) pair trains with its shipped preset (what `pgrad train ALGO ENV` uses) for
 the preset's budget (or --steps), every seed in its own process, --workers at a time, into
 OUT/ALGO/ENV/seed_S/ exactly as `pgrad train ALGO ENV --seeds ...` would. It is resumable: a seed
-whose summary.json exists is done and is not trained again, so an interrupted suite continues
-where it stopped when run again with the same arguments (a seed stopped mid-run starts over).
+whose summary.json exists is done and is not trained again, and a seed stopped mid-run continues
+from its last checkpoint (as `pgrad train ... --resume`), so an interrupted suite continues where
+it stopped when run again with the same arguments.
 
 The table (OUT/suite.md, printed too) gives, per pair, the IQM and 95% stratified bootstrap
 interval over seeds (Agarwal et al. 2021) of the mean return of each seed's last 100 training
@@ -87,7 +88,9 @@ def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Pa
         batch = batched and algo in BATCHED_ALGORITHMS and len(missing) > 1
         how = " as seed-batched models" if batch else ""
         print(f"{algo} on {env}: training seeds {missing}{how} ({len(seeds) - len(missing)} already done)", file=sys.stderr)
-        spec = TrainSpec(algo=algo, env=env, seed=missing[0], out=str(out), steps=steps, quiet=True)
+        # seeds with a checkpoint continue from it (the others start): what --resume does
+        resume = any((out / f"seed_{s}" / "checkpoint" / "state.json").is_file() for s in missing)
+        spec = TrainSpec(algo=algo, env=env, seed=missing[0], out=str(out), steps=steps, quiet=True, resume=resume)
         if batch:
             from pgrad.errors import ConfigError
 

@@ -51,3 +51,30 @@ def test_suite_batched_trains_ppo_seeds_as_one_model(tmp_path, capsys):
     assert "as seed-batched models" in capsys.readouterr().err
     rows = json.loads((out / "suite.json").read_text())
     assert rows[0]["seeds_done"] == 2
+
+
+def test_suite_continues_a_stopped_batched_pair_from_its_checkpoints(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from pgrad.algos.ppo_batched import SeedBatchedPPO
+
+    suite = load_suite()
+    argv = ["--algos", "ppo", "--envs", "CartPole-v1", "--steps", "512", "--workers", "1", "--seeds", "0", "1",
+            "--batched", "--no-report"]
+    assert suite.main([*argv, "--out", str(tmp_path / "full")]) == 0
+    # the pair as a stopped suite leaves it: one of two iterations done, checkpoints, no summaries
+    stopped = SeedBatchedPPO("CartPole-v1", [0, 1])
+    stopped.learn(512, run_dir=tmp_path / "part" / "ppo" / "CartPole-v1", callback=lambda batched: False)
+    stopped.close()
+    assert all(agent.total_steps == 256 for agent in stopped.agents)
+    for seed in (0, 1):  # a signal stops a run before its final files: only the checkpoints are there
+        for name in ("summary.json", "policy.json"):
+            (tmp_path / "part" / "ppo" / "CartPole-v1" / f"seed_{seed}" / name).unlink()
+    assert suite.main([*argv, "--out", str(tmp_path / "part")]) == 0
+    for seed in (0, 1):
+        full, resumed = (load_file(tmp_path / run / "ppo" / "CartPole-v1" / f"seed_{seed}" / "policy.safetensors")
+                         for run in ("full", "part"))
+        assert all(torch.equal(full[k], resumed[k]) for k in full)
+        summary = json.loads((tmp_path / "part" / "ppo" / "CartPole-v1" / f"seed_{seed}" / "summary.json").read_text())
+        assert summary["steps"] == 512
