@@ -68,10 +68,14 @@ def test_suite_continues_a_stopped_batched_pair_from_its_checkpoints(tmp_path):
     stopped.learn(512, run_dir=tmp_path / "part" / "ppo" / "CartPole-v1", callback=lambda batched: False)
     stopped.close()
     assert all(agent.total_steps == 256 for agent in stopped.agents)
-    for seed in (0, 1):  # a signal stops a run before its final files: only the checkpoints are there
+    seed_dirs = [tmp_path / "part" / "ppo" / "CartPole-v1" / f"seed_{seed}" for seed in (0, 1)]
+    for folder in seed_dirs:  # a signal stops a run before its final files: only the checkpoints are there
         for name in ("summary.json", "policy.json"):
-            (tmp_path / "part" / "ppo" / "CartPole-v1" / f"seed_{seed}" / name).unlink()
+            (folder / name).unlink()
+    first_rows = [(folder / "metrics.csv").read_text().splitlines()[1] for folder in seed_dirs]
     assert suite.main([*argv, "--out", str(tmp_path / "part")]) == 0
+    # continued, not retrained: the first iteration's row is the stopped run's, wall time included
+    assert [(folder / "metrics.csv").read_text().splitlines()[1] for folder in seed_dirs] == first_rows
     for seed in (0, 1):
         full, resumed = (load_file(tmp_path / run / "ppo" / "CartPole-v1" / f"seed_{seed}" / "policy.safetensors")
                          for run in ("full", "part"))
