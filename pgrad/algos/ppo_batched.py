@@ -304,11 +304,10 @@ class SeedBatchedPPO:
             folder = Path(run_dir) / f"seed_{seed}"
             agent.load_checkpoint_state(folder / "checkpoint", run_dir=folder, keep_hyperparameters=keep_hyperparameters)
             generator.set_state(torch.get_rng_state())  # the checkpoint's "global" generator is the seed's own
-        positions = {(agent.total_steps, agent.updates) for agent in self.agents}
-        if len(positions) != 1:
-            steps = {seed: agent.total_steps for seed, agent in zip(self.seeds, self.agents)}
-            raise ConfigError(f"these seeds' checkpoints are at different steps ({steps}); seed batching trains seeds in "
-                              "lockstep: resume with the --workers the run had, or without --batched")
+        if len({(agent.total_steps, agent.updates) for agent in self.agents}) != 1:
+            from pgrad.experiments.seed_batched import not_in_lockstep
+
+            raise not_in_lockstep({seed: agent.total_steps for seed, agent in zip(self.seeds, self.agents)})
         self._stack_from_agents()
         self.wall_seconds = self.agents[0].wall_seconds
         self._restored_collectors = [agent.collector for agent in self.agents] if self.agents[0].collector else None

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from pgrad.errors import ConfigError, Interrupted, TrainingError
 from pgrad.experiments.stats import summarize
@@ -188,27 +188,46 @@ def run_seeds(
     ``summary["interrupted_seeds"]`` lists the seeds a signal stopped (after their checkpoint).
     ``backend``: ``"local"`` (processes here) or ``"ray"`` (Ray tasks, one CPU each).
     """
-    root = Path(spec.out)
-    specs = seed_specs(spec, seeds)
+    run = _outcomes_ray if backend == "ray" else _outcomes_local
+    outcomes = (
+        ([seed], {**outcome, "summaries": {seed: outcome["summary"]}} if outcome["ok"] else outcome)
+        for seed, outcome in run(seed_specs(spec, seeds), workers)
+    )
+    return gather_outcomes(spec, seeds, outcomes)
+
+
+def gather_outcomes(
+    spec: TrainSpec, seeds: list[int], outcomes: Iterable[tuple[list[int], dict[str, Any]]], **extra: Any
+) -> tuple[dict[str, Any], list[str]]:
+    """Write and return the multi-seed summary of ``(seeds of one job, outcome)`` pairs, as they come.
+
+    A job is one seed's process or one seed-batched group. An ``ok`` outcome carries
+    ``summaries`` (seed -> summary); a failed one an ``error`` line, ``interrupted`` if a signal
+    stopped it (after its checkpoints), and ``bad_input`` if every job would refuse it alike (then
+    raised as :class:`ConfigError`). ``extra`` goes into the summary as it is.
+    Returns ``(summary, errors)``: one line per failed or interrupted job.
+    """
     summaries: dict[int, dict[str, Any]] = {}
     errors: list[str] = []
     interrupted: list[int] = []
-    run = _outcomes_ray if backend == "ray" else _outcomes_local
-    for seed, outcome in run(specs, workers):
+    for job_seeds, outcome in outcomes:
         if outcome["ok"]:
-            summaries[seed] = outcome["summary"]
+            summaries.update(outcome["summaries"])
             if not spec.quiet:
-                s = outcome["summary"]
-                evaluation = f", eval {s['eval_mean_return']:.1f}" if s.get("eval_mean_return") is not None else ""
-                print(f"seed {seed} done: {s['steps']:,} steps in {s['wall_seconds']:.1f} s{evaluation}", file=sys.stderr)
-        else:
-            errors.append(f"seed {seed}: {outcome['error']}")
-            if outcome.get("interrupted"):
-                interrupted.append(seed)
-    summary = aggregate(spec, seeds, summaries)
+                for seed, s in sorted(outcome["summaries"].items()):
+                    evaluation = f", eval {s['eval_mean_return']:.1f}" if s.get("eval_mean_return") is not None else ""
+                    print(f"seed {seed} done: {s['steps']:,} steps in {s['wall_seconds']:.1f} s{evaluation}", file=sys.stderr)
+            continue
+        if outcome.get("bad_input"):
+            raise ConfigError(outcome["error"])
+        label = f"seed {job_seeds[0]}" if len(job_seeds) == 1 else f"seeds {list(job_seeds)}"
+        errors.append(f"{label}: {outcome['error']}")
+        if outcome.get("interrupted"):
+            interrupted += list(job_seeds)
+    summary = {**aggregate(spec, seeds, summaries), **extra}
     if interrupted:
         summary["interrupted_seeds"] = sorted(interrupted)
-    write_json(root / "summary.json", summary)
+    write_json(Path(spec.out) / "summary.json", summary)
     return summary, errors
 
 

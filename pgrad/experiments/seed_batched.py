@@ -8,13 +8,11 @@ with each seed's ordinary files, ``RUN/summary.json`` aggregating them), so ``pg
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from pgrad.errors import ConfigError, Interrupted, NonFiniteError, TrainingError
-from pgrad.experiments.runner import TrainSpec, aggregate, resolve_steps
-from pgrad.io import write_json
+from pgrad.experiments.runner import TrainSpec, resolve_steps
 
 BATCHED_ALGORITHMS = ("ppo",)
 
@@ -51,21 +49,30 @@ def batched_by_default(spec: TrainSpec, seeds: list[int], config: Any, workers: 
         return False
     if not spec.resume:
         return True
+    root = Path(spec.out)
+    return all(len(set(resume_positions(root, group)[1].values())) <= 1 for group in seed_groups(seeds, workers))
+
+
+def resume_positions(root: Path, seeds: list[int]) -> tuple[list[int], dict[int, int | None]]:
+    """On a resume of ``root``: the seeds that had finished, and each other seed's checkpoint step (None: no checkpoint)."""
     from pgrad.experiments.resume import run_is_complete
     from pgrad.io import read_json
 
-    root = Path(spec.out)
-    for group in seed_groups(seeds, workers):
-        steps = set()
-        for seed in group:
-            folder = root / f"seed_{seed}"
-            if run_is_complete(folder):
-                continue
-            state = folder / "checkpoint" / "state.json"
-            steps.add(read_json(state, "checkpoint state").get("total_steps") if state.is_file() else None)
-        if len(steps) > 1:
-            return False
-    return True
+    finished, positions = [], {}
+    for seed in seeds:
+        folder = root / f"seed_{seed}"
+        state = folder / "checkpoint" / "state.json"
+        if run_is_complete(folder):
+            finished.append(seed)
+        else:
+            positions[seed] = read_json(state, "checkpoint state").get("total_steps") if state.is_file() else None
+    return finished, positions
+
+
+def not_in_lockstep(positions: dict[int, int | None]) -> ConfigError:
+    """The error for seeds of one group whose checkpoints are at different steps (None: no checkpoint)."""
+    return ConfigError(f"these seeds' checkpoints are at different steps ({positions}, None: no checkpoint); seed batching "
+                       "trains seeds in lockstep: resume with the --workers the run had, or without --batched")
 
 
 def seed_groups(seeds: list[int], workers: int | None) -> list[list[int]]:
@@ -89,22 +96,19 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
     """
     import pgrad
     from pgrad.algos.ppo_batched import SeedBatchedPPO
-    from pgrad.experiments.resume import run_is_complete
     from pgrad.io import read_json
 
     root = Path(spec.out)
     summaries: dict[int, dict[str, Any]] = {}
     resuming = False
     if spec.resume:
-        for seed in [s for s in seeds if run_is_complete(root / f"seed_{s}")]:
+        finished, positions = resume_positions(root, seeds)
+        for seed in finished:
             summaries[seed] = read_json(root / f"seed_{seed}" / "summary.json", "run summary")
-        seeds = [s for s in seeds if s not in summaries]
-        checkpointed = [s for s in seeds if (root / f"seed_{s}" / "checkpoint" / "state.json").is_file()]
-        if checkpointed and checkpointed != seeds:
-            raise ConfigError(f"--resume {root}: seeds {checkpointed} have checkpoints and seeds "
-                              f"{[s for s in seeds if s not in checkpointed]} do not; seed batching trains seeds in lockstep: "
-                              "resume with the --workers the run had, or without --batched")
-        resuming = bool(checkpointed)
+        if len(set(positions.values())) > 1:
+            raise not_in_lockstep(positions)
+        seeds = list(positions)
+        resuming = None not in positions.values()
     if not seeds:
         return summaries
     batched = SeedBatchedPPO(spec.env, seeds, preset=spec.preset, **spec.overrides)
@@ -122,9 +126,6 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
             result = pgrad.evaluate(agent, agent.env, episodes=spec.eval_episodes) if spec.eval_episodes > 0 else None
             agent.save(root / f"seed_{seed}", evaluation=result)
             summaries[seed] = agent.summary(result)
-            if not spec.quiet:
-                evaluation = f", eval {result['mean_return']:.1f}" if result else ""
-                print(f"seed {seed} done: {agent.total_steps:,} steps in {agent.wall_seconds:.1f} s{evaluation}", file=sys.stderr)
     finally:
         batched.close()
     return summaries
@@ -153,28 +154,10 @@ def run_seeds_batched(spec: TrainSpec, seeds: list[int], workers: int | None = N
     failed or interrupted group, and ``summary["interrupted_seeds"]`` lists the seeds a signal
     stopped (after their checkpoints).
     """
-    from pgrad.experiments.runner import _outcomes_local
+    from pgrad.experiments.runner import _outcomes_local, gather_outcomes
 
     check_batched_spec(spec, seeds)
     groups = seed_groups(seeds, workers)
     jobs = {tuple(group): (spec, group) for group in groups}
     outcomes = [(groups[0], _run_group(jobs[tuple(groups[0])]))] if len(groups) == 1 else _outcomes_local(jobs, len(groups), _run_group)
-    summaries: dict[int, dict[str, Any]] = {}
-    failures: list[str] = []
-    interrupted: list[int] = []
-    for group, outcome in outcomes:
-        if outcome["ok"]:
-            summaries.update(outcome["summaries"])
-        elif outcome.get("bad_input"):  # every group refuses it alike
-            raise ConfigError(outcome["error"])
-        else:
-            failures.append(f"seeds {list(group)}: {outcome['error']}")
-            if outcome.get("interrupted"):
-                interrupted += list(group)
-    summary = aggregate(spec, seeds, summaries)
-    summary["batched"] = True
-    summary["batched_groups"] = groups
-    if interrupted:
-        summary["interrupted_seeds"] = sorted(interrupted)
-    write_json(Path(spec.out) / "summary.json", summary)
-    return summary, failures
+    return gather_outcomes(spec, seeds, outcomes, batched=True, batched_groups=groups)
