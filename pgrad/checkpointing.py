@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
-from pgrad.errors import PolicyFileError
+from pgrad.errors import Interrupted, PolicyFileError
 from pgrad.rollout import RolloutCollector, _StepRecord
 
 
@@ -235,3 +235,24 @@ class StopSignals:
 
     def __exit__(self, *exc: Any) -> None:
         self._restore()
+
+    def interrupted(self, step: int, saved: str) -> Interrupted:
+        """The error ``learn`` raises once the checkpoint after the received signal is written (``saved`` says where)."""
+        return Interrupted(f"stopped by signal {self.received} at step {step}; {saved}", self.received)
+
+
+class CheckpointSchedule:
+    """When ``learn`` writes its periodic checkpoints: every ``seconds`` of wall time, and each
+    time the step count crosses a multiple of ``every`` (None: only by time)."""
+
+    def __init__(self, seconds: float, every: int | None, step: int, now: float) -> None:
+        self.seconds, self.every = seconds, every
+        self.written(now, step)
+
+    def due(self, now: float, step: int) -> bool:
+        return now - self.last_time >= self.seconds or (self.next_step is not None and step >= self.next_step)
+
+    def written(self, now: float, step: int) -> None:
+        """Note a checkpoint written at ``now`` and ``step``."""
+        self.last_time = now
+        self.next_step = (step // self.every + 1) * self.every if self.every else None

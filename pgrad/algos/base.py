@@ -24,7 +24,7 @@ from pgrad import checkpointing
 from pgrad.config import Config, resolve_preset
 from pgrad.early_stopping import EarlyStopping
 from pgrad.envs import env_id_of, make_vector_env
-from pgrad.errors import ConfigError, Interrupted, NonFiniteError, PolicyFileError
+from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
 from pgrad.fast_inference import NumpyActorCritic
 from pgrad.io import (
     load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, save_policy,
@@ -60,6 +60,31 @@ class LearnBudget:
     @property
     def end_step(self) -> int:
         return self.start_step + self.total_steps
+
+    @classmethod
+    def for_call(cls, interrupted: "LearnBudget | None", total_steps: int, steps: int, updates: int, resume: bool) -> "LearnBudget":
+        """The budget of a ``learn(total_steps)`` call made at ``steps``/``updates``; a resumed
+        call continues the ``interrupted`` one (its start, this budget)."""
+        if resume and interrupted is not None:
+            return cls(interrupted.start_step, total_steps, interrupted.start_updates)
+        return cls(steps, total_steps, updates)
+
+    def starts_another(self, steps: int, updates: int, per_iteration: int) -> bool:
+        """Whether ``learn`` starts another iteration at ``steps``/``updates``: while steps remain, and,
+        after the first, only if a fixed-size iteration (``per_iteration`` > 0) fits (CleanRL's count)."""
+        return steps < self.end_step and not (updates > self.start_updates and steps + per_iteration > self.end_step)
+
+    def remaining(self, steps: int) -> float:
+        """The fraction of the budget left at ``steps`` (1 at the start), for lr annealing."""
+        return 1.0 - (steps - self.start_step) / self.total_steps
+
+
+def check_learn_arguments(total_steps: Any, checkpoint_every: Any) -> None:
+    """Raise ConfigError unless ``total_steps`` and ``checkpoint_every`` (None: off) are positive ints."""
+    if not isinstance(total_steps, int) or total_steps <= 0:
+        raise ConfigError(f"total_steps={total_steps!r} must be a positive int")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        raise ConfigError(f"checkpoint_every={checkpoint_every!r} must be a positive number of steps")
 
 
 def decay_learning_rate(optimizer: torch.optim.Optimizer, initial_lr: float, progress_remaining: float) -> None:
@@ -221,22 +246,15 @@ class Algorithm:
                 interrupted: ``total_steps`` is then that call's whole budget, as first given, and
                 the steps it already did count towards it.
         """
-        if not isinstance(total_steps, int) or total_steps <= 0:
-            raise ConfigError(f"total_steps={total_steps!r} must be a positive int")
-        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-            raise ConfigError(f"checkpoint_every={checkpoint_every!r} must be a positive number of steps")
+        check_learn_arguments(total_steps, checkpoint_every)
         if early_stopping is not None and isinstance(self.env, gymnasium.Env):
             raise ConfigError("early stopping evaluates on a fresh env: pass an env id or a callable, not an env instance")
         self._ensure_collector()
-        if resume and self.learn_budget is not None:
-            self.learn_budget = LearnBudget(self.learn_budget.start_step, total_steps, self.learn_budget.start_updates)
-        else:
-            self.learn_budget = LearnBudget(self.total_steps, total_steps, self.updates)
+        self.learn_budget = budget = LearnBudget.for_call(self.learn_budget, total_steps, self.total_steps, self.updates, resume)
         self.early_stopping = early_stopping
         if early_stopping is not None and resume and self._early_stopping_state is not None:
             early_stopping.load_state(self._early_stopping_state)
         self._early_stopping_state = None
-        budget = self.learn_budget
         run_dir = Path(run_dir) if run_dir is not None else None
         if run_dir is not None:
             # On resume, TensorBoard hides what the stopped run logged after its checkpoint.
@@ -245,20 +263,16 @@ class Algorithm:
         progress = None if quiet else Progress(budget.end_step, self.total_steps)
         start = time.perf_counter()
         wall_before = self.wall_seconds
-        last_checkpoint = start
-        next_checkpoint_step = (self.total_steps // checkpoint_every + 1) * checkpoint_every if checkpoint_every else None
+        schedule = checkpointing.CheckpointSchedule(checkpoint_seconds, checkpoint_every, self.total_steps, start)
         signals = checkpointing.StopSignals() if run_dir is not None else contextlib.nullcontext()
         try:
             with signals:
                 per_iteration = self.steps_per_iteration() or 0
-                iterations_done = self.updates - budget.start_updates
-                while self.total_steps < budget.end_step and not (early_stopping is not None and early_stopping.should_stop):
-                    if iterations_done and self.total_steps + per_iteration > budget.end_step:
-                        break  # a fixed-size iteration that would overshoot the budget is not started
-                    iterations_done += 1
-                    remaining = 1.0 - (self.total_steps - budget.start_step) / budget.total_steps
+                while budget.starts_another(self.total_steps, self.updates, per_iteration) and not (
+                    early_stopping is not None and early_stopping.should_stop
+                ):
                     iteration_start = time.perf_counter()
-                    result = self.train_iteration(remaining)
+                    result = self.train_iteration(budget.remaining(self.total_steps))
                     self._check_finite_weights()
                     self.logger.log_episodes(result.episodes)
                     self.total_steps += result.n_transitions
@@ -279,20 +293,12 @@ class Algorithm:
                     if early_stopping is not None and early_stopping.due(self.total_steps):
                         self._evaluate_during_training(early_stopping, run_dir)
                     stop = callback is not None and callback(self, row) is False
-                    if run_dir is not None and (
-                        now - last_checkpoint >= checkpoint_seconds
-                        or (next_checkpoint_step is not None and self.total_steps >= next_checkpoint_step)
-                    ):
+                    if run_dir is not None and schedule.due(now, self.total_steps):
                         self.save_checkpoint(run_dir / "checkpoint")
-                        last_checkpoint = now
-                        if next_checkpoint_step is not None:
-                            next_checkpoint_step = (self.total_steps // checkpoint_every + 1) * checkpoint_every
+                        schedule.written(now, self.total_steps)
                     if getattr(signals, "received", None) is not None:
                         self.save_checkpoint(run_dir / "checkpoint")
-                        raise Interrupted(
-                            f"stopped by signal {signals.received} at step {self.total_steps}; checkpoint written to "
-                            f"{run_dir / 'checkpoint'}", signals.received,
-                        )
+                        raise signals.interrupted(self.total_steps, f"checkpoint written to {run_dir / 'checkpoint'}")
                     if stop:
                         break
                 if progress is not None:

@@ -42,15 +42,15 @@ import gymnasium
 import numpy as np
 import torch
 
-from pgrad.algos.base import LearnBudget, decay_learning_rate
+from pgrad.algos.base import LearnBudget, check_learn_arguments, decay_learning_rate
 from pgrad.algos.ppo import PPO
 from pgrad.batched import (
     SeedBatchedActorCritic, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
     seed_batched_value_loss,
 )
 from pgrad.batched_rollout import SeedBatchedCollector, SeedBatchedNumpyActorCritic
-from pgrad.checkpointing import StopSignals
-from pgrad.errors import ConfigError, Interrupted, NonFiniteError
+from pgrad.checkpointing import CheckpointSchedule, StopSignals
+from pgrad.errors import ConfigError, NonFiniteError
 from pgrad.fast_update import NumpyPolicyGradient
 from pgrad.io import write_json
 from pgrad.losses import explained_variance, normalize_advantages
@@ -336,15 +336,9 @@ class SeedBatchedPPO:
         interrupted (``total_steps`` is then that call's whole budget). ``callback``: called after
         every update; returning False stops, with the final checkpoints written.
         """
-        if not isinstance(total_steps, int) or total_steps <= 0:
-            raise ConfigError(f"total_steps={total_steps!r} must be a positive int")
-        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-            raise ConfigError(f"checkpoint_every={checkpoint_every!r} must be a positive number of steps")
+        check_learn_arguments(total_steps, checkpoint_every)
         lead = self.agents[0]  # every seed is at the same step and update
-        if resume and lead.learn_budget is not None:
-            budget = LearnBudget(lead.learn_budget.start_step, total_steps, lead.learn_budget.start_updates)
-        else:
-            budget = LearnBudget(lead.total_steps, total_steps, lead.updates)
+        budget = LearnBudget.for_call(lead.learn_budget, total_steps, lead.total_steps, lead.updates, resume)
         run_dir = Path(run_dir) if run_dir is not None else None
         self._keep_recorders = run_dir is not None  # only checkpoints replay what the recorders keep
         for seed, agent in zip(self.seeds, self.agents):
@@ -353,20 +347,15 @@ class SeedBatchedPPO:
                 agent.logger.attach(run_dir / f"seed_{seed}", purge_step=agent.total_steps + 1 if resume else None)
                 write_json(run_dir / f"seed_{seed}" / "config.json", agent.describe_run())
         per_iteration = self.steps_per_iteration()
-        start = last_checkpoint = time.perf_counter()
+        start = time.perf_counter()
         wall_before = self.wall_seconds
-        next_checkpoint_step = (lead.total_steps // checkpoint_every + 1) * checkpoint_every if checkpoint_every else None
+        schedule = CheckpointSchedule(checkpoint_seconds, checkpoint_every, lead.total_steps, start)
         signals = StopSignals() if run_dir is not None else contextlib.nullcontext()
         try:
             with signals:
-                iterations_done = lead.updates - budget.start_updates
-                while lead.total_steps < budget.end_step:
-                    if iterations_done and lead.total_steps + per_iteration > budget.end_step:
-                        break  # as Algorithm.learn: an iteration that would overshoot is not started
-                    iterations_done += 1
-                    remaining = 1.0 - (lead.total_steps - budget.start_step) / budget.total_steps
+                while budget.starts_another(lead.total_steps, lead.updates, per_iteration):
                     iteration_start = time.perf_counter()
-                    rows, episode_logs = self.train_iteration(remaining)
+                    rows, episode_logs = self.train_iteration(budget.remaining(lead.total_steps))
                     self._check_finite_weights()
                     now = time.perf_counter()
                     self.wall_seconds = wall_before + (now - start)
@@ -384,19 +373,12 @@ class SeedBatchedPPO:
                             **row,
                         })
                     stop = callback is not None and callback(self) is False
-                    if run_dir is not None and (now - last_checkpoint >= checkpoint_seconds or (
-                        next_checkpoint_step is not None and lead.total_steps >= next_checkpoint_step
-                    )):
+                    if run_dir is not None and schedule.due(now, lead.total_steps):
                         self.save_checkpoints(run_dir)
-                        last_checkpoint = now
-                        if next_checkpoint_step is not None:
-                            next_checkpoint_step = (lead.total_steps // checkpoint_every + 1) * checkpoint_every
+                        schedule.written(now, lead.total_steps)
                     if getattr(signals, "received", None) is not None:
                         self.save_checkpoints(run_dir)
-                        raise Interrupted(
-                            f"stopped by signal {signals.received} at step {lead.total_steps}; checkpoints written to "
-                            f"{run_dir}/seed_*/checkpoint", signals.received,
-                        )
+                        raise signals.interrupted(lead.total_steps, f"checkpoints written to {run_dir}/seed_*/checkpoint")
                     if stop:
                         break
                 self._unstack_into_agents()
