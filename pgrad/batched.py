@@ -26,7 +26,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from pgrad.distributions import MIN_STD, CategoricalHead, DiagGaussianHead, TruncatedNormal, TruncatedNormalHead
 from pgrad.errors import ConfigError
-from pgrad.losses import clipped_surrogate_terms, normalize_advantages, value_squared_error
+from pgrad.losses import clipped_surrogate_terms, value_squared_error
 from pgrad.nets import ACTIVATIONS
 from pgrad.policy import ActorCriticPolicy
 
@@ -247,8 +247,3 @@ def seed_batched_value_loss(
     """:func:`pgrad.losses.value_loss` for ``(S, B)`` inputs: half MSE per seed ``(S,)``, optional ppo2 clipping."""
     loss = 0.5 * value_squared_error(values, returns, old_values, clip_coef).mean(1)  # (S,)
     return loss, {"value_loss": loss.detach()}
-
-
-def normalize_per_seed(advantages: Tensor) -> Tensor:
-    """``(A - mean) / (std + 1e-8)`` over each seed's own minibatch ``(S, B)``, as PPO does for one seed."""
-    return normalize_advantages(advantages)

@@ -238,8 +238,7 @@ class SeedBatchedCollector(RolloutCollector):
         return results
 
     def close(self) -> None:
-        """Close every sub-env (the seeds' own vector envs hold the same ones)."""
-        self.envs.close()
+        """Nothing to close: the sub-envs belong to the seeds' own vector envs, whose owners close them."""
 
 
 def combined_env_seeds(seeds: Sequence[int], n_envs: int) -> list[int]:

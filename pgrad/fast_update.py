@@ -156,6 +156,15 @@ class NumpyPolicyGradient:
             self.log_std = log_std.detach().numpy()  # (..., action_dim), a view: sees every optimiser step
             self.log_std_grad = grads[log_std]
 
+    @classmethod
+    def reuse_or_build(cls, policy: ActorCriticPolicy | SeedBatchedActorCritic, cached: "NumpyPolicyGradient | None") -> "NumpyPolicyGradient":
+        """``cached`` if it was built over ``policy``'s current parameter tensors, else a new one
+        (loading a checkpoint or a user can replace the policy or a part of it between updates).
+        ``cached`` holds its parameters, so their ids cannot be reused by other tensors meanwhile."""
+        if cached is not None and cached.policy is policy and all(a is b for a, b in zip(cached.parameters, policy.parameters(), strict=True)):
+            return cached
+        return cls(policy)
+
     @staticmethod
     def supports(policy: ActorCriticPolicy) -> bool:
         """True when the policy is one :class:`NumpyActorCritic` runs and it has a critic."""

@@ -76,7 +76,6 @@ class A2C(Algorithm):
         # as autograd up to float32 rounding, ~5x faster on A2C's small batches. Tests turn it off.
         self.use_numpy_gradient = True
         self._numpy_gradient: NumpyPolicyGradient | None = None
-        self._numpy_gradient_key: tuple[int, ...] = ()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {self.config.optimizer: self.optimizer}
@@ -138,9 +137,7 @@ class A2C(Algorithm):
     def _numpy_gradient_step(self, obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         """The same as :meth:`_autograd_step`, by hand in numpy (pgrad/fast_update.py)."""
         c = self.config
-        key = tuple(map(id, self.policy.parameters()))  # rebuilt if the policy or a part was replaced
-        if self._numpy_gradient is None or self._numpy_gradient_key != key:
-            self._numpy_gradient, self._numpy_gradient_key = NumpyPolicyGradient(self.policy), key
+        self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.policy, self._numpy_gradient)
         self._numpy_gradient.bind()
         return self._numpy_gradient.step_gradient(
             obs.numpy(), actions.numpy(), None, None, self._normalized_advantages(advantages.numpy()), returns.numpy(),

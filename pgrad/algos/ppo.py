@@ -122,7 +122,6 @@ class PPO(Algorithm):
         approx_kl = 0.0
         use_numpy = self.use_numpy_gradient and NumpyPolicyGradient.supports(self.policy)
         gradient_step = self._numpy_gradient_step if use_numpy else self._autograd_step
-        self._numpy_gradient = None  # rebuilt from the current parameters on first use
         # minibatch boundaries as np.array_split of a shuffled index cuts them
         bounds = [(chunk[0], chunk[-1] + 1) for chunk in np.array_split(np.arange(batch_size), n_minibatches)]
         for _ in range(c.n_epochs):
@@ -189,8 +188,7 @@ class PPO(Algorithm):
     ) -> dict[str, float]:
         """The same as :meth:`_autograd_step`, with the gradient written out in numpy (pgrad/fast_update.py)."""
         c = self.config
-        if self._numpy_gradient is None:
-            self._numpy_gradient = NumpyPolicyGradient(self.policy)
+        self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.policy, self._numpy_gradient)
         self._numpy_gradient.bind()
         return self._numpy_gradient.step_gradient(
             obs, actions, old_log_probs, old_values, self._normalized_advantages(advantages), returns,

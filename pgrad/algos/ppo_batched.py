@@ -181,7 +181,8 @@ class SeedBatchedPPO:
 
         use_numpy = self.use_numpy_gradient and NumpyPolicyGradient.supports_seed_batched(self.model)
         gradient_step = self._numpy_gradient_step if use_numpy else self._autograd_step
-        self._numpy_gradient = NumpyPolicyGradient(self.model) if use_numpy else None
+        if use_numpy:
+            self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.model, self._numpy_gradient)
         metric_sums: dict[str, Any] = {}
         n_updates = 0
         for _ in range(c.n_epochs):
@@ -399,8 +400,6 @@ class SeedBatchedPPO:
                 raise NonFiniteError(f"training diverged: parameter {name} of seed {seed} became NaN or inf; try a lower lr or max_grad_norm")
 
     def close(self) -> None:
-        """Close every seed's envs and logs."""
-        if self.collector is not None:
-            self.collector.close()
+        """Close every seed's envs and logs (the collector steps the seeds' own envs)."""
         for agent in self.agents:
             agent.close()

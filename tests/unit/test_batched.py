@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from pgrad.batched import (
-    SeedBatchedActorCritic, normalize_per_seed, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
+    SeedBatchedActorCritic, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
     seed_batched_value_loss,
 )
 from pgrad.errors import ConfigError
-from pgrad.losses import clipped_surrogate_loss, value_loss
+from pgrad.losses import clipped_surrogate_loss, normalize_advantages, value_loss
 from pgrad.policy import ActorCriticPolicy
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
@@ -136,7 +136,7 @@ def test_seed_batched_losses_equal_the_single_seed_losses():
     torch.manual_seed(0)
     log_probs, old_log_probs = torch.randn(3, 16) * 0.3, torch.randn(3, 16) * 0.3
     advantages, values, returns, old_values = (torch.randn(3, 16) for _ in range(4))
-    normalized = normalize_per_seed(advantages)
+    normalized = normalize_advantages(advantages)  # over the last axis: each seed's own minibatch
     loss, metrics = seed_batched_clipped_surrogate_loss(log_probs, old_log_probs, normalized, 0.2)
     v_loss, v_metrics = seed_batched_value_loss(values, returns, old_values, 0.2)
     for s in range(3):
