@@ -185,6 +185,14 @@ def warn_if_not_exact(problems: list[str]) -> None:
 
 # A signal a worker process received while no learn() was running (set by defer_signals).
 _deferred_signal: int | None = None
+# The first signal a worker process received at all, during a learn() or not (set in workers only).
+_worker_stop_signal: int | None = None
+_in_worker = False
+
+
+def worker_stop_signal() -> int | None:
+    """In a pool worker (:func:`defer_signals`): the SIGINT/SIGTERM it received, if any; it starts no new seed then."""
+    return _worker_stop_signal
 
 
 def defer_signals() -> None:
@@ -194,10 +202,14 @@ def defer_signals() -> None:
     finished seed completes that work, and one that is about to start a seed stops it after
     its first iteration with a checkpoint, instead of dying and breaking the pool.
     """
-    def remember(signum: int, frame: Any) -> None:
-        global _deferred_signal
-        _deferred_signal = _deferred_signal or signum
+    global _in_worker
 
+    def remember(signum: int, frame: Any) -> None:
+        global _deferred_signal, _worker_stop_signal
+        _deferred_signal = _deferred_signal or signum
+        _worker_stop_signal = _worker_stop_signal or signum
+
+    _in_worker = True
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, remember)
 
@@ -215,7 +227,10 @@ class StopSignals:
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
+        global _worker_stop_signal
         self.received = self.received or signum
+        if _in_worker:  # the pool may hand this worker another seed next: it must not start
+            _worker_stop_signal = _worker_stop_signal or signum
         # A second Ctrl-C interrupts at once; repeated SIGTERMs (a multi-seed parent forwards its
         # own to the workers) only repeat the request.
         if signal.SIGINT in self._previous:
