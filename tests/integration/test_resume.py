@@ -240,12 +240,9 @@ def test_plot_of_runs_without_finished_episodes_is_an_input_error(tmp_path, caps
     assert "has no finished episodes" in err and len(err.splitlines()) == 1
 
 
-def test_sigterm_to_a_multi_seed_run_does_not_start_the_queued_seeds(tmp_path):
-    """More seeds than workers: a SIGTERM stops the running seeds at a checkpoint and cancels the
-    queued one (it once started as soon as a worker was free, and trained to the end)."""
+def _sigterm_once_seeds_0_and_1_have_checkpoints(seeds: list[str], part: Path) -> None:
+    """Run ``pgrad train`` TRAIN with ``seeds`` into ``part``; SIGTERM it once seeds 0 and 1 have checkpointed 2000 steps."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    seeds = ["--seeds", "0", "1", "2", "--workers", "2", "--no-batched"]
-    part = tmp_path / "part"
     process = subprocess.Popen([sys.executable, "-m", "pgrad.cli", *TRAIN, *seeds, "--out", str(part)], env=env,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -256,6 +253,14 @@ def test_sigterm_to_a_multi_seed_run_does_not_start_the_queued_seeds(tmp_path):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM and "--resume" in err
+
+
+def test_sigterm_to_a_multi_seed_run_does_not_start_the_queued_seeds(tmp_path):
+    """More seeds than workers: a SIGTERM stops the running seeds at a checkpoint and cancels the
+    queued one (it once started as soon as a worker was free, and trained to the end)."""
+    seeds = ["--seeds", "0", "1", "2", "--workers", "2", "--no-batched"]
+    part = tmp_path / "part"
+    _sigterm_once_seeds_0_and_1_have_checkpoints(seeds, part)
     assert not (part / "seed_2").exists(), "the queued seed started after the signal"
     assert json.loads((part / "summary.json").read_text())["interrupted_seeds"] == [0, 1, 2]
     assert main([*TRAIN, *seeds, "--resume", str(part)]) == 0
@@ -264,19 +269,9 @@ def test_sigterm_to_a_multi_seed_run_does_not_start_the_queued_seeds(tmp_path):
 
 def test_multi_seed_run_stopped_by_sigterm_resumes_every_seed(tmp_path):
     """SIGTERM to the parent reaches the seed processes; --resume with the same --seeds finishes them."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     seeds = ["--seeds", "0", "1", "--workers", "2"]
     part = tmp_path / "part"
-    process = subprocess.Popen([sys.executable, "-m", "pgrad.cli", *TRAIN, *seeds, "--out", str(part)], env=env,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while min(_checkpoint_steps(part / f"seed_{s}") for s in (0, 1)) < 2000 and process.poll() is None \
-            and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert process.poll() is None, "training finished before it could be stopped"
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM and "--resume" in err
+    _sigterm_once_seeds_0_and_1_have_checkpoints(seeds, part)
     assert all(0 < _checkpoint_steps(part / f"seed_{s}") < 16000 for s in (0, 1))
 
     assert main([*TRAIN, *seeds, "--resume", str(part)]) == 0
