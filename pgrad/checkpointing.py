@@ -183,9 +183,7 @@ def warn_if_not_exact(problems: list[str]) -> None:
 # -- stopping on SIGINT / SIGTERM ------------------------------------------------------------------
 
 
-# A signal a worker process received while no learn() was running (set by defer_signals).
-_deferred_signal: int | None = None
-# The first signal a worker process received at all, during a learn() or not (set in workers only).
+# The first SIGINT/SIGTERM a pool worker received, during a learn() or not (only set in workers).
 _worker_stop_signal: int | None = None
 _in_worker = False
 
@@ -200,13 +198,14 @@ def defer_signals() -> None:
 
     A multi-seed parent forwards SIGTERM to all its workers; one that is evaluating or saving a
     finished seed completes that work, and one that is about to start a seed stops it after
-    its first iteration with a checkpoint, instead of dying and breaking the pool.
+    its first iteration with a checkpoint, instead of dying and breaking the pool. Once a worker
+    has received a signal (here or inside a ``learn``), :func:`worker_stop_signal` says so and
+    every later ``learn`` in it stops after its first iteration.
     """
     global _in_worker
 
     def remember(signum: int, frame: Any) -> None:
-        global _deferred_signal, _worker_stop_signal
-        _deferred_signal = _deferred_signal or signum
+        global _worker_stop_signal
         _worker_stop_signal = _worker_stop_signal or signum
 
     _in_worker = True
@@ -242,7 +241,7 @@ class StopSignals:
         self._previous = {}
 
     def __enter__(self) -> "StopSignals":
-        self.received = _deferred_signal
+        self.received = _worker_stop_signal
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)

@@ -243,34 +243,26 @@ def _outcomes_local(specs: dict[Any, Any], workers: int | None, work: Callable[[
     (default: one seed's :class:`TrainSpec` each; seed batching passes its groups).
 
     A SIGTERM to this process is forwarded to the workers, which checkpoint and stop like a
-    single run does (a Ctrl-C in a terminal reaches them directly, as one process group), and
-    the jobs not started yet are cancelled: without that, a worker whose run the signal stopped
-    would take the next queued job and train it to the end. A cancelled job's outcome is
-    ``interrupted``, so ``--resume`` starts it.
+    single run does (a Ctrl-C in a terminal reaches them directly, as one process group). A
+    worker that received the signal starts no queued seed afterwards (:func:`_run_in_worker`).
     """
     workers = max(1, min(len(specs), workers or os.cpu_count() or 1))
     from pgrad.checkpointing import defer_signals
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=defer_signals) as pool:
         def forward(signum: int, frame: Any) -> None:
-            for future in futures:
-                future.cancel()  # only succeeds for jobs not started yet
             for process in list(getattr(pool, "_processes", {}).values()):
                 if process.is_alive():
                     os.kill(process.pid, signal.SIGTERM)
 
-        futures: dict[Any, Any] = {}
         previous = signal.signal(signal.SIGTERM, forward) if _in_main_thread() else None
         try:
-            futures.update({pool.submit(work, s): key for key, s in specs.items()})
+            futures = {pool.submit(work, s): key for key, s in specs.items()}
             for future in as_completed(futures):
-                if future.cancelled():
-                    outcome = {"ok": False, "error": f"not started: stopped by signal {int(signal.SIGTERM)}", "interrupted": True}
-                else:
-                    try:
-                        outcome = future.result()
-                    except Exception as exc:  # a worker that died (killed, out of memory) must not hang the run
-                        outcome = {"ok": False, "error": f"worker process failed: {type(exc).__name__}: {exc}"}
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # a worker that died (killed, out of memory) must not hang the run
+                    outcome = {"ok": False, "error": f"worker process failed: {type(exc).__name__}: {exc}"}
                 yield futures[future], outcome
         finally:
             if previous is not None:
