@@ -44,12 +44,31 @@ class Worker(Protocol):
     def __call__(self, payload: Any, task: Any) -> Any: ...
 
 
-def default_workers() -> int:
-    """Worker processes to use when not told: every core this process may run on."""
+# A multi-seed run that trains k seeds at once in its own pool gives each seed's process a
+# k-th of the cores (share_cores); without it every seed would start one rollout worker per core,
+# k times more processes than cores.
+_core_share: int | None = None
+
+
+def share_cores(n_cores: int) -> None:
+    """Let :func:`default_workers` count only ``n_cores`` cores in this process (>= 1)."""
+    global _core_share
+    _core_share = max(1, int(n_cores))
+
+
+def available_cores() -> int:
+    """Every core this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Worker processes to use when not told: one per core this process may use (its share of
+    the cores when it is one of several seeds trained at once, see :func:`share_cores`)."""
+    cores = available_cores()
+    return cores if _core_share is None else min(cores, _core_share)
 
 
 def make_pool(factory: Callable[[], Worker], n_workers: int | None = None, backend: str = "local") -> "WorkerPool":

@@ -84,7 +84,7 @@ class ARSConfig(Config):
     policy_type: str = param("linear", "linear (a matrix, no bias, zero at start) or mlp (hidden_sizes, activation)", choices=("linear", "mlp"))
     activation: str = param("tanh", "hidden activation of the mlp policy", choices=("tanh", "relu"))
     hidden_sizes: tuple[int, ...] = param((32, 32), "hidden layer widths of the mlp policy, e.g. 32,32")
-    n_workers: int | None = param(None, "rollout worker processes (none: one per core; 0: in this process)", low=0)
+    n_workers: int | None = param(None, "rollout worker processes (none: one per core this seed may use; 0: in this process)", low=0)
     backend: str = param("local", "where workers run: local processes or Ray actors (same results)", choices=("local", "ray"))
     eval_every: int = param(10, "evaluate the unperturbed policy every this many iterations for logging (0: never)", low=0)
     eval_episodes: int = param(5, "episodes per logging evaluation (not counted in the step budget)", low=1)

@@ -238,6 +238,17 @@ def gather_outcomes(
     return summary, errors
 
 
+def _start_pool_worker(cores_per_worker: int) -> None:
+    """Initializer of a multi-seed pool worker: deferred stop signals, and its share of the cores
+    (so an ARS seed with default ``n_workers`` starts one rollout worker per core it has, not per
+    core of the machine while other seeds run beside it)."""
+    from pgrad.checkpointing import defer_signals
+    from pgrad.parallel import share_cores
+
+    defer_signals()
+    share_cores(cores_per_worker)
+
+
 def _outcomes_local(specs: dict[Any, Any], workers: int | None, work: Callable[[Any], dict[str, Any]] = _run_in_worker):
     """Yield ``(key, outcome)`` as spawned worker processes finish ``work(specs[key])``
     (default: one seed's :class:`TrainSpec` each; seed batching passes its groups).
@@ -247,9 +258,11 @@ def _outcomes_local(specs: dict[Any, Any], workers: int | None, work: Callable[[
     worker that received the signal starts no queued seed afterwards (:func:`_run_in_worker`).
     """
     workers = max(1, min(len(specs), workers or os.cpu_count() or 1))
-    from pgrad.checkpointing import defer_signals
+    from pgrad.parallel import available_cores
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=defer_signals) as pool:
+    cores_per_worker = max(1, available_cores() // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_start_pool_worker,
+                             initargs=(cores_per_worker,)) as pool:
         def forward(signum: int, frame: Any) -> None:
             for process in list(getattr(pool, "_processes", {}).values()):
                 if process.is_alive():

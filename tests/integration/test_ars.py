@@ -233,3 +233,23 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["episodes"] == 2
     assert main(["train", "ars", "CartPole-v1", "--steps", "100"]) == 2
     assert "supported: Box" in capsys.readouterr().err
+
+
+def _rollout_workers_by_default(spec: object) -> dict:
+    """Pool work for the test below: how many rollout workers an ARS seed would start by default."""
+    from pgrad.parallel import default_workers
+
+    return {"ok": True, "workers": default_workers()}
+
+
+def test_seeds_trained_side_by_side_share_the_cores():
+    # An ARS seed with default n_workers starts one rollout worker per core; a multi-seed pool
+    # that runs k seeds at once must give each a k-th of the cores, not all of them.
+    from pgrad.experiments.runner import _outcomes_local
+    from pgrad.parallel import available_cores
+
+    cores = available_cores()
+    side_by_side = dict(_outcomes_local({0: None, 1: None}, 2, work=_rollout_workers_by_default))
+    assert [side_by_side[k]["workers"] for k in (0, 1)] == [max(1, cores // 2)] * 2
+    alone = dict(_outcomes_local({0: None}, 1, work=_rollout_workers_by_default))
+    assert alone[0]["workers"] == cores
