@@ -61,6 +61,20 @@ def smoothed_band(
     return grid, mean, low, high
 
 
+def run_labels(runs: list[Path]) -> list[str]:
+    """A legend label per run: its folder name, with as many parent folders as it takes to tell
+    runs apart (``ppo/Hopper-v5`` and ``a2c/Hopper-v5``, not ``Hopper-v5`` twice)."""
+    parts = [Path(run).resolve().parts for run in runs]
+    depth = [1] * len(runs)
+    while True:
+        labels = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
+        clashing = [i for i, label in enumerate(labels) if labels.count(label) > 1 and depth[i] < len(parts[i])]
+        if not clashing:
+            return labels
+        for i in clashing:
+            depth[i] += 1
+
+
 def plot_runs(runs: list[Path], out: Path, smooth: int = 20) -> None:
     """One line per run folder (mean over its seeds, with a 95% bootstrap band) into ``out``."""
     import matplotlib
@@ -69,7 +83,7 @@ def plot_runs(runs: list[Path], out: Path, smooth: int = 20) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for run in runs:
+    for run, label in zip(runs, run_labels(runs)):
         if not run.is_dir():
             raise ConfigError(f"run folder not found: {run}")
         curves = [read_episodes(folder) for folder in seed_folders(run)]
@@ -78,7 +92,7 @@ def plot_runs(runs: list[Path], out: Path, smooth: int = 20) -> None:
             raise ConfigError(f"{run} has no finished episodes to plot")
         grid, mean, low, high = smoothed_band(curves, smooth)
         seeds = f" ({len(curves)} seeds, 95% CI)" if len(curves) > 1 else ""
-        line, = axes.plot(grid, mean, label=f"{run.name}{seeds}")
+        line, = axes.plot(grid, mean, label=f"{label}{seeds}")
         if len(curves) > 1:
             axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
     axes.set_xlabel("environment steps")
