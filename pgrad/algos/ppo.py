@@ -28,7 +28,7 @@ import torch
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
 from pgrad.errors import ConfigError
-from pgrad.fast_update import NumpyPolicyGradient
+from pgrad.fast_update import NumpyAdam, NumpyPolicyGradient
 from pgrad.losses import clipped_surrogate_loss, explained_variance, normalize_advantages, value_loss
 from pgrad.returns import gae
 
@@ -87,6 +87,7 @@ class PPO(Algorithm):
         # hyperparameter (it changes no result); tests set it to False for the plain path.
         self.use_numpy_gradient = True
         self._numpy_gradient: NumpyPolicyGradient | None = None
+        self._numpy_adam: NumpyAdam | None = None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
@@ -122,6 +123,14 @@ class PPO(Algorithm):
         approx_kl = 0.0
         use_numpy = self.use_numpy_gradient and NumpyPolicyGradient.supports(self.policy)
         gradient_step = self._numpy_gradient_step if use_numpy else self._autograd_step
+        optimizer_step = self.optimizer.step
+        if use_numpy:
+            self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.policy, self._numpy_gradient)
+            # Adam in numpy on the gradient's flat buffer where it applies (same numbers, a third of the time)
+            self._numpy_adam = NumpyAdam.reuse_or_build(self.optimizer, self._numpy_gradient, self._numpy_adam)
+            if self._numpy_adam is not None:
+                self._numpy_adam.prepare()
+                optimizer_step = self._numpy_adam.step
         # minibatch boundaries as np.array_split of a shuffled index cuts them
         bounds = [(chunk[0], chunk[-1] + 1) for chunk in np.array_split(np.arange(batch_size), n_minibatches)]
         for _ in range(c.n_epochs):
@@ -137,7 +146,7 @@ class PPO(Algorithm):
                 epoch_batch = [tensor.numpy() for tensor in epoch_batch]  # shares memory
             for start, stop in bounds:
                 step_metrics = gradient_step(*(tensor[start:stop] for tensor in epoch_batch))
-                self.optimizer.step()
+                optimizer_step()
                 for key, value in step_metrics.items():
                     metrics_sum[key] = metrics_sum.get(key, 0.0) + value
                 kl_this_epoch.append(step_metrics["approx_kl"])

@@ -154,3 +154,91 @@ def test_a2c_numpy_gradient_equals_autograd(policy_case, normalize_advantage):
     assert fast.keys() == plain.keys()
     for key, value in plain.items():
         assert fast[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def _adam_pair(fused: bool):
+    """Two identical policies with torch Adams, one of them to be stepped by NumpyAdam."""
+    from pgrad.fast_update import NumpyAdam
+
+    def build():
+        torch.manual_seed(0)
+        policy = ActorCriticPolicy(BOX_OBS, POLICIES["gaussian-tanh"][0], normalize_obs=False)
+        return policy, torch.optim.Adam(policy.parameters(), lr=3e-4, eps=1e-5, fused=fused)
+
+    (fast_policy, fast_opt), (plain_policy, plain_opt) = build(), build()
+    gradient = NumpyPolicyGradient(fast_policy)
+    gradient.bind()
+    return fast_policy, fast_opt, NumpyAdam(fast_opt, gradient), gradient, plain_policy, plain_opt
+
+
+def _step_both(steps: int, rng, fast_opt, adam, gradient, plain_policy, plain_opt, lr_from: float = 3e-4) -> None:
+    adam.prepare()
+    for t in range(steps):
+        lr = lr_from * (1 - t / (2 * steps))  # a changing lr, as anneal_lr sets it between steps
+        for group in (*fast_opt.param_groups, *plain_opt.param_groups):
+            group["lr"] = lr
+        flat = rng.normal(0, 0.1, gradient.flat_grad.size).astype(np.float32)
+        gradient.flat_grad[:] = flat
+        offset = 0
+        for p in plain_policy.parameters():
+            p.grad = torch.from_numpy(flat[offset : offset + p.numel()].reshape(p.shape).copy())
+            offset += p.numel()
+        adam.step()
+        plain_opt.step()
+
+
+def _assert_same(fast_policy, fast_opt, plain_policy, plain_opt) -> None:
+    for a, b in zip(fast_policy.parameters(), plain_policy.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    fast_state, plain_state = fast_opt.state_dict()["state"], plain_opt.state_dict()["state"]
+    assert sorted(fast_state) == sorted(plain_state)
+    for index in plain_state:
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(fast_state[index][key], plain_state[index][key], rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_numpy_adam_equals_torch_adam(fused):
+    fast_policy, fast_opt, adam, gradient, plain_policy, plain_opt = _adam_pair(fused)
+    rng = np.random.default_rng(0)
+    _step_both(60, rng, fast_opt, adam, gradient, plain_policy, plain_opt)
+    _assert_same(fast_policy, fast_opt, plain_policy, plain_opt)
+
+
+def test_numpy_adam_state_is_the_optimizers_and_survives_a_checkpoint(tmp_path):
+    from pgrad.io import optimizer_from_tensors, optimizer_to_tensors, read_tensors, write_tensors
+
+    fast_policy, fast_opt, adam, gradient, plain_policy, plain_opt = _adam_pair(True)
+    rng = np.random.default_rng(1)
+    _step_both(20, rng, fast_opt, adam, gradient, plain_policy, plain_opt)
+    # the torch optimizer's own state_dict is current (its tensors are the flat buffers' views),
+    # and saving it works although those views share one buffer
+    tensors, meta = optimizer_to_tensors(fast_opt)
+    write_tensors(tmp_path / "state.safetensors", tensors)
+    saved = {name: value.clone() for name, value in tensors.items()}
+    _step_both(5, rng, fast_opt, adam, gradient, plain_policy, plain_opt)  # the state moves on...
+    optimizer_from_tensors(fast_opt, read_tensors(tmp_path / "state.safetensors", "test"), meta)  # ...and is rolled back
+    optimizer_from_tensors(plain_opt, saved, meta)
+    with torch.no_grad():
+        for a, b in zip(fast_policy.parameters(), plain_policy.parameters()):
+            b.copy_(a)
+    _step_both(20, rng, fast_opt, adam, gradient, plain_policy, plain_opt)  # prepare() adopts the loaded state
+    _assert_same(fast_policy, fast_opt, plain_policy, plain_opt)
+
+
+def test_numpy_adam_declines_what_it_does_not_compute():
+    from pgrad.fast_update import NumpyAdam
+
+    torch.manual_seed(0)
+    policy = ActorCriticPolicy(BOX_OBS, POLICIES["gaussian-tanh"][0], normalize_obs=False)
+    gradient = NumpyPolicyGradient(policy)
+    for optimizer in (
+        torch.optim.Adam(policy.parameters(), amsgrad=True),
+        torch.optim.Adam(policy.parameters(), weight_decay=0.01),
+        torch.optim.AdamW(policy.parameters()),
+        torch.optim.RMSprop(policy.parameters()),
+        torch.optim.Adam(list(policy.parameters())[:-1]),
+    ):
+        assert not NumpyAdam.supports(optimizer, gradient)
+        assert NumpyAdam.reuse_or_build(optimizer, gradient, None) is None
+    assert NumpyAdam.supports(torch.optim.Adam(policy.parameters(), eps=1e-5, fused=True), gradient)
