@@ -317,37 +317,36 @@ class NumpyPolicyGradient:
         return metrics
 
 
-class NumpyAdam:
-    """``torch.optim.Adam.step()`` for the parameters of a :class:`NumpyPolicyGradient`, in numpy on flat buffers.
+class NumpyOptimizer:
+    """A torch optimizer's ``step()`` for the parameters of a :class:`NumpyPolicyGradient`, in numpy on flat buffers.
 
-    Fused torch Adam spends ~100-140 us a step on the 13 small tensors of a 2x64 actor-critic
-    (per-tensor Python in ``_init_group``, the multi-tensor step-count increment); the arithmetic
-    on ~11k floats is a few microseconds. Here the moments live in two flat arrays and the step is
-    a dozen whole-array numpy operations on the gradient's own flat buffer (~40 us), so a
-    PPO minibatch step (gradient + Adam) gets ~20% cheaper (BENCHMARKS.md, "Speed").
+    torch's optimizers spend far more time on per-tensor bookkeeping than on arithmetic for the
+    13 small tensors of a 2x64 actor-critic: fused Adam ~100-140 us a step, foreach RMSprop
+    ~500 us, for a few microseconds of arithmetic on ~11k floats (BENCHMARKS.md, "Speed").
+    Here the optimizer's state lives in flat arrays, and a step is a dozen whole-array numpy
+    operations on the gradient's own flat buffer. Subclasses give the update rule
+    (:class:`NumpyAdam`, :class:`NumpyRMSprop`).
 
-    The torch optimiser stays the owner of the state that checkpoints save and load: its
-    ``exp_avg``, ``exp_avg_sq`` and ``step`` tensors are made views of the flat arrays, so its
+    The torch optimizer stays the owner of the state that checkpoints save and load: its state
+    tensors (``step`` and the moment buffers) are made views of the flat arrays, so its
     ``state_dict()`` is always current and its own ``step()`` would continue from the same
-    numbers. :meth:`prepare` (once per update, before the minibatch loop) re-adopts the state if
-    something replaced it (``load_state_dict``, a seed-batched run restacking its seeds) and
-    reads the parameters into the flat master copy, which each step writes back to them.
-
-    The maths is torch's Adam (Kingma & Ba 2015, Algorithm 1, with torch's placement of eps:
-    ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``); the result equals torch's
-    up to float32 rounding (tests/unit/test_fast_update.py). Supported: one param group over
-    exactly the gradient's parameters, no weight decay, amsgrad, maximize or capturable.
+    numbers. :meth:`prepare` (once per update, before its steps) re-adopts the state if something
+    replaced it (``load_state_dict``, a seed-batched run restacking its seeds) and reads the
+    parameters into the flat master copy, which every step writes back to them. Results equal
+    torch's up to float32 rounding (tests/unit/test_fast_update.py).
     """
+
+    optimizer_type: type = torch.optim.Optimizer
+    buffers: tuple[str, ...] = ()  # the per-parameter state tensors besides "step", in torch's names
 
     def __init__(self, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient) -> None:
         if not self.supports(optimizer, gradient):
-            raise ValueError("this optimizer has no numpy step; check NumpyAdam.supports first")
+            raise ValueError(f"this optimizer has no numpy step; check {type(self).__name__}.supports first")
         self.optimizer, self.gradient = optimizer, gradient
         self.parameters = gradient.parameters
         size = gradient.flat_grad.size
         self.flat_params = np.empty(size, dtype=np.float32)
-        self.exp_avg = np.zeros(size, dtype=np.float32)
-        self.exp_avg_sq = np.zeros(size, dtype=np.float32)
+        self.state = {name: np.zeros(size, dtype=np.float32) for name in self.buffers}
         self.steps = np.zeros(len(self.parameters), dtype=np.float32)  # torch keeps a float32 count per parameter
         self._scratch = np.empty(size, dtype=np.float32)
         self._slices: list[slice] = []
@@ -357,36 +356,46 @@ class NumpyAdam:
             offset += parameter.numel()
         # each parameter's storage as a flat numpy view (the step writes the new values there)
         self._param_views = [parameter.detach().numpy().reshape(-1) for parameter in self.parameters]
-        self._state_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._state_views: list[dict[str, torch.Tensor]] = []
+        self._counts_agree = True
 
-    @staticmethod
-    def supports(optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient) -> bool:
-        """Plain Adam over exactly ``gradient``'s (contiguous float32 CPU) parameters, in order."""
-        if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
+    @classmethod
+    def supports(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient) -> bool:
+        """This class's optimizer with its plain options, over exactly ``gradient``'s parameters (in order)."""
+        if type(optimizer) is not cls.optimizer_type or len(optimizer.param_groups) != 1:
             return False
         group = optimizer.param_groups[0]
         params = group["params"]
         return (
-            not group["amsgrad"] and not group["maximize"] and group["weight_decay"] == 0
+            cls._plain_options(group) and group["weight_decay"] == 0 and not group.get("maximize", False)
             and not group.get("capturable", False) and not group.get("differentiable", False)
             and not isinstance(group["lr"], torch.Tensor)
             and len(params) == len(gradient.parameters) and all(a is b for a, b in zip(params, gradient.parameters))
             and all(p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous() for p in params)
         )
 
+    @staticmethod
+    def _plain_options(group: dict[str, Any]) -> bool:
+        """The optimizer-specific options this update rule covers."""
+        raise NotImplementedError
+
     @classmethod
-    def reuse_or_build(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient, cached: "NumpyAdam | None") -> "NumpyAdam | None":
-        """``cached`` if it serves this optimizer and gradient, else a new one; None if unsupported."""
+    def reuse_or_build(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient,
+                       cached: "NumpyOptimizer | None") -> "NumpyOptimizer | None":
+        """``cached`` if it serves this optimizer and gradient, else a new one of the matching
+        subclass (:class:`NumpyAdam`, :class:`NumpyRMSprop`); None if no subclass supports it."""
         if cached is not None and cached.optimizer is optimizer and cached.gradient is gradient:
             return cached
-        return cls(optimizer, gradient) if cls.supports(optimizer, gradient) else None
+        for rule in (cls,) if cls.buffers else (NumpyAdam, NumpyRMSprop):
+            if rule.supports(optimizer, gradient):
+                return rule(optimizer, gradient)
+        return None
 
     def prepare(self) -> None:
         """Before a run of :meth:`step` calls: adopt the optimizer's state if it is not ours, read the parameters."""
         state = self.optimizer.state
         adopted = len(self._state_views) == len(self.parameters) and all(
-            (entry := state.get(parameter)) is not None and entry.get("exp_avg") is views[1]
-            and entry.get("exp_avg_sq") is views[2] and entry.get("step") is views[0]
+            (entry := state.get(parameter)) is not None and all(entry.get(key) is view for key, view in views.items())
             for parameter, views in zip(self.parameters, self._state_views)
         )
         if not adopted:
@@ -400,35 +409,47 @@ class NumpyAdam:
         self._state_views = []
         for index, (parameter, part) in enumerate(zip(self.parameters, self._slices)):
             entry = self.optimizer.state[parameter]
-            if entry:
-                self.exp_avg[part] = entry["exp_avg"].detach().reshape(-1).numpy()
-                self.exp_avg_sq[part] = entry["exp_avg_sq"].detach().reshape(-1).numpy()
-                self.steps[index] = float(entry["step"])
-            else:
-                self.exp_avg[part] = 0.0
-                self.exp_avg_sq[part] = 0.0
-                self.steps[index] = 0.0
-            views = (
-                torch.from_numpy(self.steps[index : index + 1]).view(()),  # 0-d, as torch's own step tensor
-                torch.from_numpy(self.exp_avg[part]).view(parameter.shape),
-                torch.from_numpy(self.exp_avg_sq[part]).view(parameter.shape),
-            )
-            entry["step"], entry["exp_avg"], entry["exp_avg_sq"] = views
+            for name, flat in self.state.items():
+                flat[part] = entry[name].detach().reshape(-1).numpy() if entry else 0.0
+            self.steps[index] = float(entry["step"]) if entry else 0.0
+            views = {"step": torch.from_numpy(self.steps[index : index + 1]).view(())}  # 0-d, as torch's own
+            views.update({name: torch.from_numpy(flat[part]).view(parameter.shape) for name, flat in self.state.items()})
+            entry.update(views)
             self._state_views.append(views)
         # torch skips parameters without a gradient, so counts could differ; then torch steps
         self._counts_agree = bool(np.all(self.steps == self.steps[0]))
 
     def step(self) -> None:
-        """One Adam step with the gradient in ``gradient.flat_grad``, as ``optimizer.step()`` takes it."""
+        """One step with the gradient in ``gradient.flat_grad``, as ``optimizer.step()`` takes it."""
         if not self._counts_agree:  # torch's own step, on the same state (its tensors are our views)
             self.optimizer.step()
             self.prepare()
             return
-        group = self.optimizer.param_groups[0]
-        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         self.steps += np.float32(1.0)
-        step = float(self.steps[0])
-        grad, m, v, scratch = self.gradient.flat_grad, self.exp_avg, self.exp_avg_sq, self._scratch
+        self._update(self.optimizer.param_groups[0], float(self.steps[0]))  # leaves the change in _scratch
+        self.flat_params -= self._scratch
+        for view, part in zip(self._param_views, self._slices):
+            view[...] = self.flat_params[part]
+
+    def _update(self, group: dict[str, Any], step: float) -> None:
+        """Advance the state by one step and write the parameter decrement into ``self._scratch``."""
+        raise NotImplementedError
+
+
+class NumpyAdam(NumpyOptimizer):
+    """``torch.optim.Adam`` (no amsgrad): Kingma & Ba 2015, Algorithm 1, with torch's placement of eps,
+    ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``."""
+
+    optimizer_type = torch.optim.Adam
+    buffers = ("exp_avg", "exp_avg_sq")
+
+    @staticmethod
+    def _plain_options(group: dict[str, Any]) -> bool:
+        return not group["amsgrad"]
+
+    def _update(self, group: dict[str, Any], step: float) -> None:
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        grad, m, v, scratch = self.gradient.flat_grad, self.state["exp_avg"], self.state["exp_avg_sq"], self._scratch
         # m <- m + (1 - b1) (g - m), torch's lerp; v <- b2 v + (1 - b2) g^2
         np.subtract(grad, m, out=scratch)
         scratch *= np.float32(1.0 - beta1)
@@ -444,6 +465,27 @@ class NumpyAdam:
         scratch += np.float32(eps)
         np.divide(m, scratch, out=scratch)
         scratch *= np.float32(lr / bias_correction1)
-        self.flat_params -= scratch
-        for view, part in zip(self._param_views, self._slices):
-            view[...] = self.flat_params[part]
+
+
+class NumpyRMSprop(NumpyOptimizer):
+    """``torch.optim.RMSprop`` without momentum or centering (Tieleman & Hinton 2012, with torch's
+    eps outside the square root): ``v <- a v + (1 - a) g^2``, ``p -= lr g / (sqrt(v) + eps)``."""
+
+    optimizer_type = torch.optim.RMSprop
+    buffers = ("square_avg",)
+
+    @staticmethod
+    def _plain_options(group: dict[str, Any]) -> bool:
+        return group["momentum"] == 0 and not group["centered"]
+
+    def _update(self, group: dict[str, Any], step: float) -> None:
+        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        grad, v, scratch = self.gradient.flat_grad, self.state["square_avg"], self._scratch
+        np.multiply(grad, grad, out=scratch)
+        scratch *= np.float32(1.0 - alpha)
+        v *= np.float32(alpha)
+        v += scratch
+        np.sqrt(v, out=scratch)
+        scratch += np.float32(eps)
+        np.divide(grad, scratch, out=scratch)
+        scratch *= np.float32(lr)

@@ -34,7 +34,7 @@ import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
-from pgrad.fast_update import NumpyPolicyGradient
+from pgrad.fast_update import NumpyOptimizer, NumpyPolicyGradient
 from pgrad.losses import explained_variance, normalize_advantages, policy_gradient_loss, value_loss
 from pgrad.returns import gae
 
@@ -76,6 +76,7 @@ class A2C(Algorithm):
         # as autograd up to float32 rounding, ~5x faster on A2C's small batches. Tests turn it off.
         self.use_numpy_gradient = True
         self._numpy_gradient: NumpyPolicyGradient | None = None
+        self._numpy_optimizer: NumpyOptimizer | None = None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {self.config.optimizer: self.optimizer}
@@ -107,9 +108,18 @@ class A2C(Algorithm):
 
         if self.use_numpy_gradient and NumpyPolicyGradient.supports(self.policy):
             metrics = self._numpy_gradient_step(b_obs, b_actions, b_advantages, b_returns)
+            # RMSprop or Adam in numpy on the gradient's flat buffer (same numbers; torch's foreach
+            # RMSprop alone took ~0.5 ms of a ~3.8 ms 5-step iteration on HalfCheetah-v5)
+            self._numpy_optimizer = NumpyOptimizer.reuse_or_build(self.optimizer, self._numpy_gradient, self._numpy_optimizer)
+            numpy_optimizer = self._numpy_optimizer
         else:
             metrics = self._autograd_step(b_obs, b_actions, b_advantages, b_returns)
-        self.optimizer.step()
+            numpy_optimizer = None  # the gradient is in .grad, not in the numpy buffer
+        if numpy_optimizer is not None:
+            numpy_optimizer.prepare()
+            numpy_optimizer.step()
+        else:
+            self.optimizer.step()
         metrics["explained_variance"] = explained_variance(b_values, b_returns)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)

@@ -156,27 +156,36 @@ def test_a2c_numpy_gradient_equals_autograd(policy_case, normalize_advantage):
         assert fast[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
 
 
-def _adam_pair(fused: bool):
-    """Two identical policies with torch Adams, one of them to be stepped by NumpyAdam."""
-    from pgrad.fast_update import NumpyAdam
+OPTIMIZERS = {
+    "adam-fused": lambda params: torch.optim.Adam(params, lr=3e-4, eps=1e-5, fused=True),
+    "adam-per-parameter": lambda params: torch.optim.Adam(params, lr=3e-4, eps=1e-5, foreach=False),
+    "rmsprop-foreach": lambda params: torch.optim.RMSprop(params, lr=7e-4, alpha=0.99, eps=1e-5, foreach=True),
+    "rmsprop-per-parameter": lambda params: torch.optim.RMSprop(params, lr=7e-4, alpha=0.99, eps=1e-5, foreach=False),
+}
+
+
+def _optimizer_pair(case: str):
+    """Two identical policies with the same torch optimizer, one of them to be stepped by its numpy twin."""
+    from pgrad.fast_update import NumpyOptimizer
 
     def build():
         torch.manual_seed(0)
         policy = ActorCriticPolicy(BOX_OBS, POLICIES["gaussian-tanh"][0], normalize_obs=False)
-        return policy, torch.optim.Adam(policy.parameters(), lr=3e-4, eps=1e-5, fused=fused)
+        return policy, OPTIMIZERS[case](policy.parameters())
 
     (fast_policy, fast_opt), (plain_policy, plain_opt) = build(), build()
     gradient = NumpyPolicyGradient(fast_policy)
     gradient.bind()
-    return fast_policy, fast_opt, NumpyAdam(fast_opt, gradient), gradient, plain_policy, plain_opt
+    twin = NumpyOptimizer.reuse_or_build(fast_opt, gradient, None)
+    assert type(twin).__name__ == ("NumpyAdam" if case.startswith("adam") else "NumpyRMSprop")
+    return fast_policy, fast_opt, twin, gradient, plain_policy, plain_opt
 
 
-def _step_both(steps: int, rng, fast_opt, adam, gradient, plain_policy, plain_opt, lr_from: float = 3e-4) -> None:
+def _step_both(steps: int, rng, fast_opt, adam, gradient, plain_policy, plain_opt) -> None:
     adam.prepare()
     for t in range(steps):
-        lr = lr_from * (1 - t / (2 * steps))  # a changing lr, as anneal_lr sets it between steps
         for group in (*fast_opt.param_groups, *plain_opt.param_groups):
-            group["lr"] = lr
+            group["lr"] = fast_opt.defaults["lr"] * (1 - t / (2 * steps))  # changing, as anneal_lr sets it between steps
         flat = rng.normal(0, 0.1, gradient.flat_grad.size).astype(np.float32)
         gradient.flat_grad[:] = flat
         offset = 0
@@ -193,22 +202,24 @@ def _assert_same(fast_policy, fast_opt, plain_policy, plain_opt) -> None:
     fast_state, plain_state = fast_opt.state_dict()["state"], plain_opt.state_dict()["state"]
     assert sorted(fast_state) == sorted(plain_state)
     for index in plain_state:
-        for key in ("exp_avg", "exp_avg_sq", "step"):
+        assert sorted(fast_state[index]) == sorted(plain_state[index])
+        for key in plain_state[index]:
             torch.testing.assert_close(fast_state[index][key], plain_state[index][key], rtol=1e-5, atol=1e-8)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_numpy_adam_equals_torch_adam(fused):
-    fast_policy, fast_opt, adam, gradient, plain_policy, plain_opt = _adam_pair(fused)
+@pytest.mark.parametrize("case", sorted(OPTIMIZERS))
+def test_numpy_optimizer_equals_torch_optimizer(case):
+    fast_policy, fast_opt, adam, gradient, plain_policy, plain_opt = _optimizer_pair(case)
     rng = np.random.default_rng(0)
     _step_both(60, rng, fast_opt, adam, gradient, plain_policy, plain_opt)
     _assert_same(fast_policy, fast_opt, plain_policy, plain_opt)
 
 
-def test_numpy_adam_state_is_the_optimizers_and_survives_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("case", ["adam-fused", "rmsprop-foreach"])
+def test_numpy_optimizer_state_is_the_optimizers_and_survives_a_checkpoint(tmp_path, case):
     from pgrad.io import optimizer_from_tensors, optimizer_to_tensors, read_tensors, write_tensors
 
-    fast_policy, fast_opt, adam, gradient, plain_policy, plain_opt = _adam_pair(True)
+    fast_policy, fast_opt, adam, gradient, plain_policy, plain_opt = _optimizer_pair(case)
     rng = np.random.default_rng(1)
     _step_both(20, rng, fast_opt, adam, gradient, plain_policy, plain_opt)
     # the torch optimizer's own state_dict is current (its tensors are the flat buffers' views),
@@ -226,8 +237,8 @@ def test_numpy_adam_state_is_the_optimizers_and_survives_a_checkpoint(tmp_path):
     _assert_same(fast_policy, fast_opt, plain_policy, plain_opt)
 
 
-def test_numpy_adam_declines_what_it_does_not_compute():
-    from pgrad.fast_update import NumpyAdam
+def test_numpy_optimizers_decline_what_they_do_not_compute():
+    from pgrad.fast_update import NumpyAdam, NumpyOptimizer, NumpyRMSprop
 
     torch.manual_seed(0)
     policy = ActorCriticPolicy(BOX_OBS, POLICIES["gaussian-tanh"][0], normalize_obs=False)
@@ -236,9 +247,12 @@ def test_numpy_adam_declines_what_it_does_not_compute():
         torch.optim.Adam(policy.parameters(), amsgrad=True),
         torch.optim.Adam(policy.parameters(), weight_decay=0.01),
         torch.optim.AdamW(policy.parameters()),
-        torch.optim.RMSprop(policy.parameters()),
         torch.optim.Adam(list(policy.parameters())[:-1]),
+        torch.optim.RMSprop(policy.parameters(), momentum=0.9),
+        torch.optim.RMSprop(policy.parameters(), centered=True),
+        torch.optim.SGD(policy.parameters(), lr=0.1),
     ):
-        assert not NumpyAdam.supports(optimizer, gradient)
-        assert NumpyAdam.reuse_or_build(optimizer, gradient, None) is None
+        assert not NumpyAdam.supports(optimizer, gradient) and not NumpyRMSprop.supports(optimizer, gradient)
+        assert NumpyOptimizer.reuse_or_build(optimizer, gradient, None) is None
     assert NumpyAdam.supports(torch.optim.Adam(policy.parameters(), eps=1e-5, fused=True), gradient)
+    assert NumpyRMSprop.supports(torch.optim.RMSprop(policy.parameters(), foreach=True), gradient)
