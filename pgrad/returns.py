@@ -77,6 +77,12 @@ def gae(
     """
     _check_unit_interval("gamma", gamma)
     _check_unit_interval("lam", lam)
+    views = _numpy_views(rewards, values, next_values, terminated, truncated)
+    if views is not None:
+        # The same elementwise float arithmetic in numpy, on views: each torch op on rows this
+        # small costs microseconds of dispatch (A2C calls this every 5 steps: ~250 -> ~40 us).
+        advantages, returns = gae(*views, gamma=gamma, lam=lam)
+        return torch.from_numpy(advantages), torch.from_numpy(returns)
     rewards, (values, next_values), (terminated, truncated) = _align(
         "gae", rewards, {"values": values, "next_values": next_values},
         {"terminated": terminated, "truncated": truncated},
@@ -176,6 +182,19 @@ def _backward_discounted_sum(increments: Array, decay: Array, initial: Array) ->
         carry = increments[t] + decay[t] * carry
         out[t] = carry
     return out
+
+
+def _numpy_views(rewards: Array, *others: Array) -> list[np.ndarray] | None:
+    """Numpy views of CPU tensors whose rewards numpy can share memory with; None otherwise."""
+    tensors = (rewards, *others)
+    if not all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in tensors):
+        return None
+    if rewards.dtype not in _NUMPY_SHAREABLE_DTYPES or any(t.dtype in (torch.bfloat16, torch.complex64, torch.complex128) for t in others):
+        return None
+    try:
+        return [t.detach().numpy() for t in tensors]
+    except RuntimeError:  # a conjugate or negative view numpy cannot share
+        return None
 
 
 def _align(
