@@ -59,6 +59,14 @@ def _layers(sequential: nn.Sequential) -> list | None:
     return layers
 
 
+def _supported(sequential: nn.Module) -> bool:
+    """Whether :func:`_layers` can read ``sequential``, without building its views (a check that
+    runs before every rollout)."""
+    return isinstance(sequential, nn.Sequential) and all(
+        isinstance(module, nn.Linear) or type(module) in _ACTIVATIONS for module in sequential
+    )
+
+
 def _fuse(actor: list, critic: list) -> list | None:
     """One network computing ``[actor(x), critic(x)]`` side by side, None if their shapes differ.
 
@@ -123,8 +131,8 @@ class NumpyActorCritic:
             and not any(name in vars(policy) for name in ("act", "normalize", "distribution", "value", "obs_to_tensor"))
             and isinstance(policy.observation_space, spaces.Box)
             and head_ok
-            and _layers(policy.actor_body) is not None
-            and (policy.critic is None or _layers(policy.critic) is not None)
+            and _supported(policy.actor_body)
+            and (policy.critic is None or _supported(policy.critic))
         )
 
     def refresh(self) -> None:
