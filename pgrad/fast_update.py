@@ -357,7 +357,7 @@ class NumpyOptimizer:
         # each parameter's storage as a flat numpy view (the step writes the new values there)
         self._param_views = [parameter.detach().numpy().reshape(-1) for parameter in self.parameters]
         self._state_views: list[dict[str, torch.Tensor]] = []
-        self._counts_agree = True
+        self._torch_steps = False  # set by prepare(): step with torch's own step() instead
 
     @classmethod
     def supports(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient) -> bool:
@@ -367,11 +367,19 @@ class NumpyOptimizer:
         group = optimizer.param_groups[0]
         params = group["params"]
         return (
+            cls._options_supported(group)
+            and len(params) == len(gradient.parameters) and all(a is b for a, b in zip(params, gradient.parameters))
+            and all(p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous() for p in params)
+        )
+
+    @classmethod
+    def _options_supported(cls, group: dict[str, Any]) -> bool:
+        """The param group's options are ones this rule computes (checked again by :meth:`prepare`:
+        a ``load_state_dict`` or a user can change them after construction)."""
+        return (
             cls._plain_options(group) and group["weight_decay"] == 0 and not group.get("maximize", False)
             and not group.get("capturable", False) and not group.get("differentiable", False)
             and not isinstance(group["lr"], torch.Tensor)
-            and len(params) == len(gradient.parameters) and all(a is b for a, b in zip(params, gradient.parameters))
-            and all(p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous() for p in params)
         )
 
     @staticmethod
@@ -400,12 +408,16 @@ class NumpyOptimizer:
         )
         if not adopted:
             self._adopt()
+        # torch skips parameters without a gradient, so counts could differ; and options can change
+        counts_agree = bool(np.all(self.steps == self.steps[0]))
+        self._torch_steps = not counts_agree or not self._options_supported(self.optimizer.param_groups[0])
         for view, part in zip(self._param_views, self._slices):
             self.flat_params[part] = view
 
     def _adopt(self) -> None:
         """Copy the optimizer's state (or zeros, before its first step) into the flat arrays and
-        make its state tensors views of them."""
+        make its state tensors views of them. Before a first step that gives the optimizer state
+        entries at step 0 with zero moments, which torch's own step treats as it treats none."""
         self._state_views = []
         for index, (parameter, part) in enumerate(zip(self.parameters, self._slices)):
             entry = self.optimizer.state[parameter]
@@ -416,12 +428,10 @@ class NumpyOptimizer:
             views.update({name: torch.from_numpy(flat[part]).view(parameter.shape) for name, flat in self.state.items()})
             entry.update(views)
             self._state_views.append(views)
-        # torch skips parameters without a gradient, so counts could differ; then torch steps
-        self._counts_agree = bool(np.all(self.steps == self.steps[0]))
 
     def step(self) -> None:
         """One step with the gradient in ``gradient.flat_grad``, as ``optimizer.step()`` takes it."""
-        if not self._counts_agree:  # torch's own step, on the same state (its tensors are our views)
+        if self._torch_steps:  # torch's own step, on the same state (its tensors are our views)
             self.optimizer.step()
             self.prepare()
             return

@@ -64,7 +64,7 @@ def smoothed_band(
 def run_labels(runs: list[Path]) -> list[str]:
     """A legend label per run: its folder name, with as many parent folders as it takes to tell
     runs apart (``ppo/Hopper-v5`` and ``a2c/Hopper-v5``, not ``Hopper-v5`` twice)."""
-    parts = [Path(run).resolve().parts for run in runs]
+    parts = [Path(run).resolve().parts[1:] for run in runs]  # without the root, which is no folder name
     depth = [1] * len(runs)
     while True:
         labels = ["/".join(p[-d:]) for p, d in zip(parts, depth)]

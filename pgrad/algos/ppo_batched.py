@@ -271,7 +271,7 @@ class SeedBatchedPPO:
             agent.optimizer.state.clear()
             for stacked, per_seed in self.model.parameter_pairs(policies):
                 saved = self.optimizer.state.get(stacked)
-                if saved:  # Adam holds no state before its first step
+                if saved:  # Adam holds no state before its first step (or, adopted by NumpyAdam, zeros at step 0)
                     agent.optimizer.state[per_seed[s]] = {
                         key: value[s].clone() if value.shape == stacked.shape else value.clone() for key, value in saved.items()
                     }
@@ -318,6 +318,9 @@ class SeedBatchedPPO:
         self._stack_from_agents()
         self.wall_seconds = self.agents[0].wall_seconds
         self._restored_collectors = [agent.collector for agent in self.agents] if self.agents[0].collector else None
+        # a shared collector from earlier training holds the envs' state of then, not the checkpoint's:
+        # the next collect() builds a new one from the restored collectors, as a fresh object's does
+        self.collector = None
 
     # -- the learn loop ----------------------------------------------------------------------
 

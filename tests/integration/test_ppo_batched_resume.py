@@ -128,3 +128,17 @@ def test_resume_of_seeds_stopped_at_different_steps_is_not_batched(tmp_path):
     assert batched_by_default(spec, [1, 2], agent.config, workers=2)  # groups [1] and [2]: each in lockstep with itself
     assert batched_by_default(spec, [2], agent.config) is False  # one seed: nothing to batch
     assert batched_by_default(TrainSpec(algo="ppo", env="CartPole-v1", seed=1, out=str(tmp_path / "new")), [1, 2], agent.config)
+
+
+def test_loading_checkpoints_into_an_object_that_trained_on_continues_from_the_checkpoint(tmp_path):
+    # The shared collector of an object that has collected holds its own envs' state; loading
+    # checkpoints must replace it with the checkpoint's, or the continued run is not the stopped one's.
+    full = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM).learn(STEPS, run_dir=tmp_path / "full")
+    full.close()
+    part = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM)
+    part.learn(STEPS, run_dir=tmp_path / "part", callback=lambda batched: batched.agents[0].updates < 2)
+    part.learn(256)  # on past the checkpoint, without writing one
+    part.load_checkpoints(tmp_path / "part")
+    part.learn(STEPS, run_dir=tmp_path / "part", resume=True)
+    part.close()
+    assert_same_seed_runs(full, part, tmp_path / "full", tmp_path / "part")

@@ -256,3 +256,35 @@ def test_numpy_optimizers_decline_what_they_do_not_compute():
         assert NumpyOptimizer.reuse_or_build(optimizer, gradient, None) is None
     assert NumpyAdam.supports(torch.optim.Adam(policy.parameters(), eps=1e-5, fused=True), gradient)
     assert NumpyRMSprop.supports(torch.optim.RMSprop(policy.parameters(), foreach=True), gradient)
+
+
+@pytest.mark.parametrize("case", ["adam-fused", "rmsprop-foreach"])
+def test_numpy_optimizer_reads_weights_changed_between_updates(case):
+    # prepare() must take the parameters as they are now (loaded or edited in place since the
+    # last update), not write back a stale copy of them
+    fast_policy, fast_opt, twin, gradient, plain_policy, plain_opt = _optimizer_pair(case)
+    rng = np.random.default_rng(2)
+    _step_both(10, rng, fast_opt, twin, gradient, plain_policy, plain_opt)
+    with torch.no_grad():
+        for a, b in zip(fast_policy.parameters(), plain_policy.parameters()):
+            a.mul_(0.5)
+            b.mul_(0.5)
+    _step_both(10, rng, fast_opt, twin, gradient, plain_policy, plain_opt)
+    _assert_same(fast_policy, fast_opt, plain_policy, plain_opt)
+
+
+def test_numpy_optimizer_hands_steps_to_torch_when_it_cannot_compute_them():
+    # options changed after construction (as a loaded param group can), and step counts that
+    # disagree (torch skips parameters without a gradient): torch's own step, on the same state
+    fast_policy, fast_opt, twin, gradient, plain_policy, plain_opt = _optimizer_pair("adam-per-parameter")
+    rng = np.random.default_rng(3)
+    for group in (*fast_opt.param_groups, *plain_opt.param_groups):
+        group["weight_decay"] = 0.1
+    _step_both(5, rng, fast_opt, twin, gradient, plain_policy, plain_opt)
+    _assert_same(fast_policy, fast_opt, plain_policy, plain_opt)
+    for group in (*fast_opt.param_groups, *plain_opt.param_groups):
+        group["weight_decay"] = 0.0
+    for opt in (fast_opt, plain_opt):  # one parameter one step behind the others
+        next(iter(opt.state.values()))["step"] -= 1
+    _step_both(5, rng, fast_opt, twin, gradient, plain_policy, plain_opt)
+    _assert_same(fast_policy, fast_opt, plain_policy, plain_opt)
