@@ -35,6 +35,7 @@ reads the same for one seed and for many.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -130,10 +131,12 @@ class NumpyPolicyGradient:
         self.parameters = list(policy.parameters())
         self.flat_grad = np.zeros(sum(p.numel() for p in self.parameters), dtype=np.float32)
         self.grad_tensors: list[torch.Tensor] = []
+        self.slices: list[slice] = []  # each parameter's part of the flat buffer, in order
         grads: dict[nn.Parameter, np.ndarray] = {}
         offset = 0
         for parameter in self.parameters:
-            view = self.flat_grad[offset : offset + parameter.numel()].reshape(parameter.shape)
+            self.slices.append(slice(offset, offset + parameter.numel()))
+            view = self.flat_grad[self.slices[-1]].reshape(parameter.shape)
             grads[parameter] = view
             self.grad_tensors.append(torch.from_numpy(view))
             offset += parameter.numel()
@@ -349,11 +352,7 @@ class NumpyOptimizer:
         self.state = {name: np.zeros(size, dtype=np.float32) for name in self.buffers}
         self.steps = np.zeros(len(self.parameters), dtype=np.float32)  # torch keeps a float32 count per parameter
         self._scratch = np.empty(size, dtype=np.float32)
-        self._slices: list[slice] = []
-        offset = 0
-        for parameter in self.parameters:
-            self._slices.append(slice(offset, offset + parameter.numel()))
-            offset += parameter.numel()
+        self._slices = gradient.slices  # the parameters' parts of every flat buffer, as of the gradient's
         # each parameter's storage as a flat numpy view (the step writes the new values there)
         self._param_views = [parameter.detach().numpy().reshape(-1) for parameter in self.parameters]
         self._state_views: list[dict[str, torch.Tensor]] = []
@@ -398,6 +397,18 @@ class NumpyOptimizer:
             if rule.supports(optimizer, gradient):
                 return rule(optimizer, gradient)
         return None
+
+    @classmethod
+    def prepared_step(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient,
+                      cached: "NumpyOptimizer | None") -> tuple["NumpyOptimizer | None", Callable[[], None]]:
+        """What an update with the numpy gradient calls once before its steps: the twin to keep
+        (``cached`` if still valid, see :meth:`reuse_or_build`) and the step function to call, the
+        prepared twin's or, where no twin applies, the optimizer's own."""
+        twin = cls.reuse_or_build(optimizer, gradient, cached)
+        if twin is None:
+            return None, optimizer.step
+        twin.prepare()
+        return twin, twin.step
 
     def prepare(self) -> None:
         """Before a run of :meth:`step` calls: adopt the optimizer's state if it is not ours, read the parameters."""

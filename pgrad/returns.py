@@ -80,7 +80,7 @@ def gae(
     views = _numpy_views(rewards, values, next_values, terminated, truncated)
     if views is not None:
         # The same elementwise float arithmetic in numpy, on views: each torch op on rows this
-        # small costs microseconds of dispatch (A2C calls this every 5 steps: ~250 -> ~40 us).
+        # small costs microseconds of dispatch (A2C calls this every 5 steps: 148 -> 81 us for (5, 1)).
         advantages, returns = gae(*views, gamma=gamma, lam=lam)
         return torch.from_numpy(advantages), torch.from_numpy(returns)
     rewards, (values, next_values), (terminated, truncated) = _align(

@@ -110,16 +110,11 @@ class A2C(Algorithm):
             metrics = self._numpy_gradient_step(b_obs, b_actions, b_advantages, b_returns)
             # RMSprop or Adam in numpy on the gradient's flat buffer (same numbers; torch's foreach
             # RMSprop alone took ~0.5 ms of a ~3.8 ms 5-step iteration on HalfCheetah-v5)
-            self._numpy_optimizer = NumpyOptimizer.reuse_or_build(self.optimizer, self._numpy_gradient, self._numpy_optimizer)
-            numpy_optimizer = self._numpy_optimizer
+            self._numpy_optimizer, optimizer_step = NumpyOptimizer.prepared_step(self.optimizer, self._numpy_gradient, self._numpy_optimizer)
         else:
             metrics = self._autograd_step(b_obs, b_actions, b_advantages, b_returns)
-            numpy_optimizer = None  # the gradient is in .grad, not in the numpy buffer
-        if numpy_optimizer is not None:
-            numpy_optimizer.prepare()
-            numpy_optimizer.step()
-        else:
-            self.optimizer.step()
+            optimizer_step = self.optimizer.step  # the gradient is in .grad, not in the numpy buffer
+        optimizer_step()
         metrics["explained_variance"] = explained_variance(b_values, b_returns)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)

@@ -28,7 +28,7 @@ import torch
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
 from pgrad.errors import ConfigError
-from pgrad.fast_update import NumpyAdam, NumpyPolicyGradient
+from pgrad.fast_update import NumpyOptimizer, NumpyPolicyGradient
 from pgrad.losses import clipped_surrogate_loss, explained_variance, normalize_advantages, value_loss
 from pgrad.returns import gae
 
@@ -87,7 +87,7 @@ class PPO(Algorithm):
         # hyperparameter (it changes no result); tests set it to False for the plain path.
         self.use_numpy_gradient = True
         self._numpy_gradient: NumpyPolicyGradient | None = None
-        self._numpy_adam: NumpyAdam | None = None
+        self._numpy_adam: NumpyOptimizer | None = None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
@@ -127,10 +127,7 @@ class PPO(Algorithm):
         if use_numpy:
             self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.policy, self._numpy_gradient)
             # Adam in numpy on the gradient's flat buffer where it applies (same numbers, a third of the time)
-            self._numpy_adam = NumpyAdam.reuse_or_build(self.optimizer, self._numpy_gradient, self._numpy_adam)
-            if self._numpy_adam is not None:
-                self._numpy_adam.prepare()
-                optimizer_step = self._numpy_adam.step
+            self._numpy_adam, optimizer_step = NumpyOptimizer.prepared_step(self.optimizer, self._numpy_gradient, self._numpy_adam)
         # minibatch boundaries as np.array_split of a shuffled index cuts them
         bounds = [(chunk[0], chunk[-1] + 1) for chunk in np.array_split(np.arange(batch_size), n_minibatches)]
         for _ in range(c.n_epochs):
@@ -197,8 +194,7 @@ class PPO(Algorithm):
     ) -> dict[str, float]:
         """The same as :meth:`_autograd_step`, with the gradient written out in numpy (pgrad/fast_update.py)."""
         c = self.config
-        self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.policy, self._numpy_gradient)
-        self._numpy_gradient.bind()
+        self._numpy_gradient.bind()  # built or checked by train_iteration, once per update
         return self._numpy_gradient.step_gradient(
             obs, actions, old_log_probs, old_values, self._normalized_advantages(advantages), returns,
             clip_coef=c.clip_coef, vf_clip_coef=c.vf_clip_coef if c.clip_vloss else None, vf_coef=c.vf_coef,

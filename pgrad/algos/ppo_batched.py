@@ -51,7 +51,7 @@ from pgrad.batched import (
 from pgrad.batched_rollout import SeedBatchedCollector, SeedBatchedNumpyActorCritic
 from pgrad.checkpointing import CheckpointSchedule, StopSignals
 from pgrad.errors import ConfigError, NonFiniteError
-from pgrad.fast_update import NumpyAdam, NumpyPolicyGradient
+from pgrad.fast_update import NumpyOptimizer, NumpyPolicyGradient
 from pgrad.io import write_json
 from pgrad.losses import explained_variance, normalize_advantages
 from pgrad.returns import gae
@@ -108,7 +108,7 @@ class SeedBatchedPPO:
         # as PPO.use_numpy_gradient: the hand-written gradient where the model allows (same numbers)
         self.use_numpy_gradient = True
         self._numpy_gradient: NumpyPolicyGradient | None = None
-        self._numpy_adam: NumpyAdam | None = None
+        self._numpy_adam: NumpyOptimizer | None = None
         self.wall_seconds = 0.0
         self._keep_recorders = False  # set by learn(): with a run folder, checkpoints replay the envs
         self._restored_collectors: list[Any] | None = None  # set by load_checkpoints()
@@ -185,10 +185,8 @@ class SeedBatchedPPO:
         optimizer_step = self.optimizer.step
         if use_numpy:
             self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.model, self._numpy_gradient)
-            self._numpy_adam = NumpyAdam.reuse_or_build(self.optimizer, self._numpy_gradient, self._numpy_adam)
-            if self._numpy_adam is not None:  # as in PPO: Adam on the flat stacked buffers, per seed the same numbers
-                self._numpy_adam.prepare()
-                optimizer_step = self._numpy_adam.step
+            # as in PPO: Adam on the flat stacked buffers, per seed the same numbers
+            self._numpy_adam, optimizer_step = NumpyOptimizer.prepared_step(self.optimizer, self._numpy_gradient, self._numpy_adam)
         metric_sums: dict[str, Any] = {}
         n_updates = 0
         for _ in range(c.n_epochs):

@@ -36,6 +36,7 @@ def _agent(policy_case: str, loss_case: str) -> pgrad.PPO:
     agent.config = pgrad.PPO.Config.build(dict(LOSSES[loss_case], vf_clip_coef=0.1, clip_coef=0.2))
     agent.policy = policy
     agent.setup()
+    agent._numpy_gradient = NumpyPolicyGradient(policy)  # what train_iteration builds before its minibatch steps
     return agent
 
 
