@@ -13,6 +13,11 @@ whose summary.json exists is done and is not trained again, and a seed stopped m
 from its last checkpoint (as `pgrad train ... --resume`), so an interrupted suite continues where
 it stopped when run again with the same arguments.
 
+A seed folder trained with other settings than the ones the suite would use now (a preset changed
+since, or another --steps) is stale: it is neither counted in the table nor continued, and the
+suite trains nothing for that pair but names the seeds and the differences, so that an old
+preset's result never passes for the current one. Move those folders away to retrain them.
+
 The table (OUT/suite.md, printed too) gives, per pair, the IQM and 95% stratified bootstrap
 interval over seeds (Agarwal et al. 2021) of the mean return of each seed's last 100 training
 episodes, the IQM of the deterministic evaluation (10 episodes per seed), the mean wall time per
@@ -72,6 +77,47 @@ def seed_summary(folder: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def current_settings(algo: str, env: str, steps: int | None) -> dict:
+    """What a seed trained by the suite now records: preset name, resolved config, step budget."""
+    from pgrad.algos import ALGORITHM_ARGUMENTS, ALGORITHMS
+    from pgrad.config import preset_steps, resolve_preset
+    from pgrad.experiments.runner import DEFAULT_STEPS
+
+    preset, values = resolve_preset(algo, env, None)
+    config = ALGORITHMS[algo].Config.build({**values, **ALGORITHM_ARGUMENTS.get(algo, {})}).to_dict()
+    budget = steps if steps is not None else (preset_steps(algo, preset) or DEFAULT_STEPS)
+    return {"preset": preset, "config": config, "steps": budget}
+
+
+def settings_differences(folder: Path, settings: dict) -> list[str]:
+    """How the seed in ``folder`` was trained differently from ``settings`` (empty: the same, or not started)."""
+    if not (folder / "config.json").is_file():
+        return []
+    recorded = json.loads((folder / "config.json").read_text())
+    differences = [f"preset: {recorded.get('preset')!r} -> {settings['preset']!r}"] if recorded.get("preset") != settings["preset"] else []
+    then, now = recorded.get("config", {}), settings["config"]
+    differences += [f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in sorted(then.keys() | now.keys())
+                    if then.get(key) != now.get(key)]
+    state = folder / "checkpoint" / "state.json"
+    budget = (json.loads(state.read_text()).get("learn_budget") or {}).get("total_steps") if state.is_file() else None
+    if budget is not None and budget != settings["steps"]:
+        differences.append(f"steps: {budget} -> {settings['steps']}")
+    return differences
+
+
+def stale_seeds(algo: str, env: str, seeds: list[int], steps: int | None, out: Path) -> dict[int, list[str]]:
+    """Seeds of the pair in ``out`` trained with other settings than the suite's now: seed -> differences."""
+    settings = current_settings(algo, env, steps)
+    found = {seed: settings_differences(out / f"seed_{seed}", settings) for seed in seeds}
+    return {seed: differences for seed, differences in found.items() if differences}
+
+
+def stale_message(algo: str, env: str, out: Path, stale: dict[int, list[str]]) -> str:
+    first = next(iter(stale))
+    return (f"{algo} on {env}: seeds {sorted(stale)} in {out} were trained with other settings than the suite's now "
+            f"(seed {first}: {'; '.join(stale[first])}); move them away to retrain them")
+
+
 def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Path, workers: int,
                batched: bool = False) -> list[str]:
     """Train the seeds of one pair that have not finished yet; return error lines.
@@ -82,6 +128,9 @@ def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Pa
     from pgrad.experiments.seed_batched import BATCHED_ALGORITHMS, run_seeds_batched
     from pgrad.io import write_json
 
+    stale = stale_seeds(algo, env, seeds, steps, out)
+    if stale:  # neither continued nor counted (module docstring)
+        return [stale_message(algo, env, out, stale)]
     missing = [s for s in seeds if seed_summary(out / f"seed_{s}") is None]
     errors: list[str] = []
     if missing:
@@ -107,17 +156,19 @@ def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Pa
     return errors
 
 
-def table_row(algo: str, env: str, seeds: list[int], out: Path) -> dict:
-    """One row of the suite table from the seeds' summary.json files."""
+def table_row(algo: str, env: str, seeds: list[int], steps: int | None, out: Path) -> dict:
+    """One row of the suite table from the summary.json files of the seeds trained with the current settings."""
     import numpy as np
 
     from pgrad.experiments.stats import iqm, stratified_bootstrap_ci
 
-    summaries = [s for s in (seed_summary(out / f"seed_{seed}") for seed in seeds) if s is not None]
+    stale = stale_seeds(algo, env, seeds, steps, out)
+    summaries = [s for s in (seed_summary(out / f"seed_{seed}") for seed in seeds if seed not in stale) if s is not None]
     last100 = [s["last_100_episode_return_mean"] for s in summaries if s.get("last_100_episode_return_mean") is not None]
     evals = [s["eval_mean_return"] for s in summaries if s.get("eval_mean_return") is not None]
     row = {"algo": algo, "env": env, "seeds_done": len(summaries), "seeds_asked": len(seeds),
-           "steps": summaries[0]["steps"] if summaries else None, "goal": GOALS.get((algo, env))}
+           "seeds_stale": sorted(stale), "steps": summaries[0]["steps"] if summaries else None,
+           "goal": GOALS.get((algo, env))}
     if last100:
         row["iqm"], row["ci_low"], row["ci_high"] = stratified_bootstrap_ci([last100])
     if evals:
@@ -134,6 +185,8 @@ def format_table(rows: list[dict]) -> str:
     ]
     for r in rows:
         seeds = f"{r['seeds_done']}" + ("" if r["seeds_done"] == r["seeds_asked"] else f" of {r['seeds_asked']} asked")
+        if r["seeds_stale"]:
+            seeds += f" ({len(r['seeds_stale'])} stale, not counted)"
         score = f"{r['iqm']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]" if "iqm" in r else "-"
         evaluation = f"{r['eval_iqm']:.1f}" if "eval_iqm" in r else "-"
         if r["goal"] is None:
@@ -169,16 +222,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.list:
         for algo, env in pairs:
             errors += train_pair(algo, env, args.seeds, args.steps, root / algo / env, args.workers, args.batched)
-    rows = [table_row(algo, env, args.seeds, root / algo / env) for algo, env in pairs]
+    rows = [table_row(algo, env, args.seeds, args.steps, root / algo / env) for algo, env in pairs]
     table = format_table(rows)
     print(table)
-    if args.list:
+    if args.list:  # (a training call already reported stale seeds among its errors)
+        for r in rows:
+            if r["seeds_stale"]:
+                out = root / r["algo"] / r["env"]
+                print(stale_message(r["algo"], r["env"], out, stale_seeds(r["algo"], r["env"], args.seeds, args.steps, out)),
+                      file=sys.stderr)
         return 0
     root.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/suite.py " + " ".join(sys.argv[1:] if argv is None else argv)
     (root / "suite.md").write_text(f"Command: `{command}`\n\n{table}\n")
     (root / "suite.json").write_text(json.dumps(rows, indent=2))
-    finished = [root / algo / env for algo, env, in pairs if any((root / algo / env).glob("seed_*/summary.json"))]
+    # the figures read every seed folder of a pair, so a pair with stale seeds stays out of them
+    finished = [root / r["algo"] / r["env"] for r in rows if r["seeds_done"] and not r["seeds_stale"]]
     if finished and not args.no_report:
         from pgrad.experiments.report import write_report
 

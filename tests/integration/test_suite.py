@@ -82,3 +82,35 @@ def test_suite_continues_a_stopped_batched_pair_from_its_checkpoints(tmp_path):
         assert all(torch.equal(full[k], resumed[k]) for k in full)
         summary = json.loads((tmp_path / "part" / "ppo" / "CartPole-v1" / f"seed_{seed}" / "summary.json").read_text())
         assert summary["steps"] == 512
+
+
+def test_suite_neither_counts_nor_continues_seeds_trained_with_other_settings(tmp_path, capsys):
+    suite = load_suite()
+    out = tmp_path / "suite"
+    common = ["--algos", "ppo", "--envs", "CartPole-v1", "--out", str(out), "--workers", "1", "--no-report"]
+    assert suite.main([*common, "--steps", "512", "--seeds", "0", "1"]) == 0
+    # seed 1 as an older preset left it: another learning rate recorded in its config.json
+    config_path = out / "ppo" / "CartPole-v1" / "seed_1" / "config.json"
+    recorded = json.loads(config_path.read_text())
+    recorded["config"]["lr"] = 0.123
+    config_path.write_text(json.dumps(recorded))
+    summary = (out / "ppo" / "CartPole-v1" / "seed_1" / "summary.json").read_text()
+    capsys.readouterr()
+
+    assert suite.main([*common, "--steps", "512", "--seeds", "0", "1", "--list"]) == 0
+    listed = capsys.readouterr()
+    assert "| 1 of 2 asked (1 stale, not counted) |" in listed.out
+    assert "seeds [1]" in listed.err and "lr: 0.123 -> 0.001" in listed.err
+
+    # training refuses the pair instead of counting or continuing the stale seed, and says why
+    assert suite.main([*common, "--steps", "512", "--seeds", "0", "1", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "failed: ppo on CartPole-v1: seeds [1]" in err and "move them away" in err
+    assert not (out / "ppo" / "CartPole-v1" / "seed_2").exists()
+    assert (out / "ppo" / "CartPole-v1" / "seed_1" / "summary.json").read_text() == summary
+    rows = json.loads((out / "suite.json").read_text())
+    assert rows[0]["seeds_done"] == 1 and rows[0]["seeds_stale"] == [1]
+
+    # another budget than the seeds were trained for makes every seed stale
+    assert suite.main([*common, "--steps", "1024", "--seeds", "0", "--list"]) == 0
+    assert "steps: 512 -> 1024" in capsys.readouterr().err
