@@ -49,7 +49,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     # ARS parallelises the rollouts of one run: for a single seed, --workers and --backend go to
     # its config; for several seeds they distribute the seeds, as for every algorithm.
     from pgrad.algos import ALGORITHMS
+    from pgrad.startup import skip_optimizer_dynamo_import
 
+    skip_optimizer_dynamo_import()  # ~1.2 s of start-up (pgrad.startup)
     runs_workers = args.algo in ALGORITHMS and "n_workers" in ALGORITHMS[args.algo].Config.keys()
     for flag, value in (("--workers", args.workers), ("--checkpoint-every", args.checkpoint_every),
                         ("--eval-every", args.eval_every), ("--patience", args.patience),
@@ -263,7 +265,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from pgrad.errors import ConfigError
     from pgrad.experiments.runner import TrainSpec, build_agent, import_ray
     from pgrad.experiments.tune import TuneSpec, default_out, import_optuna, tune
+    from pgrad.startup import skip_optimizer_dynamo_import
 
+    skip_optimizer_dynamo_import()
     for flag, value in (("--trials", args.trials), ("--evaluations", args.evaluations),
                         ("--eval-episodes", args.eval_episodes), ("--workers", args.workers)):
         if value is not None and value < 1:

@@ -239,14 +239,16 @@ def gather_outcomes(
 
 
 def _start_pool_worker(cores_per_worker: int) -> None:
-    """Initializer of a multi-seed pool worker: deferred stop signals, and its share of the cores
-    (so an ARS seed with default ``n_workers`` starts one rollout worker per core it has, not per
-    core of the machine while other seeds run beside it)."""
+    """Initializer of a multi-seed pool worker: deferred stop signals, its share of the cores (so
+    an ARS seed with default ``n_workers`` starts one rollout worker per core it has, not per core
+    of the machine while other seeds run beside it), and pgrad's start-up savings (pgrad.startup)."""
     from pgrad.checkpointing import defer_signals
     from pgrad.parallel import share_cores
+    from pgrad.startup import skip_optimizer_dynamo_import
 
     defer_signals()
     share_cores(cores_per_worker)
+    skip_optimizer_dynamo_import()
 
 
 def _outcomes_local(specs: dict[Any, Any], workers: int | None, work: Callable[[Any], dict[str, Any]] = _run_in_worker):

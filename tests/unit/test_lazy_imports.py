@@ -53,3 +53,33 @@ def test_import_pgrad_registers_the_bundled_envs_once_gymnasium_is_imported():
     ):
         check = code + "\nfor i in ('pgrad/ContinuousCartPole-v0', 'pgrad/CartPoleNoVel-v1', 'pgrad/PendulumNoVel-v1'): gym.make(i).close()"
         subprocess.run([sys.executable, "-c", check], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_cli_training_with_numpy_optimizer_steps_never_imports_dynamo(tmp_path, algo):
+    """torch.optim's methods import torch._dynamo (~1.2 s) on first call; pgrad's CLI avoids it
+    (pgrad.startup) where every update steps in numpy. The run still saves and reloads its state."""
+    out = tmp_path / "run"
+    code = (f"import pgrad.cli\nassert pgrad.cli.main(['train', {algo!r}, 'CartPole-v1', '--steps', '512', '--out', {str(out)!r},"
+            " '--quiet', '--eval-episodes', '1']) == 0\nimport pgrad\npgrad.load(" + repr(str(out)) + ")")
+    loaded = _modules_after(code)
+    assert "torch" in loaded and "torch._dynamo" not in loaded
+
+
+def test_cli_training_without_the_dynamo_import_learns_what_the_api_learns(tmp_path):
+    """The start-up saving swaps torch's "never compile" wrappers for the plain functions they
+    wrap; outside torch.compile the two are the same, so the CLI's weights equal an API run's."""
+    import torch
+    from safetensors.torch import load_file
+
+    from pgrad.algos.ppo import PPO
+
+    out = tmp_path / "run"
+    code = f"import pgrad.cli\nassert pgrad.cli.main(['train', 'ppo', 'CartPole-v1', '--steps', '768', '--out', {str(out)!r}, '--quiet', '--eval-episodes', '0']) == 0"
+    assert "torch._dynamo" not in _modules_after(code)
+    agent = PPO("CartPole-v1", seed=0)
+    agent.learn(768)
+    agent.save(tmp_path / "api")
+    agent.close()
+    cli, api = load_file(out / "policy.safetensors"), load_file(tmp_path / "api" / "policy.safetensors")
+    assert cli.keys() == api.keys() and all(torch.equal(cli[k], api[k]) for k in cli)
