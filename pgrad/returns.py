@@ -141,6 +141,12 @@ def discounted_returns(
         The returns, shaped like ``rewards``; torch outputs never require grad.
     """
     _check_unit_interval("gamma", gamma)
+    views = _numpy_views(rewards, terminated, truncated, *(() if next_values is None else (next_values,)))
+    if views is not None:  # the same arithmetic in numpy, on views, as in gae
+        rewards_view, terminated_view, truncated_view, *next_values_view = views
+        returns = discounted_returns(rewards_view, terminated_view, truncated_view, gamma, last_values,
+                                     next_values=next_values_view[0] if next_values_view else None)
+        return torch.from_numpy(returns)
     bootstrap_inputs = {} if next_values is None else {"next_values": next_values}
     rewards, bootstrap, (terminated, truncated) = _align(
         "discounted_returns", rewards, bootstrap_inputs, {"terminated": terminated, "truncated": truncated}
@@ -170,13 +176,7 @@ def _backward_discounted_sum(increments: Array, decay: Array, initial: Array) ->
     sequential in t, so this loop is the irreducible part (a parallel scan would only pay off for
     T far beyond a rollout's length).
     """
-    if isinstance(increments, torch.Tensor):
-        if increments.device.type == "cpu" and increments.dtype in _NUMPY_SHAREABLE_DTYPES:
-            out = _backward_discounted_sum(increments.numpy(), decay.numpy(), initial.numpy())
-            return torch.from_numpy(out)
-        out = torch.empty_like(increments)  # (T, ...)
-    else:
-        out = np.empty_like(increments)  # (T, ...)
+    out = torch.empty_like(increments) if isinstance(increments, torch.Tensor) else np.empty_like(increments)  # (T, ...)
     carry = initial  # (...)
     for t in range(increments.shape[0] - 1, -1, -1):
         carry = increments[t] + decay[t] * carry
