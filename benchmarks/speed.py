@@ -102,15 +102,25 @@ def _run_parts(algo: str, env_id: str, seed: int, overrides: dict) -> dict:
     agent = pgrad.ALGORITHMS[algo](env_id, seed=seed, **{**PGRAD_KWARGS[algo], **overrides})
     c = agent.config
     agent.learn(c.n_steps * c.n_envs, quiet=True)  # warm up: first rollout, first update
-    rollouts = max(1, 2048 // c.n_steps)
-    start = time.perf_counter()
-    for _ in range(rollouts):
-        agent.collector.collect(c.n_steps)
-    collect_s = (time.perf_counter() - start) / rollouts
-    start = time.perf_counter()
-    for _ in range(rollouts):
+    # Each iteration's rollout is timed inside the iteration (a wrapper around collect), so its
+    # update is the iteration minus its own rollout; medians over at least 8 iterations and
+    # 16k steps. (Timing rollouts and iterations in separate loops and subtracting the means
+    # varied 2x between invocations: a single PPO iteration per loop at 2048 steps.)
+    collect, rollout_seconds = agent.collector.collect, []
+
+    def timed_collect(*args, **kwargs):
+        start = time.perf_counter()
+        result = collect(*args, **kwargs)
+        rollout_seconds.append(time.perf_counter() - start)
+        return result
+
+    agent.collector.collect = timed_collect
+    update_seconds = []
+    for _ in range(max(8, 16384 // (c.n_steps * c.n_envs))):
+        start = time.perf_counter()
         agent.train_iteration(1.0)
-    update_s = (time.perf_counter() - start) / rollouts - collect_s
+        update_seconds.append(time.perf_counter() - start - rollout_seconds[-1])
+    collect_s, update_s = float(np.median(rollout_seconds)), float(np.median(update_seconds))
     updates = c.n_epochs * max(1, round(c.n_steps * c.n_envs / c.batch_size)) if algo == "ppo" else 1
     obs = agent.observation_space.sample()
     agent.predict(obs)
