@@ -80,28 +80,27 @@ def seed_summary(folder: Path) -> dict | None:
 def current_settings(algo: str, env: str, steps: int | None) -> dict:
     """What a seed trained by the suite now records: preset name, resolved config, step budget."""
     from pgrad.algos import ALGORITHM_ARGUMENTS, ALGORITHMS
-    from pgrad.config import preset_steps, resolve_preset
-    from pgrad.experiments.runner import DEFAULT_STEPS
+    from pgrad.config import resolve_preset
+    from pgrad.experiments.runner import budget
 
     preset, values = resolve_preset(algo, env, None)
     config = ALGORITHMS[algo].Config.build({**values, **ALGORITHM_ARGUMENTS.get(algo, {})}).to_dict()
-    budget = steps if steps is not None else (preset_steps(algo, preset) or DEFAULT_STEPS)
-    return {"preset": preset, "config": config, "steps": budget}
+    return {"preset": preset, "config": config, "steps": budget(algo, preset, steps)}
 
 
 def settings_differences(folder: Path, settings: dict) -> list[str]:
     """How the seed in ``folder`` was trained differently from ``settings`` (empty: the same, or not started)."""
+    from pgrad.experiments.resume import config_changes
+
     if not (folder / "config.json").is_file():
         return []
     recorded = json.loads((folder / "config.json").read_text())
     differences = [f"preset: {recorded.get('preset')!r} -> {settings['preset']!r}"] if recorded.get("preset") != settings["preset"] else []
-    then, now = recorded.get("config", {}), settings["config"]
-    differences += [f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in sorted(then.keys() | now.keys())
-                    if then.get(key) != now.get(key)]
+    differences += config_changes(recorded.get("config", {}), settings["config"])
     state = folder / "checkpoint" / "state.json"
-    budget = (json.loads(state.read_text()).get("learn_budget") or {}).get("total_steps") if state.is_file() else None
-    if budget is not None and budget != settings["steps"]:
-        differences.append(f"steps: {budget} -> {settings['steps']}")
+    trained_for = (json.loads(state.read_text()).get("learn_budget") or {}).get("total_steps") if state.is_file() else None
+    if trained_for is not None and trained_for != settings["steps"]:
+        differences.append(f"steps: {trained_for} -> {settings['steps']}")
     return differences
 
 
@@ -119,8 +118,10 @@ def stale_message(algo: str, env: str, out: Path, stale: dict[int, list[str]]) -
 
 
 def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Path, workers: int,
-               batched: bool = False) -> list[str]:
+               batched: bool = False, stale: dict[int, list[str]] | None = None) -> list[str]:
     """Train the seeds of one pair that have not finished yet; return error lines.
+
+    ``stale``: the pair's :func:`stale_seeds` if already found; with any, nothing is trained.
 
     ``batched`` (PPO, several seeds missing): train them as seed-batched models, as
     ``pgrad train ppo ENV --seeds ... --batched`` does; each seed learns as it would alone."""
@@ -128,7 +129,7 @@ def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Pa
     from pgrad.experiments.seed_batched import BATCHED_ALGORITHMS, run_seeds_batched
     from pgrad.io import write_json
 
-    stale = stale_seeds(algo, env, seeds, steps, out)
+    stale = stale_seeds(algo, env, seeds, steps, out) if stale is None else stale
     if stale:  # neither continued nor counted (module docstring)
         return [stale_message(algo, env, out, stale)]
     missing = [s for s in seeds if seed_summary(out / f"seed_{s}") is None]
@@ -156,13 +157,12 @@ def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Pa
     return errors
 
 
-def table_row(algo: str, env: str, seeds: list[int], steps: int | None, out: Path) -> dict:
-    """One row of the suite table from the summary.json files of the seeds trained with the current settings."""
+def table_row(algo: str, env: str, seeds: list[int], out: Path, stale: dict[int, list[str]]) -> dict:
+    """One row of the suite table from the summary.json files of the seeds not in ``stale`` (:func:`stale_seeds`)."""
     import numpy as np
 
     from pgrad.experiments.stats import iqm, stratified_bootstrap_ci
 
-    stale = stale_seeds(algo, env, seeds, steps, out)
     summaries = [s for s in (seed_summary(out / f"seed_{seed}") for seed in seeds if seed not in stale) if s is not None]
     last100 = [s["last_100_episode_return_mean"] for s in summaries if s.get("last_100_episode_return_mean") is not None]
     evals = [s["eval_mean_return"] for s in summaries if s.get("eval_mean_return") is not None]
@@ -219,18 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     pairs = planned_pairs(args.algos, args.envs)
     errors: list[str] = []
     started = time.perf_counter()
+    # training adds only seeds with the current settings, so what is stale now stays so
+    stale = {(algo, env): stale_seeds(algo, env, args.seeds, args.steps, root / algo / env) for algo, env in pairs}
     if not args.list:
         for algo, env in pairs:
-            errors += train_pair(algo, env, args.seeds, args.steps, root / algo / env, args.workers, args.batched)
-    rows = [table_row(algo, env, args.seeds, args.steps, root / algo / env) for algo, env in pairs]
+            errors += train_pair(algo, env, args.seeds, args.steps, root / algo / env, args.workers, args.batched,
+                                 stale[algo, env])
+    rows = [table_row(algo, env, args.seeds, root / algo / env, stale[algo, env]) for algo, env in pairs]
     table = format_table(rows)
     print(table)
-    if args.list:  # (a training call already reported stale seeds among its errors)
-        for r in rows:
-            if r["seeds_stale"]:
-                out = root / r["algo"] / r["env"]
-                print(stale_message(r["algo"], r["env"], out, stale_seeds(r["algo"], r["env"], args.seeds, args.steps, out)),
-                      file=sys.stderr)
+    if args.list:  # (a training call reports stale seeds among its errors)
+        for (algo, env), found in stale.items():
+            if found:
+                print(stale_message(algo, env, root / algo / env, found), file=sys.stderr)
         return 0
     root.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/suite.py " + " ".join(sys.argv[1:] if argv is None else argv)

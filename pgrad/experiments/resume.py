@@ -33,16 +33,19 @@ def read_checkpoint_state(run: Path) -> dict[str, Any]:
     return state
 
 
+def config_changes(then: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Every hyperparameter that differs between two resolved configs (``"lr: 0.001 -> 0.0003"``), by name."""
+    return [f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in sorted(then.keys() | now.keys())
+            if then.get(key) != now.get(key)]
+
+
 def resume_changes(state: dict[str, Any], agent: Any, steps: int, early_stopping: dict[str, Any] | None) -> list[str]:
     """What the command changes compared with the checkpoint (``"lr: 0.001 -> 0.0003"``, ...)."""
     changes = []
     for key, then, now in (("env", state.get("env"), agent.env_id), ("seed", state.get("seed"), agent.seed)):
         if then != now:
             changes.append(f"{key}: {then} -> {now}")
-    saved_config, config = state.get("config", {}), agent.config.to_dict()
-    for key in sorted(set(saved_config) | set(config)):
-        if saved_config.get(key) != config.get(key):
-            changes.append(f"{key}: {saved_config.get(key)!r} -> {config.get(key)!r}")
+    changes += config_changes(state.get("config", {}), agent.config.to_dict())
     budget = state.get("learn_budget")
     if budget is not None and budget["total_steps"] != steps:
         changes.append(f"steps: {budget['total_steps']} -> {steps}")

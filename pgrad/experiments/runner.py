@@ -86,11 +86,16 @@ def build_agent(spec: TrainSpec):
     return ALGORITHMS[spec.algo](spec.env, seed=spec.seed, preset=spec.preset, **fixed, **spec.overrides)
 
 
-def resolve_steps(spec: TrainSpec, agent) -> int:
-    """The training budget: explicit, else the preset's, else DEFAULT_STEPS."""
+def budget(algo: str, preset: str | None, steps: int | None) -> int:
+    """The training budget: ``steps`` if given, else the preset's, else DEFAULT_STEPS."""
     from pgrad.config import preset_steps
 
-    steps = spec.steps if spec.steps is not None else (preset_steps(agent.name, agent.preset) or DEFAULT_STEPS)
+    return steps if steps is not None else (preset_steps(algo, preset) or DEFAULT_STEPS)
+
+
+def resolve_steps(spec: TrainSpec, agent) -> int:
+    """The run's training budget (:func:`budget`), checked to be positive."""
+    steps = budget(agent.name, agent.preset, spec.steps)
     if steps <= 0:
         raise ConfigError(f"--steps {steps} must be a positive number of environment steps")
     return steps
