@@ -93,9 +93,26 @@ def actor_critic_space(trial: Any) -> dict[str, Any]:
     }
 
 
+def ars_space(trial: Any) -> dict[str, Any]:
+    """ARS: directions per iteration, how many of them update, step size, exploration noise.
+
+    The RL Zoo's ARS sampler (rl_zoo3/hyperparams_opt.py) without its zero-policy switch (pgrad's
+    linear policy always starts at zero, as the paper's). Its noise values are kept; its step size
+    range (1e-5..1) is narrowed to 1e-3..0.3: the update divides by the reward std, so its size is
+    about ``lr`` per unit direction, and the paper's tuned values are 0.01-0.03 (Table 9).
+    ``n_top`` is capped at ``n_directions`` (:func:`trial_overrides`).
+    """
+    return {
+        "n_directions": trial.suggest_categorical("n_directions", [4, 8, 16, 32, 64]),
+        "n_top": trial.suggest_categorical("n_top", [1, 2, 4, 8, 16, 32, 64]),
+        "lr": trial.suggest_float("lr", 1e-3, 0.3, log=True),
+        "noise_std": trial.suggest_categorical("noise_std", [0.01, 0.02, 0.025, 0.03, 0.05, 0.1, 0.2, 0.3]),
+    }
+
+
 SEARCH_SPACES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "ppo": ppo_space, "a2c": a2c_space, "reinforce": reinforce_space,
-    "reinforce-baseline": reinforce_baseline_space, "actor-critic": actor_critic_space,
+    "reinforce-baseline": reinforce_baseline_space, "actor-critic": actor_critic_space, "ars": ars_space,
 }
 
 
@@ -144,6 +161,9 @@ def trial_overrides(spec: TuneSpec, params: dict[str, Any]) -> dict[str, Any]:
     if "batch_size" in params and "n_steps" in params:
         n_envs = int(overrides.get("n_envs", _preset_or_default(spec, "n_envs")))
         overrides["batch_size"] = min(int(params["batch_size"]), int(params["n_steps"]) * n_envs)
+    # ARS updates with at most its N directions (the "-t" variants keep the best b <= N).
+    if "n_top" in params and "n_directions" in params:
+        overrides["n_top"] = min(int(params["n_top"]), int(params["n_directions"]))
     return overrides
 
 

@@ -61,15 +61,25 @@ def test_a_trial_left_running_by_a_killed_run_is_run_again(tmp_path):
     assert summary["best"]["trial"] == 1
 
 
-@pytest.mark.parametrize("algo", ["a2c", "reinforce", "reinforce-baseline", "actor-critic"])
+@pytest.mark.parametrize("algo", ["a2c", "reinforce", "reinforce-baseline", "actor-critic", "ars"])
 def test_every_search_space_builds_a_valid_config(algo, tmp_path):
     from pgrad.experiments.tune import run_trial
 
-    spec = TuneSpec(algo=algo, env="CartPole-v1", out=str(tmp_path), trials=1, steps=300, preset="none", evaluations=1,
-                    eval_episodes=1)
+    env, overrides = ("pgrad/ContinuousCartPole-v0", {"n_workers": 0}) if algo == "ars" else ("CartPole-v1", {})
+    spec = TuneSpec(algo=algo, env=env, out=str(tmp_path), trials=1, steps=300, preset="none", evaluations=1,
+                    eval_episodes=1, overrides=overrides)
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     outcome = run_trial(spec, 0, SEARCH_SPACES[algo](trial), lambda step, value: False)
     assert outcome["state"] == "complete", outcome
+
+
+def test_ars_trials_never_keep_more_directions_than_they_sample(tmp_path):
+    from pgrad.experiments.tune import resolved_values
+
+    spec = TuneSpec(algo="ars", env="pgrad/ContinuousCartPole-v0", out=str(tmp_path), trials=1, steps=300, preset="none")
+    values = resolved_values(spec, {"n_directions": 4, "n_top": 16, "lr": 0.02, "noise_std": 0.03})
+    assert values["n_directions"] == 4 and values["n_top"] == 4  # uncapped, ARSConfig refuses n_top > n_directions
+    assert resolved_values(spec, {"n_directions": 32, "n_top": 8, "lr": 0.02, "noise_std": 0.03})["n_top"] == 8
 
 
 def test_preset_file_errors(tmp_path, capsys):
