@@ -98,8 +98,9 @@ def ars_space(trial: Any) -> dict[str, Any]:
 
     The RL Zoo's ARS sampler (rl_zoo3/hyperparams_opt.py) without its zero-policy switch (pgrad's
     linear policy always starts at zero, as the paper's). Its noise values are kept; its step size
-    range (1e-5..1) is narrowed to 1e-3..0.3: the update divides by the reward std, so its size is
-    about ``lr`` per unit direction, and the paper's tuned values are 0.01-0.03 (Table 9).
+    range (1e-5..1) is narrowed to 1e-3..0.3: the update divides by the std of the rollout
+    rewards, so its scale does not follow the env's reward scale, and the paper's tuned values
+    are 0.01-0.03 (Table 9).
     ``n_top`` is capped at ``n_directions`` (:func:`trial_overrides`).
     """
     return {
