@@ -23,6 +23,37 @@ def read_episodes(run: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(steps), np.asarray(returns)
 
 
+def read_logged_evaluations(run: Path, column: str = "eval_return_mean") -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of the finite ``column`` entries in a run folder's metrics.csv.
+
+    ARS logs the return of its unperturbed policy there (``eval_return_mean``, the latest
+    evaluation, repeated until the next one): its training episodes are perturbed rollouts, which
+    sit well below the policy that is kept. Empty arrays when the file or the column is absent.
+    """
+    path = run / "metrics.csv"
+    steps: list[float] = []
+    values: list[float] = []
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                text = row.get(column) or ""
+                try:
+                    value = float(text)
+                except ValueError:
+                    continue
+                if np.isfinite(value):
+                    steps.append(float(row["step"]))
+                    values.append(value)
+    return np.asarray(steps), np.asarray(values)
+
+
+def logged_evaluation_curves(folders: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every seed folder's logged evaluations if all of them have some, else none: a band over
+    only the seeds that have them would mislead."""
+    curves = [read_logged_evaluations(folder) for folder in folders]
+    return curves if curves and all(len(steps) for steps, _ in curves) else []
+
+
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over up to ``window`` values (shorter at the start, never shifted)."""
     if len(values) == 0:
@@ -95,6 +126,12 @@ def plot_runs(runs: list[Path], out: Path, smooth: int = 20) -> None:
         line, = axes.plot(grid, mean, label=f"{label}{seeds}")
         if len(curves) > 1:
             axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
+        evaluations = logged_evaluation_curves(seed_folders(run))
+        if evaluations:  # each point already averages several evaluation episodes: not smoothed
+            grid, mean, low, high = smoothed_band(evaluations, 1)
+            axes.plot(grid, mean, linestyle="--", color=line.get_color(), label=f"{label}, unperturbed policy's evaluations")
+            if len(evaluations) > 1:
+                axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.1)
     axes.set_xlabel("environment steps")
     axes.set_ylabel(f"episode return ({smooth}-episode moving average)")
     axes.grid(alpha=0.3)

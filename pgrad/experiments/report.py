@@ -3,7 +3,8 @@
 Runs are grouped by (env, algorithm). Each seed contributes one final score: its deterministic
 evaluation mean if it was evaluated, else its last-100-training-episode mean (the table says
 which). Per group the report gives the IQM with a 95% bootstrap interval over seeds (Agarwal et
-al. 2021), the seed count, a performance profile per env and learning curves.
+al. 2021), the seed count, a performance profile per env and learning curves (dashed: the
+unperturbed policy's evaluations, for algorithms that log them, i.e. ARS).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from pgrad.errors import ConfigError
 from pgrad.experiments.stats import iqm, stratified_bootstrap_ci
 from pgrad.io import atomic_write_text
-from pgrad.plotting import read_episodes, seed_folders, smoothed_band
+from pgrad.plotting import logged_evaluation_curves, read_episodes, seed_folders, smoothed_band
 
 
 @dataclass
@@ -86,6 +87,13 @@ def _figures(groups: list[Group], out_dir: Path, stem: str, smooth: int) -> list
             grid, mean, low, high = smoothed_band(curves, smooth)
             line, = axes.plot(grid, mean, label=f"{group.algo} ({len(curves)} seeds)")
             axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
+            evaluations = logged_evaluation_curves(group.folders)
+            if evaluations:
+                # each point already averages several evaluation episodes: no further smoothing
+                grid, mean, low, high = smoothed_band(evaluations, 1)
+                axes.plot(grid, mean, linestyle="--", color=line.get_color(),
+                          label=f"{group.algo}, unperturbed policy's evaluations ({len(evaluations)} seeds)")
+                axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.1)
         axes.set(title=f"{env}: learning curves (mean, 95% bootstrap CI)", xlabel="environment steps", ylabel="episode return")
         axes.grid(alpha=0.3)
         axes.legend(loc="best")
