@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 CASES = {
     "cartpole-novel-50k": ("pgrad/CartPoleNoVel-v1", 50_000),
+    "cartpole-novel-100k": ("pgrad/CartPoleNoVel-v1", 100_000),  # twice the preset budget (BENCHMARKS.md, 2026-12-03)
     "pendulum-novel-200k": ("pgrad/PendulumNoVel-v1", 200_000),
 }
 
