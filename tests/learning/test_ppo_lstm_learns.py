@@ -19,9 +19,10 @@ def test_recurrent_ppo_solves_cartpole_without_velocities_and_mlp_ppo_does_not()
     the other four end at 169.1-395.9, so about one run in five is short of solving at this
     budget; MLP PPO seeds 0-4: 43.0-46.4 (sb3-contrib reports ~50 for it). A run repeats bit for
     bit on one machine but not across CPU models (torch's float kernels differ by instruction
-    set), so no single seed is a reliable test. Hence: every seed of three clearly learns (>= 100,
-    the lowest of 40 recurrent runs at 50k on two lrs and two CPUs was 142.9), at least one solves
-    it (all three short: about 1 time in 125 with one miss in five), and MLP PPO stays below 75.
+    set), so no single seed is a reliable test. Hence: every seed of three clearly learns (>= 100;
+    the lowest of 45 recurrent runs at 50k, 20 at each of lr 1e-3 and 2e-3 on that CPU and 5 at
+    2e-3 on an AMD EPYC, was 142.9), at least one solves it (all three short: about 1 time in 125
+    with one miss in five), and MLP PPO stays below 75.
     """
     recurrent = {}
     for seed in SEEDS:
