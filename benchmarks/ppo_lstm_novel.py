@@ -23,11 +23,12 @@ CASES = {
 
 WORKER = """
 import json, sys, time, pgrad
+from pgrad.algos.ppo_lstm import RECURRENT_ONLY_FIELDS
 from pgrad.config import load_preset
 algo, env, steps, seed, overrides = json.loads(sys.argv[1])
 values = {**load_preset("ppo-lstm", env), **overrides}
 if algo == "ppo":
-    values = {k: v for k, v in values.items() if k not in ("lstm_hidden_size", "lstm_layers", "shared_lstm", "seq_len")}
+    values = {k: v for k, v in values.items() if k not in RECURRENT_ONLY_FIELDS}
 agent = pgrad.ALGORITHMS[algo](env, seed=seed, preset=None, **values)
 start = time.perf_counter()
 agent.learn(steps, quiet=True)

@@ -28,7 +28,7 @@ minibatches of whole env sequences, orthogonal LSTM weights with zero biases).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -69,6 +69,11 @@ class RecurrentPPOConfig(PPOConfig):
     def sequence_length(self) -> int:
         """``seq_len``, with none meaning the whole rollout of an env."""
         return self.n_steps if self.seq_len is None else self.seq_len
+
+
+# What RecurrentPPO adds to PPO's config: drop these to give MLP PPO the same settings, the
+# memoryless comparison of the learning test and benchmarks/ppo_lstm_novel.py.
+RECURRENT_ONLY_FIELDS = tuple(sorted({f.name for f in fields(RecurrentPPOConfig)} - {f.name for f in fields(PPOConfig)}))
 
 
 # -- the LSTM over a sequence, with resets -----------------------------------------------------

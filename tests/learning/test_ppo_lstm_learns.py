@@ -5,10 +5,10 @@ are in the docstring; benchmarks/ppo_lstm_novel.py reproduces them over more see
 from __future__ import annotations
 
 import pgrad
+from pgrad.algos.ppo_lstm import RECURRENT_ONLY_FIELDS
 from pgrad.config import load_preset
 
 ENV = "pgrad/CartPoleNoVel-v1"
-LSTM_KEYS = ("lstm_hidden_size", "lstm_layers", "shared_lstm", "seq_len")
 SEEDS = (0, 1, 2)
 
 
@@ -32,7 +32,7 @@ def test_recurrent_ppo_solves_cartpole_without_velocities_and_mlp_ppo_does_not()
         recurrent[seed] = pgrad.evaluate(agent, episodes=20)["mean_return"]
         agent.close()
 
-    mlp_values = {k: v for k, v in load_preset("ppo-lstm", ENV).items() if k not in LSTM_KEYS}
+    mlp_values = {k: v for k, v in load_preset("ppo-lstm", ENV).items() if k not in RECURRENT_ONLY_FIELDS}
     mlp = pgrad.PPO(ENV, seed=SEEDS[0], preset=None, **mlp_values)
     mlp.learn(50_000, quiet=True)
     memoryless = pgrad.evaluate(mlp, episodes=20)["mean_return"]
