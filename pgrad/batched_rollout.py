@@ -7,7 +7,7 @@ with V(final observation), same-step autoreset) is the shared code's; what is pe
 only what a single-seed run keeps per seed:
 
 * Weights: seed ``s``'s rows of the batch go through seed ``s``'s slice of the stacked weights
-  (one batched product per layer, actor and critic fused as in pgrad/fast_inference.py).
+  (one batched product per layer, actor and critic fused: pgrad/numpy_twin/policy.py).
 * Observation normaliser, reward scaler: each seed's own objects (its policy's), updated with
   its own rows only, in the same order as its single-seed run.
 * Random numbers: one ``torch.Generator`` per seed, started from the state torch's global
@@ -28,132 +28,14 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from pgrad.batched import SeedBatchedActorCritic, SeedBatchedLinear
+from pgrad.batched import SeedBatchedActorCritic
 from pgrad.checkpointing import collector_state
-from pgrad.distributions import CategoricalHead
 from pgrad.envs.recorder import EpisodeRecorder
 from pgrad.envs.vector import LeanSyncVectorEnv
-from pgrad.fast_inference import _ACTIVATIONS, _LOG_SQRT_2PI, NumpyActorCritic, _forward, _fuse
+from pgrad.numpy_twin import SeedBatchedNumpyActorCritic
 from pgrad.normalize import RewardScaler
 from pgrad.policy import ActorCriticPolicy
 from pgrad.rollout import EpisodeLog, Rollout, RolloutCollector
-
-
-def _stacked_fused_layers(model: SeedBatchedActorCritic) -> list:
-    """Actor (with its head) and critic of every seed as one network: ``[(W (S, in, out), b (S, 1, out)) | fn]``.
-
-    ``fast_inference._fuse`` with a seed axis in front, so the last layer's outputs are the
-    actor's (``n_out``) then V. Copies: rebuilt before every rollout.
-    """
-
-    def layers(modules: list) -> list:
-        return [
-            (m.weight.detach().numpy().swapaxes(1, 2), m.bias.detach().numpy()[:, None, :])  # (S, in, out), (S, 1, out)
-            if isinstance(m, SeedBatchedLinear) else _ACTIVATIONS[type(m)]
-            for m in modules
-        ]
-
-    fused = _fuse(layers(list(model.actor_body.layers) + [model.head_linear]), layers(list(model.critic.layers)))
-    if fused is None:  # pragma: no cover - one architecture builds both networks
-        raise ValueError("the actor and critic of this model cannot be fused")
-    return fused
-
-
-class SeedBatchedNumpyActorCritic:
-    """Numpy twin of ``S`` policies acting on their ``S x N`` envs at once (rows seed-major)."""
-
-    def __init__(self, model: SeedBatchedActorCritic, policies: Sequence[ActorCriticPolicy], n_envs: int,
-                 generators: Sequence[torch.Generator]) -> None:
-        """``policies``: the seeds' ordinary policies (their observation normalisers act here; all
-        weights are read from ``model``); ``generators``: one per seed, the source of that seed's
-        action noise."""
-        if not self.supports(model):
-            raise ValueError("no seed-batched numpy twin for this model; check SeedBatchedNumpyActorCritic.supports")
-        self.model = model
-        self.n_seeds, self.n_envs = model.n_seeds, n_envs
-        self.policies = list(policies)
-        self.seed_twins = [NumpyActorCritic(policy) for policy in self.policies]
-        self.generators = list(generators)
-        self.discrete = model.head_kind is CategoricalHead
-        self._noise: torch.Tensor | None = None
-        self.refresh()
-
-    @staticmethod
-    def supports(model: SeedBatchedActorCritic) -> bool:
-        """Linear/Tanh/ReLU layers, categorical or state-independent Gaussian head."""
-        from pgrad.fast_update import NumpyPolicyGradient
-
-        return NumpyPolicyGradient.supports_seed_batched(model)
-
-    def refresh(self) -> None:
-        """Re-read the stacked weights and stds (after every update)."""
-        self.layers = _stacked_fused_layers(self.model)
-        for twin in self.seed_twins:
-            twin.refresh()
-        if not self.discrete:
-            with torch.no_grad():
-                std = self.model.log_std.exp()  # (S, action_dim), by torch as the single-seed twin does
-            self.std = std.numpy()[:, None, :]  # (S, 1, action_dim)
-            log_std = std.log().numpy()
-            self.half_precision = (np.float32(1.0) / (2 * self.std[:, 0, :] ** 2)).astype(np.float32)[:, :, None]  # (S, A, 1)
-            self.log_normalizer = (log_std + np.float32(_LOG_SQRT_2PI)).sum(-1, dtype=np.float32)[:, None]  # (S, 1)
-
-    def _blocks(self, array: np.ndarray) -> list[np.ndarray]:
-        return [array[s * self.n_envs : (s + 1) * self.n_envs] for s in range(self.n_seeds)]
-
-    def normalize(self, raw_obs: np.ndarray, update: bool = False, rows: np.ndarray | None = None) -> np.ndarray:
-        """Normalise ``(S*N, ...)`` raw observations with each seed's own statistics (updated with its
-        own rows if ``update``); ``rows``: the env index of each row when they are not all envs in order."""
-        if self.seed_twins[0].stats is None:  # no normaliser: the flat float32 observations
-            return self.seed_twins[0].normalize(raw_obs)
-        if rows is None:
-            return np.concatenate([twin.normalize(block, update) for twin, block in zip(self.seed_twins, self._blocks(raw_obs))])
-        seeds = np.asarray(rows) // self.n_envs
-        out = np.empty((len(seeds), self.seed_twins[0].obs_size), dtype=np.float32)
-        for s in np.unique(seeds):
-            out[seeds == s] = self.seed_twins[s].normalize(raw_obs[seeds == s])
-        return out
-
-    def value(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """V of normalised observations, each by its own seed's slice of the fused network that
-        :meth:`act` runs (so a bootstrap V(s') and a stored V(s) are one computation)."""
-        if rows is None:
-            return self._forward(obs.reshape(self.n_seeds, self.n_envs, -1))[..., -1].reshape(-1)
-        seeds = np.asarray(rows) // self.n_envs
-        out = np.empty(len(seeds), dtype=np.float32)
-        for s in np.unique(seeds):
-            seed_layers = [(layer[0][s], layer[1][s]) if isinstance(layer, tuple) else layer for layer in self.layers]
-            out[seeds == s] = _forward(seed_layers, obs[seeds == s])[:, -1]
-        return out
-
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        """The stacked fused network on ``(S, N, obs_size)``: ``(S, N, n_out + 1)``."""
-        return _forward(self.layers, x)
-
-    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sample raw actions for ``(S*N, obs_size)`` normalised observations: ``(action, log_prob, value)``."""
-        x = self._forward(obs.reshape(self.n_seeds, self.n_envs, -1))  # (S, N, n_out + 1)
-        out, value = x[..., :-1], x[..., -1]  # (S, N, n_out), (S, N)
-        if self.discrete:
-            shifted = out - out.max(axis=-1, keepdims=True)
-            log_p = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # (S, N, n_actions)
-            probs = np.exp(log_p)
-            action = np.stack([
-                torch.multinomial(torch.from_numpy(probs[s]), 1, True, generator=generator).numpy()[:, 0]
-                for s, generator in enumerate(self.generators)
-            ])  # (S, N) int64, each seed from its own generator as Categorical.sample draws
-            log_prob = np.take_along_axis(log_p, action[..., None], axis=-1)[..., 0]
-        else:
-            if self._noise is None or self._noise.shape[1:] != out.shape[1:]:
-                self._noise = torch.empty(out.shape)  # (S, N, action_dim)
-                self._noise_rows = list(self._noise)  # per-seed (N, action_dim) views
-                self._noise_np = self._noise.numpy()
-            for row, generator in zip(self._noise_rows, self.generators):
-                row.normal_(generator=generator)  # what torch.randn((N, action_dim)) draws for that seed
-            action = out + self.std * self._noise_np
-            deviation = action - out
-            log_prob = -((deviation * deviation) @ self.half_precision)[..., 0] - self.log_normalizer  # (S, N)
-        return (action.reshape(self.n_seeds * self.n_envs, *action.shape[2:]), log_prob.reshape(-1), value.reshape(-1))
 
 
 class SeedBatchedRewardScaler:

@@ -75,7 +75,7 @@ def read_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
 def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> str:
     """Atomically write tensors as safetensors; return the file's SHA-256 hex digest."""
     # clone: safetensors refuses tensors that share memory, as views of one buffer do (an
-    # optimizer state kept flat by pgrad.fast_update.NumpyAdam)
+    # optimizer state kept flat by pgrad.numpy_twin.NumpyAdam)
     data = safetensors_save({k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()})
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()

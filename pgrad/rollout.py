@@ -33,7 +33,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from pgrad.errors import ConfigError, NonFiniteError
-from pgrad.fast_inference import NumpyActorCritic
+from pgrad.numpy_twin import NumpyActorCritic
 from pgrad.normalize import RewardScaler
 from pgrad.policy import ActorCriticPolicy
 
@@ -112,7 +112,7 @@ class RolloutCollector:
         fast_inference: bool = True,
         initial_obs: np.ndarray | None = None,
     ) -> None:
-        """``fast_inference``: act through :class:`pgrad.fast_inference.NumpyActorCritic` where the
+        """``fast_inference``: act through :class:`pgrad.numpy_twin.NumpyActorCritic` where the
         policy supports it (same random numbers, float32 rounding apart the same actions); False
         forces the plain torch path. ``initial_obs``: the current observations of envs that are
         already running (a resumed seed-batched run replayed them); None resets ``envs`` with ``seed``."""

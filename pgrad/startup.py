@@ -22,7 +22,7 @@ def skip_optimizer_dynamo_import() -> None:
     alternating, BENCHMARKS.md). So pgrad's processes put the plain function in that cache.
 
     torch's own ``Optimizer.step`` imports ``torch._dynamo`` all the same (for a graph break), so the
-    saving is real where every update steps in numpy (PPO, A2C: :mod:`pgrad.fast_update`) or where
+    saving is real where every update steps in numpy (PPO, A2C: :mod:`pgrad.numpy_twin`) or where
     no optimizer exists (ARS). Does nothing if ``torch._dynamo`` is already imported or if torch's
     wrappers no longer look as described.
     """

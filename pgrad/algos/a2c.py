@@ -34,7 +34,7 @@ import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
-from pgrad.fast_update import NumpyOptimizer, NumpyPolicyGradient
+from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
 from pgrad.losses import explained_variance, normalize_advantages, policy_gradient_loss, value_loss
 from pgrad.returns import gae
 
@@ -72,7 +72,7 @@ class A2C(Algorithm):
             self.optimizer = torch.optim.RMSprop(self.policy.parameters(), lr=c.lr, alpha=c.rmsprop_alpha, eps=c.optimizer_eps, foreach=True)
         else:
             self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr, eps=c.optimizer_eps, fused=True)
-        # The gradient by hand in numpy where the policy allows (pgrad/fast_update.py): the same numbers
+        # The gradient by hand in numpy where the policy allows (pgrad/numpy_twin/gradient.py): the same numbers
         # as autograd up to float32 rounding, ~5x faster on A2C's small batches. Tests turn it off.
         self.use_numpy_gradient = True
         self._numpy_gradient: NumpyPolicyGradient | None = None
@@ -140,7 +140,7 @@ class A2C(Algorithm):
         return metrics
 
     def _numpy_gradient_step(self, obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
-        """The same as :meth:`_autograd_step`, by hand in numpy (pgrad/fast_update.py)."""
+        """The same as :meth:`_autograd_step`, by hand in numpy (pgrad/numpy_twin/gradient.py)."""
         c = self.config
         self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.policy, self._numpy_gradient)
         self._numpy_gradient.bind()

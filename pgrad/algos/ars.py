@@ -57,13 +57,13 @@ from pgrad.envs import make_env
 from pgrad.errors import ConfigError, NonFiniteError, UnsupportedSpaceError
 from pgrad.nets import MLP, POLICY_OUTPUT_GAIN
 from pgrad.normalize import ObservationNormalizer
+from pgrad.numpy_twin.layers import ACTIVATIONS_BY_NAME, dense_network, forward
 from pgrad.parallel import WorkerPool, default_workers, make_pool
 from pgrad.policy import box_env_action, has_finite_bounds
 from pgrad.rollout import EpisodeLog
 
 # Distinct streams for the three uses of randomness derived from (seed, iteration, index).
 _DIRECTION_STREAM, _RESET_STREAM, _EVAL_STREAM = 0, 1, 2
-_NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
 
 
 @dataclass(frozen=True)
@@ -179,14 +179,7 @@ def unflatten(theta: np.ndarray, shapes: list[tuple[int, int, bool]]) -> list[tu
 
 def policy_forward(layers: list[tuple[np.ndarray, np.ndarray | None]], x: np.ndarray, activation: str) -> np.ndarray:
     """Raw actions of the linear / MLP policy for normalised observations ``x`` (``(obs,)`` or ``(B, obs)``)."""
-    act = _NUMPY_ACTIVATIONS[activation]
-    for i, (weight, bias) in enumerate(layers):
-        x = x @ weight.T
-        if bias is not None:
-            x = x + bias
-        if i < len(layers) - 1:
-            x = act(x)
-    return x
+    return forward(dense_network(layers, ACTIVATIONS_BY_NAME[activation]), x)
 
 
 # -- the policy (what is saved) -------------------------------------------------------------

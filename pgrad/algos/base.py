@@ -25,7 +25,7 @@ from pgrad.config import Config, resolve_preset
 from pgrad.early_stopping import EarlyStopping
 from pgrad.envs import env_id_of, make_vector_env
 from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
-from pgrad.fast_inference import NumpyActorCritic
+from pgrad.numpy_twin import NumpyActorCritic
 from pgrad.io import (
     load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, save_policy,
     space_from_json, space_to_json, write_json,
@@ -96,7 +96,7 @@ def decay_learning_rate(optimizer: torch.optim.Optimizer, initial_lr: float, pro
 def set_compute_threads(n_threads: int) -> None:
     """Use ``n_threads`` for torch's intra-op work and for numpy's BLAS (OpenBLAS), process-wide.
 
-    The fast paths (pgrad/fast_inference.py, pgrad/fast_update.py) multiply small matrices in
+    The numpy twin (pgrad/numpy_twin/) multiplies small matrices in
     numpy, whose OpenBLAS otherwise starts a thread per core that spins between calls: on 2 cores
     `pgrad train ppo CartPole-v1` took 6.4 s of learning and 15 s of CPU with it, 5.1 s and 8 s
     without (BENCHMARKS.md, Speed), and a second process on the other core would lose it too.
@@ -344,7 +344,7 @@ class Algorithm:
         return action[0] if single else action
 
     def _numpy_twin(self, read_std: bool) -> NumpyActorCritic | None:
-        """The policy's numpy twin for :meth:`predict` (pgrad/fast_inference.py), None if unsupported.
+        """The policy's numpy twin for :meth:`predict` (pgrad/numpy_twin/policy.py), None if unsupported.
 
         Evaluation calls ``predict`` once per env step, where torch's per-op overhead is most of
         the cost. The twin holds views of the parameters, so in-place updates show through; it

@@ -28,7 +28,7 @@ import torch
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
 from pgrad.errors import ConfigError
-from pgrad.fast_update import NumpyOptimizer, NumpyPolicyGradient
+from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
 from pgrad.losses import clipped_surrogate_loss, explained_variance, normalize_advantages, value_loss
 from pgrad.returns import gae
 
@@ -82,7 +82,7 @@ class PPO(Algorithm):
         # fused: one C++ kernel for all parameters instead of a Python loop over them (~0.3 ms of
         # a ~1.3 ms minibatch step for 2x64 networks; BENCHMARKS.md, "Speed").
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.lr, eps=self.config.adam_eps, fused=True)
-        # Minibatch gradients by hand in numpy where the policy allows (pgrad/fast_update.py): the
+        # Minibatch gradients by hand in numpy where the policy allows (pgrad/numpy_twin/gradient.py): the
         # same numbers as autograd up to float32 rounding, in a fraction of the time. Not a
         # hyperparameter (it changes no result); tests set it to False for the plain path.
         self.use_numpy_gradient = True
@@ -192,7 +192,7 @@ class PPO(Algorithm):
         self, obs: np.ndarray, actions: np.ndarray, old_log_probs: np.ndarray, old_values: np.ndarray,
         advantages: np.ndarray, returns: np.ndarray,
     ) -> dict[str, float]:
-        """The same as :meth:`_autograd_step`, with the gradient written out in numpy (pgrad/fast_update.py)."""
+        """The same as :meth:`_autograd_step`, with the gradient written out in numpy (pgrad/numpy_twin/gradient.py)."""
         c = self.config
         self._numpy_gradient.bind()  # built or checked by train_iteration, once per update
         return self._numpy_gradient.step_gradient(

@@ -8,7 +8,7 @@ one backward pass through a model whose weights carry a leading seed axis
 * Initial weights: seed ``s``'s agent is built as a single-seed run builds it
   (``torch.manual_seed(s)`` then the network init), and the batched model stacks those weights.
 * Action sampling: the single-seed path samples from torch's global generator (rollout.py,
-  fast_inference.py). After building agent ``s`` the global generator is in the state the
+  pgrad/numpy_twin/policy.py). After building agent ``s`` the global generator is in the state the
   single-seed run starts collecting from; a ``torch.Generator`` per seed starts from that state,
   so seed ``s`` draws exactly its own numbers.
 * Envs, observation normaliser, reward scaler, episode bookkeeping: the agent's own sub-envs,
@@ -48,10 +48,10 @@ from pgrad.batched import (
     SeedBatchedActorCritic, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
     seed_batched_value_loss,
 )
-from pgrad.batched_rollout import SeedBatchedCollector, SeedBatchedNumpyActorCritic
+from pgrad.batched_rollout import SeedBatchedCollector
 from pgrad.checkpointing import CheckpointSchedule, StopSignals
 from pgrad.errors import ConfigError, NonFiniteError
-from pgrad.fast_update import NumpyOptimizer, NumpyPolicyGradient
+from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient, seed_batched_unsupported_reason
 from pgrad.io import write_json
 from pgrad.losses import explained_variance, normalize_advantages
 from pgrad.returns import gae
@@ -133,7 +133,7 @@ class SeedBatchedPPO:
         """
         policies = [agent.policy for agent in self.agents]
         self.model.copy_to(policies)
-        if self.collector is None and SeedBatchedNumpyActorCritic.supports(self.model):
+        if self.collector is None and seed_batched_unsupported_reason(self.model) is None:
             self.collector = SeedBatchedCollector(
                 self.model, policies, [agent.envs for agent in self.agents], self.seeds, self.generators,
                 [agent.total_steps for agent in self.agents], keep_recorders=self._keep_recorders,
@@ -244,7 +244,7 @@ class SeedBatchedPPO:
         return {key: value.numpy() for key, value in metrics.items()}
 
     def _numpy_gradient_step(self, obs, actions, old_log_probs, old_values, advantages, returns) -> dict[str, Any]:
-        """The same as :meth:`_autograd_step`, by hand in numpy (pgrad/fast_update.py); ``(S,)`` metrics."""
+        """The same as :meth:`_autograd_step`, by hand in numpy (pgrad/numpy_twin/gradient.py); ``(S,)`` metrics."""
         c = self.config
         self._numpy_gradient.bind()
         return self._numpy_gradient.step_gradient(

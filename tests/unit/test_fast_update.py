@@ -1,4 +1,4 @@
-"""PPO's hand-written numpy gradient must equal autograd's (pgrad/fast_update.py)."""
+"""PPO's hand-written numpy gradient must equal autograd's (pgrad/numpy_twin/gradient.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from gymnasium import spaces
 
 import pgrad
-from pgrad.fast_update import NumpyPolicyGradient
+from pgrad.numpy_twin import NumpyPolicyGradient
 from pgrad.policy import ActorCriticPolicy
 
 BOX_OBS = spaces.Box(-np.inf, np.inf, (11,), np.float32)
@@ -167,7 +167,7 @@ OPTIMIZERS = {
 
 def _optimizer_pair(case: str):
     """Two identical policies with the same torch optimizer, one of them to be stepped by its numpy twin."""
-    from pgrad.fast_update import NumpyOptimizer
+    from pgrad.numpy_twin import NumpyOptimizer
 
     def build():
         torch.manual_seed(0)
@@ -239,7 +239,7 @@ def test_numpy_optimizer_state_is_the_optimizers_and_survives_a_checkpoint(tmp_p
 
 
 def test_numpy_optimizers_decline_what_they_do_not_compute():
-    from pgrad.fast_update import NumpyAdam, NumpyOptimizer, NumpyRMSprop
+    from pgrad.numpy_twin import NumpyAdam, NumpyOptimizer, NumpyRMSprop
 
     torch.manual_seed(0)
     policy = ActorCriticPolicy(BOX_OBS, POLICIES["gaussian-tanh"][0], normalize_obs=False)

@@ -1,0 +1,263 @@
+"""PPO's and A2C's minibatch loss and its gradient, written out in numpy: the update's fast path.
+
+One PPO minibatch step for the paper's 2x64 networks (batch 64) is a few MFLOP of arithmetic; in
+torch most of its time goes to autograd's ``run_backward``, per-op dispatch and
+``torch.distributions`` objects (BENCHMARKS.md, "Speed", has the profile). The networks are a
+handful of dense layers, so their backward pass is a handful of matrix products
+(:func:`pgrad.numpy_twin.layers.backward`) that numpy runs with far less overhead per call.
+
+:class:`NumpyPolicyGradient` computes the loss of :meth:`pgrad.algos.ppo.PPO.train_iteration`
+
+    L = -mean(min(r A, clip(r, 1 - eps, 1 + eps) A)) + vf_coef * 0.5 mean(e) - ent_coef * mean(H)
+
+(``e`` the squared value error, clipped or not), or with ``clip_coef=None`` A2C's vanilla
+surrogate ``-mean(A log pi)``, and its gradient; writes the gradient into the parameters' ``.grad``
+tensors (slices of one flat buffer) and clips its global norm as ``torch.nn.utils.clip_grad_norm_``
+does. The optimiser step that follows is :mod:`pgrad.numpy_twin.optim`'s Adam or RMSprop on the
+same flat buffer where the optimiser allows, else torch's own. Where torch's backward has a
+convention of its own, it is followed: ``torch.min`` / ``torch.max`` send half the gradient to
+each argument on a tie, and ``clamp`` passes the gradient where its input lies inside the closed
+interval. The result equals autograd's up to float32 rounding (tests/unit/test_fast_update.py).
+
+Covered: what :func:`pgrad.numpy_twin.policy.unsupported_reason` covers, with a critic. The same
+code serves the seed-batched model (pass a :class:`pgrad.batched.SeedBatchedActorCritic`): every
+array then carries a leading seed axis (weights ``(S, out, in)``, minibatches ``(S, B, ...)``),
+matrix products are batched over it, reductions run over each seed's own minibatch and the norm
+clip is per seed, so slice ``[s]`` of every gradient is exactly seed ``s``'s own. Written with
+``...`` and negative axes, each line reads the same for one seed and for many.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pgrad.batched import SeedBatchedActorCritic
+from pgrad.distributions import CategoricalHead, DiagGaussianHead
+from pgrad.numpy_twin.actions import HALF_LOG_2PI, LOG_SQRT_2PI, log_softmax, take_log_prob
+from pgrad.numpy_twin.layers import backward, forward_keeping_outputs, is_supported_module, read_network
+from pgrad.numpy_twin.policy import unsupported_reason
+from pgrad.policy import ActorCriticPolicy
+
+
+def policy_unsupported_reason(policy: ActorCriticPolicy) -> str | None:
+    """Why :class:`NumpyPolicyGradient` cannot train ``policy`` (one line), or None."""
+    if policy.critic is None:
+        return "a policy without a critic"
+    return unsupported_reason(policy)
+
+
+def seed_batched_unsupported_reason(model: SeedBatchedActorCritic) -> str | None:
+    """Why the numpy twin cannot run a seed-batched model (one line), or None: it needs
+    Linear/Tanh/ReLU layers and a categorical head or a Gaussian one with a state-independent std."""
+    if not all(is_supported_module(layer) for layer in [*model.actor_body.layers, *model.critic.layers]):
+        return "a layer other than Linear, Tanh or ReLU"
+    if model.head_kind is CategoricalHead or (model.head_kind is DiagGaussianHead and not model.state_dependent_std):
+        return None
+    return f"the action head {model.head_kind.__name__} (covered: categorical, Gaussian with a state-independent std)"
+
+
+class NumpyPolicyGradient:
+    """PPO's or A2C's minibatch loss and its gradient for an :class:`ActorCriticPolicy`, in numpy.
+
+    The gradient lands in one flat float32 buffer whose slices are the parameters' ``.grad``
+    tensors, so the global norm and the clipping are one operation each.
+    """
+
+    def __init__(self, policy: ActorCriticPolicy | SeedBatchedActorCritic) -> None:
+        """``policy``: an :class:`ActorCriticPolicy` (check :meth:`supports`) or a seed-batched model
+        (check :meth:`supports_seed_batched`)."""
+        batched = isinstance(policy, SeedBatchedActorCritic)
+        if not (self.supports_seed_batched(policy) if batched else self.supports(policy)):
+            raise ValueError("this policy has no numpy gradient; check NumpyPolicyGradient.supports first")
+        self.policy = policy
+        self.n_seeds = policy.n_seeds if batched else None
+        self._ones = np.ones(0, dtype=np.float32)
+        self.parameters = list(policy.parameters())
+        self.flat_grad = np.zeros(sum(p.numel() for p in self.parameters), dtype=np.float32)
+        self.grad_tensors: list[torch.Tensor] = []
+        self.slices: list[slice] = []  # each parameter's part of the flat buffer, in order
+        grads: dict[nn.Parameter, np.ndarray] = {}
+        offset = 0
+        for parameter in self.parameters:
+            self.slices.append(slice(offset, offset + parameter.numel()))
+            view = self.flat_grad[self.slices[-1]].reshape(parameter.shape)
+            grads[parameter] = view
+            self.grad_tensors.append(torch.from_numpy(view))
+            offset += parameter.numel()
+        if batched:
+            self.discrete = policy.head_kind is CategoricalHead
+            actor = list(policy.actor_body.layers) + [policy.head_linear]
+            critic = list(policy.critic.layers)
+            log_std = None if self.discrete else policy.log_std
+        else:
+            head = policy.head
+            self.discrete = isinstance(head, CategoricalHead)
+            actor = list(policy.actor_body) + [head.logits if self.discrete else head.mean]
+            critic = list(policy.critic)
+            log_std = None if self.discrete else head.std.log_std
+        self.actor = read_network(actor, grads)
+        self.critic = read_network(critic, grads)
+        # each parameter's gradient as (S, n): row s is seed s's part, for the per-seed norm
+        self.seed_rows = [] if self.n_seeds is None else [g.reshape(self.n_seeds, -1) for g in grads.values()]
+        if log_std is not None:
+            self.log_std = log_std.detach().numpy()  # (..., action_dim), a view: sees every optimiser step
+            self.log_std_grad = grads[log_std]
+
+    @classmethod
+    def reuse_or_build(cls, policy: ActorCriticPolicy | SeedBatchedActorCritic, cached: "NumpyPolicyGradient | None") -> "NumpyPolicyGradient":
+        """``cached`` if it was built over ``policy``'s current parameter tensors, else a new one
+        (loading a checkpoint or a user can replace the policy or a part of it between updates).
+        ``cached`` holds its parameters, so their ids cannot be reused by other tensors meanwhile."""
+        if cached is not None and cached.policy is policy and all(a is b for a, b in zip(cached.parameters, policy.parameters(), strict=True)):
+            return cached
+        return cls(policy)
+
+    @staticmethod
+    def supports(policy: ActorCriticPolicy) -> bool:
+        """True when :func:`policy_unsupported_reason` finds nothing."""
+        return policy_unsupported_reason(policy) is None
+
+    @staticmethod
+    def supports_seed_batched(model: SeedBatchedActorCritic) -> bool:
+        """True when :func:`seed_batched_unsupported_reason` finds nothing."""
+        return seed_batched_unsupported_reason(model) is None
+
+    def bind(self) -> None:
+        """Make the flat buffer's slices the parameters' ``.grad`` (after anything reset them)."""
+        for parameter, grad in zip(self.parameters, self.grad_tensors):
+            if parameter.grad is not grad:
+                parameter.grad = grad
+
+    def step_gradient(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        old_log_probs: np.ndarray | None,
+        old_values: np.ndarray | None,
+        advantages: np.ndarray,
+        returns: np.ndarray,
+        *,
+        clip_coef: float | None,
+        vf_clip_coef: float | None,
+        vf_coef: float,
+        ent_coef: float,
+        max_grad_norm: float,
+    ) -> dict[str, Any]:
+        """Write the clipped gradient of PPO's loss on one minibatch into ``.grad``; return the metrics
+        the plain path logs (``policy_loss``, ``approx_kl``, ``clip_fraction``, ``value_loss``,
+        ``entropy``, ``grad_norm`` and, for a Gaussian, ``action_std``): floats for one policy,
+        ``(S,)`` arrays for a seed-batched model. ``clip_coef=None``: A2C's vanilla surrogate
+        ``-mean(A log pi)`` instead (``old_log_probs`` unused; no ``approx_kl``, ``clip_fraction``).
+
+        Shapes: ``obs (..., B, obs_size)`` normalised, ``actions (..., B, action_dim)`` float32 or
+        ``(..., B)`` int64, the rest ``(..., B)`` float32, with ``...`` the seed axis of a
+        seed-batched model; ``advantages`` already normalised if the caller wants it.
+        """
+        batch = obs.shape[-2]
+        inv_batch = np.float32(1.0 / batch)
+        if self._ones.shape[0] != batch:
+            self._ones = np.ones(batch, dtype=np.float32)
+        ones = self._ones
+        single = self.n_seeds is None
+
+        def mean(x: np.ndarray) -> Any:
+            """Mean over the minibatch axis: a BLAS product, ~4x cheaper than ndarray.mean here."""
+            total = x @ ones
+            return float(total) / batch if single else total / np.float32(batch)
+
+        actor_outputs = forward_keeping_outputs(self.actor, obs)
+        out = actor_outputs[-1]  # (..., B, n_actions) logits or (..., B, action_dim) means
+
+        # log pi(a|s) and the entropy, as torch.distributions computes them
+        if self.discrete:
+            log_p = log_softmax(out)  # (..., B, n_actions)
+            probs = np.exp(log_p)
+            log_probs = take_log_prob(log_p, actions)  # (..., B)
+            entropy = -(log_p * probs).sum(axis=-1)  # (..., B)
+            entropy_mean = mean(entropy)
+        else:
+            scale = np.exp(self.log_std)  # (..., action_dim)
+            log_scale = np.log(scale)  # Normal takes log(scale), not log_std itself
+            variance = scale * scale
+            diff = actions - out  # (..., B, action_dim)
+            half_precision = (np.float32(0.5) / variance)[..., None, :]  # (..., 1, action_dim)
+            log_probs = (-(diff * diff) * half_precision - log_scale[..., None, :] - np.float32(LOG_SQRT_2PI)).sum(axis=-1)  # (..., B)
+            entropy_total = (np.float32(0.5 + HALF_LOG_2PI) + log_scale).sum(axis=-1)  # the same for every state
+            entropy_mean = float(entropy_total) if single else entropy_total
+
+        if clip_coef is None:
+            # the score-function surrogate -mean(A log pi) (Williams 1992; A3C's policy term)
+            policy_loss = -mean(advantages * log_probs)
+            grad_log_probs = -advantages * inv_batch  # dL/d log pi, (..., B)
+        else:
+            # clipped surrogate (Schulman et al. 2017, eq. 7) and its derivative in log pi
+            log_ratio = log_probs - old_log_probs
+            ratio = np.exp(log_ratio)  # (..., B)
+            low, high = np.float32(1.0 - clip_coef), np.float32(1.0 + clip_coef)
+            unclipped = ratio * advantages
+            clipped = np.minimum(np.maximum(ratio, low), high) * advantages
+            policy_loss = -mean(np.minimum(unclipped, clipped))
+            # d min / d ratio: torch.min sends the gradient to the smaller term, half to each on a tie
+            # (inside [low, high] the terms tie exactly), and clamp passes it only inside the range
+            to_unclipped = (unclipped < clipped) + np.float32(0.5) * (unclipped == clipped)
+            inside = (ratio >= low) & (ratio <= high)
+            d_objective = advantages * (to_unclipped + (np.float32(1.0) - to_unclipped) * inside)
+            grad_log_probs = -(d_objective * ratio) * inv_batch  # dL/d log pi, (..., B)
+
+        # value loss, 0.5 mean((V - R)^2), optionally PPO2-clipped around the old values
+        critic_outputs = forward_keeping_outputs(self.critic, obs)
+        values = critic_outputs[-1][..., 0]  # (..., B)
+        error = values - returns
+        squared_error = error * error
+        d_squared_error = 2 * error
+        if vf_clip_coef is not None:
+            delta = values - old_values
+            clipped_error = old_values + np.minimum(np.maximum(delta, -vf_clip_coef), vf_clip_coef) - returns
+            squared_clipped = clipped_error * clipped_error
+            to_unclipped_v = (squared_error > squared_clipped) + np.float32(0.5) * (squared_error == squared_clipped)
+            inside_v = (delta >= -vf_clip_coef) & (delta <= vf_clip_coef)
+            d_squared_error = to_unclipped_v * d_squared_error + (np.float32(1.0) - to_unclipped_v) * inside_v * (2 * clipped_error)
+            squared_error = np.maximum(squared_error, squared_clipped)
+        grad_values = (np.float32(vf_coef * 0.5) * inv_batch) * d_squared_error  # (..., B)
+
+        # the actor's output gradient
+        if self.discrete:
+            one_hot = np.zeros_like(probs)
+            np.put_along_axis(one_hot, actions[..., None], 1.0, axis=-1)
+            grad_out = grad_log_probs[..., None] * (one_hot - probs)  # d log p_a / d logits = onehot - p
+            if ent_coef:
+                # dH/dlogits = -p (log p + H); the loss has -ent_coef * mean(H)
+                grad_out += (np.float32(ent_coef) * inv_batch) * probs * (log_p + entropy[..., None])
+        else:
+            inv_variance = (np.float32(1.0) / variance)[..., None, :]  # (..., 1, action_dim)
+            grad_out = grad_log_probs[..., None] * diff * inv_variance  # d log p / d mean = (a - mean) / var
+            # d log p / d log_std = (a - mean)^2 / var - 1, summed over the batch; d mean(H) / d log_std = 1
+            score = diff * diff * inv_variance - np.float32(1.0)  # (..., B, action_dim)
+            self.log_std_grad[...] = (grad_log_probs[..., None, :] @ score)[..., 0, :] - np.float32(ent_coef)
+        backward(self.actor, actor_outputs, grad_out.astype(np.float32, copy=False), ones)
+        backward(self.critic, critic_outputs, grad_values[..., None].astype(np.float32, copy=False), ones)
+
+        # global norm clipping as torch.nn.utils.clip_grad_norm_ (it always multiplies), per seed
+        if single:
+            grad_norm = float(np.sqrt(np.dot(self.flat_grad, self.flat_grad)))
+            self.flat_grad *= np.float32(min(max_grad_norm / (grad_norm + 1e-6), 1.0))
+        else:
+            squares = sum(np.einsum("ij,ij->i", g, g) for g in self.seed_rows)  # (S,)
+            grad_norm = np.sqrt(squares)
+            scale_by = np.minimum(np.float32(max_grad_norm) / (grad_norm + np.float32(1e-6)), np.float32(1.0))
+            for g in self.seed_rows:
+                g *= scale_by[:, None]
+
+        metrics = {"policy_loss": policy_loss}
+        if clip_coef is not None:
+            metrics["approx_kl"] = mean((ratio - np.float32(1.0)) - log_ratio)
+            metrics["clip_fraction"] = mean((np.abs(ratio - np.float32(1.0)) > clip_coef).astype(np.float32))
+        metrics.update({"value_loss": 0.5 * mean(squared_error), "entropy": entropy_mean, "grad_norm": grad_norm})
+        if not self.discrete:
+            action_std = scale.mean(axis=-1)
+            metrics["action_std"] = float(action_std) if single else action_std
+        return metrics

@@ -1,0 +1,209 @@
+"""Adam and RMSprop steps in numpy on flat buffers: the optimiser half of the update's fast path.
+
+torch's optimisers spend far more time on per-tensor bookkeeping than on arithmetic for the dozen
+small tensors of a 2x64 actor-critic (BENCHMARKS.md, "Speed"). Here the optimiser's state lives
+in flat arrays beside the flat gradient of :class:`pgrad.numpy_twin.gradient.NumpyPolicyGradient`,
+and a step is a dozen whole-array numpy operations. The torch optimiser stays the owner of the
+state that checkpoints save: its state tensors are views of the flat arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from pgrad.numpy_twin.gradient import NumpyPolicyGradient
+
+
+class NumpyOptimizer:
+    """A torch optimizer's ``step()`` for the parameters of a :class:`NumpyPolicyGradient`, in numpy on flat buffers.
+
+    Here the optimizer's state lives in flat arrays, and a step is a dozen whole-array numpy
+    operations on the gradient's own flat buffer. Subclasses give the update rule
+    (:class:`NumpyAdam`, :class:`NumpyRMSprop`).
+
+    The torch optimizer stays the owner of the state that checkpoints save and load: its state
+    tensors (``step`` and the moment buffers) are made views of the flat arrays, so its
+    ``state_dict()`` is always current and its own ``step()`` would continue from the same
+    numbers. :meth:`prepare` (once per update, before its steps) re-adopts the state if something
+    replaced it (``load_state_dict``, a seed-batched run restacking its seeds) and reads the
+    parameters into the flat master copy, which every step writes back to them. Results equal
+    torch's up to float32 rounding (tests/unit/test_fast_update.py).
+    """
+
+    optimizer_type: type = torch.optim.Optimizer
+    buffers: tuple[str, ...] = ()  # the per-parameter state tensors besides "step", in torch's names
+
+    def __init__(self, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient) -> None:
+        if not self.supports(optimizer, gradient):
+            raise ValueError(f"this optimizer has no numpy step; check {type(self).__name__}.supports first")
+        self.optimizer, self.gradient = optimizer, gradient
+        self.parameters = gradient.parameters
+        size = gradient.flat_grad.size
+        self.flat_params = np.empty(size, dtype=np.float32)
+        self.state = {name: np.zeros(size, dtype=np.float32) for name in self.buffers}
+        self.steps = np.zeros(len(self.parameters), dtype=np.float32)  # torch keeps a float32 count per parameter
+        self._scratch = np.empty(size, dtype=np.float32)
+        self._slices = gradient.slices  # the parameters' parts of every flat buffer, as of the gradient's
+        # each parameter's storage as a flat numpy view (the step writes the new values there)
+        self._param_views = [parameter.detach().numpy().reshape(-1) for parameter in self.parameters]
+        self._state_views: list[dict[str, torch.Tensor]] = []
+        self._torch_steps = False  # set by prepare(): step with torch's own step() instead
+
+    @classmethod
+    def supports(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient) -> bool:
+        """This class's optimizer with its plain options, over exactly ``gradient``'s parameters (in order)."""
+        if type(optimizer) is not cls.optimizer_type or len(optimizer.param_groups) != 1:
+            return False
+        group = optimizer.param_groups[0]
+        params = group["params"]
+        return (
+            cls._options_supported(group)
+            and len(params) == len(gradient.parameters) and all(a is b for a, b in zip(params, gradient.parameters))
+            and all(p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous() for p in params)
+        )
+
+    @classmethod
+    def _options_supported(cls, group: dict[str, Any]) -> bool:
+        """The param group's options are ones this rule computes (checked again by :meth:`prepare`:
+        a ``load_state_dict`` or a user can change them after construction)."""
+        return (
+            cls._plain_options(group) and group["weight_decay"] == 0 and not group.get("maximize", False)
+            and not group.get("capturable", False) and not group.get("differentiable", False)
+            and not isinstance(group["lr"], torch.Tensor)
+        )
+
+    @staticmethod
+    def _plain_options(group: dict[str, Any]) -> bool:
+        """The optimizer-specific options this update rule covers."""
+        raise NotImplementedError
+
+    @classmethod
+    def reuse_or_build(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient,
+                       cached: "NumpyOptimizer | None") -> "NumpyOptimizer | None":
+        """``cached`` if it serves this optimizer and gradient, else a new one of the matching
+        subclass (:class:`NumpyAdam`, :class:`NumpyRMSprop`); None if no subclass supports it."""
+        if cached is not None and cached.optimizer is optimizer and cached.gradient is gradient:
+            return cached
+        for rule in (cls,) if cls.buffers else (NumpyAdam, NumpyRMSprop):
+            if rule.supports(optimizer, gradient):
+                return rule(optimizer, gradient)
+        return None
+
+    @classmethod
+    def prepared_step(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient,
+                      cached: "NumpyOptimizer | None") -> tuple["NumpyOptimizer | None", Callable[[], None]]:
+        """What an update with the numpy gradient calls once before its steps: the twin to keep
+        (``cached`` if still valid, see :meth:`reuse_or_build`) and the step function to call, the
+        prepared twin's or, where no twin applies, the optimizer's own."""
+        twin = cls.reuse_or_build(optimizer, gradient, cached)
+        if twin is None:
+            return None, optimizer.step
+        twin.prepare()
+        return twin, twin.step
+
+    def prepare(self) -> None:
+        """Before a run of :meth:`step` calls: adopt the optimizer's state if it is not ours, read the parameters."""
+        state = self.optimizer.state
+        adopted = len(self._state_views) == len(self.parameters) and all(
+            (entry := state.get(parameter)) is not None and all(entry.get(key) is view for key, view in views.items())
+            for parameter, views in zip(self.parameters, self._state_views)
+        )
+        if not adopted:
+            self._adopt()
+        # torch skips parameters without a gradient, so counts could differ; and options can change
+        counts_agree = bool(np.all(self.steps == self.steps[0]))
+        self._torch_steps = not counts_agree or not self._options_supported(self.optimizer.param_groups[0])
+        for view, part in zip(self._param_views, self._slices):
+            self.flat_params[part] = view
+
+    def _adopt(self) -> None:
+        """Copy the optimizer's state (or zeros, before its first step) into the flat arrays and
+        make its state tensors views of them. Before a first step that gives the optimizer state
+        entries at step 0 with zero moments, which torch's own step treats as it treats none."""
+        self._state_views = []
+        for index, (parameter, part) in enumerate(zip(self.parameters, self._slices)):
+            entry = self.optimizer.state[parameter]
+            for name, flat in self.state.items():
+                flat[part] = entry[name].detach().reshape(-1).numpy() if entry else 0.0
+            self.steps[index] = float(entry["step"]) if entry else 0.0
+            views = {"step": torch.from_numpy(self.steps[index : index + 1]).view(())}  # 0-d, as torch's own
+            views.update({name: torch.from_numpy(flat[part]).view(parameter.shape) for name, flat in self.state.items()})
+            entry.update(views)
+            self._state_views.append(views)
+
+    def step(self) -> None:
+        """One step with the gradient in ``gradient.flat_grad``, as ``optimizer.step()`` takes it."""
+        if self._torch_steps:  # torch's own step, on the same state (its tensors are our views)
+            self.optimizer.step()
+            self.prepare()
+            return
+        self.steps += np.float32(1.0)
+        self._update(self.optimizer.param_groups[0], float(self.steps[0]))  # leaves the change in _scratch
+        self.flat_params -= self._scratch
+        for view, part in zip(self._param_views, self._slices):
+            view[...] = self.flat_params[part]
+
+    def _update(self, group: dict[str, Any], step: float) -> None:
+        """Advance the state by one step and write the parameter decrement into ``self._scratch``."""
+        raise NotImplementedError
+
+
+class NumpyAdam(NumpyOptimizer):
+    """``torch.optim.Adam`` (no amsgrad): Kingma & Ba 2015, Algorithm 1, with torch's placement of eps,
+    ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``."""
+
+    optimizer_type = torch.optim.Adam
+    buffers = ("exp_avg", "exp_avg_sq")
+
+    @staticmethod
+    def _plain_options(group: dict[str, Any]) -> bool:
+        return not group["amsgrad"]
+
+    def _update(self, group: dict[str, Any], step: float) -> None:
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        grad, m, v, scratch = self.gradient.flat_grad, self.state["exp_avg"], self.state["exp_avg_sq"], self._scratch
+        # m <- m + (1 - b1) (g - m), torch's lerp; v <- b2 v + (1 - b2) g^2
+        np.subtract(grad, m, out=scratch)
+        scratch *= np.float32(1.0 - beta1)
+        m += scratch
+        np.multiply(grad, grad, out=scratch)
+        scratch *= np.float32(1.0 - beta2)
+        v *= np.float32(beta2)
+        v += scratch
+        bias_correction1 = 1.0 - beta1**step
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
+        np.sqrt(v, out=scratch)
+        scratch *= np.float32(1.0 / bias_correction2_sqrt)
+        scratch += np.float32(eps)
+        np.divide(m, scratch, out=scratch)
+        scratch *= np.float32(lr / bias_correction1)
+
+
+class NumpyRMSprop(NumpyOptimizer):
+    """``torch.optim.RMSprop`` without momentum or centering (Tieleman & Hinton 2012, with torch's
+    eps outside the square root): ``v <- a v + (1 - a) g^2``, ``p -= lr g / (sqrt(v) + eps)``."""
+
+    optimizer_type = torch.optim.RMSprop
+    buffers = ("square_avg",)
+
+    @staticmethod
+    def _plain_options(group: dict[str, Any]) -> bool:
+        return group["momentum"] == 0 and not group["centered"]
+
+    def _update(self, group: dict[str, Any], step: float) -> None:
+        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        grad, v, scratch = self.gradient.flat_grad, self.state["square_avg"], self._scratch
+        np.multiply(grad, grad, out=scratch)
+        scratch *= np.float32(1.0 - alpha)
+        v *= np.float32(alpha)
+        v += scratch
+        np.sqrt(v, out=scratch)
+        scratch += np.float32(eps)
+        np.divide(grad, scratch, out=scratch)
+        scratch *= np.float32(lr)

@@ -1,0 +1,243 @@
+"""Rollout inference and ``predict`` in numpy: the policy's twin for acting.
+
+A rollout acts on one tiny batch (``n_envs`` observations) per env step. For a 2x64 MLP the
+arithmetic takes a few microseconds; torch spends most of a step in per-op dispatch, autograd
+bookkeeping and ``torch.distributions`` objects (BENCHMARKS.md, "Speed", has the profile).
+Numpy on views of the same parameters does the same maths with far less overhead per op.
+
+What stays exactly as in the torch path (:meth:`ActorCriticPolicy.normalize` and
+:meth:`ActorCriticPolicy.act`), so a rollout differs from the plain one only by float32 rounding
+of the matrix products (tested in tests/unit/test_fast_inference.py):
+
+* the observation statistics are updated by the same numpy code on the same float32 inputs, and
+  the normalisation is the same float32 elementwise arithmetic;
+* random numbers come from torch's generator in the same order and amount: a Gaussian sample is
+  ``loc + std * torch.randn(...)``, which is what ``torch.normal(loc, std)`` computes, and a
+  categorical sample is ``torch.multinomial(probs, 1, True)``, as in ``Categorical.sample``;
+* the state-independent standard deviation is ``exp(log_std)`` computed by torch.
+
+For rollouts (``fused=True``) the actor and the critic run as one network (:func:`fuse`), so each
+env step costs three matrix products instead of six. The fused weights are copies, rebuilt by
+:meth:`NumpyActorCritic.refresh`, which the collector calls before every rollout; the unfused twin
+(``predict``) reads views and needs none.
+
+:class:`SeedBatchedNumpyActorCritic` is the same for ``S`` seeds' policies stacked on a seed axis
+(pgrad/batched.py), acting on all seeds' envs at once: one batched product per layer, each seed's
+rows through its own slice of the weights, its own normaliser and its own random generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from pgrad.distributions import CategoricalHead, DiagGaussianHead
+from pgrad.numpy_twin.actions import GaussianStd, log_softmax, sample_categorical, take_log_prob
+from pgrad.numpy_twin.layers import Dense, forward, fuse, is_supported_module, read_network
+from pgrad.policy import ActorCriticPolicy
+
+
+def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
+    """Why the numpy twin cannot run ``policy`` (one line), or None if it can.
+
+    Covered: :class:`ActorCriticPolicy` itself (a subclass may act differently), Box observations,
+    bodies of Linear/Tanh/ReLU layers, a categorical head or a Gaussian head whose std does not
+    depend on the state.
+    """
+    if type(policy) is not ActorCriticPolicy:
+        return f"the policy class {type(policy).__name__} is not the MLP ActorCriticPolicy"
+    if not isinstance(policy.observation_space, spaces.Box):
+        return f"observations of type {type(policy.observation_space).__name__} (only Box is covered)"
+    head = policy.head
+    if not (isinstance(head, CategoricalHead) or (isinstance(head, DiagGaussianHead) and not head.std.state_dependent)):
+        return f"the action head {type(head).__name__}" + (
+            " with a state-dependent std" if isinstance(head, DiagGaussianHead) else ""
+        ) + " (covered: categorical, Gaussian with a state-independent std)"
+    for name, network in (("actor", policy.actor_body), ("critic", policy.critic)):
+        if network is not None and not all(is_supported_module(module) for module in network):
+            return f"a layer of the {name} other than Linear, Tanh or ReLU"
+    return None
+
+
+def _head_layer(policy: ActorCriticPolicy) -> Dense:
+    head = policy.head
+    linear = head.logits if isinstance(head, CategoricalHead) else head.mean
+    return read_network([linear])[0]
+
+
+class NumpyActorCritic:
+    """Numpy twin of an :class:`ActorCriticPolicy` for sampling actions during rollouts and ``predict``."""
+
+    def __init__(self, policy: ActorCriticPolicy, fused: bool = False) -> None:
+        """``fused``: run actor and critic as one network in :meth:`act` (copied weights: call
+        :meth:`refresh` after every change of the policy's weights)."""
+        reason = unsupported_reason(policy)
+        if reason is not None:
+            raise ValueError(f"no numpy twin for this policy: {reason}")
+        self.policy = policy
+        self.fused_requested = fused
+        self._noise: torch.Tensor | None = None  # preallocated Gaussian noise, see act()
+        self.refresh()
+
+    @staticmethod
+    def supports(policy: ActorCriticPolicy) -> bool:
+        """True when every part of ``policy`` has a numpy equivalent here (see :func:`unsupported_reason`)."""
+        return unsupported_reason(policy) is None
+
+    def refresh(self) -> None:
+        """Re-read parameters and the std; call whenever the policy's weights may have changed."""
+        policy = self.policy
+        self.obs_size = policy.obs_size
+        normalizer = policy.obs_normalizer
+        # Views of the statistics buffers (updated in place), looked up once rather than through
+        # nn.Module.__getattr__ every step.
+        self.stats = normalizer.stats if normalizer is not None else None
+        if normalizer is not None:
+            self.stats_mean, self.stats_var = normalizer.stats.mean.numpy(), normalizer.stats.var.numpy()
+            self.eps, self.clip = normalizer.eps, np.float32(normalizer.clip)
+        self.actor = read_network(policy.actor_body)
+        self.critic = read_network(policy.critic) if policy.critic is not None else None
+        self.head = [_head_layer(policy)]
+        self.fused = fuse(self.actor + self.head, self.critic) if self.fused_requested and self.critic is not None else None
+        self.read_std()
+
+    def read_std(self) -> None:
+        """Recompute the Gaussian std from the current ``log_std`` (not a view: it is computed)."""
+        head = self.policy.head
+        self.gaussian = None if isinstance(head, CategoricalHead) else GaussianStd(head.std.log_std)
+
+    def normalize(self, raw_obs: np.ndarray, update: bool = False) -> np.ndarray:
+        """Float32 ``(B, obs_size)`` normalised observations (same maths as ``policy.normalize``)."""
+        obs = np.asarray(raw_obs, dtype=np.float32).reshape(-1, self.obs_size)
+        if self.stats is None:
+            return obs
+        if update:
+            self.stats.update(obs)
+        mean = self.stats_mean.astype(np.float32)
+        std = np.sqrt(self.stats_var + self.eps).astype(np.float32)
+        return np.minimum(np.maximum((obs - mean) / std, -self.clip), self.clip)  # np.clip's wrapper costs more
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        """State values ``(B,)`` for normalised observations (the policy must have a critic).
+
+        Fused, through the same network as :meth:`act`, so that a bootstrap V(s') and the V(s) a
+        rollout stored are one computation (one-step actor-critic's TD error subtracts them)."""
+        if self.fused is not None:
+            return forward(self.fused, obs)[:, -1]
+        return forward(self.critic, obs)[:, 0]
+
+    def deterministic_action(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic policy's raw action: the argmax of the logits, or the Gaussian's mean."""
+        out = forward(self.head, forward(self.actor, obs))  # (B, n_actions) or (B, action_dim)
+        return out.argmax(axis=-1) if self.gaussian is None else out
+
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Sample raw actions for normalised observations; ``(action, log_prob, value)`` as numpy."""
+        if self.fused is not None:
+            both = forward(self.fused, obs)  # (B, n_out + 1): the actor's outputs, then V
+            out, value = both[:, :-1], both[:, -1]
+        else:
+            out = forward(self.head, forward(self.actor, obs))  # (B, n_actions) logits or (B, action_dim) mean
+            value = self.value(obs) if self.critic is not None else None  # (B,)
+        if self.gaussian is None:
+            log_p = log_softmax(out)  # (B, n_actions)
+            action = sample_categorical(np.exp(log_p))  # (B,) int64
+            log_prob = take_log_prob(log_p, action)  # (B,)
+        else:
+            # normal_ on a kept tensor draws what torch.randn(shape) would, without allocating (~8x cheaper)
+            if self._noise is None or self._noise_np.shape != out.shape:
+                self._noise = torch.empty(out.shape)
+                self._noise_np = self._noise.numpy()  # a view, refilled in place below
+            self._noise.normal_()
+            gaussian = self.gaussian
+            action = out + gaussian.std * self._noise_np  # (B, action_dim), noise from torch's generator
+            deviation = action - out
+            log_prob = -((deviation * deviation) @ gaussian.half_precision) - gaussian.log_normalizer  # (B,)
+        return action, log_prob, value
+
+
+class SeedBatchedNumpyActorCritic:
+    """Numpy twin of ``S`` policies acting on their ``S x N`` envs at once (rows seed-major)."""
+
+    def __init__(self, model, policies: Sequence[ActorCriticPolicy], n_envs: int,
+                 generators: Sequence[torch.Generator]) -> None:
+        """``model``: a :class:`pgrad.batched.SeedBatchedActorCritic`; ``policies``: the seeds'
+        ordinary policies (their observation normalisers act here; all weights are read from
+        ``model``); ``generators``: one per seed, the source of that seed's action noise."""
+        from pgrad.numpy_twin.gradient import seed_batched_unsupported_reason
+
+        reason = seed_batched_unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"no numpy twin for this seed-batched model: {reason}")
+        self.model = model
+        self.n_seeds, self.n_envs = model.n_seeds, n_envs
+        self.policies = list(policies)
+        self.seed_twins = [NumpyActorCritic(policy) for policy in self.policies]
+        self.generators = list(generators)
+        self.discrete = model.head_kind is CategoricalHead
+        self._noise: torch.Tensor | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the stacked weights and stds (after every update)."""
+        model = self.model
+        self.layers = fuse(read_network([*model.actor_body.layers, model.head_linear]), read_network(model.critic.layers))
+        for twin in self.seed_twins:
+            twin.refresh()
+        if not self.discrete:
+            self.gaussian = GaussianStd(model.log_std)  # (S, action_dim) arrays
+
+    def _blocks(self, array: np.ndarray) -> list[np.ndarray]:
+        return [array[s * self.n_envs : (s + 1) * self.n_envs] for s in range(self.n_seeds)]
+
+    def normalize(self, raw_obs: np.ndarray, update: bool = False, rows: np.ndarray | None = None) -> np.ndarray:
+        """Normalise ``(S*N, ...)`` raw observations with each seed's own statistics (updated with its
+        own rows if ``update``); ``rows``: the env index of each row when they are not all envs in order."""
+        if self.seed_twins[0].stats is None:  # no normaliser: the flat float32 observations
+            return self.seed_twins[0].normalize(raw_obs)
+        if rows is None:
+            return np.concatenate([twin.normalize(block, update) for twin, block in zip(self.seed_twins, self._blocks(raw_obs))])
+        seeds = np.asarray(rows) // self.n_envs
+        out = np.empty((len(seeds), self.seed_twins[0].obs_size), dtype=np.float32)
+        for s in np.unique(seeds):
+            out[seeds == s] = self.seed_twins[s].normalize(raw_obs[seeds == s])
+        return out
+
+    def value(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """V of normalised observations, each by its own seed's slice of the fused network that
+        :meth:`act` runs (so a bootstrap V(s') and a stored V(s) are one computation)."""
+        if rows is None:
+            return forward(self.layers, obs.reshape(self.n_seeds, self.n_envs, -1))[..., -1].reshape(-1)
+        seeds = np.asarray(rows) // self.n_envs
+        out = np.empty(len(seeds), dtype=np.float32)
+        for s in np.unique(seeds):
+            seed_layers = [layer.seed(s) if isinstance(layer, Dense) else layer for layer in self.layers]
+            out[seeds == s] = forward(seed_layers, obs[seeds == s])[:, -1]
+        return out
+
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sample raw actions for ``(S*N, obs_size)`` normalised observations: ``(action, log_prob, value)``."""
+        x = forward(self.layers, obs.reshape(self.n_seeds, self.n_envs, -1))  # (S, N, n_out + 1)
+        out, value = x[..., :-1], x[..., -1]  # (S, N, n_out), (S, N)
+        if self.discrete:
+            log_p = log_softmax(out)  # (S, N, n_actions)
+            probs = np.exp(log_p)
+            # (S, N) int64, each seed from its own generator as Categorical.sample draws
+            action = np.stack([sample_categorical(probs[s], generator) for s, generator in enumerate(self.generators)])
+            log_prob = take_log_prob(log_p, action)
+        else:
+            if self._noise is None or self._noise.shape[1:] != out.shape[1:]:
+                self._noise = torch.empty(out.shape)  # (S, N, action_dim)
+                self._noise_rows = list(self._noise)  # per-seed (N, action_dim) views
+                self._noise_np = self._noise.numpy()
+            for row, generator in zip(self._noise_rows, self.generators):
+                row.normal_(generator=generator)  # what torch.randn((N, action_dim)) draws for that seed
+            gaussian = self.gaussian
+            action = out + gaussian.std[:, None, :] * self._noise_np
+            deviation = action - out
+            half_precision = gaussian.half_precision[:, :, None]  # (S, A, 1)
+            log_prob = -((deviation * deviation) @ half_precision)[..., 0] - gaussian.log_normalizer[:, None]  # (S, N)
+        return (action.reshape(self.n_seeds * self.n_envs, *action.shape[2:]), log_prob.reshape(-1), value.reshape(-1))
