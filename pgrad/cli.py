@@ -113,6 +113,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed_text += " as seed-batched models" if args.batched else ""
         verb = "resuming" if spec.resume else "training"
         print(f"{verb} {agent.name} on {agent.env_id}{preset} for {steps:,} steps, {seed_text} -> {out}", file=sys.stderr)
+        problem = agent.fast_path_problem()
+        if problem is not None:
+            print(f"pgrad: note: the numpy fast path does not cover {problem}; training runs on torch throughout "
+                  "(same maths, slower)", file=sys.stderr)
 
     if args.batched:
         agent.close()
@@ -348,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an agent and write a run folder")
     train.add_argument("algo", help="algorithm (pgrad list)")
     train.add_argument("env", help="Gymnasium id, pgrad/ id, or module:Class")
-    train.add_argument("--steps", type=int, help="environment steps (default: the preset's, else 1,000,000)")
+    train.add_argument("--steps", type=int, help="environment steps to train, at least: rounded up to whole rollouts "
+                       "(default: the preset's, else 1,000,000)")
     seeds = train.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0)
     seeds.add_argument("--seeds", type=int, nargs="+")

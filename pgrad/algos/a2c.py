@@ -81,8 +81,6 @@ class A2C(Algorithm):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {self.config.optimizer: self.optimizer}
 
-    def steps_per_iteration(self) -> int:
-        return self.config.n_steps * self.config.n_envs
 
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config

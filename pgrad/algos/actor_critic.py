@@ -79,8 +79,6 @@ class ActorCritic(Algorithm):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
 
-    def steps_per_iteration(self) -> int:
-        return self.config.n_envs
 
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config

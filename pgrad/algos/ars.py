@@ -332,6 +332,10 @@ class ARS(Algorithm):
                     layer.reset_parameters()
         return policy
 
+    def fast_path_problem(self) -> None:
+        """ARS always acts through the numpy twin's forward (pgrad/numpy_twin/layers.py)."""
+        return None
+
     def setup(self) -> None:
         self.pool: WorkerPool | None = None
         self.last_eval_return = math.nan

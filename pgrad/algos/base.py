@@ -25,7 +25,7 @@ from pgrad.config import Config, resolve_preset
 from pgrad.early_stopping import EarlyStopping
 from pgrad.envs import env_id_of, make_vector_env
 from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
-from pgrad.numpy_twin import NumpyActorCritic
+from pgrad.numpy_twin import NumpyActorCritic, unsupported_reason
 from pgrad.io import (
     load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, save_policy,
     space_from_json, space_to_json, write_json,
@@ -69,10 +69,10 @@ class LearnBudget:
             return cls(interrupted.start_step, total_steps, interrupted.start_updates)
         return cls(steps, total_steps, updates)
 
-    def starts_another(self, steps: int, updates: int, per_iteration: int) -> bool:
-        """Whether ``learn`` starts another iteration at ``steps``/``updates``: while steps remain, and,
-        after the first, only if a fixed-size iteration (``per_iteration`` > 0) fits (CleanRL's count)."""
-        return steps < self.end_step and not (updates > self.start_updates and steps + per_iteration > self.end_step)
+    def starts_another(self, steps: int) -> bool:
+        """Whether ``learn`` starts another iteration at ``steps``: while the budget is not reached, so
+        a run trains at least ``total_steps``, rounded up to whole iterations (rollouts)."""
+        return steps < self.end_step
 
     def remaining(self, steps: int) -> float:
         """The fraction of the budget left at ``steps`` (1 at the start), for lr annealing."""
@@ -188,9 +188,11 @@ class Algorithm:
         """Collect experience and update once; ``progress_remaining`` goes from 1 to 0 over ``learn``."""
         raise NotImplementedError
 
-    def steps_per_iteration(self) -> int | None:
-        """Transitions one iteration consumes at most, if fixed; ``learn`` then never overshoots."""
-        return None
+    def fast_path_problem(self) -> str | None:
+        """Why the numpy twin (pgrad/numpy_twin/) cannot serve this agent's policy, or None if it
+        does: the run then acts (and, for PPO and A2C, updates) on torch throughout, with the same
+        maths, slower. Recorded as ``fast_path`` in summary.json; ``pgrad train`` says it once."""
+        return unsupported_reason(self.policy)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Named optimisers whose state goes into checkpoints."""
@@ -229,9 +231,9 @@ class Algorithm:
         """Train for ``total_steps`` more environment transitions.
 
         Args:
-            total_steps: transitions (summed over envs) to train for. Where an iteration has a
-                fixed size (PPO: n_steps * n_envs), iterations run while they fit in the budget
-                (at least one), as CleanRL counts them; otherwise the last one may overshoot.
+            total_steps: transitions (summed over envs) to train for, at least: iterations run until
+                the budget is reached, so it is rounded up to whole iterations (PPO and A2C:
+                ``n_steps * n_envs`` transitions; REINFORCE: whole episodes; ARS: 2N rollouts).
             run_dir: if given, stream config.json, metrics.csv, episodes.csv, TensorBoard events and
                 a checkpoint into it (every ``checkpoint_seconds``, every ``checkpoint_every``
                 steps, on early stop, on SIGINT/SIGTERM and at the end). A first SIGINT or SIGTERM
@@ -267,8 +269,7 @@ class Algorithm:
         signals = checkpointing.StopSignals() if run_dir is not None else contextlib.nullcontext()
         try:
             with signals:
-                per_iteration = self.steps_per_iteration() or 0
-                while budget.starts_another(self.total_steps, self.updates, per_iteration) and not (
+                while budget.starts_another(self.total_steps) and not (
                     early_stopping is not None and early_stopping.should_stop
                 ):
                     iteration_start = time.perf_counter()
@@ -392,7 +393,7 @@ class Algorithm:
         return {
             "algo": self.name, "env": self.env_id, "seed": self.seed,
             "steps": self.total_steps, "updates": self.updates, "wall_seconds": round(self.wall_seconds, 3),
-            "episodes": len(self.logger.episodes),
+            "episodes": len(self.logger.episodes), "fast_path": self.fast_path_problem() is None,
             "last_100_episode_return_mean": recent if math.isfinite(recent) else None,
             "eval_mean_return": evaluation["mean_return"] if evaluation else None,
             "eval_std_return": evaluation["std_return"] if evaluation else None,

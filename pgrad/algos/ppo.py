@@ -92,8 +92,6 @@ class PPO(Algorithm):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
-    def steps_per_iteration(self) -> int:
-        return self.config.n_steps * self.config.n_envs
 
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config

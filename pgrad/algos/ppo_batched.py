@@ -334,8 +334,8 @@ class SeedBatchedPPO:
     ) -> "SeedBatchedPPO":
         """Train every seed for ``total_steps`` transitions (per seed, as a single-seed ``learn``).
 
-        Iterations are counted as :meth:`pgrad.algos.base.Algorithm.learn` counts them (as many
-        whole iterations as fit, at least one), so the lr annealing matches the single-seed run.
+        Iterations are counted as :meth:`pgrad.algos.base.Algorithm.learn` counts them (until the
+        budget is reached), so the lr annealing matches the single-seed run.
         With ``run_dir``, seed ``s`` streams its logs into ``run_dir/seed_<s>/``, gets the checkpoint
         its single-seed run would write (every ``checkpoint_seconds``, every ``checkpoint_every``
         steps, on SIGINT/SIGTERM, which then raise :class:`pgrad.errors.Interrupted`, and at the
@@ -354,14 +354,13 @@ class SeedBatchedPPO:
             if run_dir is not None:
                 agent.logger.attach(run_dir / f"seed_{seed}", purge_step=agent.total_steps + 1 if resume else None)
                 write_json(run_dir / f"seed_{seed}" / "config.json", agent.describe_run())
-        per_iteration = self.steps_per_iteration()
         start = time.perf_counter()
         wall_before = self.wall_seconds
         schedule = CheckpointSchedule(checkpoint_seconds, checkpoint_every, lead.total_steps, start)
         signals = StopSignals() if run_dir is not None else contextlib.nullcontext()
         try:
             with signals:
-                while budget.starts_another(lead.total_steps, lead.updates, per_iteration):
+                while budget.starts_another(lead.total_steps):
                     iteration_start = time.perf_counter()
                     rows, episode_logs = self.train_iteration(budget.remaining(lead.total_steps))
                     self._check_finite_weights()

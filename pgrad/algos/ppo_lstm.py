@@ -260,8 +260,6 @@ class RecurrentPPO(Algorithm):
     def restore_checkpoint_extra(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.policy.rollout_state = tensors.get("lstm.rollout_state")
 
-    def steps_per_iteration(self) -> int:
-        return self.config.n_steps * self.config.n_envs
 
     # -- collection ----------------------------------------------------------------------------
 

@@ -138,8 +138,6 @@ class Reinforce(Algorithm):
             optimizers["value"] = self.value_optimizer
         return optimizers
 
-    def steps_per_iteration(self) -> None:
-        return None  # an update takes whole episodes, whatever their length
 
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config

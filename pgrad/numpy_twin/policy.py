@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from gymnasium import spaces
+from torch import nn
 
 from pgrad.distributions import CategoricalHead, DiagGaussianHead
 from pgrad.numpy_twin.actions import GaussianStd, log_softmax, sample_categorical, take_log_prob
@@ -48,7 +49,7 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
     depend on the state.
     """
     if type(policy) is not ActorCriticPolicy:
-        return f"the policy class {type(policy).__name__} is not the MLP ActorCriticPolicy"
+        return f"the policy class {type(policy).__name__} (covered: the MLP ActorCriticPolicy)"
     if not isinstance(policy.observation_space, spaces.Box):
         return f"observations of type {type(policy.observation_space).__name__} (only Box is covered)"
     head = policy.head
@@ -57,7 +58,9 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
             " with a state-dependent std" if isinstance(head, DiagGaussianHead) else ""
         ) + " (covered: categorical, Gaussian with a state-independent std)"
     for name, network in (("actor", policy.actor_body), ("critic", policy.critic)):
-        if network is not None and not all(is_supported_module(module) for module in network):
+        if network is not None and not (
+            isinstance(network, nn.Sequential) and all(is_supported_module(module) for module in network)
+        ):
             return f"a layer of the {name} other than Linear, Tanh or ReLU"
     return None
 
