@@ -29,7 +29,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
 from pgrad.errors import Interrupted, PolicyFileError
-from pgrad.rollout import RolloutCollector, _StepRecord
+from pgrad.rollout import RolloutCollector, StepRecord
 
 
 class ResumeNotExactWarning(UserWarning):
@@ -51,7 +51,7 @@ def collector_state(
     """``(json, tensors)`` of everything the collector carries between two rollouts.
 
     ``rows`` and ``total_transitions``: the state of one seed's envs in a seed-batched collector
-    (pgrad/batched_rollout.py), as that seed's own collector would hold it.
+    (pgrad/rollout.py, SeedBatchedCollector), as that seed's own collector would hold it.
     """
     rows = slice(None) if rows is None else rows
     tensors = {
@@ -70,7 +70,7 @@ def collector_state(
             "length": len(buffer), "starts": list(collector._episode_starts), "none_fields": [], "numpy_fields": [],
         }
         finals = []
-        for f in dataclasses.fields(_StepRecord):
+        for f in dataclasses.fields(StepRecord):
             values = [getattr(step, f.name) for step in buffer]
             if f.name == "truncated_final_obs":
                 state["episode_buffer"]["truncated_final_obs"] = [[k, env] for k, step in enumerate(values) for env, _ in step]
@@ -103,7 +103,7 @@ def restore_collector_state(collector: RolloutCollector, state: dict[str, Any], 
     buffer = []
     for k in range(saved["length"]):
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(_StepRecord):
+        for f in dataclasses.fields(StepRecord):
             if f.name == "truncated_final_obs":
                 values[f.name] = finals.get(k, [])
             elif f.name in saved["none_fields"]:
@@ -111,7 +111,7 @@ def restore_collector_state(collector: RolloutCollector, state: dict[str, Any], 
             else:
                 stored = tensors[f"collector.buffer.{f.name}"][k]
                 values[f.name] = stored.numpy().copy() if f.name in saved["numpy_fields"] else stored.clone()
-        buffer.append(_StepRecord(**values))
+        buffer.append(StepRecord(**values))
     collector._episode_buffer = buffer
     collector._episode_starts = list(saved["starts"])
 

@@ -123,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from pgrad.experiments.seed_batched import run_seeds_batched
 
         try:
-            summary, errors = run_seeds_batched(spec, seeds, args.workers)
+            summary, errors = run_seeds_batched(spec, seeds, args.workers, backend=args.backend)
         except KeyboardInterrupt:
             return _fail(f"interrupted; checkpoints are in {out}/seed_*/checkpoint (resume with --resume {out})", 130)
         except ConfigError as exc:

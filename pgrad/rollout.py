@@ -26,16 +26,23 @@ Two ways to collect, sharing one step function (:meth:`RolloutCollector._step`):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from pgrad.errors import ConfigError, NonFiniteError
-from pgrad.numpy_twin import NumpyActorCritic
+from pgrad.envs.recorder import EpisodeRecorder
+from pgrad.envs.vector import LeanSyncVectorEnv
+from pgrad.numpy_twin import NumpyActorCritic, SeedBatchedNumpyActorCritic
 from pgrad.normalize import RewardScaler
 from pgrad.policy import ActorCriticPolicy
+
+if TYPE_CHECKING:
+    from pgrad.batched import SeedBatchedActorCritic
 
 
 @dataclass
@@ -70,8 +77,8 @@ class EpisodeLog:
 
 
 @dataclass
-class _StepRecord:
-    """What one vector step produced for each of the ``N`` envs (see :meth:`RolloutCollector._step`).
+class StepRecord:
+    """What one vector step produced for each of the ``N`` envs (see :meth:`RolloutCollector.step`).
 
     Numpy throughout: a step is written into preallocated numpy buffers, and the rollout becomes
     torch tensors once, at its end (``torch.from_numpy`` shares memory, so that costs nothing).
@@ -136,7 +143,7 @@ class RolloutCollector:
         self.total_transitions = start_step  # counts real transitions; episodes are stamped with it
         # collect_episodes keeps the steps of episodes still running between its calls; None means
         # no such buffer (nothing collected by it yet, or collect() consumed steps since).
-        self._episode_buffer: list[_StepRecord] | None = None
+        self._episode_buffer: list[StepRecord] | None = None
         # per env: index into _episode_buffer where its running episode began, None if that
         # episode began before the buffer did (its first steps are lost, so it is never returned)
         self._episode_starts: list[int | None] = []
@@ -172,8 +179,11 @@ class RolloutCollector:
             raise NonFiniteError(f"environment returned a non-finite {what} (NaN or inf) at step {step}, env {bad_env}")
 
     @torch.no_grad()
-    def _step(self, episodes: EpisodeLog) -> _StepRecord:
-        """Act in every env once; update the running episode counters and log episodes that end."""
+    def step(self, episodes: EpisodeLog) -> StepRecord:
+        """Act in every env once; update the running episode counters and log episodes that end.
+
+        :meth:`collect` and :meth:`collect_episodes` are loops over this; an algorithm that fills
+        buffers of its own (recurrent PPO keeps the LSTM state beside each step) calls it directly."""
         policy = self.policy
         if self.fast is not None:
             obs = self.fast.normalize(self.obs, update=True)  # (N, obs_size)
@@ -231,7 +241,7 @@ class RolloutCollector:
         if self.mode is AutoresetMode.NEXT_STEP:
             self.pending_reset = ended
         self.obs = next_obs
-        return _StepRecord(
+        return StepRecord(
             obs=obs, action=action, log_prob=log_prob, value=value, reward=reward_f32, terminated=terminated,
             truncated=truncated, valid=valid, time_in_episode=time_in_episode, truncated_final_obs=truncated_final_obs,
         )
@@ -258,7 +268,7 @@ class RolloutCollector:
         episodes = EpisodeLog()
 
         for t in range(n_steps):
-            step = self._step(episodes)
+            step = self.step(episodes)
             obs_buf[t] = step.obs
             action_buf[t] = step.action
             log_prob_buf[t] = step.log_prob
@@ -345,7 +355,7 @@ class RolloutCollector:
         steps_taken = 0
         episodes = EpisodeLog()
         while steps_taken < max_steps and (len(finished) < n_episodes or complete_transitions < min_transitions):
-            step = self._step(episodes)
+            step = self.step(episodes)
             # Without normalisation the obs tensor may share memory with the env's array; this
             # buffer outlives the step, so it must own its copy.
             step.obs = step.obs.copy()
@@ -367,7 +377,7 @@ class RolloutCollector:
         self._episode_starts = [None if start is None else start - keep_from for start in starts]
         return rollout, episodes
 
-    def _episodes_to_rollout(self, buffer: list[_StepRecord], finished: list[tuple[int, int, int]]) -> Rollout:
+    def _episodes_to_rollout(self, buffer: list[StepRecord], finished: list[tuple[int, int, int]]) -> Rollout:
         """Concatenate the finished episodes of ``buffer`` into a ``(T, 1, ...)`` Rollout."""
         policy = self.policy
         action_shape = () if policy.discrete else tuple(policy.action_space.shape)
@@ -436,3 +446,118 @@ class RolloutCollector:
             valid=torch.ones(total, 1, dtype=torch.bool),  # (T, 1)
             time_in_episode=torch.cat(pieces["times"]).unsqueeze(1),  # (T, 1)
         )
+
+
+# -- the seed axis: one collector over several seeds' envs ---------------------------------------
+# Collecting for several seeds at once: all seeds' envs in one loop, one forward for all seeds.
+#
+# :class:`SeedBatchedCollector` is :class:`pgrad.rollout.RolloutCollector` run over the ``S x N``
+# sub-envs of ``S`` seeds (``N`` each) as one vector env, with a seed-aware numpy twin of the
+# policies. Every correctness rule of the collector (raw actions stored, truncation bootstrapped
+# with V(final observation), same-step autoreset) is the shared code's; what is per seed here is
+# only what a single-seed run keeps per seed:
+#
+# * Weights: seed ``s``'s rows of the batch go through seed ``s``'s slice of the stacked weights
+#   (one batched product per layer, actor and critic fused: pgrad/numpy_twin/policy.py).
+# * Observation normaliser, reward scaler: each seed's own objects (its policy's), updated with
+#   its own rows only, in the same order as its single-seed run.
+# * Random numbers: one ``torch.Generator`` per seed, started from the state torch's global
+#   generator has when seed ``s``'s single-seed run starts collecting; seed ``s``'s noise is drawn
+#   from it with the same call and shape as the single-seed fast path draws from the global one.
+# * Env seeds: sub-env ``i`` of seed ``s`` is reset with ``s + i``, as ``envs.reset(seed=s)`` does.
+# * Episodes and step counts: split by seed afterwards (:meth:`SeedBatchedCollector.collect`).
+#
+# Only same-step autoreset (every step a transition for every seed) is supported; the caller
+# (:class:`pgrad.algos.ppo_batched.SeedBatchedPPO`) checks it.
+
+
+class SeedBatchedRewardScaler:
+    """Each seed's own :class:`RewardScaler` on its own block of ``S*N`` rewards."""
+
+    def __init__(self, scalers: Sequence[RewardScaler], n_envs: int) -> None:
+        self.scalers, self.n_envs = list(scalers), n_envs
+
+    def scale_array(self, rewards: np.ndarray, episode_ended: np.ndarray, update: bool = True) -> np.ndarray:
+        n = self.n_envs
+        return np.concatenate([
+            scaler.scale_array(rewards[s * n : (s + 1) * n], episode_ended[s * n : (s + 1) * n], update)
+            for s, scaler in enumerate(self.scalers)
+        ])
+
+
+class SeedBatchedCollector(RolloutCollector):
+    """The collector over every seed's envs, acting through :class:`SeedBatchedNumpyActorCritic`."""
+
+    def __init__(self, model: SeedBatchedActorCritic, policies: Sequence[ActorCriticPolicy], vector_envs: Sequence[VectorEnv],
+                 seeds: Sequence[int], generators: Sequence[torch.Generator], start_steps: Sequence[int], *,
+                 keep_recorders: bool = False, restored: Sequence[RolloutCollector] | None = None) -> None:
+        """``vector_envs``: each seed's own (un-reset) same-step vector env; their sub-envs are stepped
+        here as one. ``start_steps``: each seed's transition count so far (episodes are stamped with it).
+
+        ``keep_recorders``: step through the sub-envs' resume recorders (pgrad/envs/recorder.py,
+        ~5 us a step), needed only if checkpoints are written. ``restored``: each seed's collector
+        as loaded from its checkpoint, its envs already replayed; collection continues from their
+        observations and running episodes instead of resetting the envs.
+        """
+        self.n_seeds, self.envs_per_seed = len(seeds), vector_envs[0].num_envs
+        self.start_steps = list(start_steps)
+        sub_envs = [
+            env.env if isinstance(env, EpisodeRecorder) and not keep_recorders else env
+            for vector_env in vector_envs for env in vector_env.envs
+        ]
+        combined = LeanSyncVectorEnv([lambda env=env: env for env in sub_envs], autoreset_mode=AutoresetMode.SAME_STEP, keep_infos=False)
+        self.twin = SeedBatchedNumpyActorCritic(model, policies, self.envs_per_seed, generators)
+        scalers = [policy.reward_scaler for policy in policies]
+        scaler = SeedBatchedRewardScaler(scalers, self.envs_per_seed) if scalers[0] is not None else None
+        initial_obs = None if restored is None else np.concatenate([collector.obs for collector in restored])
+        super().__init__(combined, policies[0], seed=combined_env_seeds(seeds, self.envs_per_seed), reward_scaler=scaler,
+                         start_step=0, initial_obs=initial_obs)
+        if restored is not None:
+            self.episode_return = np.concatenate([collector.episode_return for collector in restored])
+            self.episode_length = np.concatenate([collector.episode_length for collector in restored])
+
+    def seed_state(self, s: int) -> tuple[dict, dict[str, torch.Tensor]]:
+        """Checkpoint state of seed ``s``'s envs, exactly as its own single-seed collector would hold it."""
+        rows = slice(s * self.envs_per_seed, (s + 1) * self.envs_per_seed)
+        from pgrad.checkpointing import collector_state  # checkpointing imports this module
+
+        return collector_state(self, rows=rows, total_transitions=self.start_steps[s])
+
+    def _sync_fast_inference(self) -> None:
+        self.fast = self.twin
+        self.twin.refresh()
+
+    @torch.no_grad()
+    def _values(self, raw_obs: np.ndarray, env_indices: np.ndarray | None = None) -> torch.Tensor:
+        return torch.from_numpy(self.twin.value(self.twin.normalize(raw_obs, rows=env_indices), rows=env_indices))
+
+    def collect_episodes(self, *args, **kwargs):
+        raise NotImplementedError("seed-batched collection is by fixed numbers of steps (collect_per_seed)")
+
+    def collect_per_seed(self, n_steps: int) -> list[tuple[Rollout, EpisodeLog]]:
+        """``n_steps`` steps of every seed's envs; each seed's ``(rollout (T, N, ...), episodes)``."""
+        before = self.total_transitions
+        rollout, episodes = self.collect(n_steps)
+        n = self.envs_per_seed
+        results = []
+        for s in range(self.n_seeds):
+            columns = slice(s * n, (s + 1) * n)
+            seed_rollout = Rollout(**{name: getattr(rollout, name)[:, columns] for name in Rollout.__dataclass_fields__})
+            log = EpisodeLog()
+            for step, episode_return, length, env_index in zip(episodes.steps, episodes.returns, episodes.lengths, episodes.envs):
+                if env_index // n == s:  # every step is a transition for every seed: S*N per step
+                    log.steps.append(self.start_steps[s] + (step - before) // self.n_seeds)
+                    log.returns.append(episode_return)
+                    log.lengths.append(length)
+                    log.envs.append(env_index - s * n)
+            self.start_steps[s] += n_steps * n
+            results.append((seed_rollout, log))
+        return results
+
+    def close(self) -> None:
+        """Nothing to close: the sub-envs belong to the seeds' own vector envs, whose owners close them."""
+
+
+def combined_env_seeds(seeds: Sequence[int], n_envs: int) -> list[int]:
+    """The reset seed of every sub-env, seed-major, as ``envs.reset(seed=s)`` seeds copy ``i`` of seed ``s``."""
+    return [seed + i for seed in seeds for i in range(n_envs)]

@@ -188,6 +188,28 @@ class Algorithm:
         """Collect experience and update once; ``progress_remaining`` goes from 1 to 0 over ``learn``."""
         raise NotImplementedError
 
+    # -- hooks of the learn loop: one seed (this class) or a seed-batched group of them ------------
+
+    def seed_members(self) -> list[tuple["Algorithm", str]]:
+        """The seeds ``learn`` trains, each with its folder inside the run folder: this agent in the
+        run folder itself; a seed-batched group (pgrad/algos/ppo_batched.py) its seeds' agents in
+        ``seed_<S>/``. :meth:`train_iteration` returns one :class:`IterationResult` per member."""
+        return [(self, "")]
+
+    def prepare_learning(self, run_dir: Path | None) -> None:
+        """Called once at the start of :meth:`learn`, before anything is logged."""
+        self._ensure_collector()
+
+    def write_checkpoint(self, run_dir: Path) -> Path:
+        """Write what ``--resume`` continues from into ``run_dir``; return where it went."""
+        self.save_checkpoint(run_dir / "checkpoint")
+        return run_dir / "checkpoint"
+
+    def end_learning(self, run_dir: Path | None) -> None:
+        """Called once when :meth:`learn` finishes its iterations (not when it fails)."""
+        if run_dir is not None:
+            self.write_checkpoint(run_dir)
+
     def fast_path_problem(self) -> str | None:
         """Why the numpy twin (pgrad/numpy_twin/) cannot serve this agent's policy, or None if it
         does: the run then acts (and, for PPO and A2C, updates) on torch throughout, with the same
@@ -251,63 +273,74 @@ class Algorithm:
         check_learn_arguments(total_steps, checkpoint_every)
         if early_stopping is not None and isinstance(self.env, gymnasium.Env):
             raise ConfigError("early stopping evaluates on a fresh env: pass an env id or a callable, not an env instance")
-        self._ensure_collector()
-        self.learn_budget = budget = LearnBudget.for_call(self.learn_budget, total_steps, self.total_steps, self.updates, resume)
+        run_dir = Path(run_dir) if run_dir is not None else None
+        self.prepare_learning(run_dir)
+        members = self.seed_members()
+        if early_stopping is not None and len(members) > 1:
+            raise ConfigError("periodic evaluation and early stopping are not supported with seed batching yet")
+        lead = members[0][0]  # every seed of a seed-batched group is at the same step and update
+        budget = LearnBudget.for_call(lead.learn_budget, total_steps, lead.total_steps, lead.updates, resume)
         self.early_stopping = early_stopping
         if early_stopping is not None and resume and self._early_stopping_state is not None:
             early_stopping.load_state(self._early_stopping_state)
         self._early_stopping_state = None
-        run_dir = Path(run_dir) if run_dir is not None else None
-        if run_dir is not None:
-            # On resume, TensorBoard hides what the stopped run logged after its checkpoint.
-            self.logger.attach(run_dir, purge_step=self.total_steps + 1 if resume else None)
-            write_json(run_dir / "config.json", self.describe_run())
-        progress = None if quiet else Progress(budget.end_step, self.total_steps)
+        for agent, folder in members:
+            agent.learn_budget = budget
+            if run_dir is not None:
+                # On resume, TensorBoard hides what the stopped run logged after its checkpoint.
+                agent.logger.attach(run_dir / folder, purge_step=agent.total_steps + 1 if resume else None)
+                write_json(run_dir / folder / "config.json", agent.describe_run())
+        progress = None if quiet else Progress(budget.end_step, lead.total_steps)
         start = time.perf_counter()
         wall_before = self.wall_seconds
-        schedule = checkpointing.CheckpointSchedule(checkpoint_seconds, checkpoint_every, self.total_steps, start)
+        schedule = checkpointing.CheckpointSchedule(checkpoint_seconds, checkpoint_every, lead.total_steps, start)
         signals = checkpointing.StopSignals() if run_dir is not None else contextlib.nullcontext()
         try:
             with signals:
-                while budget.starts_another(self.total_steps) and not (
+                while budget.starts_another(lead.total_steps) and not (
                     early_stopping is not None and early_stopping.should_stop
                 ):
                     iteration_start = time.perf_counter()
-                    result = self.train_iteration(budget.remaining(self.total_steps))
+                    results = self.train_iteration(budget.remaining(lead.total_steps))
+                    results = [results] if isinstance(results, IterationResult) else results  # one per member
                     self._check_finite_weights()
-                    self.logger.log_episodes(result.episodes)
-                    self.total_steps += result.n_transitions
-                    self.updates += 1
                     now = time.perf_counter()
                     self.wall_seconds = wall_before + (now - start)
-                    row = {
-                        "step": self.total_steps,
-                        "wall_time": round(self.wall_seconds, 3),
-                        "episode_return_mean": self.logger.recent_return,
-                        "episode_length_mean": self.logger.recent_length,
-                        "sps": result.n_transitions / max(now - iteration_start, 1e-9),
-                        **result.metrics,
-                    }
-                    self.logger.log_update(row)
+                    # every member's transitions over the iteration's wall time: this process's rate
+                    sps = sum(result.n_transitions for result in results) / max(now - iteration_start, 1e-9)
+                    for (agent, _), result in zip(members, results, strict=True):
+                        agent.logger.log_episodes(result.episodes)
+                        agent.total_steps += result.n_transitions
+                        agent.updates += 1
+                        agent.wall_seconds = self.wall_seconds
+                        row = {
+                            "step": agent.total_steps,
+                            "wall_time": round(self.wall_seconds, 3),
+                            "episode_return_mean": agent.logger.recent_return,
+                            "episode_length_mean": agent.logger.recent_length,
+                            "sps": sps,
+                            **result.metrics,
+                        }
+                        agent.logger.log_update(row)
                     if progress is not None:
-                        progress.update(self.total_steps, self.logger.recent_return)
-                    if early_stopping is not None and early_stopping.due(self.total_steps):
+                        progress.update(lead.total_steps, lead.logger.recent_return)
+                    if early_stopping is not None and early_stopping.due(lead.total_steps):
                         self._evaluate_during_training(early_stopping, run_dir)
                     stop = callback is not None and callback(self, row) is False
-                    if run_dir is not None and schedule.due(now, self.total_steps):
-                        self.save_checkpoint(run_dir / "checkpoint")
-                        schedule.written(now, self.total_steps)
+                    if run_dir is not None and schedule.due(now, lead.total_steps):
+                        self.write_checkpoint(run_dir)
+                        schedule.written(now, lead.total_steps)
                     if getattr(signals, "received", None) is not None:
-                        self.save_checkpoint(run_dir / "checkpoint")
-                        raise signals.interrupted(self.total_steps, f"checkpoint written to {run_dir / 'checkpoint'}")
+                        written_to = self.write_checkpoint(run_dir)
+                        raise signals.interrupted(lead.total_steps, f"checkpoint written to {written_to}")
                     if stop:
                         break
                 if progress is not None:
-                    progress.update(self.total_steps, self.logger.recent_return, final=True)
-                if run_dir is not None:
-                    self.save_checkpoint(run_dir / "checkpoint")
+                    progress.update(lead.total_steps, lead.logger.recent_return, final=True)
+                self.end_learning(run_dir)
         finally:
-            self.logger.flush()
+            for agent, _ in members:
+                agent.logger.flush()
         return self
 
     def _evaluate_during_training(self, early_stopping: EarlyStopping, run_dir: Path | None) -> None:

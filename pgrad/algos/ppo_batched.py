@@ -13,7 +13,7 @@ one backward pass through a model whose weights carry a leading seed axis
   so seed ``s`` draws exactly its own numbers.
 * Envs, observation normaliser, reward scaler, episode bookkeeping: the agent's own sub-envs,
   normaliser and scaler, stepped for all seeds at once by
-  :class:`pgrad.batched_rollout.SeedBatchedCollector` (the shared collector over every seed's
+  :class:`pgrad.rollout.SeedBatchedCollector` (the shared collector over every seed's
   envs, one forward for all seeds); for heads without a numpy twin, by each agent's own
   :class:`pgrad.rollout.RolloutCollector` in turn, acting with the agent's ordinary policy after
   the batched weights are copied into it (:meth:`SeedBatchedActorCritic.copy_to`).
@@ -33,26 +33,22 @@ run would write (see "checkpoints" below), so a batched run resumes like any oth
 
 from __future__ import annotations
 
-import contextlib
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium
 import numpy as np
 import torch
 
-from pgrad.algos.base import LearnBudget, check_learn_arguments, decay_learning_rate
-from pgrad.algos.ppo import PPO
+from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
+from pgrad.algos.ppo import PPO, PPOConfig
 from pgrad.batched import (
     SeedBatchedActorCritic, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
     seed_batched_value_loss,
 )
-from pgrad.batched_rollout import SeedBatchedCollector
-from pgrad.checkpointing import CheckpointSchedule, StopSignals
+from pgrad.rollout import SeedBatchedCollector
 from pgrad.errors import ConfigError, NonFiniteError
 from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient, seed_batched_unsupported_reason
-from pgrad.io import write_json
 from pgrad.losses import explained_variance, normalize_advantages
 from pgrad.returns import gae
 
@@ -68,10 +64,22 @@ def unsupported_for_batching(config: Any) -> str | None:
     return None
 
 
-class SeedBatchedPPO:
-    """Several seeds of :class:`PPO`, each learning as it does alone, updated as one batched model."""
+def not_in_lockstep(positions: dict[int, int | None]) -> ConfigError:
+    """The error for seeds of one group whose checkpoints are at different steps (None: no checkpoint)."""
+    return ConfigError(f"these seeds' checkpoints are at different steps ({positions}, None: no checkpoint); seed batching "
+                       "trains seeds in lockstep: resume with the --workers the run had, or without --batched")
+
+
+class SeedBatchedPPO(Algorithm):
+    """Several seeds of :class:`PPO`, each learning as it does alone, updated as one batched model.
+
+    Trained by the one learn loop, :meth:`pgrad.algos.base.Algorithm.learn`: its members are the
+    seeds' agents (:meth:`seed_members`), each logging into ``RUN/seed_<S>/``, and an iteration
+    returns one result per seed.
+    """
 
     name = "ppo"
+    Config = PPOConfig
 
     def __init__(self, env: Any, seeds: list[int], *, preset: str | None = "auto", **hyperparameters: Any) -> None:
         """Build one PPO agent per seed (its envs, normalisers, generators) and the batched model.
@@ -110,16 +118,48 @@ class SeedBatchedPPO:
         self._numpy_gradient: NumpyPolicyGradient | None = None
         self._numpy_adam: NumpyOptimizer | None = None
         self.wall_seconds = 0.0
+        self.env = env
+        self.early_stopping = self._early_stopping_state = None  # periodic evaluation is refused above
         self._keep_recorders = False  # set by learn(): with a run folder, checkpoints replay the envs
         self._restored_collectors: list[Any] | None = None  # set by load_checkpoints()
+
+    # -- the learn loop's view of a group: its members are the seeds' agents --------------------
+
+    @property
+    def total_steps(self) -> int:
+        return self.agents[0].total_steps
+
+    @property
+    def updates(self) -> int:
+        return self.agents[0].updates
+
+    @property
+    def logger(self):
+        return self.agents[0].logger
+
+    def seed_members(self) -> list[tuple[PPO, str]]:
+        return [(agent, f"seed_{seed}") for seed, agent in zip(self.seeds, self.agents)]
+
+    def prepare_learning(self, run_dir: Path | None) -> None:
+        self._keep_recorders = run_dir is not None  # only checkpoints replay what the recorders keep
+
+    def write_checkpoint(self, run_dir: Path) -> str:
+        self.save_checkpoints(run_dir)
+        return f"{run_dir}/seed_*/checkpoint"
+
+    def end_learning(self, run_dir: Path | None) -> None:
+        self._unstack_into_agents()
+        if run_dir is not None:
+            self.save_checkpoints(run_dir)
+            for seed, agent in zip(self.seeds, self.agents):
+                agent.save(run_dir / f"seed_{seed}")
+
+    def fast_path_problem(self) -> str | None:
+        return seed_batched_unsupported_reason(self.model)
 
     @property
     def n_seeds(self) -> int:
         return len(self.seeds)
-
-    def steps_per_iteration(self) -> int:
-        """Transitions per seed and iteration."""
-        return self.config.n_steps * self.config.n_envs
 
     # -- one iteration ---------------------------------------------------------------------
 
@@ -127,7 +167,7 @@ class SeedBatchedPPO:
         """Each seed's rollout with its own envs, normalisers and random numbers: ``[(rollout, episodes)]``.
 
         Where the model has a seed-batched numpy twin, all seeds step together
-        (pgrad/batched_rollout.py: one loop over every seed's envs, one forward for all seeds).
+        (pgrad/rollout.py: one loop over every seed's envs, one forward for all seeds).
         Otherwise each seed collects in turn with its own ordinary collector and policy copy, its
         generator's state swapped into torch's global one, which that path samples from.
         """
@@ -153,8 +193,8 @@ class SeedBatchedPPO:
         torch.set_rng_state(global_state)
         return results
 
-    def train_iteration(self, progress_remaining: float) -> tuple[list[dict[str, float]], list[Any]]:
-        """Collect for every seed, then one batched PPO update; return each seed's metrics row and episodes."""
+    def train_iteration(self, progress_remaining: float) -> list[IterationResult]:
+        """Collect for every seed, then one batched PPO update; each seed's result."""
         c = self.config
         if c.anneal_lr:
             decay_learning_rate(self.optimizer, c.lr, progress_remaining)
@@ -207,16 +247,16 @@ class SeedBatchedPPO:
 
         means = {key: (np.asarray(value, dtype=np.float64) / n_updates).tolist() for key, value in metric_sums.items()}
         means["approx_kl_last_epoch"] = np.mean(np.stack([np.asarray(kl, dtype=np.float64) for kl in kl_this_epoch]), 0).tolist()
-        rows = []
-        for s in range(self.n_seeds):
-            rows.append({
+        results = []
+        for s, (_, episodes) in enumerate(collected):
+            metrics = {
                 **{key: values[s] for key, values in means.items()},
                 "epochs": c.n_epochs,
                 "explained_variance": explained_variance(b_values[s], b_returns[s]),
                 "lr": self.optimizer.param_groups[0]["lr"],
-                "n_transitions": batch_size,
-            })
-        return rows, [episodes for _, episodes in collected]
+            }
+            results.append(IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics))
+        return results
 
     def _advantages_per_seed(self, advantages):
         """Advantages normalised over each seed's own minibatch ``(S, b)``, as PPO does for one seed."""
@@ -310,8 +350,6 @@ class SeedBatchedPPO:
             agent.load_checkpoint_state(folder / "checkpoint", run_dir=folder, keep_hyperparameters=keep_hyperparameters)
             generator.set_state(torch.get_rng_state())  # the checkpoint's "global" generator is the seed's own
         if len({(agent.total_steps, agent.updates) for agent in self.agents}) != 1:
-            from pgrad.experiments.seed_batched import not_in_lockstep
-
             raise not_in_lockstep({seed: agent.total_steps for seed, agent in zip(self.seeds, self.agents)})
         self._stack_from_agents()
         self.wall_seconds = self.agents[0].wall_seconds
@@ -319,84 +357,6 @@ class SeedBatchedPPO:
         # a shared collector from earlier training holds the envs' state of then, not the checkpoint's:
         # the next collect() builds a new one from the restored collectors, as a fresh object's does
         self.collector = None
-
-    # -- the learn loop ----------------------------------------------------------------------
-
-    def learn(
-        self,
-        total_steps: int,
-        run_dir: str | Path | None = None,
-        *,
-        checkpoint_seconds: float = 60.0,
-        checkpoint_every: int | None = None,
-        resume: bool = False,
-        callback: Callable[["SeedBatchedPPO"], bool | None] | None = None,
-    ) -> "SeedBatchedPPO":
-        """Train every seed for ``total_steps`` transitions (per seed, as a single-seed ``learn``).
-
-        Iterations are counted as :meth:`pgrad.algos.base.Algorithm.learn` counts them (until the
-        budget is reached), so the lr annealing matches the single-seed run.
-        With ``run_dir``, seed ``s`` streams its logs into ``run_dir/seed_<s>/``, gets the checkpoint
-        its single-seed run would write (every ``checkpoint_seconds``, every ``checkpoint_every``
-        steps, on SIGINT/SIGTERM, which then raise :class:`pgrad.errors.Interrupted`, and at the
-        end) and ends with the files a single-seed run writes there (config, CSVs, policy).
-        ``resume``: continue the ``learn`` call the checkpoints loaded by :meth:`load_checkpoints`
-        interrupted (``total_steps`` is then that call's whole budget). ``callback``: called after
-        every update; returning False stops, with the final checkpoints written.
-        """
-        check_learn_arguments(total_steps, checkpoint_every)
-        lead = self.agents[0]  # every seed is at the same step and update
-        budget = LearnBudget.for_call(lead.learn_budget, total_steps, lead.total_steps, lead.updates, resume)
-        run_dir = Path(run_dir) if run_dir is not None else None
-        self._keep_recorders = run_dir is not None  # only checkpoints replay what the recorders keep
-        for seed, agent in zip(self.seeds, self.agents):
-            agent.learn_budget = budget
-            if run_dir is not None:
-                agent.logger.attach(run_dir / f"seed_{seed}", purge_step=agent.total_steps + 1 if resume else None)
-                write_json(run_dir / f"seed_{seed}" / "config.json", agent.describe_run())
-        start = time.perf_counter()
-        wall_before = self.wall_seconds
-        schedule = CheckpointSchedule(checkpoint_seconds, checkpoint_every, lead.total_steps, start)
-        signals = StopSignals() if run_dir is not None else contextlib.nullcontext()
-        try:
-            with signals:
-                while budget.starts_another(lead.total_steps):
-                    iteration_start = time.perf_counter()
-                    rows, episode_logs = self.train_iteration(budget.remaining(lead.total_steps))
-                    self._check_finite_weights()
-                    now = time.perf_counter()
-                    self.wall_seconds = wall_before + (now - start)
-                    for agent, row, episodes in zip(self.agents, rows, episode_logs):
-                        n_transitions = row.pop("n_transitions")
-                        agent.logger.log_episodes(episodes)
-                        agent.total_steps += n_transitions
-                        agent.updates += 1
-                        agent.wall_seconds = self.wall_seconds
-                        agent.logger.log_update({
-                            "step": agent.total_steps, "wall_time": round(self.wall_seconds, 3),
-                            "episode_return_mean": agent.logger.recent_return, "episode_length_mean": agent.logger.recent_length,
-                            # all seeds' transitions over the iteration's wall time: the rate of this process
-                            "sps": n_transitions * self.n_seeds / max(now - iteration_start, 1e-9),
-                            **row,
-                        })
-                    stop = callback is not None and callback(self) is False
-                    if run_dir is not None and schedule.due(now, lead.total_steps):
-                        self.save_checkpoints(run_dir)
-                        schedule.written(now, lead.total_steps)
-                    if getattr(signals, "received", None) is not None:
-                        self.save_checkpoints(run_dir)
-                        raise signals.interrupted(lead.total_steps, f"checkpoints written to {run_dir}/seed_*/checkpoint")
-                    if stop:
-                        break
-                self._unstack_into_agents()
-                if run_dir is not None:
-                    self.save_checkpoints(run_dir)
-                    for seed, agent in zip(self.seeds, self.agents):
-                        agent.save(run_dir / f"seed_{seed}")
-        finally:
-            for agent in self.agents:
-                agent.logger.flush()
-        return self
 
     def _check_finite_weights(self) -> None:
         for name, tensor in self.model.named_parameters():

@@ -287,7 +287,7 @@ class RecurrentPPO(Algorithm):
             starts[t] = start
             if t % seq_len == 0:
                 grid_states[t // seq_len] = policy.rollout_state.permute(2, 0, 1, 3)
-            step = collector._step(episodes)
+            step = collector.step(episodes)
             step.obs = step.obs.copy()  # may share memory with the env's array otherwise
             # Truncation bootstraps with V(final obs) seen with the state the episode reached,
             # before the next step zeroes it (in both autoreset modes).

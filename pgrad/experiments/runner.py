@@ -343,17 +343,25 @@ def ray_completed(submit: Callable[[], tuple[Any, Any] | None], limit: int, fail
         yield key, result
 
 
-def _outcomes_ray(specs: dict[int, TrainSpec], workers: int | None):
-    """Yield ``(seed, outcome)`` as Ray tasks finish (at most ``workers`` at once if given)."""
+def _absolute_out(job: Any) -> Any:
+    """``job`` (a TrainSpec, or a ``(TrainSpec, seeds)`` group) with an absolute run folder: a Ray
+    worker's working directory is not this process's."""
+    if isinstance(job, TrainSpec):
+        return replace(job, out=str(Path(job.out).resolve()))
+    return (_absolute_out(job[0]), *job[1:])
+
+
+def _outcomes_ray(specs: dict[Any, Any], workers: int | None, work: Callable[[Any], dict[str, Any]] = _run_in_worker):
+    """Yield ``(key, outcome)`` as Ray tasks of ``work`` over ``specs``' jobs finish (at most
+    ``workers`` at once if given): one task per seed, or per seed-batched group."""
     ray = import_ray()
     init_ray(ray)
-    task = ray.remote(num_cpus=1, max_retries=0)(_run_in_worker)
+    task = ray.remote(num_cpus=1, max_retries=0)(work)
     waiting = iter(specs.items())
 
     def submit():
-        seed, seed_spec = next(waiting, (None, None))
-        # absolute: a Ray worker's working directory is not this process's
-        return None if seed_spec is None else (seed, task.remote(replace(seed_spec, out=str(Path(seed_spec.out).resolve()))))
+        key, job = next(waiting, (None, None))
+        return None if job is None else (key, task.remote(_absolute_out(job)))
 
     yield from ray_completed(submit, workers or len(specs), lambda reason: {"ok": False, "error": reason})
 

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pgrad.algos.ppo_batched import SeedBatchedPPO, not_in_lockstep, unsupported_for_batching
 from pgrad.errors import ConfigError, Interrupted, NonFiniteError, TrainingError
 from pgrad.experiments.runner import TrainSpec, resolve_steps
 
@@ -34,8 +35,6 @@ def batching_problem(spec: TrainSpec, seeds: list[int], config: Any = None) -> s
     if spec.eval_every is not None:
         return "--eval-every is not supported with --batched yet (periodic evaluation and early stopping)"
     if config is not None:
-        from pgrad.algos.ppo_batched import unsupported_for_batching
-
         return unsupported_for_batching(config)
     return None
 
@@ -69,12 +68,6 @@ def resume_positions(root: Path, seeds: list[int]) -> tuple[list[int], dict[int,
     return finished, positions
 
 
-def not_in_lockstep(positions: dict[int, int | None]) -> ConfigError:
-    """The error for seeds of one group whose checkpoints are at different steps (None: no checkpoint)."""
-    return ConfigError(f"these seeds' checkpoints are at different steps ({positions}, None: no checkpoint); seed batching "
-                       "trains seeds in lockstep: resume with the --workers the run had, or without --batched")
-
-
 def seed_groups(seeds: list[int], workers: int | None) -> list[list[int]]:
     """Split ``seeds`` into ``workers`` (default: the cores) contiguous groups as even as possible."""
     n_groups = max(1, min(len(seeds), workers or os.cpu_count() or 1))
@@ -95,7 +88,6 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
     that had finished are returned as they are and the others continue from their checkpoints.
     """
     import pgrad
-    from pgrad.algos.ppo_batched import SeedBatchedPPO
     from pgrad.io import read_json
 
     root = Path(spec.out)
@@ -119,7 +111,7 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
         else:
             batched.save_checkpoints(root)
         try:
-            batched.learn(steps, run_dir=root, checkpoint_every=spec.checkpoint_every, resume=resuming)
+            batched.learn(steps, run_dir=root, quiet=True, checkpoint_every=spec.checkpoint_every, resume=resuming)
         except NonFiniteError as exc:
             raise TrainingError(f"{exc}; last good checkpoints kept in {root}/seed_*/checkpoint") from None
         for seed, agent in zip(seeds, batched.agents):
@@ -144,20 +136,27 @@ def _run_group(job: tuple[TrainSpec, list[int]]) -> dict[str, Any]:
         return {"ok": False, "error": str(exc), "interrupted": True}
 
 
-def run_seeds_batched(spec: TrainSpec, seeds: list[int], workers: int | None = None) -> tuple[dict[str, Any], list[str]]:
+def run_seeds_batched(
+    spec: TrainSpec, seeds: list[int], workers: int | None = None, backend: str = "local"
+) -> tuple[dict[str, Any], list[str]]:
     """Train ``seeds`` under ``spec.out`` as seed-batched models; evaluate, save, aggregate.
 
     The seeds are split into ``workers`` groups (default: one per core), each one
     :class:`SeedBatchedPPO` in its own spawned process, so every core steps envs; with one group
-    it runs in this process. Every seed trains exactly as it would in any other grouping.
+    it runs in this process. ``backend="ray"``: each group is a Ray task (one CPU) instead. Every seed trains exactly as it would in any other grouping.
     Returns ``(summary, errors)`` as :func:`pgrad.experiments.runner.run_seeds` does: one line per
     failed or interrupted group, and ``summary["interrupted_seeds"]`` lists the seeds a signal
     stopped (after their checkpoints).
     """
-    from pgrad.experiments.runner import _outcomes_local, gather_outcomes
+    from pgrad.experiments.runner import _outcomes_local, _outcomes_ray, gather_outcomes
 
     check_batched_spec(spec, seeds)
     groups = seed_groups(seeds, workers)
     jobs = {tuple(group): (spec, group) for group in groups}
-    outcomes = [(groups[0], _run_group(jobs[tuple(groups[0])]))] if len(groups) == 1 else _outcomes_local(jobs, len(groups), _run_group)
+    if backend == "ray":
+        outcomes = _outcomes_ray(jobs, len(groups), _run_group)
+    elif len(groups) == 1:
+        outcomes = [(groups[0], _run_group(jobs[tuple(groups[0])]))]
+    else:
+        outcomes = _outcomes_local(jobs, len(groups), _run_group)
     return gather_outcomes(spec, seeds, outcomes, batched=True, batched_groups=groups)

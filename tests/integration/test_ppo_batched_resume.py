@@ -42,7 +42,7 @@ def test_stopped_and_resumed_batched_run_equals_the_unstopped_one(tmp_path):
     full = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM).learn(STEPS, run_dir=tmp_path / "full")
     full.close()
     part = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM)
-    part.learn(STEPS, run_dir=tmp_path / "part", callback=lambda batched: batched.agents[0].updates < 2)
+    part.learn(STEPS, run_dir=tmp_path / "part", callback=lambda batched, row: batched.agents[0].updates < 2)
     assert part.agents[0].total_steps == 256 < full.agents[0].total_steps
     part.close()
     resumed = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM)
@@ -58,7 +58,7 @@ def test_a_batched_seed_checkpoint_resumes_as_a_single_seed_run(tmp_path):
     # PPO resumed from it continues as the batched run does (equal up to float rounding, which
     # differs between the batched and the plain matrix products: 1e-5, as in test_ppo_batched).
     part = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM)
-    part.learn(128 * 3, run_dir=tmp_path / "run", callback=lambda batched: batched.agents[0].updates < 2)
+    part.learn(128 * 3, run_dir=tmp_path / "run", callback=lambda batched, row: batched.agents[0].updates < 2)
     part.close()
     batched = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM)
     batched.load_checkpoints(tmp_path / "run")
@@ -82,7 +82,7 @@ def test_cli_resumes_a_stopped_batched_run(tmp_path, capsys):
     assert main([*common, "--out", str(tmp_path / "full")]) == 0
     # a run stopped after 2 iterations, as a signal would leave it: checkpoints, no final files
     part = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM)
-    part.learn(STEPS, run_dir=tmp_path / "part", callback=lambda batched: batched.agents[0].updates < 2)
+    part.learn(STEPS, run_dir=tmp_path / "part", callback=lambda batched, row: batched.agents[0].updates < 2)
     part.close()
     for seed in SEEDS:
         for name in ("summary.json", "policy.json"):
@@ -136,7 +136,7 @@ def test_loading_checkpoints_into_an_object_that_trained_on_continues_from_the_c
     full = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM).learn(STEPS, run_dir=tmp_path / "full")
     full.close()
     part = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM)
-    part.learn(STEPS, run_dir=tmp_path / "part", callback=lambda batched: batched.agents[0].updates < 2)
+    part.learn(STEPS, run_dir=tmp_path / "part", callback=lambda batched, row: batched.agents[0].updates < 2)
     part.learn(256)  # on past the checkpoint, without writing one
     part.load_checkpoints(tmp_path / "part")
     part.learn(STEPS, run_dir=tmp_path / "part", resume=True)

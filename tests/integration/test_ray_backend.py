@@ -39,6 +39,19 @@ def test_seeds_on_ray_equal_seeds_in_local_processes(ray_instance, tmp_path):
     assert summary["eval_mean_return"] == json.loads((tmp_path / "local" / "summary.json").read_text())["eval_mean_return"]
 
 
+def test_seed_batched_groups_on_ray_equal_local_groups(ray_instance, tmp_path):
+    # --batched --backend ray: each seed group is a Ray task, computing what a local group computes
+    for backend in ("local", "ray"):
+        assert main(["train", "ppo", "CartPole-v1", "--seeds", "0", "1", "2", *TINY, "--out", str(tmp_path / backend),
+                     "--backend", backend, "--batched", "--workers", "2"]) == 0
+    for seed in (0, 1, 2):
+        local = load_file(tmp_path / "local" / f"seed_{seed}" / "policy.safetensors")
+        remote = load_file(tmp_path / "ray" / f"seed_{seed}" / "policy.safetensors")
+        assert all(torch.equal(local[k], remote[k]) for k in local)
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["completed_seeds"] == [0, 1, 2] and summary.get("batched_groups") == [[0, 1], [2]]
+
+
 def test_tune_on_ray(ray_instance, tmp_path):
     import optuna
 
