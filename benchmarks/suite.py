@@ -21,7 +21,7 @@ preset's result never passes for the current one. Move those folders away to ret
 The table (OUT/suite.md, printed too) gives, per pair, the IQM and 95% stratified bootstrap
 interval over seeds (Agarwal et al. 2021) of the mean return of each seed's last 100 training
 episodes, the IQM of the deterministic evaluation (10 episodes per seed), the mean wall time per
-seed, and the goal from ../shared/ANCHORS.md with "met" or "NOT met". Seeds are never dropped:
+seed, and the goal (BENCHMARKS.md, "Reference numbers and goals") with "met" or "NOT met". Seeds are never dropped:
 a pair with fewer finished seeds than asked says so. `pgrad report` then writes the figures
 (learning curves, performance profiles) for all pairs into OUT/report.md.
 """
@@ -42,7 +42,7 @@ ENVS = [
 ]
 ALGOS = ["ppo", "a2c", "reinforce-baseline", "ars"]
 
-# (algo, env) -> goal on the last-100-episode return, from ../shared/ANCHORS.md and issue 8.
+# (algo, env) -> goal on the last-100-episode return (BENCHMARKS.md, "Reference numbers and goals").
 GOALS = {
     ("ppo", "HalfCheetah-v5"): 5000, ("ppo", "Hopper-v5"): 2500, ("ppo", "Walker2d-v5"): 3500,
     ("ppo", "InvertedPendulum-v5"): 1000, ("ppo", "InvertedDoublePendulum-v5"): 9000,

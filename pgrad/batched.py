@@ -3,8 +3,8 @@
 Every weight of ``S`` ordinary :class:`ActorCriticPolicy` networks is stacked into one tensor of
 shape ``(S, *shape)``; a linear layer becomes one ``torch.baddbmm`` over the seed axis, so one
 forward and one backward serve all seeds (PureJaxRL's idea of vectorising over seeds, done with
-batched matrix products; DESIGN.md "Performance": ~680 us per compiled minibatch step for 5
-seeds against ~355-425 us for one).
+batched matrix products: a minibatch step for 5 seeds costs far less than 5 steps for one;
+BENCHMARKS.md, "Speed", has the figures).
 
 The seeds never mix: every operation below is either per seed (a batched product, a reduction over
 a seed's own batch) or elementwise, so seed ``s``'s outputs and gradients depend only on seed

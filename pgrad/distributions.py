@@ -726,7 +726,7 @@ class CategoricalHead(nn.Module):
         self.logits = layer_init(nn.Linear(in_features, n_actions), POLICY_OUTPUT_GAIN)
 
     def forward(self, features: Tensor) -> Categorical:
-        # validate_args=False: the checks cost ~40 us per call at rollout batch sizes and guard
+        # validate_args=False: the checks cost more than the sampling at rollout batch sizes and guard
         # nothing here (finite weights are checked after every update, see Algorithm.learn)
         return Categorical(logits=self.logits(features), validate_args=False)  # logits (B, n_actions)
 

@@ -36,14 +36,14 @@ class RunningMeanStd(nn.Module):
             return
         if batch.shape[0] == 1:
             # one env: the batch mean is the row itself and its variance exactly 0, which is what
-            # mean() and var() return, without their ~15 us of overhead per step
+            # mean() and var() return, without their overhead on every step
             self.merge(batch[0], 0.0, 1)
         else:
             self.merge(batch.mean(axis=0), batch.var(axis=0), batch.shape[0])
 
     def numpy_views(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(mean, var, count)`` as numpy views of the buffers, looked up once (this runs every env
-        step; ``nn.Module`` attribute lookups and ``.numpy()`` cost ~1 us each) and again only if a
+        step; ``nn.Module`` attribute lookups and ``.numpy()`` cost a microsecond each) and again only if a
         buffer was replaced (``load_state_dict`` copies into the same ones)."""
         buffers = self._buffers
         cached = self.__dict__.get("_views")

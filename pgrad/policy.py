@@ -2,7 +2,7 @@
 
 It also owns the one place where a sampled action becomes what the environment receives
 (:meth:`ActorCriticPolicy.env_action`), so that the raw sample, on which log-probabilities are
-computed, is never altered in the rollout buffer (DESIGN.md, correctness rules).
+computed, is never altered in the rollout buffer (docs/architecture.md, "Correctness rules").
 """
 
 from __future__ import annotations

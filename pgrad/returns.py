@@ -26,9 +26,9 @@ Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 __all__ = ["gae", "discounted_returns"]
 
-# Dtypes a CPU tensor can share memory with numpy in; the backward recursion runs ~5x faster
-# over numpy rows than over torch rows (measured at T=2048, n_envs=8: ~1.8 ms vs ~9 ms), because
-# each torch op carries a few microseconds of dispatch overhead.
+# Dtypes a CPU tensor can share memory with numpy in; the backward recursion runs several times
+# faster over numpy rows than over torch rows (BENCHMARKS.md, "Speed"), because each torch op
+# carries microseconds of dispatch overhead.
 _NUMPY_SHAREABLE_DTYPES = (torch.float16, torch.float32, torch.float64)
 
 
@@ -80,7 +80,7 @@ def gae(
     views = _numpy_views(rewards, values, next_values, terminated, truncated)
     if views is not None:
         # The same elementwise float arithmetic in numpy, on views: each torch op on rows this
-        # small costs microseconds of dispatch (A2C calls this every 5 steps: 148 -> 81 us for (5, 1)).
+        # small costs microseconds of dispatch, and A2C calls this every 5 steps.
         advantages, returns = gae(*views, gamma=gamma, lam=lam)
         return torch.from_numpy(advantages), torch.from_numpy(returns)
     rewards, (values, next_values), (terminated, truncated) = _align(

@@ -495,7 +495,7 @@ class SeedBatchedCollector(RolloutCollector):
         here as one. ``start_steps``: each seed's transition count so far (episodes are stamped with it).
 
         ``keep_recorders``: step through the sub-envs' resume recorders (pgrad/envs/recorder.py,
-        ~5 us a step), needed only if checkpoints are written. ``restored``: each seed's collector
+        a few microseconds a step), needed only if checkpoints are written. ``restored``: each seed's collector
         as loaded from its checkpoint, its envs already replayed; collection continues from their
         observations and running episodes instead of resetting the envs.
         """

@@ -107,7 +107,7 @@ class A2C(Algorithm):
         if self.use_numpy_gradient and NumpyPolicyGradient.supports(self.policy):
             metrics = self._numpy_gradient_step(b_obs, b_actions, b_advantages, b_returns)
             # RMSprop or Adam in numpy on the gradient's flat buffer (same numbers; torch's foreach
-            # RMSprop alone took ~0.5 ms of a ~3.8 ms 5-step iteration on HalfCheetah-v5)
+            # RMSprop was an eighth of a 5-step iteration on HalfCheetah-v5, BENCHMARKS.md "Speed")
             self._numpy_optimizer, optimizer_step = NumpyOptimizer.prepared_step(self.optimizer, self._numpy_gradient, self._numpy_optimizer)
         else:
             metrics = self._autograd_step(b_obs, b_actions, b_advantages, b_returns)

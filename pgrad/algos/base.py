@@ -96,10 +96,10 @@ def decay_learning_rate(optimizer: torch.optim.Optimizer, initial_lr: float, pro
 def set_compute_threads(n_threads: int) -> None:
     """Use ``n_threads`` for torch's intra-op work and for numpy's BLAS (OpenBLAS), process-wide.
 
-    The numpy twin (pgrad/numpy_twin/) multiplies small matrices in
-    numpy, whose OpenBLAS otherwise starts a thread per core that spins between calls: on 2 cores
-    `pgrad train ppo CartPole-v1` took 6.4 s of learning and 15 s of CPU with it, 5.1 s and 8 s
-    without (BENCHMARKS.md, Speed), and a second process on the other core would lose it too.
+    The numpy twin (pgrad/numpy_twin/) multiplies small matrices in numpy, whose OpenBLAS
+    otherwise starts a thread per core that spins between calls: on 2 cores that made
+    `pgrad train ppo CartPole-v1` slower and doubled its CPU time (BENCHMARKS.md, "Speed"), and a
+    second process on the other core would lose it too.
     """
     torch.set_num_threads(n_threads)
     from threadpoolctl import threadpool_limits

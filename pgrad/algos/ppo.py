@@ -79,8 +79,8 @@ class PPO(Algorithm):
     Config = PPOConfig
 
     def setup(self) -> None:
-        # fused: one C++ kernel for all parameters instead of a Python loop over them (~0.3 ms of
-        # a ~1.3 ms minibatch step for 2x64 networks; BENCHMARKS.md, "Speed").
+        # fused: one C++ kernel for all parameters instead of a Python loop over them (a quarter of
+        # a minibatch step for 2x64 networks; BENCHMARKS.md, "Speed").
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.lr, eps=self.config.adam_eps, fused=True)
         # Minibatch gradients by hand in numpy where the policy allows (pgrad/numpy_twin/gradient.py): the
         # same numbers as autograd up to float32 rounding, in a fraction of the time. Not a

@@ -2,7 +2,7 @@
 
 The losses, GAE, action heads, observation normaliser and collector step are PPO's
 (:mod:`pgrad.algos.ppo`); what changes is that the policy carries an LSTM state ``(h, c)``
-from step to step, which brings three rules (DESIGN.md, correctness rules):
+from step to step, which brings three rules (as SB3-contrib RecurrentPPO and CleanRL ppo_atari_lstm keep them):
 
 1. **Reset at episode starts.** During collection the state of an env is zeroed before it acts
    on the first observation of an episode, so memory never leaks from one episode into the next.

@@ -123,7 +123,7 @@ def make_vector_env(
             training checkpoints use to restore the envs exactly on resume.
         keep_infos: with ``"sync"``, batch every per-step env info as Gymnasium does; False
             returns only the episode-end entries (``final_obs``, ``final_info``), which is all
-            pgrad's training collector reads (pgrad/envs/vector.py: ~25 us less per step).
+            pgrad's training collector reads (pgrad/envs/vector.py: cheaper per step).
             ``"async"`` always keeps them.
         **kwargs: constructor keywords of every copy, as for ``make_env``.
     """

@@ -1,7 +1,7 @@
 """``LeanSyncVectorEnv``: Gymnasium's SyncVectorEnv with a cheaper ``step`` for flat spaces.
 
-One ``SyncVectorEnv.step`` around a single HalfCheetah-v5 costs ~25 us beyond the env's own
-~40 us on this machine: it rebuilds the batched info dict key by key every step
+One ``SyncVectorEnv.step`` around a single HalfCheetah-v5 costs over half the env's own step
+again (BENCHMARKS.md, "Speed"): it rebuilds the batched info dict key by key every step
 (``VectorEnv._add_info``), concatenates observations through the generic space machinery and
 deep-copies them. For Box and Discrete observation spaces this class writes each observation
 straight into the batch array and, with ``keep_infos=False``, reports only what ends episodes

@@ -1,4 +1,4 @@
-"""REINFORCE must learn CartPole-v1 within 500 episodes (ANCHORS.md: >= 475; the seed notebook
+"""REINFORCE must learn CartPole-v1 within 500 episodes (goal: a deterministic return >= 475; the seed notebook
 reached ~320 after 220 episodes). The budget is counted in episodes, not steps."""
 
 from __future__ import annotations
