@@ -28,10 +28,10 @@ from pgrad.distributions import (
     DiagGaussianHead,
     TruncatedNormal,
     TruncatedNormalHead,
-    _ndtri_exp,
     make_action_head,
 )
 from pgrad.errors import ConfigError, UnsupportedSpaceError
+from pgrad.truncated_normal import _ndtri_exp
 
 try:
     import mpmath
