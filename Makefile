@@ -1,12 +1,17 @@
 # Two commands for a fresh machine (see README.md):
 #   make demo   creates .venv, installs pgrad, trains PPO on CartPole-v1, evaluates it, plots it
-#   make test   creates .venv if missing, installs pgrad with test extras, runs the whole test suite
+#   make test   creates .venv if missing, installs pgrad with test extras, lints, runs the whole test suite
+# and, for development (each also creates .venv if missing):
+#   make test-fast   the same lint, then every test not marked slow (none of tests/learning)
+#   make lint        ruff check + ruff format --check, as run by both test targets
+#   make format      rewrites the code: ruff format, then ruff check --fix (prints what needs a hand)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+RUFF := $(BIN)/ruff
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast lint format install clean
 
 # torch==2.13.0 first and exactly: it is the CPU wheel these machines hold on disk; any other
 # resolution would download a multi-GB CUDA build. The stamp reinstalls when pyproject changes.
@@ -23,8 +28,19 @@ demo: $(VENV)/.installed
 	$(BIN)/pgrad eval $(DEMO_DIR) --episodes 20
 	$(BIN)/pgrad plot $(DEMO_DIR) --out $(DEMO_DIR)/learning_curve.png
 
-test: $(VENV)/.installed
+lint: $(VENV)/.installed
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+format: $(VENV)/.installed
+	$(RUFF) format .
+	$(RUFF) check --fix .
+
+test: lint
 	$(BIN)/python -m pytest -q
 
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

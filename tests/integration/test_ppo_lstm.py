@@ -168,6 +168,7 @@ def test_collection_resets_state_at_episode_starts():
     agent.close()
 
 
+@pytest.mark.slow
 def test_learns_a_task_that_needs_memory_within_the_episode():
     """CueRecall with 6-step episodes: memoryless play earns 3.5 on average, memory earns 6.
 

@@ -255,6 +255,7 @@ def _sigterm_once_seeds_0_and_1_have_checkpoints(seeds: list[str], part: Path) -
     assert process.returncode == 128 + signal.SIGTERM and "--resume" in err
 
 
+@pytest.mark.slow
 def test_sigterm_to_a_multi_seed_run_does_not_start_the_queued_seeds(tmp_path):
     """More seeds than workers: a SIGTERM stops the running seeds at a checkpoint and cancels the
     queued one (it once started as soon as a worker was free, and trained to the end)."""
@@ -267,6 +268,7 @@ def test_sigterm_to_a_multi_seed_run_does_not_start_the_queued_seeds(tmp_path):
     assert json.loads((part / "summary.json").read_text())["completed_seeds"] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_multi_seed_run_stopped_by_sigterm_resumes_every_seed(tmp_path):
     """SIGTERM to the parent reaches the seed processes; --resume with the same --seeds finishes them."""
     seeds = ["--seeds", "0", "1", "--workers", "2"]
