@@ -19,11 +19,10 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
+from sb3_evaluation import evaluate_like_pgrad
 from stable_baselines3 import A2C
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
-
-from sb3_evaluation import evaluate_like_pgrad
 
 
 def main() -> None:
@@ -41,11 +40,20 @@ def main() -> None:
     seconds = time.perf_counter() - start
     returns = evaluate_like_pgrad(model, venv, args.env)
     last_100 = float(np.mean(monitor.get_episode_rewards()[-100:]))
-    print(json.dumps({
-        "env": args.env, "seed": args.seed, "steps": args.steps, "wall_seconds": round(seconds, 1),
-        "eval_mean_return": float(np.mean(returns)), "eval_std_return": float(np.std(returns)),
-        "returns": returns, "last_100_episode_return_mean": last_100,
-    }))
+    print(
+        json.dumps(
+            {
+                "env": args.env,
+                "seed": args.seed,
+                "steps": args.steps,
+                "wall_seconds": round(seconds, 1),
+                "eval_mean_return": float(np.mean(returns)),
+                "eval_std_return": float(np.std(returns)),
+                "returns": returns,
+                "last_100_episode_return_mean": last_100,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,10 @@ print(json.dumps({"before": before, "after": after, "steps": agent.total_steps, 
 
 def run(algo: str, seed: int) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", WORKER, json.dumps([algo, CASES[algo], seed])], capture_output=True, text=True, check=True
+        [sys.executable, "-c", WORKER, json.dumps([algo, CASES[algo], seed])],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return {"algo": algo, "seed": seed, **json.loads(out.stdout.strip().splitlines()[-1])}
 
@@ -49,11 +52,17 @@ def main() -> None:
     print("| algo | seed | untrained | trained | steps | seconds |")
     print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['algo']} | {r['seed']} | {r['before']:.1f} | {r['after']:.1f} | {r['steps']:,} | {r['seconds']:.1f} |")
+        print(
+            f"| {r['algo']} | {r['seed']} | {r['before']:.1f} | {r['after']:.1f} | {r['steps']:,} | "
+            f"{r['seconds']:.1f} |"
+        )
     for algo in args.algos:
         trained = sorted(r["after"] for r in results if r["algo"] == algo)
         reached = sum(value >= 475 for value in trained)
-        print(f"{algo}: {reached}/{len(trained)} seeds >= 475; min {trained[0]:.1f}, median {trained[len(trained) // 2]:.1f}")
+        print(
+            f"{algo}: {reached}/{len(trained)} seeds >= 475; min {trained[0]:.1f}, median "
+            f"{trained[len(trained) // 2]:.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """ARS benchmarks (results in BENCHMARKS.md, "ARS").
 
-    python benchmarks/ars.py mujoco ENV [--seed S] [--workers K]   # paper budget via the preset, run folder in runs/bench/
+    python benchmarks/ars.py mujoco ENV [--seed S] [--workers K]
+        # the paper budget via the preset, run folder in runs/bench/
     python benchmarks/ars.py speedup [--steps N]                   # HalfCheetah-v5 wall time, 1 vs 2 workers, same run
     python benchmarks/ars.py cartpole-seeds [--steps N]            # ContinuousCartPole preset over seeds 0-9
 
@@ -41,7 +42,11 @@ def speedup(steps: int) -> None:
         seconds = time.perf_counter() - start
         results[workers] = (seconds, agent.total_steps, agent.policy.flat_parameters())
         agent.close()
-        print(f"workers={workers}: {agent.total_steps:,} steps in {seconds:.1f} s = {agent.total_steps / seconds:,.0f} steps/s", flush=True)
+        print(
+            f"workers={workers}: {agent.total_steps:,} steps in {seconds:.1f} s = {agent.total_steps / seconds:,.0f} "
+            "steps/s",
+            flush=True,
+        )
     assert np.array_equal(results[1][2], results[2][2]), "1 and 2 workers must give the same weights"
     print(f"speed-up of 2 workers over 1: {results[1][0] / results[2][0]:.2f}x (identical weights)")
 
@@ -52,7 +57,11 @@ def cartpole_seeds(steps: int) -> None:
         start = time.perf_counter()
         agent.learn(steps, quiet=True)
         result = pgrad.evaluate(agent, episodes=20)
-        print(f"seed {seed}: {agent.total_steps:,} steps, eval {result['mean_return']:.1f}, {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"seed {seed}: {agent.total_steps:,} steps, eval {result['mean_return']:.1f}, "
+            f"{time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
         agent.close()
 
 

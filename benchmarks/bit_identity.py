@@ -25,7 +25,10 @@ CASES: list[tuple[str, list[str]]] = [
     ("ppo-cartpole", ["ppo", "CartPole-v1", "--seed", "0", "--steps", "16384"]),
     ("ppo-halfcheetah", ["ppo", "HalfCheetah-v5", "--seed", "0", "--steps", "8192"]),
     ("a2c-hopper", ["a2c", "Hopper-v5", "--seed", "0", "--steps", "8192"]),
-    ("ppo-batched-3", ["ppo", "Pendulum-v1", "--seeds", "0", "1", "2", "--batched", "--workers", "1", "--steps", "8192"]),
+    (
+        "ppo-batched-3",
+        ["ppo", "Pendulum-v1", "--seeds", "0", "1", "2", "--batched", "--workers", "1", "--steps", "8192"],
+    ),
     ("ars-pendulum", ["ars", "Pendulum-v1", "--seed", "0", "--steps", "40000", "--set", "n_workers=0"]),
     ("ppo-lstm-cartpolenovel", ["ppo-lstm", "pgrad/CartPoleNoVel-v1", "--seed", "0", "--steps", "8192"]),
     ("reinforce-cartpole", ["reinforce", "CartPole-v1", "--seed", "0", "--steps", "20000"]),
@@ -36,8 +39,18 @@ TIMING_COLUMNS = {"wall_time", "sps"}
 def record(out: Path) -> None:
     for name, arguments in CASES:
         folder = out / name
-        command = [sys.executable, "-m", "pgrad.cli", "train", *arguments, "--out", str(folder), "--quiet",
-                   "--eval-episodes", "2"]
+        command = [
+            sys.executable,
+            "-m",
+            "pgrad.cli",
+            "train",
+            *arguments,
+            "--out",
+            str(folder),
+            "--quiet",
+            "--eval-episodes",
+            "2",
+        ]
         print(" ".join(command[2:]), flush=True)
         subprocess.run(command, check=True)
 
@@ -51,9 +64,14 @@ def compare(old: Path, new: Path) -> bool:
     all_equal = True
     print("| case | file | rows | result |\n|---|---|---|---|")
     for name, _ in CASES:
-        files = sorted(p.relative_to(old / name) for p in (old / name).rglob("*.csv") if p.name in ("metrics.csv", "episodes.csv"))
+        files = sorted(
+            p.relative_to(old / name) for p in (old / name).rglob("*.csv") if p.name in ("metrics.csv", "episodes.csv")
+        )
         for relative in files:
-            before, after = _rows(old / name / relative), _rows(new / name / relative) if (new / name / relative).exists() else []
+            before, after = (
+                _rows(old / name / relative),
+                _rows(new / name / relative) if (new / name / relative).exists() else [],
+            )
             difference = next((i for i, (a, b) in enumerate(zip(before, after)) if a != b), None)
             if difference is None and len(before) == len(after):
                 result = "identical"

@@ -34,7 +34,8 @@ start = time.perf_counter()
 agent.learn(steps, quiet=True)
 seconds = time.perf_counter() - start
 result = pgrad.evaluate(agent, episodes=20)
-print(json.dumps({"eval": result["mean_return"], "last100": agent.logger.recent_return, "steps": agent.total_steps, "seconds": seconds}))
+record = {"eval": result["mean_return"], "last100": agent.logger.recent_return, "steps": agent.total_steps}
+print(json.dumps({**record, "seconds": seconds}))
 """
 
 
@@ -42,7 +43,9 @@ def run(case: str, algo: str, seed: int, overrides: dict) -> dict:
     env, steps = CASES[case]
     out = subprocess.run(
         [sys.executable, "-c", WORKER, json.dumps([algo, env, steps, seed, overrides])],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return {"case": case, "algo": algo, "seed": seed, **json.loads(out.stdout.strip().splitlines()[-1])}
 
@@ -62,8 +65,10 @@ def main() -> None:
     print("| case | algo | seed | eval (20 ep.) | last-100 train | steps | seconds | steps/s |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['case']} | {r['algo']} | {r['seed']} | {r['eval']:.1f} | {r['last100']:.1f} | {r['steps']:,} "
-              f"| {r['seconds']:.1f} | {r['steps'] / r['seconds']:,.0f} |")
+        print(
+            f"| {r['case']} | {r['algo']} | {r['seed']} | {r['eval']:.1f} | {r['last100']:.1f} | {r['steps']:,} "
+            f"| {r['seconds']:.1f} | {r['steps'] / r['seconds']:,.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ def run(seed: int, steps: int, eval_episodes: int) -> dict:
     checkpoints = [steps // 3, 2 * steps // 3]
     out = subprocess.run(
         [sys.executable, "-c", WORKER, json.dumps([seed, steps, checkpoints, eval_episodes])],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -58,7 +60,9 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda seed: run(seed, args.steps, args.eval_episodes), args.seeds))
     marks = sorted({int(k) for r in results for k in r["evaluations"]})
-    print("| seed | " + " | ".join(f"eval at {m // 1000}k" for m in marks) + " | last-100 training | episodes | seconds |")
+    print(
+        "| seed | " + " | ".join(f"eval at {m // 1000}k" for m in marks) + " | last-100 training | episodes | seconds |"
+    )
     print("|---|" + "---|" * len(marks) + "---|---|---|")
     for r in results:
         evals = " | ".join(f"{r['evaluations'][str(m)]:.1f}" for m in marks)

@@ -50,7 +50,9 @@ print(json.dumps(result))
 def run(seed: int, episodes: int, window: int, solved_return: float) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", WORKER, json.dumps([seed, episodes, window, solved_return])],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -69,7 +71,10 @@ def main() -> None:
         solved = r["solved_at"] if r["solved_at"] is not None else "-"
         steps_then = f"{r['steps_at_solved']:,}" if r["steps_at_solved"] is not None else "-"
         eval_then = f"{r['eval_at_solved']:.1f}" if r["eval_at_solved"] is not None else "-"
-        print(f"| {r['seed']} | {solved} | {steps_then} | {eval_then} | {r['eval_at_end']:.1f} | {r['steps']:,} | {r['seconds']:.0f} |")
+        print(
+            f"| {r['seed']} | {solved} | {steps_then} | {eval_then} | {r['eval_at_end']:.1f} | {r['steps']:,} | "
+            f"{r['seconds']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

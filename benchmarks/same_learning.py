@@ -7,7 +7,8 @@ return of the last 100 training episodes of each seed and the steps per second o
 draws both libraries' curves (mean over seeds of the 100-episode running mean, with the range
 over seeds shaded) into ``--out`` (a PNG).
 
-    .venv/bin/python benchmarks/same_learning.py --env HalfCheetah-v5 --steps 300000 --seeds 0 1 2 --out docs/same_learning_halfcheetah.png
+    .venv/bin/python benchmarks/same_learning.py --env HalfCheetah-v5 --steps 300000 --seeds 0 1 2 \
+        --out docs/same_learning_halfcheetah.png
 
 SB3 is the ``bench`` extra. Episode returns are the raw env returns (SB3's Monitor; pgrad's
 episodes.csv), so the two are directly comparable.
@@ -72,8 +73,14 @@ def _train_sb3(env_id: str, steps: int, seed: int) -> dict:
 
     env = DummyVecEnv([lambda: Monitor(gym.make(env_id))])
     model = stable_baselines3.PPO(
-        "MlpPolicy", env, seed=seed, device="cpu", verbose=0,
-        policy_kwargs=dict(net_arch=dict(pi=list(NET["hidden_sizes"]), vf=list(NET["hidden_sizes"])), activation_fn=torch.nn.Tanh),
+        "MlpPolicy",
+        env,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+        policy_kwargs=dict(
+            net_arch=dict(pi=list(NET["hidden_sizes"]), vf=list(NET["hidden_sizes"])), activation_fn=torch.nn.Tanh
+        ),
         **SB3_KWARGS["ppo"],
     )
     callback = Episodes()
@@ -85,7 +92,18 @@ def _train_sb3(env_id: str, steps: int, seed: int) -> dict:
 
 def _run(library: str, env_id: str, steps: int, seed: int) -> dict:
     """One run in a fresh interpreter (its own torch thread setting and imports)."""
-    command = [sys.executable, __file__, "--worker", library, "--env", env_id, "--steps", str(steps), "--seeds", str(seed)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        library,
+        "--env",
+        env_id,
+        "--steps",
+        str(steps),
+        "--seeds",
+        str(seed),
+    ]
     output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=REPO).stdout
     return {"library": library, "seed": seed, **json.loads(output.strip().splitlines()[-1])}
 
@@ -93,8 +111,12 @@ def _run(library: str, env_id: str, steps: int, seed: int) -> dict:
 def _curve(steps: list[int], returns: list[float], grid, window: int = 100):
     import numpy as np
 
-    running = np.convolve(returns, np.ones(window), "valid") / window if len(returns) >= window else np.array([np.mean(returns)])
-    running_steps = np.asarray(steps[len(steps) - len(running):])
+    running = (
+        np.convolve(returns, np.ones(window), "valid") / window
+        if len(returns) >= window
+        else np.array([np.mean(returns)])
+    )
+    running_steps = np.asarray(steps[len(steps) - len(running) :])
     return np.interp(grid, running_steps, running, left=np.nan)
 
 

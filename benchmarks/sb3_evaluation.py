@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 
 
 def evaluate_like_pgrad(model, venv, env_id: str, episodes: int = 10) -> list[float]:

@@ -75,16 +75,31 @@ def _worker(mode: str, env: str, seeds: list[int], steps: int, settings: str) ->
         agents = [single]
     returns = [a.logger.recent_return for a in agents]
     return {
-        "learn_s": learn_s, "steps": sum(a.total_steps for a in agents),
+        "learn_s": learn_s,
+        "steps": sum(a.total_steps for a in agents),
         "recent_return": [r if math.isfinite(r) else None for r in returns],
     }
 
 
 def _spawn(mode: str, env: str, seeds: list[int], steps: int, settings: str) -> dict:
-    command = [sys.executable, __file__, "--worker", mode, "--env", env, "--steps", str(steps), "--settings", settings,
-               "--seeds", *map(str, seeds)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        mode,
+        "--env",
+        env,
+        "--steps",
+        str(steps),
+        "--settings",
+        settings,
+        "--seeds",
+        *map(str, seeds),
+    ]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False
+    )
     if done.returncode != 0:
         raise SystemExit(f"{mode} run failed:\n{done.stderr}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -99,8 +114,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8192, help="steps per seed")
     parser.add_argument("--settings", choices=("paper", "preset"), default="paper")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="separate: processes at a time")
-    parser.add_argument("--batched-workers", type=int, default=os.cpu_count(),
-                        help="batched: processes, each a seed-batched model over its share of the seeds (pgrad train --batched --workers)")
+    parser.add_argument(
+        "--batched-workers",
+        type=int,
+        default=os.cpu_count(),
+        help="batched: processes, each a seed-batched model over its share of the seeds "
+        "(pgrad train --batched --workers)",
+    )
     parser.add_argument("--modes", nargs="+", default=["batched", "separate"], choices=("batched", "separate"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -108,8 +128,10 @@ def main() -> None:
         print(json.dumps(_worker(args.worker, args.env, args.seeds, args.steps, args.settings)))
         return
 
-    print(f"{args.env}, seeds {args.seeds}, {args.steps} steps each, settings {args.settings}; "
-          f"{os.cpu_count()} cores, load before: {os.getloadavg()[0]:.2f}")
+    print(
+        f"{args.env}, seeds {args.seeds}, {args.steps} steps each, settings {args.settings}; "
+        f"{os.cpu_count()} cores, load before: {os.getloadavg()[0]:.2f}"
+    )
     for mode in args.modes:
         load = os.getloadavg()[0]
         start = time.perf_counter()
@@ -120,21 +142,30 @@ def main() -> None:
             with ThreadPoolExecutor(max_workers=len(groups)) as pool:
                 results = list(pool.map(lambda g: _spawn("batched", args.env, g, args.steps, args.settings), groups))
             learn_wall = max(r["learn_s"] for r in results)  # the groups run at once: the slowest one's learn()
-            print(f"batched: groups {groups}, one process each; learn() of each "
-                  f"{[round(r['steps'] / r['learn_s']) for r in results]} steps/s")
+            print(
+                f"batched: groups {groups}, one process each; learn() of each "
+                f"{[round(r['steps'] / r['learn_s']) for r in results]} steps/s"
+            )
         else:
             with ThreadPoolExecutor(max_workers=args.workers) as pool:
-                results = list(pool.map(lambda s: _spawn("separate", args.env, [s], args.steps, args.settings), args.seeds))
+                results = list(
+                    pool.map(lambda s: _spawn("separate", args.env, [s], args.steps, args.settings), args.seeds)
+                )
             learn_wall = None  # the processes overlap; only the whole wall time is meaningful
             per_process = [r["steps"] / r["learn_s"] for r in results]
-            print(f"separate: learn() of each process alone {[round(x) for x in per_process]} steps/s, "
-                  f"{args.workers} at a time")
+            print(
+                f"separate: learn() of each process alone {[round(x) for x in per_process]} steps/s, "
+                f"{args.workers} at a time"
+            )
         wall = time.perf_counter() - start
         steps = sum(r["steps"] for r in results)
         returns = [x for r in results for x in r["recent_return"]]
         learn_text = f"{steps / learn_wall:8.0f} steps/s in learn()" if learn_wall else " " * 24
-        print(f"{mode:9s} load {load:4.2f}: {steps} steps, {steps / wall:8.0f} steps/s whole wall ({wall:.1f} s), {learn_text}; "
-              f"last-100 returns {[None if x is None else round(x, 1) for x in returns]}")
+        print(
+            f"{mode:9s} load {load:4.2f}: {steps} steps, {steps / wall:8.0f} steps/s whole wall ({wall:.1f} s), "
+            f"{learn_text}; "
+            f"last-100 returns {[None if x is None else round(x, 1) for x in returns]}"
+        )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@ CASES = {
     "ppo-cartpole-50k": ("CartPole-v1", 50_000, {}, 20),
     "ppo-continuous-cartpole-30k": ("pgrad/ContinuousCartPole-v0", 30_000, {"n_envs": 4, "n_steps": 256}, 10),
     "ppo-continuous-cartpole-truncnorm-30k": (
-        "pgrad/ContinuousCartPole-v0", 30_000, {"n_envs": 4, "n_steps": 256, "action_dist": "truncated_normal"}, 10,
+        "pgrad/ContinuousCartPole-v0",
+        30_000,
+        {"n_envs": 4, "n_steps": 256, "action_dist": "truncated_normal"},
+        10,
     ),
     "ppo-inverted-pendulum-30k": ("InvertedPendulum-v5", 30_000, {"n_envs": 4, "n_steps": 256}, 10),
 }
@@ -40,7 +43,9 @@ def run(case: str, seed: int) -> dict:
     env, steps, overrides, episodes = CASES[case]
     out = subprocess.run(
         [sys.executable, "-c", WORKER, json.dumps([env, steps, overrides, episodes, seed])],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return {"case": case, "seed": seed, **json.loads(out.stdout.strip().splitlines()[-1])}
 
@@ -57,10 +62,15 @@ def main() -> None:
     print("| case | seed | untrained | trained | steps | seconds |")
     print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['case']} | {r['seed']} | {r['before']:.1f} | {r['after']:.1f} | {r['steps']:,} | {r['seconds']:.1f} |")
+        print(
+            f"| {r['case']} | {r['seed']} | {r['before']:.1f} | {r['after']:.1f} | {r['steps']:,} | "
+            f"{r['seconds']:.1f} |"
+        )
     for case in args.cases:
         trained = [r["after"] for r in results if r["case"] == case]
-        print(f"{case}: min {min(trained):.1f}, median {sorted(trained)[len(trained) // 2]:.1f} over {len(trained)} seeds")
+        print(
+            f"{case}: min {min(trained):.1f}, median {sorted(trained)[len(trained) // 2]:.1f} over {len(trained)} seeds"
+        )
 
 
 if __name__ == "__main__":

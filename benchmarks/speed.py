@@ -59,22 +59,75 @@ NET = dict(hidden_sizes=(64, 64), activation="tanh")
 
 # The same settings spelled once for each library (see the module docstring).
 PGRAD_KWARGS = {
-    "ppo": dict(preset=None, n_envs=1, n_steps=2048, batch_size=64, n_epochs=10, lr=3e-4, adam_eps=1e-5, gamma=0.99,
-                gae_lambda=0.95, clip_coef=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, anneal_lr=False,
-                normalize_obs=False, log_std_init=0.0, **NET),
-    "a2c": dict(preset=None, n_envs=1, n_steps=5, lr=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.0, vf_coef=0.5,
-                max_grad_norm=0.5, optimizer="rmsprop", rmsprop_alpha=0.99, optimizer_eps=1e-5, anneal_lr=False,
-                normalize_advantage=False, normalize_obs=False, log_std_init=0.0, **NET),
+    "ppo": dict(
+        preset=None,
+        n_envs=1,
+        n_steps=2048,
+        batch_size=64,
+        n_epochs=10,
+        lr=3e-4,
+        adam_eps=1e-5,
+        gamma=0.99,
+        gae_lambda=0.95,
+        clip_coef=0.2,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        anneal_lr=False,
+        normalize_obs=False,
+        log_std_init=0.0,
+        **NET,
+    ),
+    "a2c": dict(
+        preset=None,
+        n_envs=1,
+        n_steps=5,
+        lr=7e-4,
+        gamma=0.99,
+        gae_lambda=1.0,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        optimizer="rmsprop",
+        rmsprop_alpha=0.99,
+        optimizer_eps=1e-5,
+        anneal_lr=False,
+        normalize_advantage=False,
+        normalize_obs=False,
+        log_std_init=0.0,
+        **NET,
+    ),
 }
 SB3_KWARGS = {
-    "ppo": dict(n_steps=2048, batch_size=64, n_epochs=10, learning_rate=3e-4, gamma=0.99, gae_lambda=0.95,
-                clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5),
-    "a2c": dict(n_steps=5, learning_rate=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.0, vf_coef=0.5,
-                max_grad_norm=0.5, rms_prop_eps=1e-5, use_rms_prop=True, normalize_advantage=False),
+    "ppo": dict(
+        n_steps=2048,
+        batch_size=64,
+        n_epochs=10,
+        learning_rate=3e-4,
+        gamma=0.99,
+        gae_lambda=0.95,
+        clip_range=0.2,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+    ),
+    "a2c": dict(
+        n_steps=5,
+        learning_rate=7e-4,
+        gamma=0.99,
+        gae_lambda=1.0,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        rms_prop_eps=1e-5,
+        use_rms_prop=True,
+        normalize_advantage=False,
+    ),
 }
 
 
 # -- one timed run, in its own process ---------------------------------------------------------
+
 
 def _run_pgrad(algo: str, env_id: str, steps: int, seed: int, overrides: dict, profiler: str | None) -> dict:
     import torch
@@ -84,8 +137,12 @@ def _run_pgrad(algo: str, env_id: str, steps: int, seed: int, overrides: dict, p
 
     agent = pgrad.ALGORITHMS[algo](env_id, seed=seed, **{**PGRAD_KWARGS[algo], **overrides})
     result = _timed(lambda: agent.learn(steps, quiet=True), profiler)
-    result.update(steps_done=agent.total_steps, recent_return=_finite_or_none(agent.logger.recent_return),
-                  torch_threads=torch.get_num_threads(), pgrad_file=pgrad.__file__)
+    result.update(
+        steps_done=agent.total_steps,
+        recent_return=_finite_or_none(agent.logger.recent_return),
+        torch_threads=torch.get_num_threads(),
+        pgrad_file=pgrad.__file__,
+    )
     agent.close()
     return result
 
@@ -129,9 +186,15 @@ def _run_parts(algo: str, env_id: str, seed: int, overrides: dict) -> dict:
         agent.predict(obs)
     predict_s = (time.perf_counter() - start) / 2000
     agent.close()
-    return {"wall_s": 1.0, "steps_done": 0, "collect_us_per_step": collect_s / (c.n_steps * c.n_envs) * 1e6,
-            "update_ms_per_minibatch": update_s / updates * 1e3, "predict_us": predict_s * 1e6,
-            "load1_before": os.getloadavg()[0], "pgrad_file": pgrad.__file__}
+    return {
+        "wall_s": 1.0,
+        "steps_done": 0,
+        "collect_us_per_step": collect_s / (c.n_steps * c.n_envs) * 1e6,
+        "update_ms_per_minibatch": update_s / updates * 1e3,
+        "predict_us": predict_s * 1e6,
+        "load1_before": os.getloadavg()[0],
+        "pgrad_file": pgrad.__file__,
+    }
 
 
 def _run_sb3(algo: str, env_id: str, steps: int, seed: int) -> dict:
@@ -146,13 +209,22 @@ def _run_sb3(algo: str, env_id: str, steps: int, seed: int) -> dict:
     # Monitor records episode returns, as pgrad's collector does; it costs next to nothing.
     env = DummyVecEnv([lambda: Monitor(gym.make(env_id))])
     cls = {"ppo": stable_baselines3.PPO, "a2c": stable_baselines3.A2C}[algo]
-    model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
-                policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh),
-                **SB3_KWARGS[algo])
+    model = cls(
+        "MlpPolicy",
+        env,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+        policy_kwargs=dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh),
+        **SB3_KWARGS[algo],
+    )
     result = _timed(lambda: model.learn(total_timesteps=steps), None)
     returns = [info["r"] for info in model.ep_info_buffer]
-    result.update(steps_done=int(model.num_timesteps), recent_return=statistics.fmean(returns) if returns else None,
-                  torch_threads=torch.get_num_threads())
+    result.update(
+        steps_done=int(model.num_timesteps),
+        recent_return=statistics.fmean(returns) if returns else None,
+        torch_threads=torch.get_num_threads(),
+    )
     env.close()
     return result
 
@@ -213,6 +285,7 @@ def _finite_or_none(x: float) -> float | None:
 
 # -- the driver ---------------------------------------------------------------------------------
 
+
 def _versions() -> dict[str, str | None]:
     out = {}
     for name in ("torch", "gymnasium", "mujoco", "numpy", "stable_baselines3"):
@@ -226,7 +299,9 @@ def _versions() -> dict[str, str | None]:
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True).stdout.rstrip()
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
+        ).stdout.rstrip()
     except (OSError, subprocess.CalledProcessError):
         return ""
 
@@ -242,8 +317,19 @@ def _export(commit: str) -> tuple[tempfile.TemporaryDirectory, Path]:
 def _spawn(impl: str, case: str, args: argparse.Namespace, snapshot: Path | None, profiler: str | None = None) -> dict:
     """One run in a fresh process. ``base`` is pgrad from the ``--baseline`` snapshot."""
     worker = "parts" if args.parts else "pgrad" if impl == "base" else impl
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--cases", case,
-               "--steps", str(args.steps), "--seed", str(args.seed), *sum((["--set", kv] for kv in args.set), [])]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        worker,
+        "--cases",
+        case,
+        "--steps",
+        str(args.steps),
+        "--seed",
+        str(args.seed),
+        *sum((["--set", kv] for kv in args.set), []),
+    ]
     if profiler:
         command += ["--profile", profiler]
     env = dict(os.environ)
@@ -277,7 +363,9 @@ def _summarise(runs: list[dict], impls: list[str]) -> dict:
             summary[impl] = {
                 "median_steps_per_s": statistics.median(r["steps_per_s"] for r in mine),
                 "all_steps_per_s": [round(r["steps_per_s"]) for r in mine],
-                "recent_returns": [None if r.get("recent_return") is None else round(r["recent_return"], 1) for r in mine],
+                "recent_returns": [
+                    None if r.get("recent_return") is None else round(r["recent_return"], 1) for r in mine
+                ],
             }
     raw = summary.get("raw", {}).get("median_steps_per_s")
     for impl in ("pgrad", "sb3"):
@@ -297,31 +385,48 @@ def _print_parts(args, session, impls, snapshot, base_snapshot) -> None:
     for case in args.cases:
         runs = []
         for repeat in range(args.repeats):
-            for impl in (impls if repeat % 2 == 0 else impls[::-1]):
+            for impl in impls if repeat % 2 == 0 else impls[::-1]:
                 runs.append(_spawn(impl, case, args, base_snapshot if impl == "base" else snapshot))
         for impl in impls:
             mine = [r for r in runs if r["impl"] == impl]
             medians = [statistics.median(r[k] for r in mine) for k in keys]
             loads = [r["load1_before"] for r in mine]
             name = f"base ({session['baseline_commit']})" if impl == "base" else f"pgrad ({session['pgrad_commit']})"
-            print(f"| {case} | {name} | {medians[0]:.0f} | {medians[1]:.3f} | {medians[2]:.0f} | {min(loads):.1f}-{max(loads):.1f} |")
+            print(
+                f"| {case} | {name} | {medians[0]:.0f} | {medians[1]:.3f} | {medians[2]:.0f} | "
+                f"{min(loads):.1f}-{max(loads):.1f} |"
+            )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="ALGO:ENV pairs (algos: ppo, a2c)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds; medians are reported")
-    parser.add_argument("--steps", type=int, default=40_960, help="env steps per run (20 PPO rollouts of 2048 by default)")
+    parser.add_argument(
+        "--steps", type=int, default=40_960, help="env steps per run (20 PPO rollouts of 2048 by default)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every run")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="pgrad-only override (repeatable)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="pgrad-only override (repeatable)"
+    )
     parser.add_argument("--no-sb3", action="store_true", help="skip SB3 even if it is importable")
     parser.add_argument("--json", metavar="PATH", help="also write every run and the summary to this JSON file")
-    parser.add_argument("--profile", choices=("cprofile", "pyinstrument"),
-                        help="profile one pgrad run per case (after an unprofiled one) instead of benchmarking")
+    parser.add_argument(
+        "--profile",
+        choices=("cprofile", "pyinstrument"),
+        help="profile one pgrad run per case (after an unprofiled one) instead of benchmarking",
+    )
     parser.add_argument("--commit", help="benchmark this commit (git archive) instead of the working tree")
-    parser.add_argument("--baseline", metavar="REV", help="also run pgrad at this commit ('base'), alternating with the rest")
-    parser.add_argument("--parts", action="store_true",
-                        help="time pgrad's parts (rollout per step, update per minibatch, predict) instead of whole runs")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also run pgrad at this commit ('base'), alternating with the rest"
+    )
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="time pgrad's parts (rollout per step, update per minibatch, predict) instead of whole runs",
+    )
     parser.add_argument("--worker", choices=("pgrad", "sb3", "raw", "parts"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     for case in args.cases:
@@ -353,17 +458,22 @@ def main() -> None:
     uncommitted = [] if snapshot else _git("status", "--porcelain", "--", "pgrad").splitlines()
     session = {
         "command": " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "pgrad_commit": commit + (" + uncommitted changes" if uncommitted else ""),
-        "versions": _versions(), "cpus": os.cpu_count(), "steps": args.steps, "pgrad_overrides": args.set,
+        "versions": _versions(),
+        "cpus": os.cpu_count(),
+        "steps": args.steps,
+        "pgrad_overrides": args.set,
     }
 
     if args.profile:
         for case in args.cases:
             plain = _spawn("pgrad", case, args, snapshot)
             profiled = _spawn("pgrad", case, args, snapshot, profiler=args.profile)
-            print(f"{case}: unprofiled {plain['steps_per_s']:.0f} steps/s ({plain['wall_s']:.2f} s); "
-                  f"profiled ({args.profile}) {profiled['steps_per_s']:.0f} steps/s ({profiled['wall_s']:.2f} s)")
+            print(
+                f"{case}: unprofiled {plain['steps_per_s']:.0f} steps/s ({plain['wall_s']:.2f} s); "
+                f"profiled ({args.profile}) {profiled['steps_per_s']:.0f} steps/s ({profiled['wall_s']:.2f} s)"
+            )
         return
 
     impls = ["pgrad", "raw"]
@@ -390,32 +500,53 @@ def main() -> None:
                 run = _spawn(impl, case, args, base_snapshot if impl == "base" else snapshot)
                 run["repeat"] = repeat
                 runs.append(run)
-                print(f"{case:<22} repeat {repeat} {impl:<5} {run['steps_per_s']:8.0f} steps/s  wall {run['wall_s']:6.2f} s  "
-                      f"load1 {run['load1_before']:.2f}", file=sys.stderr, flush=True)
+                print(
+                    f"{case:<22} repeat {repeat} {impl:<5} {run['steps_per_s']:8.0f} steps/s  wall "
+                    f"{run['wall_s']:6.2f} s  "
+                    f"load1 {run['load1_before']:.2f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         results[case] = {"runs": runs, "summary": _summarise(runs, impls)}
 
-    print(f"\npgrad {session['pgrad_commit']}, {args.steps:,} steps per run, medians of {args.repeats} alternating "
-          f"repeats, {session['date']}")
+    print(
+        f"\npgrad {session['pgrad_commit']}, {args.steps:,} steps per run, medians of {args.repeats} alternating "
+        f"repeats, {session['date']}"
+    )
     v = session["versions"]
-    print(f"torch {v['torch']}, gymnasium {v['gymnasium']}, mujoco {v['mujoco']}, numpy {v['numpy']}, "
-          f"SB3 {v['stable_baselines3']}, python {v['python']}, {session['cpus']} cpus")
+    print(
+        f"torch {v['torch']}, gymnasium {v['gymnasium']}, mujoco {v['mujoco']}, numpy {v['numpy']}, "
+        f"SB3 {v['stable_baselines3']}, python {v['python']}, {session['cpus']} cpus"
+    )
     if args.baseline:
         print(f"baseline ('base'): pgrad at {session['baseline_commit']}")
         for case, result in results.items():
             s = result["summary"]
-            print(f"  {case}: pgrad {s['pgrad']['median_steps_per_s']:,.0f} steps/s, base {s['base']['median_steps_per_s']:,.0f}"
-                  f" steps/s, pgrad / base {s['pgrad_over_base']:.2f}")
-    print("| case | pgrad steps/s | SB3 steps/s | pgrad / SB3 | raw env steps/s | overhead pgrad | overhead SB3 | load1 |")
+            print(
+                f"  {case}: pgrad {s['pgrad']['median_steps_per_s']:,.0f} steps/s, base "
+                f"{s['base']['median_steps_per_s']:,.0f}"
+                f" steps/s, pgrad / base {s['pgrad_over_base']:.2f}"
+            )
+    print(
+        "| case | pgrad steps/s | SB3 steps/s | pgrad / SB3 | raw env steps/s | overhead pgrad | overhead SB3 | load1 |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for case, result in results.items():
         s, runs = result["summary"], result["runs"]
         loads = [r["load1_before"] for r in runs]
         sb3 = s.get("sb3", {})
-        print(f"| {case} | {s['pgrad']['median_steps_per_s']:,.0f} | "
-              f"{sb3['median_steps_per_s']:,.0f} | " if sb3 else f"| {case} | {s['pgrad']['median_steps_per_s']:,.0f} | - | ", end="")
+        print(
+            f"| {case} | {s['pgrad']['median_steps_per_s']:,.0f} | {sb3['median_steps_per_s']:,.0f} | "
+            if sb3
+            else f"| {case} | {s['pgrad']['median_steps_per_s']:,.0f} | - | ",
+            end="",
+        )
         print(f"{s['pgrad_over_sb3']:.2f} | " if "pgrad_over_sb3" in s else "- | ", end="")
-        print(f"{s['raw']['median_steps_per_s']:,.0f} | {s['pgrad']['overhead_factor']:.1f} | "
-              + (f"{sb3['overhead_factor']:.1f} | " if sb3 else "- | ") + f"{min(loads):.1f}-{max(loads):.1f} |")
+        print(
+            f"{s['raw']['median_steps_per_s']:,.0f} | {s['pgrad']['overhead_factor']:.1f} | "
+            + (f"{sb3['overhead_factor']:.1f} | " if sb3 else "- | ")
+            + f"{min(loads):.1f}-{max(loads):.1f} |"
+        )
     print("\nper run (steps/s) and mean return of recent training episodes:")
     for case, result in results.items():
         for impl in impls:

@@ -37,19 +37,31 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ENVS = [
-    "CartPole-v1", "Pendulum-v1", "LunarLander-v3", "InvertedPendulum-v5", "InvertedDoublePendulum-v5",
-    "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5",
+    "CartPole-v1",
+    "Pendulum-v1",
+    "LunarLander-v3",
+    "InvertedPendulum-v5",
+    "InvertedDoublePendulum-v5",
+    "HalfCheetah-v5",
+    "Hopper-v5",
+    "Walker2d-v5",
+    "Ant-v5",
 ]
 ALGOS = ["ppo", "a2c", "reinforce-baseline", "ars"]
 
 # (algo, env) -> goal on the last-100-episode return (BENCHMARKS.md, "Reference numbers and goals").
 GOALS = {
-    ("ppo", "HalfCheetah-v5"): 5000, ("ppo", "Hopper-v5"): 2500, ("ppo", "Walker2d-v5"): 3500,
-    ("ppo", "InvertedPendulum-v5"): 1000, ("ppo", "InvertedDoublePendulum-v5"): 9000,
+    ("ppo", "HalfCheetah-v5"): 5000,
+    ("ppo", "Hopper-v5"): 2500,
+    ("ppo", "Walker2d-v5"): 3500,
+    ("ppo", "InvertedPendulum-v5"): 1000,
+    ("ppo", "InvertedDoublePendulum-v5"): 9000,
     ("ppo", "LunarLander-v3"): 250,
-    ("a2c", "HalfCheetah-v5"): 3000, ("a2c", "Hopper-v5"): 1500,
+    ("a2c", "HalfCheetah-v5"): 3000,
+    ("a2c", "Hopper-v5"): 1500,
     ("reinforce-baseline", "InvertedPendulum-v5"): 950,
-    ("ars", "HalfCheetah-v5"): 4500, ("ars", "Hopper-v5"): 3300,
+    ("ars", "HalfCheetah-v5"): 4500,
+    ("ars", "Hopper-v5"): 3300,
 }
 
 
@@ -95,10 +107,16 @@ def settings_differences(folder: Path, settings: dict) -> list[str]:
     if not (folder / "config.json").is_file():
         return []
     recorded = json.loads((folder / "config.json").read_text())
-    differences = [f"preset: {recorded.get('preset')!r} -> {settings['preset']!r}"] if recorded.get("preset") != settings["preset"] else []
+    differences = (
+        [f"preset: {recorded.get('preset')!r} -> {settings['preset']!r}"]
+        if recorded.get("preset") != settings["preset"]
+        else []
+    )
     differences += config_changes(recorded.get("config", {}), settings["config"])
     state = folder / "checkpoint" / "state.json"
-    trained_for = (json.loads(state.read_text()).get("learn_budget") or {}).get("total_steps") if state.is_file() else None
+    trained_for = (
+        (json.loads(state.read_text()).get("learn_budget") or {}).get("total_steps") if state.is_file() else None
+    )
     if trained_for is not None and trained_for != settings["steps"]:
         differences.append(f"steps: {trained_for} -> {settings['steps']}")
     return differences
@@ -113,12 +131,22 @@ def stale_seeds(algo: str, env: str, seeds: list[int], steps: int | None, out: P
 
 def stale_message(algo: str, env: str, out: Path, stale: dict[int, list[str]]) -> str:
     first = next(iter(stale))
-    return (f"{algo} on {env}: seeds {sorted(stale)} in {out} were trained with other settings than the suite's now "
-            f"(seed {first}: {'; '.join(stale[first])}); move them away to retrain them")
+    return (
+        f"{algo} on {env}: seeds {sorted(stale)} in {out} were trained with other settings than the suite's now "
+        f"(seed {first}: {'; '.join(stale[first])}); move them away to retrain them"
+    )
 
 
-def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Path, workers: int,
-               batched: bool = False, stale: dict[int, list[str]] | None = None) -> list[str]:
+def train_pair(
+    algo: str,
+    env: str,
+    seeds: list[int],
+    steps: int | None,
+    out: Path,
+    workers: int,
+    batched: bool = False,
+    stale: dict[int, list[str]] | None = None,
+) -> list[str]:
     """Train the seeds of one pair that have not finished yet; return error lines.
 
     ``stale``: the pair's :func:`stale_seeds` if already found; with any, nothing is trained.
@@ -137,7 +165,10 @@ def train_pair(algo: str, env: str, seeds: list[int], steps: int | None, out: Pa
     if missing:
         batch = batched and algo in BATCHED_ALGORITHMS and len(missing) > 1
         how = " as seed-batched models" if batch else ""
-        print(f"{algo} on {env}: training seeds {missing}{how} ({len(seeds) - len(missing)} already done)", file=sys.stderr)
+        print(
+            f"{algo} on {env}: training seeds {missing}{how} ({len(seeds) - len(missing)} already done)",
+            file=sys.stderr,
+        )
         # seeds with a checkpoint continue from it (the others start): what --resume does
         resume = any((out / f"seed_{s}" / "checkpoint" / "state.json").is_file() for s in missing)
         spec = TrainSpec(algo=algo, env=env, seed=missing[0], out=str(out), steps=steps, quiet=True, resume=resume)
@@ -163,12 +194,22 @@ def table_row(algo: str, env: str, seeds: list[int], out: Path, stale: dict[int,
 
     from pgrad.experiments.stats import iqm, stratified_bootstrap_ci
 
-    summaries = [s for s in (seed_summary(out / f"seed_{seed}") for seed in seeds if seed not in stale) if s is not None]
-    last100 = [s["last_100_episode_return_mean"] for s in summaries if s.get("last_100_episode_return_mean") is not None]
+    summaries = [
+        s for s in (seed_summary(out / f"seed_{seed}") for seed in seeds if seed not in stale) if s is not None
+    ]
+    last100 = [
+        s["last_100_episode_return_mean"] for s in summaries if s.get("last_100_episode_return_mean") is not None
+    ]
     evals = [s["eval_mean_return"] for s in summaries if s.get("eval_mean_return") is not None]
-    row = {"algo": algo, "env": env, "seeds_done": len(summaries), "seeds_asked": len(seeds),
-           "seeds_stale": sorted(stale), "steps": summaries[0]["steps"] if summaries else None,
-           "goal": GOALS.get((algo, env))}
+    row = {
+        "algo": algo,
+        "env": env,
+        "seeds_done": len(summaries),
+        "seeds_asked": len(seeds),
+        "seeds_stale": sorted(stale),
+        "steps": summaries[0]["steps"] if summaries else None,
+        "goal": GOALS.get((algo, env)),
+    }
     if last100:
         row["iqm"], row["ci_low"], row["ci_high"] = stratified_bootstrap_ci([last100])
     if evals:
@@ -210,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/suite")
     parser.add_argument("--workers", type=int, default=None, help="seeds trained at once (default: all cores)")
     parser.add_argument("--list", action="store_true", help="show the plan and what is done; train nothing")
-    parser.add_argument("--batched", action="store_true",
-                        help="PPO: train the seeds as seed-batched models (--workers processes), not one process each")
+    parser.add_argument(
+        "--batched",
+        action="store_true",
+        help="PPO: train the seeds as seed-batched models (--workers processes), not one process each",
+    )
     parser.add_argument("--no-report", action="store_true", help="skip `pgrad report` (figures)")
     args = parser.parse_args(argv)
 
@@ -223,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     stale = {(algo, env): stale_seeds(algo, env, args.seeds, args.steps, root / algo / env) for algo, env in pairs}
     if not args.list:
         for algo, env in pairs:
-            errors += train_pair(algo, env, args.seeds, args.steps, root / algo / env, args.workers, args.batched,
-                                 stale[algo, env])
+            errors += train_pair(
+                algo, env, args.seeds, args.steps, root / algo / env, args.workers, args.batched, stale[algo, env]
+            )
     rows = [table_row(algo, env, args.seeds, root / algo / env, stale[algo, env]) for algo, env in pairs]
     table = format_table(rows)
     print(table)
@@ -243,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         from pgrad.experiments.report import write_report
 
         write_report(finished, root / "report.md")
-    print(f"suite: {len(pairs)} pairs, {time.perf_counter() - started:.0f} s; table in {root / 'suite.md'}", file=sys.stderr)
+    print(
+        f"suite: {len(pairs)} pairs, {time.perf_counter() - started:.0f} s; table in {root / 'suite.md'}",
+        file=sys.stderr,
+    )
     for line in errors:
         print(f"failed: {line}", file=sys.stderr)
     return 1 if errors else 0

@@ -33,7 +33,18 @@ _LAZY = {
     "load": "pgrad.loading",
 }
 
-__all__ = ["ActorCritic", "A2C", "ARS", "PPO", "RecurrentPPO", "Reinforce", "ALGORITHMS", "evaluate", "load", "__version__"]
+__all__ = [
+    "ActorCritic",
+    "A2C",
+    "ARS",
+    "PPO",
+    "RecurrentPPO",
+    "Reinforce",
+    "ALGORITHMS",
+    "evaluate",
+    "load",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

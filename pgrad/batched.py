@@ -49,8 +49,8 @@ class SeedBatchedLinear(nn.Module):
         self.bias = nn.Parameter(bias)  # (S, out)
 
     @classmethod
-    def from_linears(cls, linears: Sequence[nn.Linear]) -> "SeedBatchedLinear":
-        return cls(_stack([l.weight for l in linears]), _stack([l.bias for l in linears]))
+    def from_linears(cls, linears: Sequence[nn.Linear]) -> SeedBatchedLinear:
+        return cls(_stack([linear.weight for linear in linears]), _stack([linear.bias for linear in linears]))
 
     def forward(self, x: Tensor) -> Tensor:
         """``(S, B, in) -> (S, B, out)``; the bias is broadcast over B by baddbmm."""
@@ -77,7 +77,9 @@ class SeedBatchedMLP(nn.Module):
             elif isinstance(module, _ELEMENTWISE):
                 layers.append(type(module)())  # elementwise: the same on any shape
             else:
-                raise ConfigError(f"seed batching supports Linear layers and {sorted(ACTIVATIONS)} activations, not {module}")
+                raise ConfigError(
+                    f"seed batching supports Linear layers and {sorted(ACTIVATIONS)} activations, not {module}"
+                )
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -108,7 +110,10 @@ class SeedBatchedActorCritic(nn.Module):
         for policy in policies:
             check_batchable(policy)
         first = policies[0]
-        if any(p.spec != first.spec or p.action_space != first.action_space or p.obs_size != first.obs_size for p in policies):
+        if any(
+            p.spec != first.spec or p.action_space != first.action_space or p.obs_size != first.obs_size
+            for p in policies
+        ):
             raise ConfigError("seed batching needs policies of one architecture and one pair of spaces")
         self.n_seeds = len(policies)
         self.head_kind = type(first.head)
@@ -118,7 +123,9 @@ class SeedBatchedActorCritic(nn.Module):
         if isinstance(first.head, CategoricalHead):
             self.head_linear = SeedBatchedLinear.from_linears([h.logits for h in heads])
         else:
-            self.head_linear = SeedBatchedLinear.from_linears([h.mean if isinstance(h, DiagGaussianHead) else h.loc for h in heads])
+            self.head_linear = SeedBatchedLinear.from_linears(
+                [h.mean if isinstance(h, DiagGaussianHead) else h.loc for h in heads]
+            )
             self.state_dependent_std = first.head.std.state_dependent
             if self.state_dependent_std:
                 self.std_linear = SeedBatchedLinear.from_linears([h.std.linear for h in heads])
@@ -126,7 +133,7 @@ class SeedBatchedActorCritic(nn.Module):
                 self.log_std = _stack([h.std.log_std for h in heads])  # (S, action_dim)
 
     @classmethod
-    def from_policies(cls, policies: Sequence[ActorCriticPolicy]) -> "SeedBatchedActorCritic":
+    def from_policies(cls, policies: Sequence[ActorCriticPolicy]) -> SeedBatchedActorCritic:
         """Stack independently initialised policies (each seed keeps its own initial weights)."""
         return cls(policies)
 
@@ -163,7 +170,13 @@ class SeedBatchedActorCritic(nn.Module):
 
         def linears(policy: ActorCriticPolicy) -> list[nn.Linear]:
             head = policy.head
-            out = head.logits if isinstance(head, CategoricalHead) else head.mean if isinstance(head, DiagGaussianHead) else head.loc
+            out = (
+                head.logits
+                if isinstance(head, CategoricalHead)
+                else head.mean
+                if isinstance(head, DiagGaussianHead)
+                else head.loc
+            )
             found = [m for m in policy.actor_body if isinstance(m, nn.Linear)]
             found += [m for m in policy.critic if isinstance(m, nn.Linear)]
             found.append(out)

@@ -67,13 +67,18 @@ def collector_state(
         if rows != slice(None):
             raise ValueError("a collector holding unfinished episodes (collect_episodes) cannot be split by rows")
         state["episode_buffer"] = {
-            "length": len(buffer), "starts": list(collector._episode_starts), "none_fields": [], "numpy_fields": [],
+            "length": len(buffer),
+            "starts": list(collector._episode_starts),
+            "none_fields": [],
+            "numpy_fields": [],
         }
         finals = []
         for f in dataclasses.fields(StepRecord):
             values = [getattr(step, f.name) for step in buffer]
             if f.name == "truncated_final_obs":
-                state["episode_buffer"]["truncated_final_obs"] = [[k, env] for k, step in enumerate(values) for env, _ in step]
+                state["episode_buffer"]["truncated_final_obs"] = [
+                    [k, env] for k, step in enumerate(values) for env, _ in step
+                ]
                 finals = [final for step in values for _, final in step]
             elif not values or values[0] is None:
                 state["episode_buffer"]["none_fields"].append(f.name)
@@ -86,7 +91,9 @@ def collector_state(
     return state, tensors
 
 
-def restore_collector_state(collector: RolloutCollector, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+def restore_collector_state(
+    collector: RolloutCollector, state: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> None:
     """Inverse of :func:`collector_state`."""
     collector.obs = tensors["collector.obs"].numpy().copy()
     collector.pending_reset = tensors["collector.pending_reset"].numpy().copy()
@@ -126,7 +133,9 @@ def _space_samplers(envs: VectorEnv) -> dict[str, Any]:
 def envs_state(envs: VectorEnv) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Each sub-env's replay record, and the vector env's space samplers."""
     spaces = {name: getattr(space, "_np_random", None) for name, space in _space_samplers(envs).items()}
-    state: dict[str, Any] = {"space_rng": {n: (g.bit_generator.state if g is not None else None) for n, g in spaces.items()}}
+    state: dict[str, Any] = {
+        "space_rng": {n: (g.bit_generator.state if g is not None else None) for n, g in spaces.items()}
+    }
     tensors: dict[str, torch.Tensor] = {}
     try:
         records = envs.call("pgrad_recorder_state")
@@ -154,7 +163,9 @@ def restore_envs_state(
     if records is None:
         return ["the checkpoint's envs were built without pgrad's EpisodeRecorder, so their state was not saved"]
     if len(records) != envs.num_envs:
-        raise PolicyFileError(f"checkpoint has {len(records)} envs, this run {envs.num_envs}; n_envs cannot change on resume")
+        raise PolicyFileError(
+            f"checkpoint has {len(records)} envs, this run {envs.num_envs}; n_envs cannot change on resume"
+        )
     targets = []
     for index, record in enumerate(records):
         actions = tensors.get(f"envs.{index}.actions")
@@ -171,13 +182,19 @@ def restore_envs_state(
         if isinstance(envs, SyncVectorEnv):
             envs._autoreset_envs = collector.pending_reset.copy()
         elif collector.pending_reset.any():
-            problems.append("an async NEXT_STEP vector env was due to reset an env; its worker's flag cannot be restored")
+            problems.append(
+                "an async NEXT_STEP vector env was due to reset an env; its worker's flag cannot be restored"
+            )
     return problems
 
 
 def warn_if_not_exact(problems: list[str]) -> None:
     if problems:
-        warnings.warn("resume will not reproduce the uninterrupted run exactly: " + "; ".join(problems), ResumeNotExactWarning, stacklevel=3)
+        warnings.warn(
+            "resume will not reproduce the uninterrupted run exactly: " + "; ".join(problems),
+            ResumeNotExactWarning,
+            stacklevel=3,
+        )
 
 
 # -- stopping on SIGINT / SIGTERM ------------------------------------------------------------------
@@ -240,7 +257,7 @@ class StopSignals:
             signal.signal(signum, handler)
         self._previous = {}
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         self.received = _worker_stop_signal
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -251,7 +268,8 @@ class StopSignals:
         self._restore()
 
     def interrupted(self, step: int, saved: str) -> Interrupted:
-        """The error ``learn`` raises once the checkpoint after the received signal is written (``saved`` says where)."""
+        """The error ``learn`` raises once the checkpoint after the received signal is written
+        (``saved`` says where)."""
         return Interrupted(f"stopped by signal {self.received} at step {step}; {saved}", self.received)
 
 

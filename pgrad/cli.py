@@ -12,9 +12,9 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -40,22 +40,32 @@ def _default_out(algo: str, env_id: str, seed: int) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pgrad.config import parse_set_args
-    from pgrad.errors import ConfigError, Interrupted, TrainingError
-    from pgrad.experiments.runner import (
-        TrainSpec, build_agent, check_seed_resumes, import_ray, prepare_resume, resolve_steps, run_seeds, run_training,
-    )
-
     # ARS parallelises the rollouts of one run: for a single seed, --workers and --backend go to
     # its config; for several seeds they distribute the seeds, as for every algorithm.
     from pgrad.algos import ALGORITHMS
+    from pgrad.config import parse_set_args
+    from pgrad.errors import ConfigError, Interrupted, TrainingError
+    from pgrad.experiments.runner import (
+        TrainSpec,
+        build_agent,
+        check_seed_resumes,
+        import_ray,
+        prepare_resume,
+        resolve_steps,
+        run_seeds,
+        run_training,
+    )
     from pgrad.startup import skip_optimizer_dynamo_import
 
     skip_optimizer_dynamo_import()  # ~1.2 s of start-up (pgrad.startup)
     runs_workers = args.algo in ALGORITHMS and "n_workers" in ALGORITHMS[args.algo].Config.keys()
-    for flag, value in (("--workers", args.workers), ("--checkpoint-every", args.checkpoint_every),
-                        ("--eval-every", args.eval_every), ("--patience", args.patience),
-                        ("--periodic-eval-episodes", args.periodic_eval_episodes)):
+    for flag, value in (
+        ("--workers", args.workers),
+        ("--checkpoint-every", args.checkpoint_every),
+        ("--eval-every", args.eval_every),
+        ("--patience", args.patience),
+        ("--periodic-eval-episodes", args.periodic_eval_episodes),
+    ):
         if value is not None and value < 1:
             return _fail(f"{flag} {value} must be at least 1", EXIT_USAGE)
     if args.min_delta < 0:
@@ -77,12 +87,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             # --workers counts seed processes here; each seed rolls out in its own process.
             overrides.setdefault("n_workers", "0")
         spec = TrainSpec(
-            algo=args.algo, env=args.env, seed=seeds[0], out=args.resume or "", steps=args.steps,
+            algo=args.algo,
+            env=args.env,
+            seed=seeds[0],
+            out=args.resume or "",
+            steps=args.steps,
             preset=args.preset if args.preset is not None else "auto",
-            overrides=overrides, eval_episodes=args.eval_episodes, quiet=args.quiet,
-            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, patience=args.patience,
-            min_delta=args.min_delta, periodic_eval_episodes=args.periodic_eval_episodes or 5,
-            resume=args.resume is not None, allow_changes=args.allow_changes,
+            overrides=overrides,
+            eval_episodes=args.eval_episodes,
+            quiet=args.quiet,
+            checkpoint_every=args.checkpoint_every,
+            eval_every=args.eval_every,
+            patience=args.patience,
+            min_delta=args.min_delta,
+            periodic_eval_episodes=args.periodic_eval_episodes or 5,
+            resume=args.resume is not None,
+            allow_changes=args.allow_changes,
         )
         # Build the first seed's agent here: every input error surfaces before any work starts.
         agent = build_agent(spec)
@@ -112,11 +132,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {' '.join(map(str, seeds))}"
         seed_text += " as seed-batched models" if args.batched else ""
         verb = "resuming" if spec.resume else "training"
-        print(f"{verb} {agent.name} on {agent.env_id}{preset} for {steps:,} steps, {seed_text} -> {out}", file=sys.stderr)
+        print(
+            f"{verb} {agent.name} on {agent.env_id}{preset} for {steps:,} steps, {seed_text} -> {out}", file=sys.stderr
+        )
         problem = agent.fast_path_problem()
         if problem is not None:
-            print(f"pgrad: note: the numpy fast path does not cover {problem}; training runs on torch throughout "
-                  "(same maths, slower)", file=sys.stderr)
+            print(
+                f"pgrad: note: the numpy fast path does not cover {problem}; training runs on torch throughout "
+                "(same maths, slower)",
+                file=sys.stderr,
+            )
 
     if args.batched:
         agent.close()
@@ -138,15 +163,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             return _fail(str(exc), EXIT_USAGE)
         if summary.get("interrupted_seeds"):
-            return _fail(f"interrupted; seeds {summary['interrupted_seeds']} wrote checkpoints, finished seeds are kept; "
-                         f"continue with the same command and --resume {out}", 128 + signal.SIGTERM)
+            return _fail(
+                f"interrupted; seeds {summary['interrupted_seeds']} wrote checkpoints, finished seeds are kept; "
+                f"continue with the same command and --resume {out}",
+                128 + signal.SIGTERM,
+            )
         if errors:
-            return _fail(f"training failed for {len(errors)} of {len(seeds)} seeds: " + " | ".join(errors), EXIT_FAILURE)
+            return _fail(
+                f"training failed for {len(errors)} of {len(seeds)} seeds: " + " | ".join(errors), EXIT_FAILURE
+            )
         if not args.quiet:
             stats = summary["eval_mean_return"]
             if stats["n"]:
-                print(f"done: {len(seeds)} seeds; evaluation mean {stats['mean']:.1f}, IQM {stats['iqm']:.1f}, "
-                      f"min {stats['min']:.1f}, max {stats['max']:.1f}", file=sys.stderr)
+                print(
+                    f"done: {len(seeds)} seeds; evaluation mean {stats['mean']:.1f}, IQM {stats['iqm']:.1f}, "
+                    f"min {stats['min']:.1f}, max {stats['max']:.1f}",
+                    file=sys.stderr,
+                )
         return EXIT_OK
     if args.backend == "ray" and not runs_workers:
         print("pgrad: note: --backend ray distributes seeds; a single seed trains here", file=sys.stderr)
@@ -169,8 +202,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.quiet:
         line = f"done: {summary['steps']:,} steps in {summary['wall_seconds']:.1f} s"
         if summary["eval_mean_return"] is not None:
-            line += (f"; evaluation over {summary['eval_episodes']} episodes: "
-                     f"{summary['eval_mean_return']:.1f} +/- {summary['eval_std_return']:.1f}")
+            line += (
+                f"; evaluation over {summary['eval_episodes']} episodes: "
+                f"{summary['eval_mean_return']:.1f} +/- {summary['eval_std_return']:.1f}"
+            )
         if summary.get("early_stopping", {}).get("stopped"):
             line += f"; {summary['early_stopping']['stopped']}"
         print(line, file=sys.stderr)
@@ -187,8 +222,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         agent = pgrad.load(args.run)
         result = pgrad.evaluate(
-            agent, args.env if args.env else agent.env, episodes=args.episodes,
-            deterministic=not args.stochastic, seed=args.seed, video_path=args.video,
+            agent,
+            args.env if args.env else agent.env,
+            episodes=args.episodes,
+            deterministic=not args.stochastic,
+            seed=args.seed,
+            video_path=args.video,
         )
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -200,7 +239,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         mode = "stochastic" if args.stochastic else "deterministic"
         print(
             f"{result['env']}: mean return {result['mean_return']:.2f} +/- {result['std_return']:.2f} "
-            f"over {result['episodes']} {mode} episodes (mean length {sum(result['lengths']) / len(result['lengths']):.1f})"
+            f"over {result['episodes']} {mode} episodes (mean length "
+            f"{sum(result['lengths']) / len(result['lengths']):.1f})"
         )
     return EXIT_OK
 
@@ -214,7 +254,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     if args.smooth < 1:
         return _fail(f"--smooth {args.smooth} must be a positive number of episodes", EXIT_USAGE)
-    out = Path(args.out) if args.out else (Path(args.runs[0]) / "learning_curve.png" if len(args.runs) == 1 else Path("learning_curves.png"))
+    out = (
+        Path(args.out)
+        if args.out
+        else (Path(args.runs[0]) / "learning_curve.png" if len(args.runs) == 1 else Path("learning_curves.png"))
+    )
     try:
         plot_runs([Path(r) for r in args.runs], out, smooth=args.smooth)
     except ConfigError as exc:
@@ -252,8 +296,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
     if getattr(agent, "recurrent", False):
-        print(f"wrote {path} (inputs 'obs' (batch, *obs_shape), 'h', 'c' (layers, batch, hidden) float32 -> outputs "
-              "'action', 'h_out', 'c_out', deterministic; zero h, c at episode starts)", file=sys.stderr)
+        print(
+            f"wrote {path} (inputs 'obs' (batch, *obs_shape), 'h', 'c' (layers, batch, hidden) float32 -> outputs "
+            "'action', 'h_out', 'c_out', deterministic; zero h, c at episode starts)",
+            file=sys.stderr,
+        )
         return EXIT_OK
     print(f"wrote {path} (input 'obs' (batch, *obs_shape) float32 -> output 'action', deterministic)", file=sys.stderr)
     return EXIT_OK
@@ -272,8 +319,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from pgrad.startup import skip_optimizer_dynamo_import
 
     skip_optimizer_dynamo_import()
-    for flag, value in (("--trials", args.trials), ("--evaluations", args.evaluations),
-                        ("--eval-episodes", args.eval_episodes), ("--workers", args.workers)):
+    for flag, value in (
+        ("--trials", args.trials),
+        ("--evaluations", args.evaluations),
+        ("--eval-episodes", args.eval_episodes),
+        ("--workers", args.workers),
+    ):
         if value is not None and value < 1:
             return _fail(f"{flag} {value} must be at least 1", EXIT_USAGE)
     try:
@@ -282,7 +333,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
             import_ray()
         overrides = parse_set_args(args.set or [])
         preset = args.preset if args.preset is not None else "auto"
-        probe = TrainSpec(algo=args.algo, env=args.env, seed=args.seed, out="", steps=args.steps, preset=preset, overrides=overrides)
+        probe = TrainSpec(
+            algo=args.algo, env=args.env, seed=args.seed, out="", steps=args.steps, preset=preset, overrides=overrides
+        )
         agent = build_agent(probe)  # the algorithm, env, preset and --set values are valid
         steps = args.steps if args.steps is not None else (preset_steps(agent.name, agent.preset) or 100_000)
         agent.close()
@@ -290,13 +343,23 @@ def cmd_tune(args: argparse.Namespace) -> int:
             raise ConfigError(f"--steps {steps} is less than --evaluations {args.evaluations}")
         out = Path(args.out) if args.out else default_out(agent.name, agent.env_id)
         spec = TuneSpec(
-            algo=args.algo, env=args.env, out=str(out), trials=args.trials, steps=steps, seed=args.seed, preset=preset,
-            overrides=overrides, evaluations=args.evaluations, eval_episodes=args.eval_episodes,
+            algo=args.algo,
+            env=args.env,
+            out=str(out),
+            trials=args.trials,
+            steps=steps,
+            seed=args.seed,
+            preset=preset,
+            overrides=overrides,
+            evaluations=args.evaluations,
+            eval_episodes=args.eval_episodes,
             command="pgrad " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["tune"] else "",
         )
         log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
         if not args.quiet:
-            print(f"tuning {args.algo} on {args.env}: {args.trials} trials of {steps:,} steps -> {out}", file=sys.stderr)
+            print(
+                f"tuning {args.algo} on {args.env}: {args.trials} trials of {steps:,} steps -> {out}", file=sys.stderr
+            )
         summary = tune(spec, backend=args.backend, workers=args.workers, log=log)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
@@ -304,10 +367,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return _fail(f"interrupted; run the same command again to continue the study in {out / 'study.db'}", 130)
     counts = summary["trials"]
     if summary["best"] is None:
-        return _fail(f"no trial completed ({counts['pruned']} pruned, {counts['fail']} failed); see {out}", EXIT_FAILURE)
+        return _fail(
+            f"no trial completed ({counts['pruned']} pruned, {counts['fail']} failed); see {out}", EXIT_FAILURE
+        )
     best = summary["best"]
-    print(f"best: trial {best['trial']}, evaluation return {best['value']:.2f} ({counts['complete']} complete, "
-          f"{counts['pruned']} pruned, {counts['fail']} failed); wrote {best['preset']}", file=sys.stderr)
+    print(
+        f"best: trial {best['trial']}, evaluation return {best['value']:.2f} ({counts['complete']} complete, "
+        f"{counts['pruned']} pruned, {counts['fail']} failed); wrote {best['preset']}",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -326,7 +394,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, type_name, default, doc in ALGORITHMS[args.algo].Config.describe():
             print(f"  {name:<20} {type_name:<22} default {default!r:<12} {doc}")
         presets = preset_names(args.algo)
-        print(f"presets (applied automatically for their env; --preset none to disable): {', '.join(presets) or 'none'}")
+        print(
+            f"presets (applied automatically for their env; --preset none to disable): {', '.join(presets) or 'none'}"
+        )
         return EXIT_OK
     print("algorithms:")
     for name in ALGORITHMS:
@@ -352,30 +422,66 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an agent and write a run folder")
     train.add_argument("algo", help="algorithm (pgrad list)")
     train.add_argument("env", help="Gymnasium id, pgrad/ id, or module:Class")
-    train.add_argument("--steps", type=int, help="environment steps to train, at least: rounded up to whole rollouts "
-                       "(default: the preset's, else 1,000,000)")
+    train.add_argument(
+        "--steps",
+        type=int,
+        help="environment steps to train, at least: rounded up to whole rollouts "
+        "(default: the preset's, else 1,000,000)",
+    )
     seeds = train.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, default=0)
     seeds.add_argument("--seeds", type=int, nargs="+")
     train.add_argument("--out", help="run folder (default runs/ALGO-ENV-seedS-TIME)")
-    train.add_argument("--preset", help="preset name, a preset FILE.toml (pgrad tune writes one) or 'none' (default: the env's preset if shipped)")
+    train.add_argument(
+        "--preset",
+        help="preset name, a preset FILE.toml (pgrad tune writes one) or 'none' (default: the env's preset if shipped)",
+    )
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--backend", choices=("local", "ray"), default="local")
-    train.add_argument("--workers", type=int, default=None, help="parallel seed processes; for one ars seed, rollout workers (default: all cores)")
+    train.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel seed processes; for one ars seed, rollout workers (default: all cores)",
+    )
     batching = train.add_mutually_exclusive_group()
-    batching.add_argument("--batched", action="store_true", default=None,
-                          help="ppo, several --seeds: train them as seed-batched models, split over --workers processes "
-                               "(the default for ppo wherever its settings allow; this makes it an error when they do not)")
-    batching.add_argument("--no-batched", dest="batched", action="store_false",
-                          help="ppo, several --seeds: one process per seed instead of seed-batched models")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its checkpoint (same command otherwise)")
-    train.add_argument("--allow-changes", action="store_true", help="with --resume: accept settings that differ from the run's")
-    train.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: every 60 s)")
-    train.add_argument("--eval-every", type=int, metavar="N", help="deterministic evaluation every N steps (RUN/evaluations.csv)")
-    train.add_argument("--patience", type=int, metavar="P", help="with --eval-every: stop after P evaluations without improvement")
-    train.add_argument("--min-delta", type=float, default=0.0, metavar="D", help="improvement needed to reset --patience (default 0)")
-    train.add_argument("--periodic-eval-episodes", type=int, metavar="N", help="episodes per --eval-every evaluation (default 5)")
-    train.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes after training (0: none)")
+    batching.add_argument(
+        "--batched",
+        action="store_true",
+        default=None,
+        help="ppo, several --seeds: train them as seed-batched models, split over --workers processes "
+        "(the default for ppo wherever its settings allow; this makes it an error when they do not)",
+    )
+    batching.add_argument(
+        "--no-batched",
+        dest="batched",
+        action="store_false",
+        help="ppo, several --seeds: one process per seed instead of seed-batched models",
+    )
+    train.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue RUN_DIR from its checkpoint (same command otherwise)"
+    )
+    train.add_argument(
+        "--allow-changes", action="store_true", help="with --resume: accept settings that differ from the run's"
+    )
+    train.add_argument(
+        "--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: every 60 s)"
+    )
+    train.add_argument(
+        "--eval-every", type=int, metavar="N", help="deterministic evaluation every N steps (RUN/evaluations.csv)"
+    )
+    train.add_argument(
+        "--patience", type=int, metavar="P", help="with --eval-every: stop after P evaluations without improvement"
+    )
+    train.add_argument(
+        "--min-delta", type=float, default=0.0, metavar="D", help="improvement needed to reset --patience (default 0)"
+    )
+    train.add_argument(
+        "--periodic-eval-episodes", type=int, metavar="N", help="episodes per --eval-every evaluation (default 5)"
+    )
+    train.add_argument(
+        "--eval-episodes", type=int, default=10, help="deterministic evaluation episodes after training (0: none)"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)
 
@@ -411,11 +517,15 @@ def build_parser() -> argparse.ArgumentParser:
     tuning = sub.add_parser("tune", help="Optuna hyperparameter search; writes a preset file of the best trial")
     tuning.add_argument("algo", help="algorithm (pgrad list)")
     tuning.add_argument("env", help="Gymnasium id, pgrad/ id, or module:Class")
-    tuning.add_argument("--trials", type=int, required=True, help="finished trials the study should hold (resumes count)")
+    tuning.add_argument(
+        "--trials", type=int, required=True, help="finished trials the study should hold (resumes count)"
+    )
     tuning.add_argument("--steps", type=int, help="steps per trial (default: the preset's, else 100,000)")
     tuning.add_argument("--backend", choices=("local", "ray"), default="local")
     tuning.add_argument("--workers", type=int, help="with --backend ray: trials at once (default: the cluster's CPUs)")
-    tuning.add_argument("--out", help="study folder: study.db, trial_<N>/, best_preset.toml (default runs/tune-ALGO-ENV)")
+    tuning.add_argument(
+        "--out", help="study folder: study.db, trial_<N>/, best_preset.toml (default runs/tune-ALGO-ENV)"
+    )
     tuning.add_argument("--seed", type=int, default=0, help="training seed of every trial, and the sampler's seed")
     tuning.add_argument("--preset", help="preset the trials start from (default: the env's if shipped; 'none')")
     tuning.add_argument("--set", action="append", metavar="KEY=VALUE", help="fix a hyperparameter for every trial")

@@ -19,7 +19,12 @@ from typing import Any
 
 from pgrad.errors import ConfigError
 
-_INTERVAL_TEXT = {(True, True): "[{}, {}]", (False, True): "({}, {}]", (True, False): "[{}, {})", (False, False): "({}, {})"}
+_INTERVAL_TEXT = {
+    (True, True): "[{}, {}]",
+    (False, True): "({}, {}]",
+    (True, False): "[{}, {})",
+    (False, False): "({}, {})",
+}
 
 
 def param(
@@ -35,7 +40,14 @@ def param(
     """Declare a config field with a one-line doc, an optional range and optional choices."""
     return field(
         default=default,
-        metadata={"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices},
+        metadata={
+            "doc": doc,
+            "low": low,
+            "high": high,
+            "low_open": low_open,
+            "high_open": high_open,
+            "choices": choices,
+        },
     )
 
 
@@ -133,22 +145,30 @@ class Config:
     hidden_sizes: tuple[int, ...] = param((64, 64), "hidden layer widths of the policy and value networks, e.g. 64,64")
     activation: str = param("tanh", "hidden activation", choices=("tanh", "relu", "elu", "gelu", "silu"))
     action_dist: str = param(
-        "auto", "action distribution (auto: categorical for Discrete, gaussian for Box)",
+        "auto",
+        "action distribution (auto: categorical for Discrete, gaussian for Box)",
         choices=("auto", "categorical", "gaussian", "truncated_normal"),
     )
     log_std_init: float = param(0.0, "initial log standard deviation of continuous policies")
     state_dependent_std: bool = param(False, "std from the network via softplus instead of a free log-std parameter")
     ortho_init: bool = param(
-        True, "orthogonal init (gains sqrt 2, 0.01 policy output, 1 value output); false: PyTorch's default init, as SB3's ortho_init=False"
+        True,
+        "orthogonal init (gains sqrt 2, 0.01 policy output, 1 value output); false: PyTorch's default init, as SB3's "
+        "ortho_init=False",
     )
     normalize_obs: bool = param(True, "normalize observations with running mean/std (saved with the policy)")
     normalize_reward: bool = param(False, "scale rewards by the running std of the discounted return")
-    vectorization: str = param("sync", "how vector envs step: in this process or one subprocess each", choices=("sync", "async"))
+    vectorization: str = param(
+        "sync", "how vector envs step: in this process or one subprocess each", choices=("sync", "async")
+    )
     autoreset_mode: str = param(
-        "same_step", "Gymnasium vector-env autoreset mode used for the envs pgrad builds",
+        "same_step",
+        "Gymnasium vector-env autoreset mode used for the envs pgrad builds",
         choices=("same_step", "next_step"),
     )
-    torch_threads: int = param(1, "torch intra-op and numpy BLAS threads per process (1 is fastest for small networks)", low=1)
+    torch_threads: int = param(
+        1, "torch intra-op and numpy BLAS threads per process (1 is fastest for small networks)", low=1
+    )
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -198,7 +218,7 @@ class Config:
         return rows
 
     @classmethod
-    def build(cls, overrides: dict[str, Any]) -> "Config":
+    def build(cls, overrides: dict[str, Any]) -> Config:
         """Construct from a dict of (possibly string) values, rejecting unknown keys by name."""
         valid = cls.keys()
         for key in overrides:

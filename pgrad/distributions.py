@@ -64,9 +64,7 @@ class _StandardDeviation(nn.Module):
     small (gain ``POLICY_OUTPUT_GAIN``) so the initial std barely depends on the state.
     """
 
-    def __init__(
-        self, in_features: int, action_dim: int, state_dependent: bool, log_std_init: float
-    ) -> None:
+    def __init__(self, in_features: int, action_dim: int, state_dependent: bool, log_std_init: float) -> None:
         super().__init__()
         self.state_dependent = state_dependent
         if state_dependent:
@@ -79,9 +77,7 @@ class _StandardDeviation(nn.Module):
             softplus_target = initial_std - MIN_STD
             # inverse of softplus(b) = log(1 + e^b): b = v + log(1 - e^-v), stable for large v too
             inverse_softplus = softplus_target + math.log(-math.expm1(-softplus_target))
-            self.linear = layer_init(
-                nn.Linear(in_features, action_dim), POLICY_OUTPUT_GAIN, bias=inverse_softplus
-            )
+            self.linear = layer_init(nn.Linear(in_features, action_dim), POLICY_OUTPUT_GAIN, bias=inverse_softplus)
         else:
             # (action_dim,)
             self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
@@ -208,16 +204,12 @@ def make_action_head(
 
     if isinstance(action_space, gym.spaces.Discrete):
         if action_dist not in ("auto", "categorical"):
-            raise UnsupportedSpaceError(
-                f"action_dist={action_dist!r} needs a 1-D Box action space, got {action_space}"
-            )
+            raise UnsupportedSpaceError(f"action_dist={action_dist!r} needs a 1-D Box action space, got {action_space}")
         return CategoricalHead(in_features, int(action_space.n))
 
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         if action_dist == "categorical":
-            raise UnsupportedSpaceError(
-                f"action_dist='categorical' needs a Discrete action space, got {action_space}"
-            )
+            raise UnsupportedSpaceError(f"action_dist='categorical' needs a Discrete action space, got {action_space}")
         action_dim = int(action_space.shape[0])
         if action_dist == "truncated_normal":
             bounds = np.concatenate([action_space.low, action_space.high])

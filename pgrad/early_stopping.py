@@ -16,8 +16,9 @@ where the uninterrupted one would have.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pgrad.errors import ConfigError
 
@@ -94,11 +95,17 @@ class EarlyStopping:
     def state(self) -> dict[str, Any]:
         """JSON state for checkpoints (the settings are recorded too, to detect changes on resume)."""
         return {
-            "eval_every": self.eval_every, "patience": self.patience, "min_delta": self.min_delta,
-            "episodes": self.episodes, "seed": self.seed,
-            "best": self.best if math.isfinite(self.best) else None, "best_step": self.best_step,
+            "eval_every": self.eval_every,
+            "patience": self.patience,
+            "min_delta": self.min_delta,
+            "episodes": self.episodes,
+            "seed": self.seed,
+            "best": self.best if math.isfinite(self.best) else None,
+            "best_step": self.best_step,
             "evaluations_without_improvement": self.evaluations_without_improvement,
-            "next_step": self.next_step, "stopped_reason": self.stopped_reason, "history": self.history,
+            "next_step": self.next_step,
+            "stopped_reason": self.stopped_reason,
+            "history": self.history,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:

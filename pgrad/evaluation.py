@@ -51,7 +51,9 @@ def evaluate(
     frames: list[np.ndarray] | None = None
     if video_path is not None:
         if not isinstance(env, str):
-            raise ConfigError("--video needs an environment id or entry point, so it can be built with render_mode='rgb_array'")
+            raise ConfigError(
+                "--video needs an environment id or entry point, so it can be built with render_mode='rgb_array'"
+            )
         env_instance = make_env(env, render_mode="rgb_array")
         frames = []
     else:
@@ -67,7 +69,9 @@ def evaluate(
             state = None  # a recurrent agent's memory starts empty in every episode
             while not done:
                 if getattr(agent, "recurrent", False):
-                    action, state = agent.predict(obs, state=state, episode_start=[length == 0], deterministic=deterministic)
+                    action, state = agent.predict(
+                        obs, state=state, episode_start=[length == 0], deterministic=deterministic
+                    )
                 else:
                     action = agent.predict(obs, deterministic=deterministic)
                 obs, reward, terminated, truncated, _ = env_instance.step(action)
@@ -75,7 +79,9 @@ def evaluate(
                     frames.append(env_instance.render())
                 episode_return += float(reward)
                 length += 1
-                done = terminated or truncated or (max_steps_per_episode is not None and length >= max_steps_per_episode)
+                done = (
+                    terminated or truncated or (max_steps_per_episode is not None and length >= max_steps_per_episode)
+                )
             returns.append(episode_return)
             lengths.append(length)
     finally:

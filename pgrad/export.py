@@ -73,7 +73,9 @@ class RecurrentDeterministicActor(DeterministicActor):
     ``h`` and ``c`` are ``(lstm_layers, B, lstm_hidden_size)``; feed zeros at an episode start.
     """
 
-    def forward(self, obs: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, obs: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.policy.normalize(obs.reshape(obs.shape[0], -1).to(torch.float32))
         features, (h, c) = self.policy.actor_lstm(x.unsqueeze(0), (h, c))
         return self.action(features[0]), h, c

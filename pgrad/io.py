@@ -76,7 +76,9 @@ def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> 
     """Atomically write tensors as safetensors; return the file's SHA-256 hex digest."""
     # clone: safetensors refuses tensors that share memory, as views of one buffer do (an
     # optimizer state kept flat by pgrad.numpy_twin.NumpyAdam)
-    data = safetensors_save({k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()})
+    data = safetensors_save(
+        {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}
+    )
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
@@ -102,8 +104,11 @@ def space_to_json(space: spaces.Space) -> dict[str, Any]:
     """Describe a Box or Discrete space in JSON."""
     if isinstance(space, spaces.Box):
         return {
-            "type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
-            "low": space.low.tolist(), "high": space.high.tolist(),
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": space.low.tolist(),
+            "high": space.high.tolist(),
         }
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
@@ -167,7 +172,10 @@ def save_checkpoint(folder: str | os.PathLike, state: dict[str, Any], tensors: d
     """
     folder = Path(folder)
     digest = write_tensors(folder / "state.safetensors", tensors)
-    write_json(folder / "state.json", {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, **state, "sha256": digest})
+    write_json(
+        folder / "state.json",
+        {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, **state, "sha256": digest},
+    )
 
 
 def load_checkpoint(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -180,7 +188,9 @@ def load_checkpoint(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str
     return state, tensors
 
 
-def optimizer_to_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optimizer.") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def optimizer_to_tensors(
+    optimizer: torch.optim.Optimizer, prefix: str = "optimizer."
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimizer state_dict into flat tensors and JSON-able hyperparameters."""
     state_dict = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -203,6 +213,6 @@ def optimizer_from_tensors(
     for name, value in list(tensors.items()) + list(meta["scalars"].items()):
         if not name.startswith(prefix):
             continue
-        param_id, key = name[len(prefix):].split(".", 1)
+        param_id, key = name[len(prefix) :].split(".", 1)
         state.setdefault(int(param_id), {})[key] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

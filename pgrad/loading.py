@@ -19,5 +19,7 @@ def load(path: str | os.PathLike) -> Algorithm:
     description, state_dict = load_policy(path)
     algo = description.get("algo")
     if algo not in ALGORITHMS:
-        raise PolicyFileError(f"policy at {path} was saved by unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
+        raise PolicyFileError(
+            f"policy at {path} was saved by unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}"
+        )
     return ALGORITHMS[algo].from_policy_file(description, state_dict)

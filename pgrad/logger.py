@@ -81,7 +81,9 @@ def _format_duration(seconds: float) -> str:
 class Progress:
     """A one-line bar on a terminal; plain lines at most every ``interval`` seconds otherwise."""
 
-    def __init__(self, total_steps: int, start_step: int = 0, stream: TextIO | None = None, interval: float = 10.0) -> None:
+    def __init__(
+        self, total_steps: int, start_step: int = 0, stream: TextIO | None = None, interval: float = 10.0
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.interactive = self.stream.isatty()
         self.total = total_steps
@@ -125,7 +127,9 @@ class RunLogger:
         self._tb = None
         self.attach(run_dir, tensorboard)
 
-    def attach(self, run_dir: str | os.PathLike | None, tensorboard: bool = True, purge_step: int | None = None) -> None:
+    def attach(
+        self, run_dir: str | os.PathLike | None, tensorboard: bool = True, purge_step: int | None = None
+    ) -> None:
         """Start streaming to ``run_dir`` (or stop streaming if None).
 
         The CSVs are rewritten from the rows in memory; ``purge_step`` hides TensorBoard events
@@ -159,7 +163,10 @@ class RunLogger:
                 if not path.is_file():
                     raise PolicyFileError(f"{path} is missing; the checkpoint expects {count} rows in it")
                 with open(path, newline="", encoding="utf-8") as handle:
-                    rows = [{k: _parse_number(v) for k, v in row.items()} for _, row in zip(range(count), csv.DictReader(handle))]
+                    rows = [
+                        {k: _parse_number(v) for k, v in row.items()}
+                        for _, row in zip(range(count), csv.DictReader(handle))
+                    ]
                 if len(rows) < count:
                     raise PolicyFileError(f"{path} has {len(rows)} rows; the checkpoint expects at least {count}")
             loaded.append(rows)

@@ -92,5 +92,7 @@ def normalize_advantages(advantages):
     if advantages.shape[-1] < 2:
         return advantages
     if isinstance(advantages, np.ndarray):
-        return (advantages - advantages.mean(-1, keepdims=True)) / (advantages.std(-1, ddof=1, keepdims=True) + np.float32(1e-8))
+        return (advantages - advantages.mean(-1, keepdims=True)) / (
+            advantages.std(-1, ddof=1, keepdims=True) + np.float32(1e-8)
+        )
     return (advantages - advantages.mean(-1, keepdim=True)) / (advantages.std(-1, keepdim=True) + 1e-8)

@@ -47,9 +47,20 @@ class RunningMeanStd(nn.Module):
         buffer was replaced (``load_state_dict`` copies into the same ones)."""
         buffers = self._buffers
         cached = self.__dict__.get("_views")
-        if cached is None or cached[0] is not buffers["mean"] or cached[1] is not buffers["var"] or cached[2] is not buffers["count"]:
-            cached = (buffers["mean"], buffers["var"], buffers["count"],
-                      buffers["mean"].numpy(), buffers["var"].numpy(), buffers["count"].numpy())
+        if (
+            cached is None
+            or cached[0] is not buffers["mean"]
+            or cached[1] is not buffers["var"]
+            or cached[2] is not buffers["count"]
+        ):
+            cached = (
+                buffers["mean"],
+                buffers["var"],
+                buffers["count"],
+                buffers["mean"].numpy(),
+                buffers["var"].numpy(),
+                buffers["count"].numpy(),
+            )
             self.__dict__["_views"] = cached
         return cached[3], cached[4], cached[5]
 

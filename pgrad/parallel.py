@@ -71,7 +71,7 @@ def default_workers() -> int:
     return cores if _core_share is None else min(cores, _core_share)
 
 
-def make_pool(factory: Callable[[], Worker], n_workers: int | None = None, backend: str = "local") -> "WorkerPool":
+def make_pool(factory: Callable[[], Worker], n_workers: int | None = None, backend: str = "local") -> WorkerPool:
     """Start a pool of ``n_workers`` workers built by ``factory`` (None: one per core)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; accepted: {', '.join(BACKENDS)}")
@@ -100,7 +100,7 @@ class WorkerPool:
     def close(self) -> None:
         """Stop the workers; safe to call twice."""
 
-    def __enter__(self) -> "WorkerPool":
+    def __enter__(self) -> WorkerPool:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -197,14 +197,18 @@ class ProcessPool(_SeparateWorkersPool):
         self.closed = False
         for index in range(n_workers):
             parent_end, child_end = context.Pipe()
-            process = context.Process(target=_worker_loop, args=(child_end, factory), daemon=True, name=f"pgrad-worker-{index}")
+            process = context.Process(
+                target=_worker_loop, args=(child_end, factory), daemon=True, name=f"pgrad-worker-{index}"
+            )
             process.start()
             child_end.close()
             self.connections.append(parent_end)
             self.processes.append(process)
         try:
             for index in range(n_workers):
-                kind, _, body = self._receive(index, "while starting (a script using spawn needs `if __name__ == '__main__':`)")
+                kind, _, body = self._receive(
+                    index, "while starting (a script using spawn needs `if __name__ == '__main__':`)"
+                )
                 if kind == "error":
                     raise WorkerError(f"worker {index} could not start: {body}")
         except BaseException:

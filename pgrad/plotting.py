@@ -123,13 +123,15 @@ def plot_runs(runs: list[Path], out: Path, smooth: int = 20) -> None:
             raise ConfigError(f"{run} has no finished episodes to plot")
         grid, mean, low, high = smoothed_band(curves, smooth)
         seeds = f" ({len(curves)} seeds, 95% CI)" if len(curves) > 1 else ""
-        line, = axes.plot(grid, mean, label=f"{label}{seeds}")
+        (line,) = axes.plot(grid, mean, label=f"{label}{seeds}")
         if len(curves) > 1:
             axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
         evaluations = logged_evaluation_curves(seed_folders(run))
         if evaluations:  # each point already averages several evaluation episodes: not smoothed
             grid, mean, low, high = smoothed_band(evaluations, 1)
-            axes.plot(grid, mean, linestyle="--", color=line.get_color(), label=f"{label}, unperturbed policy's evaluations")
+            axes.plot(
+                grid, mean, linestyle="--", color=line.get_color(), label=f"{label}, unperturbed policy's evaluations"
+            )
             if len(evaluations) > 1:
                 axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.1)
     axes.set_xlabel("environment steps")

@@ -79,19 +79,27 @@ class ActorCriticPolicy(nn.Module):
         in_features = self.obs_size if features_size is None else features_size
         self.actor_body = MLP(in_features, hidden_sizes, activation)
         self.head = make_action_head(
-            action_space, action_dist, self.actor_body.out_features,
-            state_dependent_std=state_dependent_std, log_std_init=log_std_init,
+            action_space,
+            action_dist,
+            self.actor_body.out_features,
+            state_dependent_std=state_dependent_std,
+            log_std_init=log_std_init,
         )
         self.critic = (
             MLP(in_features, hidden_sizes, activation, out_features=1, out_gain=VALUE_OUTPUT_GAIN)
-            if with_critic else None
+            if with_critic
+            else None
         )
         self.discrete = isinstance(action_space, spaces.Discrete)
         self.rescale_actions = has_finite_bounds(action_space)
         self.spec = {
-            "hidden_sizes": list(hidden_sizes), "activation": activation, "action_dist": action_dist,
-            "log_std_init": log_std_init, "state_dependent_std": state_dependent_std,
-            "normalize_obs": normalize_obs, "with_critic": with_critic,
+            "hidden_sizes": list(hidden_sizes),
+            "activation": activation,
+            "action_dist": action_dist,
+            "log_std_init": log_std_init,
+            "state_dependent_std": state_dependent_std,
+            "normalize_obs": normalize_obs,
+            "with_critic": with_critic,
         }
 
     def use_torch_default_init(self) -> None:
@@ -138,7 +146,9 @@ class ActorCriticPolicy(nn.Module):
         return self.critic(obs).squeeze(-1)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def act(
+        self, obs: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Sample raw actions for normalised observations; return ``(action, log_prob, value)``."""
         dist = self.distribution(obs)
         action = self.head.deterministic(dist) if deterministic else dist.sample()

@@ -84,7 +84,9 @@ def gae(
         advantages, returns = gae(*views, gamma=gamma, lam=lam)
         return torch.from_numpy(advantages), torch.from_numpy(returns)
     rewards, (values, next_values), (terminated, truncated) = _align(
-        "gae", rewards, {"values": values, "next_values": next_values},
+        "gae",
+        rewards,
+        {"values": values, "next_values": next_values},
         {"terminated": terminated, "truncated": truncated},
     )
 
@@ -144,8 +146,14 @@ def discounted_returns(
     views = _numpy_views(rewards, terminated, truncated, *(() if next_values is None else (next_values,)))
     if views is not None:  # the same arithmetic in numpy, on views, as in gae
         rewards_view, terminated_view, truncated_view, *next_values_view = views
-        returns = discounted_returns(rewards_view, terminated_view, truncated_view, gamma, last_values,
-                                     next_values=next_values_view[0] if next_values_view else None)
+        returns = discounted_returns(
+            rewards_view,
+            terminated_view,
+            truncated_view,
+            gamma,
+            last_values,
+            next_values=next_values_view[0] if next_values_view else None,
+        )
         return torch.from_numpy(returns)
     bootstrap_inputs = {} if next_values is None else {"next_values": next_values}
     rewards, bootstrap, (terminated, truncated) = _align(
@@ -176,7 +184,9 @@ def _backward_discounted_sum(increments: Array, decay: Array, initial: Array) ->
     sequential in t, so this loop is the irreducible part (a parallel scan would only pay off for
     T far beyond a rollout's length).
     """
-    out = torch.empty_like(increments) if isinstance(increments, torch.Tensor) else np.empty_like(increments)  # (T, ...)
+    out = (
+        torch.empty_like(increments) if isinstance(increments, torch.Tensor) else np.empty_like(increments)
+    )  # (T, ...)
     carry = initial  # (...)
     for t in range(increments.shape[0] - 1, -1, -1):
         carry = increments[t] + decay[t] * carry
@@ -189,7 +199,9 @@ def _numpy_views(rewards: Array, *others: Array) -> list[np.ndarray] | None:
     tensors = (rewards, *others)
     if not all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in tensors):
         return None
-    if rewards.dtype not in _NUMPY_SHAREABLE_DTYPES or any(t.dtype in (torch.bfloat16, torch.complex64, torch.complex128) for t in others):
+    if rewards.dtype not in _NUMPY_SHAREABLE_DTYPES or any(
+        t.dtype in (torch.bfloat16, torch.complex64, torch.complex128) for t in others
+    ):
         return None
     try:
         return [t.detach().numpy() for t in tensors]
@@ -216,9 +228,7 @@ def _align(
         if not np.issubdtype(rewards.dtype, np.floating):
             rewards = rewards.astype(np.float64)
     if rewards.ndim not in (1, 2):
-        raise ValueError(
-            f"{function}: rewards has shape {_shape(rewards)}; expected time-first (T,) or (T, n_envs)"
-        )
+        raise ValueError(f"{function}: rewards has shape {_shape(rewards)}; expected time-first (T,) or (T, n_envs)")
     for name, array in {**float_inputs, **flag_inputs}.items():
         if _shape(array) != tuple(rewards.shape):
             raise ValueError(

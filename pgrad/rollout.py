@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from pgrad.errors import ConfigError, NonFiniteError
 from pgrad.envs.recorder import EpisodeRecorder
 from pgrad.envs.vector import LeanSyncVectorEnv
-from pgrad.numpy_twin import NumpyActorCritic, SeedBatchedNumpyActorCritic
+from pgrad.errors import ConfigError, NonFiniteError
 from pgrad.normalize import RewardScaler
+from pgrad.numpy_twin import NumpyActorCritic, SeedBatchedNumpyActorCritic
 from pgrad.policy import ActorCriticPolicy
 
 if TYPE_CHECKING:
@@ -175,7 +175,9 @@ class RolloutCollector:
         if math.isfinite(np.add.reduce(array, axis=None)):
             return
         if not np.isfinite(array).all():
-            bad_env = int(np.argwhere(~np.isfinite(np.asarray(array, dtype=np.float64).reshape(self.n_envs, -1)).any(1))[0, 0])
+            bad_env = int(
+                np.argwhere(~np.isfinite(np.asarray(array, dtype=np.float64).reshape(self.n_envs, -1)).any(1))[0, 0]
+            )
             raise NonFiniteError(f"environment returned a non-finite {what} (NaN or inf) at step {step}, env {bad_env}")
 
     @torch.no_grad()
@@ -242,8 +244,16 @@ class RolloutCollector:
             self.pending_reset = ended
         self.obs = next_obs
         return StepRecord(
-            obs=obs, action=action, log_prob=log_prob, value=value, reward=reward_f32, terminated=terminated,
-            truncated=truncated, valid=valid, time_in_episode=time_in_episode, truncated_final_obs=truncated_final_obs,
+            obs=obs,
+            action=action,
+            log_prob=log_prob,
+            value=value,
+            reward=reward_f32,
+            terminated=terminated,
+            truncated=truncated,
+            valid=valid,
+            time_in_episode=time_in_episode,
+            truncated_final_obs=truncated_final_obs,
         )
 
     @torch.no_grad()
@@ -293,15 +303,22 @@ class RolloutCollector:
             next_value_buf[-1] = self._values(self.obs)
             if final_obs_slots:
                 final_values = self._values(
-                    np.concatenate([f for _, _, f in final_obs_slots]), np.array([env_index for _, env_index, _ in final_obs_slots])
+                    np.concatenate([f for _, _, f in final_obs_slots]),
+                    np.array([env_index for _, env_index, _ in final_obs_slots]),
                 )
                 for (t, env_index, _), final_value in zip(final_obs_slots, final_values):
                     next_value_buf[t, env_index] = final_value
 
         rollout = Rollout(
-            obs=torch.from_numpy(obs_buf), actions=torch.from_numpy(action_buf), log_probs=torch.from_numpy(log_prob_buf),
-            values=value_buf, rewards=torch.from_numpy(reward_buf), terminated=torch.from_numpy(terminated_buf),
-            truncated=torch.from_numpy(truncated_buf), next_values=next_value_buf, valid=torch.from_numpy(valid_buf),
+            obs=torch.from_numpy(obs_buf),
+            actions=torch.from_numpy(action_buf),
+            log_probs=torch.from_numpy(log_prob_buf),
+            values=value_buf,
+            rewards=torch.from_numpy(reward_buf),
+            terminated=torch.from_numpy(terminated_buf),
+            truncated=torch.from_numpy(truncated_buf),
+            next_values=next_value_buf,
+            valid=torch.from_numpy(valid_buf),
             time_in_episode=torch.from_numpy(time_buf),
         )
         return rollout, episodes
@@ -343,7 +360,6 @@ class RolloutCollector:
                 f"collect_episodes needs n_episodes >= 1, max_steps >= 1, min_transitions >= 0; "
                 f"got {n_episodes}, {max_steps}, {min_transitions}"
             )
-        policy = self.policy
         self._sync_fast_inference()
         if self._episode_buffer is None:
             self._episode_buffer = []
@@ -385,10 +401,15 @@ class RolloutCollector:
         if not finished:
             empty = torch.zeros(0, 1)  # (0, 1)
             return Rollout(
-                obs=torch.zeros(0, 1, policy.obs_size), actions=torch.zeros(0, 1, *action_shape, dtype=action_dtype),
-                log_probs=empty, values=empty.clone(), rewards=empty.clone(),
-                terminated=torch.zeros(0, 1, dtype=torch.bool), truncated=torch.zeros(0, 1, dtype=torch.bool),
-                next_values=empty.clone(), valid=torch.zeros(0, 1, dtype=torch.bool),
+                obs=torch.zeros(0, 1, policy.obs_size),
+                actions=torch.zeros(0, 1, *action_shape, dtype=action_dtype),
+                log_probs=empty,
+                values=empty.clone(),
+                rewards=empty.clone(),
+                terminated=torch.zeros(0, 1, dtype=torch.bool),
+                truncated=torch.zeros(0, 1, dtype=torch.bool),
+                next_values=empty.clone(),
+                valid=torch.zeros(0, 1, dtype=torch.bool),
                 time_in_episode=torch.zeros(0, 1, dtype=torch.long),
             )
         first_needed = min(first for _, first, _ in finished)
@@ -402,9 +423,13 @@ class RolloutCollector:
         valid = torch.from_numpy(np.stack([s.valid for s in steps]))  # (S, N)
         times = torch.from_numpy(np.stack([s.time_in_episode for s in steps]))  # (S, N)
         has_critic = policy.critic is not None
-        values = torch.from_numpy(np.stack([s.value for s in steps])) if has_critic else torch.zeros(len(steps), self.n_envs)  # (S, N)
+        values = (
+            torch.from_numpy(np.stack([s.value for s in steps])) if has_critic else torch.zeros(len(steps), self.n_envs)
+        )  # (S, N)
 
-        pieces: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "actions", "log_probs", "rewards", "values", "times")}
+        pieces: dict[str, list[torch.Tensor]] = {
+            k: [] for k in ("obs", "actions", "log_probs", "rewards", "values", "times")
+        }
         terminated, truncated, next_values = [], [], []
         final_obs: list[np.ndarray] = []
         final_slots: list[int] = []  # position in the concatenation of each truncated episode's last step
@@ -421,8 +446,12 @@ class RolloutCollector:
             length = int(keep.sum())
             end_step = buffer[last]
             ended_by_termination = bool(end_step.terminated[env_index])
-            terminated.append(torch.arange(length) == length - 1 if ended_by_termination else torch.zeros(length, dtype=torch.bool))
-            truncated.append(torch.zeros(length, dtype=torch.bool) if ended_by_termination else torch.arange(length) == length - 1)
+            terminated.append(
+                torch.arange(length) == length - 1 if ended_by_termination else torch.zeros(length, dtype=torch.bool)
+            )
+            truncated.append(
+                torch.zeros(length, dtype=torch.bool) if ended_by_termination else torch.arange(length) == length - 1
+            )
             episode_values = pieces["values"][-1]
             next_values.append(torch.cat([episode_values[1:], torch.zeros(1)]))  # (L,) the end is filled below
             if not ended_by_termination and has_critic:
@@ -479,18 +508,29 @@ class SeedBatchedRewardScaler:
 
     def scale_array(self, rewards: np.ndarray, episode_ended: np.ndarray, update: bool = True) -> np.ndarray:
         n = self.n_envs
-        return np.concatenate([
-            scaler.scale_array(rewards[s * n : (s + 1) * n], episode_ended[s * n : (s + 1) * n], update)
-            for s, scaler in enumerate(self.scalers)
-        ])
+        return np.concatenate(
+            [
+                scaler.scale_array(rewards[s * n : (s + 1) * n], episode_ended[s * n : (s + 1) * n], update)
+                for s, scaler in enumerate(self.scalers)
+            ]
+        )
 
 
 class SeedBatchedCollector(RolloutCollector):
     """The collector over every seed's envs, acting through :class:`SeedBatchedNumpyActorCritic`."""
 
-    def __init__(self, model: SeedBatchedActorCritic, policies: Sequence[ActorCriticPolicy], vector_envs: Sequence[VectorEnv],
-                 seeds: Sequence[int], generators: Sequence[torch.Generator], start_steps: Sequence[int], *,
-                 keep_recorders: bool = False, restored: Sequence[RolloutCollector] | None = None) -> None:
+    def __init__(
+        self,
+        model: SeedBatchedActorCritic,
+        policies: Sequence[ActorCriticPolicy],
+        vector_envs: Sequence[VectorEnv],
+        seeds: Sequence[int],
+        generators: Sequence[torch.Generator],
+        start_steps: Sequence[int],
+        *,
+        keep_recorders: bool = False,
+        restored: Sequence[RolloutCollector] | None = None,
+    ) -> None:
         """``vector_envs``: each seed's own (un-reset) same-step vector env; their sub-envs are stepped
         here as one. ``start_steps``: each seed's transition count so far (episodes are stamped with it).
 
@@ -503,15 +543,24 @@ class SeedBatchedCollector(RolloutCollector):
         self.start_steps = list(start_steps)
         sub_envs = [
             env.env if isinstance(env, EpisodeRecorder) and not keep_recorders else env
-            for vector_env in vector_envs for env in vector_env.envs
+            for vector_env in vector_envs
+            for env in vector_env.envs
         ]
-        combined = LeanSyncVectorEnv([lambda env=env: env for env in sub_envs], autoreset_mode=AutoresetMode.SAME_STEP, keep_infos=False)
+        combined = LeanSyncVectorEnv(
+            [lambda env=env: env for env in sub_envs], autoreset_mode=AutoresetMode.SAME_STEP, keep_infos=False
+        )
         self.twin = SeedBatchedNumpyActorCritic(model, policies, self.envs_per_seed, generators)
         scalers = [policy.reward_scaler for policy in policies]
         scaler = SeedBatchedRewardScaler(scalers, self.envs_per_seed) if scalers[0] is not None else None
         initial_obs = None if restored is None else np.concatenate([collector.obs for collector in restored])
-        super().__init__(combined, policies[0], seed=combined_env_seeds(seeds, self.envs_per_seed), reward_scaler=scaler,
-                         start_step=0, initial_obs=initial_obs)
+        super().__init__(
+            combined,
+            policies[0],
+            seed=combined_env_seeds(seeds, self.envs_per_seed),
+            reward_scaler=scaler,
+            start_step=0,
+            initial_obs=initial_obs,
+        )
         if restored is not None:
             self.episode_return = np.concatenate([collector.episode_return for collector in restored])
             self.episode_length = np.concatenate([collector.episode_length for collector in restored])
@@ -542,9 +591,13 @@ class SeedBatchedCollector(RolloutCollector):
         results = []
         for s in range(self.n_seeds):
             columns = slice(s * n, (s + 1) * n)
-            seed_rollout = Rollout(**{name: getattr(rollout, name)[:, columns] for name in Rollout.__dataclass_fields__})
+            seed_rollout = Rollout(
+                **{name: getattr(rollout, name)[:, columns] for name in Rollout.__dataclass_fields__}
+            )
             log = EpisodeLog()
-            for step, episode_return, length, env_index in zip(episodes.steps, episodes.returns, episodes.lengths, episodes.envs):
+            for step, episode_return, length, env_index in zip(
+                episodes.steps, episodes.returns, episodes.lengths, episodes.envs
+            ):
                 if env_index // n == s:  # every step is a transition for every seed: S*N per step
                     log.steps.append(self.start_steps[s] + (step - before) // self.n_seeds)
                     log.returns.append(episode_return)

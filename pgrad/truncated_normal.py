@@ -38,9 +38,7 @@ _MILLS_CONTINUED_FRACTION_DEPTH = 12
 # Gauss-Legendre rule for the near-uniform regime (TruncatedNormal._near_uniform_moments). There
 # the integrand exp(-c u - u^2/2) varies by a factor of at most ~e over the interval, and an
 # 8-point rule (exact for polynomials of degree 15) is accurate to float64 rounding.
-_LEGENDRE_NODES, _LEGENDRE_WEIGHTS = (
-    torch.from_numpy(array) for array in np.polynomial.legendre.leggauss(8)
-)
+_LEGENDRE_NODES, _LEGENDRE_WEIGHTS = (torch.from_numpy(array) for array in np.polynomial.legendre.leggauss(8))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,9 +46,7 @@ _LEGENDRE_NODES, _LEGENDRE_WEIGHTS = (
 # ---------------------------------------------------------------------------------------------
 
 
-def _where(
-    condition: Tensor, if_true: Callable[[], Tensor], if_false: Callable[[], Tensor]
-) -> Tensor:
+def _where(condition: Tensor, if_true: Callable[[], Tensor], if_false: Callable[[], Tensor]) -> Tensor:
     """``torch.where(condition, if_true(), if_false())``, evaluating only the branches in use.
 
     The branches below are chains of 10-60 elementwise ops on policy-sized tensors, where each op
@@ -162,9 +158,7 @@ def _log_q_ratio_far(
     if inverse_mills_end is None:
         m_end, _ = _mills_excess(end)
         inverse_mills_end = end + m_end
-    log_ratio = (
-        -gap * (start + 0.5 * gap) + torch.log(inverse_mills_start) - torch.log(inverse_mills_end)
-    )
+    log_ratio = -gap * (start + 0.5 * gap) + torch.log(inverse_mills_start) - torch.log(inverse_mills_end)
     return log_ratio, inverse_mills_end
 
 
@@ -267,9 +261,7 @@ class TruncatedNormal(Distribution):
             mass = self._centred_mass(-half_width, half_width)
             return _log_phi(centre) + torch.log(mass) - self._log_q_t
 
-        self._log_one_minus_rho = _where(
-            self._near_uniform, near_uniform, lambda: _log1mexp(self._log_rho)
-        )
+        self._log_one_minus_rho = _where(self._near_uniform, near_uniform, lambda: _log1mexp(self._log_rho))
         self._log_z = self._log_q_t + self._log_one_minus_rho
 
     def expand(
@@ -336,9 +328,7 @@ class TruncatedNormal(Distribution):
             self._cache["moments"] = _where(
                 self._near_uniform,
                 self._near_uniform_moments,
-                lambda: _where(
-                    self._far_outside, self._far_outside_moments, self._burkardt_moments
-                ),
+                lambda: _where(self._far_outside, self._far_outside_moments, self._burkardt_moments),
             ).unbind(0)
         excess, variance, entropy = self._cache["moments"]
         return excess, variance, entropy
@@ -445,9 +435,7 @@ class TruncatedNormal(Distribution):
         def far_outside() -> Tensor:
             t = self._t.clamp(min=_FAR_OUTSIDE)
             log_ratio_y_t, inverse_mills_y = _log_q_ratio_far(t, distance, self._inverse_mills_t())
-            log_ratio_s_y, _ = _log_q_ratio_far(
-                t + distance, self._width - distance, inverse_mills_y
-            )
+            log_ratio_s_y, _ = _log_q_ratio_far(t + distance, self._width - distance, inverse_mills_y)
             return torch.stack((log_ratio_y_t, log_ratio_s_y))
 
         def burkardt() -> Tensor:

@@ -34,8 +34,8 @@ import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
-from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
 from pgrad.losses import explained_variance, normalize_advantages, policy_gradient_loss, value_loss
+from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
 from pgrad.returns import gae
 
 
@@ -51,8 +51,12 @@ class A2CConfig(Config):
     max_grad_norm: float = param(0.5, "clip the global gradient norm to this", low=0.0, low_open=True)
     normalize_advantage: bool = param(False, "normalise advantages over each batch (not in A3C)")
     optimizer: str = param("rmsprop", "rmsprop (A3C, baselines, SB3) or adam", choices=("rmsprop", "adam"))
-    rmsprop_alpha: float = param(0.99, "RMSprop smoothing constant of the squared-gradient average", low=0.0, high=1.0, high_open=True)
-    optimizer_eps: float = param(1e-5, "epsilon of RMSprop or Adam (1e-5 as in baselines and SB3)", low=0.0, low_open=True)
+    rmsprop_alpha: float = param(
+        0.99, "RMSprop smoothing constant of the squared-gradient average", low=0.0, high=1.0, high_open=True
+    )
+    optimizer_eps: float = param(
+        1e-5, "epsilon of RMSprop or Adam (1e-5 as in baselines and SB3)", low=0.0, low_open=True
+    )
     anneal_lr: bool = param(False, "decay lr linearly to 0 over the run (baselines' A2C did; SB3 does not)")
 
 
@@ -69,7 +73,9 @@ class A2C(Algorithm):
             # differ only for near-zero gradient averages (SB3 keeps torch's for MLPs too).
             # foreach: a few multi-tensor kernels instead of a Python loop over the parameters,
             # which dominates an update on a 5-step batch (benchmarks/speed.py)
-            self.optimizer = torch.optim.RMSprop(self.policy.parameters(), lr=c.lr, alpha=c.rmsprop_alpha, eps=c.optimizer_eps, foreach=True)
+            self.optimizer = torch.optim.RMSprop(
+                self.policy.parameters(), lr=c.lr, alpha=c.rmsprop_alpha, eps=c.optimizer_eps, foreach=True
+            )
         else:
             self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr, eps=c.optimizer_eps, fused=True)
         # The gradient by hand in numpy where the policy allows (pgrad/numpy_twin/gradient.py): the same numbers
@@ -81,7 +87,6 @@ class A2C(Algorithm):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {self.config.optimizer: self.optimizer}
 
-
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config
         if c.anneal_lr:
@@ -90,8 +95,13 @@ class A2C(Algorithm):
         rollout, episodes = self.collector.collect(c.n_steps)
 
         advantages, returns = gae(
-            rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.truncated,
-            gamma=c.gamma, lam=c.gae_lambda,
+            rollout.rewards,
+            rollout.values,
+            rollout.next_values,
+            rollout.terminated,
+            rollout.truncated,
+            gamma=c.gamma,
+            lam=c.gae_lambda,
         )  # (T, N) each
         # Flatten (T, N) to the batch, keeping only real transitions (NEXT_STEP reset steps are not).
         valid = rollout.valid.reshape(-1)
@@ -108,7 +118,9 @@ class A2C(Algorithm):
             metrics = self._numpy_gradient_step(b_obs, b_actions, b_advantages, b_returns)
             # RMSprop or Adam in numpy on the gradient's flat buffer (same numbers; torch's foreach
             # RMSprop was an eighth of a 5-step iteration on HalfCheetah-v5, BENCHMARKS.md "Speed")
-            self._numpy_optimizer, optimizer_step = NumpyOptimizer.prepared_step(self.optimizer, self._numpy_gradient, self._numpy_optimizer)
+            self._numpy_optimizer, optimizer_step = NumpyOptimizer.prepared_step(
+                self.optimizer, self._numpy_gradient, self._numpy_optimizer
+            )
         else:
             metrics = self._autograd_step(b_obs, b_actions, b_advantages, b_returns)
             optimizer_step = self.optimizer.step  # the gradient is in .grad, not in the numpy buffer
@@ -120,12 +132,16 @@ class A2C(Algorithm):
     def _normalized_advantages(self, advantages):
         return normalize_advantages(advantages) if self.config.normalize_advantage else advantages
 
-    def _autograd_step(self, obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+    def _autograd_step(
+        self, obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor
+    ) -> dict[str, float]:
         """Set ``.grad`` to the clipped gradient of A2C's loss on the batch, by torch autograd."""
         c = self.config
         dist = self.policy.distribution(obs)
         entropy = dist.entropy().mean()
-        policy_loss, policy_metrics = policy_gradient_loss(dist.log_prob(actions), self._normalized_advantages(advantages))
+        policy_loss, policy_metrics = policy_gradient_loss(
+            dist.log_prob(actions), self._normalized_advantages(advantages)
+        )
         # The critic regresses on the TD(lambda) targets R_t = A_t + V_old(s_t) (GAE paper, sec. 5).
         critic_loss, critic_metrics = value_loss(self.policy.value(obs), returns)
         loss = policy_loss + c.vf_coef * critic_loss - c.ent_coef * entropy
@@ -137,12 +153,23 @@ class A2C(Algorithm):
             metrics["action_std"] = dist.base_dist.scale.mean().item()
         return metrics
 
-    def _numpy_gradient_step(self, obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+    def _numpy_gradient_step(
+        self, obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor
+    ) -> dict[str, float]:
         """The same as :meth:`_autograd_step`, by hand in numpy (pgrad/numpy_twin/gradient.py)."""
         c = self.config
         self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.policy, self._numpy_gradient)
         self._numpy_gradient.bind()
         return self._numpy_gradient.step_gradient(
-            obs.numpy(), actions.numpy(), None, None, self._normalized_advantages(advantages.numpy()), returns.numpy(),
-            clip_coef=None, vf_clip_coef=None, vf_coef=c.vf_coef, ent_coef=c.ent_coef, max_grad_norm=c.max_grad_norm,
+            obs.numpy(),
+            actions.numpy(),
+            None,
+            None,
+            self._normalized_advantages(advantages.numpy()),
+            returns.numpy(),
+            clip_coef=None,
+            vf_clip_coef=None,
+            vf_coef=c.vf_coef,
+            ent_coef=c.ent_coef,
+            max_grad_norm=c.max_grad_norm,
         )

@@ -52,9 +52,13 @@ class ActorCriticConfig(Config):
 
     lr: float = param(1e-3, "actor step size alpha_theta", low=0.0, low_open=True)
     value_lr: float = param(1e-3, "critic step size alpha_w", low=0.0, low_open=True)
-    gamma_weighting: bool = param(False, "weight actor updates by I = gamma^t, t the step within the episode (the book's box)")
+    gamma_weighting: bool = param(
+        False, "weight actor updates by I = gamma^t, t the step within the episode (the book's box)"
+    )
     ent_coef: float = param(0.0, "entropy bonus coefficient", low=0.0)
-    max_grad_norm: float | None = param(None, "clip each network's gradient norm to this (none: never)", low=0.0, low_open=True)
+    max_grad_norm: float | None = param(
+        None, "clip each network's gradient norm to this (none: never)", low=0.0, low_open=True
+    )
     optimizer: str = param("adam", "adam, or sgd as in the book's box", choices=("adam", "sgd"))
     adam_eps: float = param(1e-8, "Adam epsilon", low=0.0, low_open=True)
 
@@ -79,15 +83,19 @@ class ActorCritic(Algorithm):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
 
-
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config
         # One vector step: S, A, R and v(S') for every env, with the weights of the last update, so
         # delta below is the book's delta (nothing has changed w between collecting and updating).
         rollout, episodes = self.collector.collect(1)
         td_errors, td_targets = gae(
-            rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.truncated,
-            gamma=c.gamma, lam=0.0,
+            rollout.rewards,
+            rollout.values,
+            rollout.next_values,
+            rollout.terminated,
+            rollout.truncated,
+            gamma=c.gamma,
+            lam=0.0,
         )  # (1, N) each: delta and R + gamma * v(S')
         valid = rollout.valid[0]  # (N,) False only for NEXT_STEP reset steps, which are not transitions
         n_transitions = int(valid.sum())
@@ -98,7 +106,9 @@ class ActorCritic(Algorithm):
         td_error = td_errors[0][valid]  # (B,)
         td_target = td_targets[0][valid]  # (B,)
         discount_weight = (
-            c.gamma ** rollout.time_in_episode[0][valid].to(td_error.dtype) if c.gamma_weighting else torch.ones_like(td_error)
+            c.gamma ** rollout.time_in_episode[0][valid].to(td_error.dtype)
+            if c.gamma_weighting
+            else torch.ones_like(td_error)
         )  # (B,) I = gamma^t
 
         dist = self.policy.distribution(obs)
@@ -111,7 +121,12 @@ class ActorCritic(Algorithm):
         self.critic_optimizer.zero_grad(set_to_none=True)
         # Separate networks and optimisers: one backward through the sum gives each its own gradient.
         (actor_loss - c.ent_coef * entropy + critic_loss).backward()
-        metrics = {**actor_metrics, **critic_metrics, "entropy": entropy.item(), "td_error_mean": td_error.mean().item()}
+        metrics = {
+            **actor_metrics,
+            **critic_metrics,
+            "entropy": entropy.item(),
+            "td_error_mean": td_error.mean().item(),
+        }
         if c.max_grad_norm is not None:
             metrics["actor_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.actor_parameters, c.max_grad_norm).item()
             metrics["critic_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.critic_parameters, c.max_grad_norm).item()

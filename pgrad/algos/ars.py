@@ -43,7 +43,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -78,15 +78,29 @@ class ARSConfig(Config):
     lr: float = param(0.02, "step size alpha of the update", low=0.0, low_open=True)
     noise_std: float = param(0.03, "exploration noise nu: std of the parameter perturbations", low=0.0, low_open=True)
     n_directions: int = param(8, "directions N sampled per iteration (2N rollouts)", low=1)
-    n_top: int | None = param(None, "best directions b used in the update (none: all N, i.e. V1/V2; fewer: V1-t/V2-t)", low=1)
+    n_top: int | None = param(
+        None, "best directions b used in the update (none: all N, i.e. V1/V2; fewer: V1-t/V2-t)", low=1
+    )
     horizon: int = param(1000, "maximum steps per rollout (the env's own time limit also applies)", low=1)
-    alive_bonus_shift: float = param(0.0, "subtracted from every reward during training only (paper: 1 for Hopper, Walker2d, Ant; 5 for Humanoid)")
-    policy_type: str = param("linear", "linear (a matrix, no bias, zero at start) or mlp (hidden_sizes, activation)", choices=("linear", "mlp"))
+    alive_bonus_shift: float = param(
+        0.0, "subtracted from every reward during training only (paper: 1 for Hopper, Walker2d, Ant; 5 for Humanoid)"
+    )
+    policy_type: str = param(
+        "linear",
+        "linear (a matrix, no bias, zero at start) or mlp (hidden_sizes, activation)",
+        choices=("linear", "mlp"),
+    )
     activation: str = param("tanh", "hidden activation of the mlp policy", choices=("tanh", "relu"))
     hidden_sizes: tuple[int, ...] = param((32, 32), "hidden layer widths of the mlp policy, e.g. 32,32")
-    n_workers: int | None = param(None, "rollout worker processes (none: one per core this seed may use; 0: in this process)", low=0)
-    backend: str = param("local", "where workers run: local processes or Ray actors (same results)", choices=("local", "ray"))
-    eval_every: int = param(10, "evaluate the unperturbed policy every this many iterations for logging (0: never)", low=0)
+    n_workers: int | None = param(
+        None, "rollout worker processes (none: one per core this seed may use; 0: in this process)", low=0
+    )
+    backend: str = param(
+        "local", "where workers run: local processes or Ray actors (same results)", choices=("local", "ray")
+    )
+    eval_every: int = param(
+        10, "evaluate the unperturbed policy every this many iterations for logging (0: never)", low=0
+    )
     eval_episodes: int = param(5, "episodes per logging evaluation (not counted in the step budget)", low=1)
 
     def validate(self) -> None:
@@ -94,7 +108,9 @@ class ARSConfig(Config):
         if self.n_top is not None and self.n_top > self.n_directions:
             raise ConfigError(f"n_top={self.n_top} must be at most n_directions={self.n_directions}")
         if self.normalize_reward:
-            raise ConfigError("normalize_reward=true has no meaning for ARS (the update divides by the returns' std); set it false")
+            raise ConfigError(
+                "normalize_reward=true has no meaning for ARS (the update divides by the returns' std); set it false"
+            )
         if self.n_envs != 1:
             raise ConfigError(f"n_envs={self.n_envs}: ARS runs one env per worker; use n_workers for parallel rollouts")
 
@@ -153,7 +169,9 @@ def normalize_observation(obs: np.ndarray, mean: np.ndarray | None, std: np.ndar
     return np.clip((obs - mean) / std, -clip, clip)
 
 
-def layer_shapes(obs_size: int, action_size: int, policy_type: str, hidden_sizes: tuple[int, ...]) -> list[tuple[int, int, bool]]:
+def layer_shapes(
+    obs_size: int, action_size: int, policy_type: str, hidden_sizes: tuple[int, ...]
+) -> list[tuple[int, int, bool]]:
     """``(out, in, has_bias)`` per layer, in the order the flat parameter vector holds them."""
     if policy_type == "linear":
         return [(action_size, obs_size, False)]
@@ -165,11 +183,11 @@ def unflatten(theta: np.ndarray, shapes: list[tuple[int, int, bool]]) -> list[tu
     """Split a flat parameter vector into ``(weight (out, in), bias (out,) or None)`` views."""
     layers, offset = [], 0
     for out_size, in_size, has_bias in shapes:
-        weight = theta[offset:offset + out_size * in_size].reshape(out_size, in_size)
+        weight = theta[offset : offset + out_size * in_size].reshape(out_size, in_size)
         offset += out_size * in_size
         bias = None
         if has_bias:
-            bias = theta[offset:offset + out_size]
+            bias = theta[offset : offset + out_size]
             offset += out_size
         layers.append((weight, bias))
     if offset != theta.size:
@@ -195,8 +213,13 @@ class ARSPolicy(nn.Module):
     """
 
     def __init__(
-        self, observation_space: spaces.Space, action_space: spaces.Space, policy_type: str,
-        hidden_sizes: tuple[int, ...], activation: str, normalize_obs: bool,
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        policy_type: str,
+        hidden_sizes: tuple[int, ...],
+        activation: str,
+        normalize_obs: bool,
     ) -> None:
         super().__init__()
         check_spaces(observation_space, action_space)
@@ -211,9 +234,16 @@ class ARSPolicy(nn.Module):
             self.net = nn.Linear(self.obs_size, self.action_size, bias=False)
             nn.init.zeros_(self.net.weight)
         else:
-            self.net = MLP(self.obs_size, hidden_sizes, activation, out_features=self.action_size, out_gain=POLICY_OUTPUT_GAIN)
+            self.net = MLP(
+                self.obs_size, hidden_sizes, activation, out_features=self.action_size, out_gain=POLICY_OUTPUT_GAIN
+            )
         self.rescale_actions = has_finite_bounds(action_space)
-        self.spec = {"policy_type": policy_type, "hidden_sizes": list(hidden_sizes), "activation": activation, "normalize_obs": normalize_obs}
+        self.spec = {
+            "policy_type": policy_type,
+            "hidden_sizes": list(hidden_sizes),
+            "activation": activation,
+            "normalize_obs": normalize_obs,
+        }
 
     deterministic = True  # acts without sampling; pgrad export uses forward() below
 
@@ -253,7 +283,9 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
             "For Discrete actions use ppo, a2c or reinforce"
         )
     if not isinstance(observation_space, spaces.Box):
-        raise UnsupportedSpaceError(f"ARS does not support the observation space {observation_space}; supported: Box observations")
+        raise UnsupportedSpaceError(
+            f"ARS does not support the observation space {observation_space}; supported: Box observations"
+        )
 
 
 # -- the rollout worker (runs in worker processes, Ray actors or in process) ---------------
@@ -262,7 +294,9 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
 class ARSRolloutWorker:
     """Owns one env; runs the two rollouts of a direction, or one evaluation episode."""
 
-    def __init__(self, env: Any, seed: int, horizon: int, alive_bonus_shift: float, shapes: list, activation: str) -> None:
+    def __init__(
+        self, env: Any, seed: int, horizon: int, alive_bonus_shift: float, shapes: list, activation: str
+    ) -> None:
         self.owns_env = not isinstance(env, gym.Env)  # never close an env the user passed in
         self.env = make_env(env)
         check_spaces(self.env.observation_space, self.env.action_space)
@@ -275,7 +309,9 @@ class ARSRolloutWorker:
         theta, iteration = payload["theta"], payload["iteration"]
         normalizer = (payload["obs_mean"], payload["obs_std"], payload["obs_clip"])
         if kind == "evaluate":
-            episode_return, length, _ = self.rollout(theta, normalizer, reset_seed(self.seed, iteration, index, evaluation=True))
+            episode_return, length, _ = self.rollout(
+                theta, normalizer, reset_seed(self.seed, iteration, index, evaluation=True)
+            )
             return {"return": episode_return, "length": length}
         delta = perturbation(self.seed, iteration, index, theta.size)
         start = reset_seed(self.seed, iteration, index)
@@ -286,8 +322,11 @@ class ARSRolloutWorker:
         return {
             # Shifted returns drive the update; raw ones are what is logged (sec. 4 of the paper).
             "shifted": (plus[0] - self.shift * plus[1], minus[0] - self.shift * minus[1]),
-            "returns": (plus[0], minus[0]), "lengths": (plus[1], minus[1]),
-            "obs_count": seen.shape[0], "obs_mean": seen.mean(axis=0), "obs_var": seen.var(axis=0),
+            "returns": (plus[0], minus[0]),
+            "lengths": (plus[1], minus[1]),
+            "obs_count": seen.shape[0],
+            "obs_mean": seen.mean(axis=0),
+            "obs_var": seen.var(axis=0),
         }
 
     def rollout(self, theta: np.ndarray, normalizer: tuple, seed: int) -> tuple[float, int, np.ndarray]:
@@ -300,7 +339,9 @@ class ARSRolloutWorker:
             state = np.asarray(obs, dtype=np.float64).reshape(-1)
             states.append(state)
             raw = policy_forward(layers, normalize_observation(state, mean, std, clip), self.activation)
-            obs, reward, terminated, truncated, _ = self.env.step(box_env_action(raw, self.env.action_space, self.rescale))
+            obs, reward, terminated, truncated, _ = self.env.step(
+                box_env_action(raw, self.env.action_space, self.rescale)
+            )
             total += float(reward)
             if terminated or truncated:
                 break
@@ -325,7 +366,9 @@ class ARS(Algorithm):
 
     def build_policy(self) -> ARSPolicy:
         c = self.config
-        policy = ARSPolicy(self.observation_space, self.action_space, c.policy_type, c.hidden_sizes, c.activation, c.normalize_obs)
+        policy = ARSPolicy(
+            self.observation_space, self.action_space, c.policy_type, c.hidden_sizes, c.activation, c.normalize_obs
+        )
         if c.policy_type == "mlp" and not c.ortho_init:
             for layer in policy.net.modules():
                 if isinstance(layer, nn.Linear):
@@ -369,7 +412,7 @@ class ARS(Algorithm):
         )
         return make_pool(factory, n_workers, c.backend)
 
-    def learn(self, total_steps: int, run_dir: str | Path | None = None, **kwargs: Any) -> "ARS":
+    def learn(self, total_steps: int, run_dir: str | Path | None = None, **kwargs: Any) -> ARS:
         """As :meth:`Algorithm.learn`; the step budget counts the env steps of all perturbed rollouts
         (evaluation rollouts logged as ``eval_return_mean`` do not count). Workers stop at the end."""
         try:
@@ -385,8 +428,12 @@ class ARS(Algorithm):
     def _payload(self) -> dict[str, Any]:
         mean, std, clip = self.policy.normalizer_statistics()
         return {
-            "theta": self.policy.flat_parameters(), "iteration": self.updates, "noise_std": self.config.noise_std,
-            "obs_mean": mean, "obs_std": std, "obs_clip": clip,
+            "theta": self.policy.flat_parameters(),
+            "iteration": self.updates,
+            "noise_std": self.config.noise_std,
+            "obs_mean": mean,
+            "obs_std": std,
+            "obs_clip": clip,
         }
 
     def train_iteration(self, progress_remaining: float) -> IterationResult:

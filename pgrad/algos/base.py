@@ -11,27 +11,33 @@ import contextlib
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
 import torch
 
-from pgrad import __version__
-from pgrad import checkpointing
+from pgrad import __version__, checkpointing
 from pgrad.config import Config, resolve_preset
 from pgrad.early_stopping import EarlyStopping
 from pgrad.envs import env_id_of, make_vector_env
 from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
-from pgrad.numpy_twin import NumpyActorCritic, unsupported_reason
 from pgrad.io import (
-    load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, save_policy,
-    space_from_json, space_to_json, write_json,
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+    save_policy,
+    space_from_json,
+    space_to_json,
+    write_json,
 )
 from pgrad.logger import Progress, RunLogger, write_csv
 from pgrad.normalize import RewardScaler
+from pgrad.numpy_twin import NumpyActorCritic, unsupported_reason
 from pgrad.policy import ActorCriticPolicy
 from pgrad.rollout import EpisodeLog, RolloutCollector
 
@@ -62,7 +68,9 @@ class LearnBudget:
         return self.start_step + self.total_steps
 
     @classmethod
-    def for_call(cls, interrupted: "LearnBudget | None", total_steps: int, steps: int, updates: int, resume: bool) -> "LearnBudget":
+    def for_call(
+        cls, interrupted: LearnBudget | None, total_steps: int, steps: int, updates: int, resume: bool
+    ) -> LearnBudget:
         """The budget of a ``learn(total_steps)`` call made at ``steps``/``updates``; a resumed
         call continues the ``interrupted`` one (its start, this budget)."""
         if resume and interrupted is not None:
@@ -110,8 +118,11 @@ def set_compute_threads(n_threads: int) -> None:
 def versions() -> dict[str, str]:
     """Library versions recorded with every run, for reproducibility."""
     return {
-        "pgrad": __version__, "torch": torch.__version__, "gymnasium": gymnasium.__version__,
-        "numpy": np.__version__, "python": platform.python_version(),
+        "pgrad": __version__,
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
     }
 
 
@@ -147,8 +158,12 @@ class Algorithm:
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.envs = make_vector_env(
-            env, self.config.n_envs, seed=seed, vectorization=self.config.vectorization,
-            autoreset_mode=self.config.autoreset_mode, record_episodes=True,  # replayed on resume
+            env,
+            self.config.n_envs,
+            seed=seed,
+            vectorization=self.config.vectorization,
+            autoreset_mode=self.config.autoreset_mode,
+            record_episodes=True,  # replayed on resume
             keep_infos=False,  # the collector reads only final_obs; batching every info costs ~10 us a step
         )
         self.observation_space = self.envs.single_observation_space
@@ -170,9 +185,15 @@ class Algorithm:
         """The policy network for this algorithm (override for another architecture)."""
         c = self.config
         policy = ActorCriticPolicy(
-            self.observation_space, self.action_space, hidden_sizes=c.hidden_sizes, activation=c.activation,
-            action_dist=c.action_dist, log_std_init=c.log_std_init, state_dependent_std=c.state_dependent_std,
-            normalize_obs=c.normalize_obs, with_critic=self.uses_critic,
+            self.observation_space,
+            self.action_space,
+            hidden_sizes=c.hidden_sizes,
+            activation=c.activation,
+            action_dist=c.action_dist,
+            log_std_init=c.log_std_init,
+            state_dependent_std=c.state_dependent_std,
+            normalize_obs=c.normalize_obs,
+            with_critic=self.uses_critic,
         )
         if not c.ortho_init:
             policy.use_torch_default_init()
@@ -190,7 +211,7 @@ class Algorithm:
 
     # -- hooks of the learn loop: one seed (this class) or a seed-batched group of them ------------
 
-    def seed_members(self) -> list[tuple["Algorithm", str]]:
+    def seed_members(self) -> list[tuple[Algorithm, str]]:
         """The seeds ``learn`` trains, each with its folder inside the run folder: this agent in the
         run folder itself; a seed-batched group (pgrad/algos/ppo_batched.py) its seeds' agents in
         ``seed_<S>/``. :meth:`train_iteration` returns one :class:`IterationResult` per member."""
@@ -234,7 +255,11 @@ class Algorithm:
             raise ConfigError("this agent was loaded from a policy file; build a new agent to train")
         if self.collector is None:
             self.collector = RolloutCollector(
-                self.envs, self.policy, seed=self.seed, reward_scaler=self.policy.reward_scaler, start_step=self.total_steps
+                self.envs,
+                self.policy,
+                seed=self.seed,
+                reward_scaler=self.policy.reward_scaler,
+                start_step=self.total_steps,
             )
         return self.collector
 
@@ -244,12 +269,12 @@ class Algorithm:
         run_dir: str | Path | None = None,
         quiet: bool = False,
         checkpoint_seconds: float = 60.0,
-        callback: Callable[["Algorithm", dict[str, Any]], bool | None] | None = None,
+        callback: Callable[[Algorithm, dict[str, Any]], bool | None] | None = None,
         *,
         checkpoint_every: int | None = None,
         early_stopping: EarlyStopping | None = None,
         resume: bool = False,
-    ) -> "Algorithm":
+    ) -> Algorithm:
         """Train for ``total_steps`` more environment transitions.
 
         Args:
@@ -272,7 +297,9 @@ class Algorithm:
         """
         check_learn_arguments(total_steps, checkpoint_every)
         if early_stopping is not None and isinstance(self.env, gymnasium.Env):
-            raise ConfigError("early stopping evaluates on a fresh env: pass an env id or a callable, not an env instance")
+            raise ConfigError(
+                "early stopping evaluates on a fresh env: pass an env id or a callable, not an env instance"
+            )
         run_dir = Path(run_dir) if run_dir is not None else None
         self.prepare_learning(run_dir)
         members = self.seed_members()
@@ -346,7 +373,9 @@ class Algorithm:
     def _evaluate_during_training(self, early_stopping: EarlyStopping, run_dir: Path | None) -> None:
         row = early_stopping.evaluate(self, self.total_steps)
         if run_dir is not None:
-            write_csv(run_dir / "evaluations.csv", early_stopping.history, ["step", "mean_return", "std_return", "best"])
+            write_csv(
+                run_dir / "evaluations.csv", early_stopping.history, ["step", "mean_return", "std_return", "best"]
+            )
             if row["improved"]:
                 save_policy(run_dir / "best", self.policy_description(), self.policy.state_dict())
 
@@ -400,8 +429,12 @@ class Algorithm:
     def describe_run(self) -> dict[str, Any]:
         """The resolved config recorded in config.json and policy.json."""
         return {
-            "algo": self.name, "env": self.env_id, "seed": self.seed, "preset": self.preset,
-            "config": self.config.to_dict(), "versions": versions(),
+            "algo": self.name,
+            "env": self.env_id,
+            "seed": self.seed,
+            "preset": self.preset,
+            "config": self.config.to_dict(),
+            "versions": versions(),
         }
 
     def policy_description(self) -> dict[str, Any]:
@@ -424,9 +457,14 @@ class Algorithm:
     def summary(self, evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
         recent = self.logger.recent_return
         return {
-            "algo": self.name, "env": self.env_id, "seed": self.seed,
-            "steps": self.total_steps, "updates": self.updates, "wall_seconds": round(self.wall_seconds, 3),
-            "episodes": len(self.logger.episodes), "fast_path": self.fast_path_problem() is None,
+            "algo": self.name,
+            "env": self.env_id,
+            "seed": self.seed,
+            "steps": self.total_steps,
+            "updates": self.updates,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "episodes": len(self.logger.episodes),
+            "fast_path": self.fast_path_problem() is None,
             "last_100_episode_return_mean": recent if math.isfinite(recent) else None,
             "eval_mean_return": evaluation["mean_return"] if evaluation else None,
             "eval_std_return": evaluation["std_return"] if evaluation else None,
@@ -434,7 +472,11 @@ class Algorithm:
         }
 
     def save_checkpoint(
-        self, folder: str | Path, *, collector: tuple[dict, dict] | None = None, torch_rng_state: torch.Tensor | None = None
+        self,
+        folder: str | Path,
+        *,
+        collector: tuple[dict, dict] | None = None,
+        torch_rng_state: torch.Tensor | None = None,
     ) -> None:
         """Write everything training carries between iterations to ``folder`` (see pgrad.checkpointing).
 
@@ -449,7 +491,9 @@ class Algorithm:
             tensors.update(optimizer_tensors)
         tensors["rng.torch"] = torch.get_rng_state() if torch_rng_state is None else torch_rng_state
         collector_state = envs_state = None
-        if collector is None and self.collector is not None:  # before the first learn() the envs have not been reset yet
+        if (
+            collector is None and self.collector is not None
+        ):  # before the first learn() the envs have not been reset yet
             collector = checkpointing.collector_state(self.collector)
         if collector is not None:
             collector_state, collector_tensors = collector
@@ -459,18 +503,26 @@ class Algorithm:
         extra_state, extra_tensors = self.checkpoint_extra()
         tensors.update({f"extra.{k}": v for k, v in extra_tensors.items()})
         state = {
-            **self.describe_run(), "total_steps": self.total_steps, "updates": self.updates,
-            "wall_seconds": self.wall_seconds, "optimizers": optimizer_meta,
+            **self.describe_run(),
+            "total_steps": self.total_steps,
+            "updates": self.updates,
+            "wall_seconds": self.wall_seconds,
+            "optimizers": optimizer_meta,
             "numpy_rng": self.rng.bit_generator.state,
-            "observation_space": space_to_json(self.observation_space), "action_space": space_to_json(self.action_space),
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
             "learn_budget": asdict(self.learn_budget) if self.learn_budget is not None else None,
             "logger": {"metrics_rows": len(self.logger.metrics), "episode_rows": len(self.logger.episodes)},
             "early_stopping": self.early_stopping.state() if self.early_stopping is not None else None,
-            "collector": collector_state, "envs": envs_state, "extra": extra_state,
+            "collector": collector_state,
+            "envs": envs_state,
+            "extra": extra_state,
         }
         save_checkpoint(folder, state, tensors)
 
-    def load_checkpoint_state(self, folder: str | Path, run_dir: str | Path | None = None, keep_hyperparameters: bool = False) -> None:
+    def load_checkpoint_state(
+        self, folder: str | Path, run_dir: str | Path | None = None, keep_hyperparameters: bool = False
+    ) -> None:
         """Restore what :meth:`save_checkpoint` wrote: weights, optimisers, RNGs, counters, collector, envs.
 
         Args:
@@ -496,7 +548,9 @@ class Algorithm:
             self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
         except RuntimeError as exc:
             first_line = str(exc).strip().splitlines()[0]
-            raise PolicyFileError(f"checkpoint {folder} does not fit this policy (network shape changed?): {first_line}") from None
+            raise PolicyFileError(
+                f"checkpoint {folder} does not fit this policy (network shape changed?): {first_line}"
+            ) from None
         for name, optimizer in self.optimizers().items():
             fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
             optimizer_from_tensors(optimizer, tensors, state["optimizers"][name], prefix=f"optimizer.{name}.")
@@ -505,21 +559,29 @@ class Algorithm:
                     group.update(values)
         torch.set_rng_state(tensors["rng.torch"])
         self.rng.bit_generator.state = state["numpy_rng"]
-        self.total_steps, self.updates, self.wall_seconds = state["total_steps"], state["updates"], state["wall_seconds"]
+        self.total_steps, self.updates, self.wall_seconds = (
+            state["total_steps"],
+            state["updates"],
+            state["wall_seconds"],
+        )
         budget = state.get("learn_budget")
         self.learn_budget = LearnBudget(**budget) if budget is not None else None
         self._early_stopping_state = state.get("early_stopping")
         if state.get("collector") is not None:
             collector = self._ensure_collector()
             checkpointing.restore_collector_state(collector, state["collector"], tensors)
-            checkpointing.warn_if_not_exact(checkpointing.restore_envs_state(self.envs, state["envs"], tensors, collector))
+            checkpointing.warn_if_not_exact(
+                checkpointing.restore_envs_state(self.envs, state["envs"], tensors, collector)
+            )
         if run_dir is not None:
             logged = state.get("logger", {"metrics_rows": 0, "episode_rows": 0})
             self.logger.restore(Path(run_dir), logged["metrics_rows"], logged["episode_rows"])
-        self.restore_checkpoint_extra(state.get("extra", {}), {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")})
+        self.restore_checkpoint_extra(
+            state.get("extra", {}), {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
+        )
 
     @classmethod
-    def from_policy_file(cls, description: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> "Algorithm":
+    def from_policy_file(cls, description: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Algorithm:
         """Rebuild an agent that can ``predict`` from a saved policy (no envs are created)."""
         agent = cls.__new__(cls)
         agent.name = description.get("algo", cls.name)  # one class may serve several names

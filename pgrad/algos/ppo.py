@@ -28,8 +28,8 @@ import torch
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import Config, param
 from pgrad.errors import ConfigError
-from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
 from pgrad.losses import clipped_surrogate_loss, explained_variance, normalize_advantages, value_loss
+from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
 from pgrad.returns import gae
 
 
@@ -47,7 +47,9 @@ class PPOConfig(Config):
     ent_coef: float = param(0.0, "entropy bonus coefficient", low=0.0)
     vf_coef: float = param(0.5, "value loss coefficient", low=0.0)
     max_grad_norm: float = param(0.5, "clip the global gradient norm to this", low=0.0, low_open=True)
-    target_kl: float | None = param(None, "stop the epochs of an update early once approx KL exceeds this (none: never)", low=0.0, low_open=True)
+    target_kl: float | None = param(
+        None, "stop the epochs of an update early once approx KL exceeds this (none: never)", low=0.0, low_open=True
+    )
     norm_adv: bool = param(True, "normalise advantages per minibatch")
     anneal_lr: bool = param(True, "decay lr linearly to 0 over the run (as the paper's MuJoCo code did)")
     adam_eps: float = param(1e-5, "Adam epsilon (1e-5 as in baselines ppo2 and CleanRL)", low=0.0, low_open=True)
@@ -61,16 +63,19 @@ class PPOConfig(Config):
             )
 
 
-
 def minibatch_step_metrics(
-    policy_metrics: dict[str, float], critic_metrics: dict[str, float], entropy: torch.Tensor,
-    grad_norm: torch.Tensor, dist: torch.distributions.Distribution,
+    policy_metrics: dict[str, float],
+    critic_metrics: dict[str, float],
+    entropy: torch.Tensor,
+    grad_norm: torch.Tensor,
+    dist: torch.distributions.Distribution,
 ) -> dict[str, float]:
     """One minibatch step's numbers, averaged over the iteration into its metrics row."""
     metrics = {**policy_metrics, **critic_metrics, "entropy": entropy.item(), "grad_norm": grad_norm.item()}
     if isinstance(dist, torch.distributions.Independent):  # continuous: watch exploration shrink
         metrics["action_std"] = dist.base_dist.scale.mean().item()
     return metrics
+
 
 class PPO(Algorithm):
     """PPO-Clip with GAE, separate actor and critic networks, one Adam optimiser."""
@@ -81,7 +86,9 @@ class PPO(Algorithm):
     def setup(self) -> None:
         # fused: one C++ kernel for all parameters instead of a Python loop over them (a quarter of
         # a minibatch step for 2x64 networks; BENCHMARKS.md, "Speed").
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.lr, eps=self.config.adam_eps, fused=True)
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=self.config.lr, eps=self.config.adam_eps, fused=True
+        )
         # Minibatch gradients by hand in numpy where the policy allows (pgrad/numpy_twin/gradient.py): the
         # same numbers as autograd up to float32 rounding, in a fraction of the time. Not a
         # hyperparameter (it changes no result); tests set it to False for the plain path.
@@ -92,7 +99,6 @@ class PPO(Algorithm):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
-
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config
         if c.anneal_lr:
@@ -101,8 +107,13 @@ class PPO(Algorithm):
         rollout, episodes = self.collector.collect(c.n_steps)
 
         advantages, returns = gae(
-            rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.truncated,
-            gamma=c.gamma, lam=c.gae_lambda,
+            rollout.rewards,
+            rollout.values,
+            rollout.next_values,
+            rollout.terminated,
+            rollout.truncated,
+            gamma=c.gamma,
+            lam=c.gae_lambda,
         )
         # Flatten (T, N) to the batch, keeping only real transitions (NEXT_STEP reset steps are not).
         valid = rollout.valid.reshape(-1)
@@ -125,7 +136,9 @@ class PPO(Algorithm):
         if use_numpy:
             self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.policy, self._numpy_gradient)
             # Adam in numpy on the gradient's flat buffer where it applies (same numbers, a third of the time)
-            self._numpy_adam, optimizer_step = NumpyOptimizer.prepared_step(self.optimizer, self._numpy_gradient, self._numpy_adam)
+            self._numpy_adam, optimizer_step = NumpyOptimizer.prepared_step(
+                self.optimizer, self._numpy_gradient, self._numpy_adam
+            )
         # minibatch boundaries as np.array_split of a shuffled index cuts them
         bounds = [(chunk[0], chunk[-1] + 1) for chunk in np.array_split(np.arange(batch_size), n_minibatches)]
         for _ in range(c.n_epochs):
@@ -167,8 +180,13 @@ class PPO(Algorithm):
         return normalize_advantages(advantages) if self.config.norm_adv else advantages
 
     def _autograd_step(
-        self, obs: torch.Tensor, actions: torch.Tensor, old_log_probs: torch.Tensor, old_values: torch.Tensor,
-        advantages: torch.Tensor, returns: torch.Tensor,
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        old_log_probs: torch.Tensor,
+        old_values: torch.Tensor,
+        advantages: torch.Tensor,
+        returns: torch.Tensor,
     ) -> dict[str, float]:
         """Set ``.grad`` to the clipped gradient of PPO's loss on one minibatch, by torch autograd."""
         c = self.config
@@ -187,14 +205,27 @@ class PPO(Algorithm):
         return minibatch_step_metrics(policy_metrics, critic_metrics, entropy, grad_norm, dist)
 
     def _numpy_gradient_step(
-        self, obs: np.ndarray, actions: np.ndarray, old_log_probs: np.ndarray, old_values: np.ndarray,
-        advantages: np.ndarray, returns: np.ndarray,
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        old_log_probs: np.ndarray,
+        old_values: np.ndarray,
+        advantages: np.ndarray,
+        returns: np.ndarray,
     ) -> dict[str, float]:
         """The same as :meth:`_autograd_step`, with the gradient written out in numpy (pgrad/numpy_twin/gradient.py)."""
         c = self.config
         self._numpy_gradient.bind()  # built or checked by train_iteration, once per update
         return self._numpy_gradient.step_gradient(
-            obs, actions, old_log_probs, old_values, self._normalized_advantages(advantages), returns,
-            clip_coef=c.clip_coef, vf_clip_coef=c.vf_clip_coef if c.clip_vloss else None, vf_coef=c.vf_coef,
-            ent_coef=c.ent_coef, max_grad_norm=c.max_grad_norm,
+            obs,
+            actions,
+            old_log_probs,
+            old_values,
+            self._normalized_advantages(advantages),
+            returns,
+            clip_coef=c.clip_coef,
+            vf_clip_coef=c.vf_clip_coef if c.clip_vloss else None,
+            vf_coef=c.vf_coef,
+            ent_coef=c.ent_coef,
+            max_grad_norm=c.max_grad_norm,
         )

@@ -43,20 +43,24 @@ import torch
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.algos.ppo import PPO, PPOConfig
 from pgrad.batched import (
-    SeedBatchedActorCritic, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
+    SeedBatchedActorCritic,
+    per_seed_grad_norm_clip_,
+    seed_batched_clipped_surrogate_loss,
     seed_batched_value_loss,
 )
-from pgrad.rollout import SeedBatchedCollector
 from pgrad.errors import ConfigError, NonFiniteError
-from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient, seed_batched_unsupported_reason
 from pgrad.losses import explained_variance, normalize_advantages
+from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient, seed_batched_unsupported_reason
 from pgrad.returns import gae
+from pgrad.rollout import SeedBatchedCollector
 
 
 def unsupported_for_batching(config: Any) -> str | None:
     """Why seed batching cannot train with this PPO config (a one-line message), or None."""
     if config.target_kl is not None:
-        return "target_kl is not supported with seed batching yet (seeds would stop epochs at different times); unset it"
+        return (
+            "target_kl is not supported with seed batching yet (seeds would stop epochs at different times); unset it"
+        )
     if config.vectorization != "sync":
         return "seed batching steps every seed's envs in this process: vectorization must be sync"
     if config.autoreset_mode != "same_step":
@@ -66,8 +70,10 @@ def unsupported_for_batching(config: Any) -> str | None:
 
 def not_in_lockstep(positions: dict[int, int | None]) -> ConfigError:
     """The error for seeds of one group whose checkpoints are at different steps (None: no checkpoint)."""
-    return ConfigError(f"these seeds' checkpoints are at different steps ({positions}, None: no checkpoint); seed batching "
-                       "trains seeds in lockstep: resume with the --workers the run had, or without --batched")
+    return ConfigError(
+        f"these seeds' checkpoints are at different steps ({positions}, None: no checkpoint); seed batching "
+        "trains seeds in lockstep: resume with the --workers the run had, or without --batched"
+    )
 
 
 class SeedBatchedPPO(Algorithm):
@@ -90,7 +96,9 @@ class SeedBatchedPPO(Algorithm):
             preset, hyperparameters: as for :class:`PPO`, shared by every seed.
         """
         if isinstance(env, gymnasium.Env):
-            raise ConfigError("seed batching builds one env per seed: pass an env id or a zero-argument callable, not an env instance")
+            raise ConfigError(
+                "seed batching builds one env per seed: pass an env id or a zero-argument callable, not an env instance"
+            )
         seeds = list(seeds)
         if not seeds or len(set(seeds)) != len(seeds):
             raise ConfigError(f"seeds={seeds!r} must be a non-empty list of distinct non-negative ints")
@@ -175,8 +183,13 @@ class SeedBatchedPPO(Algorithm):
         self.model.copy_to(policies)
         if self.collector is None and seed_batched_unsupported_reason(self.model) is None:
             self.collector = SeedBatchedCollector(
-                self.model, policies, [agent.envs for agent in self.agents], self.seeds, self.generators,
-                [agent.total_steps for agent in self.agents], keep_recorders=self._keep_recorders,
+                self.model,
+                policies,
+                [agent.envs for agent in self.agents],
+                self.seeds,
+                self.generators,
+                [agent.total_steps for agent in self.agents],
+                keep_recorders=self._keep_recorders,
                 restored=self._restored_collectors,
             )
             for agent in self.agents:
@@ -206,14 +219,27 @@ class SeedBatchedPPO(Algorithm):
             if not bool(rollout.valid.all()):
                 raise RuntimeError("seed batching expects every step to be a transition (same_step autoreset)")
             advantages, returns = gae(
-                rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.truncated,
-                gamma=c.gamma, lam=c.gae_lambda,
+                rollout.rewards,
+                rollout.values,
+                rollout.next_values,
+                rollout.terminated,
+                rollout.truncated,
+                gamma=c.gamma,
+                lam=c.gae_lambda,
             )
-            per_seed.append((
-                rollout.obs.reshape(-1, rollout.obs.shape[-1]), rollout.actions.reshape(-1, *rollout.actions.shape[2:]),
-                rollout.log_probs.reshape(-1), rollout.values.reshape(-1), advantages.reshape(-1), returns.reshape(-1),
-            ))
-        b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns = (torch.stack(column) for column in zip(*per_seed))
+            per_seed.append(
+                (
+                    rollout.obs.reshape(-1, rollout.obs.shape[-1]),
+                    rollout.actions.reshape(-1, *rollout.actions.shape[2:]),
+                    rollout.log_probs.reshape(-1),
+                    rollout.values.reshape(-1),
+                    advantages.reshape(-1),
+                    returns.reshape(-1),
+                )
+            )
+        b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns = (
+            torch.stack(column) for column in zip(*per_seed)
+        )
         batch_size = b_obs.shape[1]  # per seed
         n_minibatches = max(1, round(batch_size / c.batch_size))
         # the single-seed minibatch boundaries (np.array_split of a shuffled index)
@@ -226,14 +252,19 @@ class SeedBatchedPPO(Algorithm):
         if use_numpy:
             self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.model, self._numpy_gradient)
             # as in PPO: Adam on the flat stacked buffers, per seed the same numbers
-            self._numpy_adam, optimizer_step = NumpyOptimizer.prepared_step(self.optimizer, self._numpy_gradient, self._numpy_adam)
+            self._numpy_adam, optimizer_step = NumpyOptimizer.prepared_step(
+                self.optimizer, self._numpy_gradient, self._numpy_adam
+            )
         metric_sums: dict[str, Any] = {}
         n_updates = 0
         for _ in range(c.n_epochs):
             kl_this_epoch = []
-            permutation = torch.from_numpy(np.stack([agent.rng.permutation(batch_size) for agent in self.agents]))  # (S, B)
+            permutation = torch.from_numpy(
+                np.stack([agent.rng.permutation(batch_size) for agent in self.agents])
+            )  # (S, B)
             epoch_batch = [
-                tensor[seed_rows, permutation] for tensor in (b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns)
+                tensor[seed_rows, permutation]
+                for tensor in (b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns)
             ]
             if use_numpy:
                 epoch_batch = [tensor.numpy() for tensor in epoch_batch]  # shares memory
@@ -246,7 +277,9 @@ class SeedBatchedPPO(Algorithm):
                 n_updates += 1
 
         means = {key: (np.asarray(value, dtype=np.float64) / n_updates).tolist() for key, value in metric_sums.items()}
-        means["approx_kl_last_epoch"] = np.mean(np.stack([np.asarray(kl, dtype=np.float64) for kl in kl_this_epoch]), 0).tolist()
+        means["approx_kl_last_epoch"] = np.mean(
+            np.stack([np.asarray(kl, dtype=np.float64) for kl in kl_this_epoch]), 0
+        ).tolist()
         results = []
         for s, (_, episodes) in enumerate(collected):
             metrics = {
@@ -288,9 +321,17 @@ class SeedBatchedPPO(Algorithm):
         c = self.config
         self._numpy_gradient.bind()
         return self._numpy_gradient.step_gradient(
-            obs, actions, old_log_probs, old_values, self._advantages_per_seed(advantages), returns,
-            clip_coef=c.clip_coef, vf_clip_coef=c.vf_clip_coef if c.clip_vloss else None, vf_coef=c.vf_coef,
-            ent_coef=c.ent_coef, max_grad_norm=c.max_grad_norm,
+            obs,
+            actions,
+            old_log_probs,
+            old_values,
+            self._advantages_per_seed(advantages),
+            returns,
+            clip_coef=c.clip_coef,
+            vf_clip_coef=c.vf_clip_coef if c.clip_vloss else None,
+            vf_coef=c.vf_coef,
+            ent_coef=c.ent_coef,
+            max_grad_norm=c.max_grad_norm,
         )
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -311,7 +352,8 @@ class SeedBatchedPPO(Algorithm):
                 saved = self.optimizer.state.get(stacked)
                 if saved:  # Adam holds no state before its first step (or, adopted by NumpyAdam, zeros at step 0)
                     agent.optimizer.state[per_seed[s]] = {
-                        key: value[s].clone() if value.shape == stacked.shape else value.clone() for key, value in saved.items()
+                        key: value[s].clone() if value.shape == stacked.shape else value.clone()
+                        for key, value in saved.items()
                     }
             for group in agent.optimizer.param_groups:
                 group["lr"] = lr
@@ -325,7 +367,9 @@ class SeedBatchedPPO(Algorithm):
             states = [agent.optimizer.state.get(parameter) for agent, parameter in zip(self.agents, per_seed)]
             if states[0]:
                 self.optimizer.state[stacked] = {
-                    key: torch.stack([state[key] for state in states]) if value.shape == per_seed[0].shape else value.clone()
+                    key: torch.stack([state[key] for state in states])
+                    if value.shape == per_seed[0].shape
+                    else value.clone()
                     for key, value in states[0].items()
                 }
         for group in self.optimizer.param_groups:
@@ -336,8 +380,11 @@ class SeedBatchedPPO(Algorithm):
         self._unstack_into_agents()
         for s, (seed, agent) in enumerate(zip(self.seeds, self.agents)):
             collector = self.collector.seed_state(s) if self.collector is not None else None  # else the agent's own
-            agent.save_checkpoint(Path(run_dir) / f"seed_{seed}" / "checkpoint", collector=collector,
-                                  torch_rng_state=self.generators[s].get_state())
+            agent.save_checkpoint(
+                Path(run_dir) / f"seed_{seed}" / "checkpoint",
+                collector=collector,
+                torch_rng_state=self.generators[s].get_state(),
+            )
 
     def load_checkpoints(self, run_dir: str | Path, keep_hyperparameters: bool = False) -> None:
         """Continue from ``run_dir/seed_<S>/checkpoint`` of every seed (all written at the same iteration).
@@ -347,7 +394,9 @@ class SeedBatchedPPO(Algorithm):
         """
         for seed, agent, generator in zip(self.seeds, self.agents, self.generators):
             folder = Path(run_dir) / f"seed_{seed}"
-            agent.load_checkpoint_state(folder / "checkpoint", run_dir=folder, keep_hyperparameters=keep_hyperparameters)
+            agent.load_checkpoint_state(
+                folder / "checkpoint", run_dir=folder, keep_hyperparameters=keep_hyperparameters
+            )
             generator.set_state(torch.get_rng_state())  # the checkpoint's "global" generator is the seed's own
         if len({(agent.total_steps, agent.updates) for agent in self.agents}) != 1:
             raise not_in_lockstep({seed: agent.total_steps for seed, agent in zip(self.seeds, self.agents)})
@@ -363,7 +412,10 @@ class SeedBatchedPPO(Algorithm):
             finite = torch.isfinite(tensor.detach().reshape(self.n_seeds, -1)).all(1)
             if not bool(finite.all()):
                 seed = self.seeds[int(torch.nonzero(~finite)[0, 0])]
-                raise NonFiniteError(f"training diverged: parameter {name} of seed {seed} became NaN or inf; try a lower lr or max_grad_norm")
+                raise NonFiniteError(
+                    f"training diverged: parameter {name} of seed {seed} became NaN or inf; try a lower lr or "
+                    "max_grad_norm"
+                )
 
     def close(self) -> None:
         """Close every seed's envs and logs (the collector steps the seeds' own envs)."""

@@ -57,13 +57,17 @@ class RecurrentPPOConfig(PPOConfig):
     batch_size: int = param(128, "transitions per minibatch, on average; minibatches hold whole sequences", low=1)
     lstm_hidden_size: int = param(64, "LSTM hidden units (64 as in the RL Zoo's NoVel presets)", low=1)
     lstm_layers: int = param(1, "stacked LSTM layers", low=1)
-    shared_lstm: bool = param(False, "one LSTM, trained by both losses, feeds actor and critic MLPs (else each has its own)")
+    shared_lstm: bool = param(
+        False, "one LSTM, trained by both losses, feeds actor and critic MLPs (else each has its own)"
+    )
     seq_len: int | None = param(None, "training sequence length (BPTT window) in steps; none: n_steps", low=1)
 
     def validate(self) -> None:
         super().validate()
         if self.seq_len is not None and self.seq_len > self.n_steps:
-            raise ConfigError(f"seq_len={self.seq_len} is longer than a rollout (n_steps={self.n_steps}); lower seq_len")
+            raise ConfigError(
+                f"seq_len={self.seq_len} is longer than a rollout (n_steps={self.n_steps}); lower seq_len"
+            )
 
     @property
     def sequence_length(self) -> int:
@@ -73,7 +77,9 @@ class RecurrentPPOConfig(PPOConfig):
 
 # What RecurrentPPO adds to PPO's config: drop these to give MLP PPO the same settings, the
 # memoryless comparison of the learning test and benchmarks/ppo_lstm_novel.py.
-RECURRENT_ONLY_FIELDS = tuple(sorted({f.name for f in fields(RecurrentPPOConfig)} - {f.name for f in fields(PPOConfig)}))
+RECURRENT_ONLY_FIELDS = tuple(
+    sorted({f.name for f in fields(RecurrentPPOConfig)} - {f.name for f in fields(PPOConfig)})
+)
 
 
 # -- the LSTM over a sequence, with resets -----------------------------------------------------
@@ -139,7 +145,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
     ) -> None:
         super().__init__(observation_space, action_space, features_size=lstm_hidden_size, **mlp_options)
         self.actor_lstm = make_lstm(self.obs_size, lstm_hidden_size, lstm_layers)
-        self.critic_lstm = None if shared_lstm or self.critic is None else make_lstm(self.obs_size, lstm_hidden_size, lstm_layers)
+        self.critic_lstm = (
+            None if shared_lstm or self.critic is None else make_lstm(self.obs_size, lstm_hidden_size, lstm_layers)
+        )
         self.lstm_hidden_size, self.lstm_layers = lstm_hidden_size, lstm_layers
         self.spec.update({"lstm_hidden_size": lstm_hidden_size, "lstm_layers": lstm_layers, "shared_lstm": shared_lstm})
         # The state of the collector's envs between steps; the algorithm resets rows at episode starts.
@@ -161,7 +169,9 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         return actor_out, critic_out, torch.stack([*actor_state, *critic_state])
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def act(
+        self, obs: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One collector step for normalised ``obs (N, obs_size)``, continuing ``rollout_state``."""
         if self.rollout_state is None:
             self.rollout_state = self.initial_state(obs.shape[0])
@@ -236,9 +246,17 @@ class RecurrentPPO(Algorithm):
     def build_policy(self) -> RecurrentActorCriticPolicy:
         c = self.config
         policy = RecurrentActorCriticPolicy(
-            self.observation_space, self.action_space, lstm_hidden_size=c.lstm_hidden_size, lstm_layers=c.lstm_layers,
-            shared_lstm=c.shared_lstm, hidden_sizes=c.hidden_sizes, activation=c.activation, action_dist=c.action_dist,
-            log_std_init=c.log_std_init, state_dependent_std=c.state_dependent_std, normalize_obs=c.normalize_obs,
+            self.observation_space,
+            self.action_space,
+            lstm_hidden_size=c.lstm_hidden_size,
+            lstm_layers=c.lstm_layers,
+            shared_lstm=c.shared_lstm,
+            hidden_sizes=c.hidden_sizes,
+            activation=c.activation,
+            action_dist=c.action_dist,
+            log_std_init=c.log_std_init,
+            state_dependent_std=c.state_dependent_std,
+            normalize_obs=c.normalize_obs,
         )
         if not c.ortho_init:
             policy.use_torch_default_init()
@@ -259,7 +277,6 @@ class RecurrentPPO(Algorithm):
 
     def restore_checkpoint_extra(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.policy.rollout_state = tensors.get("lstm.rollout_state")
-
 
     # -- collection ----------------------------------------------------------------------------
 
@@ -313,9 +330,12 @@ class RecurrentPPO(Algorithm):
             obs=stacked("obs"),  # (T, N, obs_size)
             actions=stacked("action"),  # (T, N, *action_shape)
             log_probs=stacked("log_prob"),  # (T, N)
-            values=values, rewards=stacked("reward"),
-            terminated=stacked("terminated"), truncated=stacked("truncated"),  # (T, N) each
-            next_values=next_values, valid=stacked("valid"),
+            values=values,
+            rewards=stacked("reward"),
+            terminated=stacked("terminated"),
+            truncated=stacked("truncated"),  # (T, N) each
+            next_values=next_values,
+            valid=stacked("valid"),
             time_in_episode=stacked("time_in_episode"),
         )
         return rollout, episodes, starts, grid_states
@@ -324,19 +344,33 @@ class RecurrentPPO(Algorithm):
         """GAE over the rollout, then cut into padded training sequences."""
         c = self.config
         advantages, returns = gae(
-            rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.truncated,
-            gamma=c.gamma, lam=c.gae_lambda,
+            rollout.rewards,
+            rollout.values,
+            rollout.next_values,
+            rollout.terminated,
+            rollout.truncated,
+            gamma=c.gamma,
+            lam=c.gae_lambda,
         )
         padded, start_states = cut_into_sequences(
-            starts, c.sequence_length, grid_states, obs=rollout.obs, actions=rollout.actions,
-            log_probs=rollout.log_probs, values=rollout.values, advantages=advantages, returns=returns,
+            starts,
+            c.sequence_length,
+            grid_states,
+            obs=rollout.obs,
+            actions=rollout.actions,
+            log_probs=rollout.log_probs,
+            values=rollout.values,
+            advantages=advantages,
+            returns=returns,
             mask=rollout.valid,
         )
         return Sequences(**padded, start_states=start_states)
 
     # -- update --------------------------------------------------------------------------------
 
-    def evaluate_sequences(self, batch: Sequences, index: torch.Tensor) -> tuple[torch.distributions.Distribution, torch.Tensor, torch.Tensor]:
+    def evaluate_sequences(
+        self, batch: Sequences, index: torch.Tensor
+    ) -> tuple[torch.distributions.Distribution, torch.Tensor, torch.Tensor]:
         """Distribution and values of the real steps of sequences ``index``, recomputed from their start states.
 
         Returns ``(dist, values, mask)``; ``dist`` and ``values`` are over ``batch.mask[:, index]``'s
@@ -374,7 +408,9 @@ class RecurrentPPO(Algorithm):
                     mb_log_probs, batch.log_probs[:, index][mask], mb_advantages, c.clip_coef
                 )
                 critic_loss, critic_metrics = value_loss(
-                    mb_values, batch.returns[:, index][mask], batch.values[:, index][mask],
+                    mb_values,
+                    batch.returns[:, index][mask],
+                    batch.values[:, index][mask],
                     c.vf_clip_coef if c.clip_vloss else None,
                 )
                 loss = policy_loss + c.vf_coef * critic_loss - c.ent_coef * mb_entropy
@@ -396,7 +432,9 @@ class RecurrentPPO(Algorithm):
         metrics = {key: total / n_updates for key, total in totals.items()}
         metrics.update(
             {
-                "approx_kl_last_epoch": approx_kl, "epochs": epochs_done, "sequences": n_sequences,
+                "approx_kl_last_epoch": approx_kl,
+                "epochs": epochs_done,
+                "sequences": n_sequences,
                 "explained_variance": explained_variance(batch.values[batch.mask], batch.returns[batch.mask]),
                 "lr": self.optimizer.param_groups[0]["lr"],
             }
@@ -430,7 +468,10 @@ class RecurrentPPO(Algorithm):
                 except (TypeError, ValueError):
                     raise ConfigError("state must be the (h, c) pair returned by predict") from None
                 if h.shape != shape or c.shape != shape:
-                    raise ConfigError(f"state arrays have shapes {tuple(h.shape)}, {tuple(c.shape)}; expected {shape} (layers, batch, hidden)")
+                    raise ConfigError(
+                        f"state arrays have shapes {tuple(h.shape)}, {tuple(c.shape)}; expected {shape} (layers, "
+                        "batch, hidden)"
+                    )
             starts = None
             if episode_start is not None:
                 starts = torch.as_tensor(np.asarray(episode_start, dtype=bool).reshape(1, -1))

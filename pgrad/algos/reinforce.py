@@ -91,14 +91,22 @@ class ReinforceConfig(Config):
     lr: float = param(1e-3, "policy learning rate (Adam)", low=0.0, low_open=True)
     normalize_obs: bool = param(False, "normalize observations with running mean/std (saved with the policy)")
     baseline: bool = param(False, "learn a state-value baseline b(s) = V(s) (Sutton & Barto 13.4)")
-    value_lr: float = param(1e-3, "learning rate (Adam) of the baseline's value network; unused without baseline", low=0.0, low_open=True)
+    value_lr: float = param(
+        1e-3, "learning rate (Adam) of the baseline's value network; unused without baseline", low=0.0, low_open=True
+    )
     value_steps: int = param(1, "Adam steps on the baseline per update, each on the whole batch", low=1)
     episodes_per_update: int = param(1, "complete episodes per update (1: after every episode)", low=1)
-    min_steps_per_update: int = param(0, "also keep collecting whole episodes until the batch holds this many transitions", low=0)
-    gamma_weighting: bool = param(False, "weight step t by gamma^t as in Sutton & Barto's pseudo-code (off: as most code)")
+    min_steps_per_update: int = param(
+        0, "also keep collecting whole episodes until the batch holds this many transitions", low=0
+    )
+    gamma_weighting: bool = param(
+        False, "weight step t by gamma^t as in Sutton & Barto's pseudo-code (off: as most code)"
+    )
     normalize_returns: bool = param(False, "normalise the weights G_t (or G_t - b(s_t)) to mean 0, std 1 per batch")
     ent_coef: float = param(0.0, "entropy bonus coefficient", low=0.0)
-    max_grad_norm: float | None = param(None, "clip each network's gradient norm to this (none: no clipping)", low=0.0, low_open=True)
+    max_grad_norm: float | None = param(
+        None, "clip each network's gradient norm to this (none: no clipping)", low=0.0, low_open=True
+    )
     anneal_lr: bool = param(False, "decay both learning rates linearly to 0 over each learn() call")
 
 
@@ -108,7 +116,9 @@ class Reinforce(Algorithm):
     name = "reinforce"
     Config = ReinforceConfig
 
-    def __init__(self, env: Any, seed: int = 0, *, baseline: bool = False, preset: str | None = "auto", **hyperparameters: Any) -> None:
+    def __init__(
+        self, env: Any, seed: int = 0, *, baseline: bool = False, preset: str | None = "auto", **hyperparameters: Any
+    ) -> None:
         """Build envs and policy; see :class:`Algorithm` for ``env``, ``seed`` and ``preset``.
 
         Args:
@@ -138,7 +148,6 @@ class Reinforce(Algorithm):
             optimizers["value"] = self.value_optimizer
         return optimizers
 
-
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config
         collector = self.collector
@@ -154,7 +163,9 @@ class Reinforce(Algorithm):
         # call), so the last update of a call may hold fewer than episodes_per_update episodes.
         budget = self.learn_budget
         budget_left = max(1, budget.end_step - self.total_steps) if budget is not None else 10**12
-        rollout, episodes = collector.collect_episodes(c.episodes_per_update, max_steps=budget_left, min_transitions=c.min_steps_per_update)
+        rollout, episodes = collector.collect_episodes(
+            c.episodes_per_update, max_steps=budget_left, min_transitions=c.min_steps_per_update
+        )
         steps_taken = collector.total_transitions - steps_before
         n_episodes = int((rollout.terminated | rollout.truncated).sum())
         if n_episodes == 0:
@@ -174,7 +185,10 @@ class Reinforce(Algorithm):
         b_truncated = rollout.truncated[:, 0]  # (B,)
         b_time = rollout.time_in_episode[:, 0]  # (B,)
         b_returns = discounted_returns(
-            b_rewards, b_terminated, b_truncated, c.gamma,
+            b_rewards,
+            b_terminated,
+            b_truncated,
+            c.gamma,
             next_values=rollout.next_values[:, 0] if c.baseline else None,
         )  # (B,)
 
@@ -212,16 +226,20 @@ class Reinforce(Algorithm):
                 value_loss = (predictions - b_returns).pow(2).mean()
                 self.value_optimizer.zero_grad(set_to_none=True)
                 value_loss.backward()
-                value_grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.critic.parameters(), c.max_grad_norm or float("inf"))
+                value_grad_norm = torch.nn.utils.clip_grad_norm_(
+                    self.policy.critic.parameters(), c.max_grad_norm or float("inf")
+                )
                 self.value_optimizer.step()
                 if value_step == 0:
                     metrics.update({"value_loss": value_loss.item(), "value_grad_norm": value_grad_norm.item()})
 
-        metrics.update({
-            "episodes": n_episodes,
-            "batch_steps": int(b_rewards.shape[0]),
-            # undiscounted return per episode in the batch, in the rewards learnt from
-            "batch_return_mean": b_rewards.sum().item() / n_episodes,
-            "lr": self.policy_optimizer.param_groups[0]["lr"],
-        })
+        metrics.update(
+            {
+                "episodes": n_episodes,
+                "batch_steps": int(b_rewards.shape[0]),
+                # undiscounted return per episode in the batch, in the rewards learnt from
+                "batch_return_mean": b_rewards.sum().item() / n_episodes,
+                "lr": self.policy_optimizer.param_groups[0]["lr"],
+            }
+        )
         return IterationResult(n_transitions=steps_taken, episodes=episodes, metrics=metrics)

@@ -26,7 +26,7 @@ from typing import Any  # noqa: E402
 
 import gymnasium as gym  # noqa: E402
 from gymnasium.envs.registration import EnvSpec  # noqa: E402
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv  # noqa: E402
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv  # noqa: E402
 
 from pgrad.env_ids import REGISTERED_IDS, register_bundled_envs  # noqa: E402
 from pgrad.envs.mujoco_messages import filtered_mujoco_warnings  # noqa: E402
@@ -215,9 +215,7 @@ def _make_entry_point(entry_point: str, render_mode: str | None, kwargs: dict[st
     return _call_factory(factory, entry_point, render_mode, kwargs)
 
 
-def _call_factory(
-    factory: Callable[..., Any], name: str, render_mode: str | None, kwargs: dict[str, Any]
-) -> gym.Env:
+def _call_factory(factory: Callable[..., Any], name: str, render_mode: str | None, kwargs: dict[str, Any]) -> gym.Env:
     # render_mode is only passed when set, so zero-argument factories keep working.
     call_kwargs = dict(kwargs) if render_mode is None else {**kwargs, "render_mode": render_mode}
     try:

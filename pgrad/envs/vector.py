@@ -31,8 +31,14 @@ class LeanSyncVectorEnv(SyncVectorEnv):
         self.keep_infos = keep_infos
         # The parent's buffers this step writes into (Gymnasium 1.x); without them, the parent's step.
         internals = all(hasattr(self, name) for name in ("_env_obs", "_observations", "_autoreset_envs", "_rewards"))
-        self._flat = internals and isinstance(self.single_observation_space, (spaces.Box, spaces.Discrete)) and self.autoreset_mode in (
-            AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP,
+        self._flat = (
+            internals
+            and isinstance(self.single_observation_space, (spaces.Box, spaces.Discrete))
+            and self.autoreset_mode
+            in (
+                AutoresetMode.NEXT_STEP,
+                AutoresetMode.SAME_STEP,
+            )
         )
 
     def step(self, actions: Any):

@@ -85,16 +85,25 @@ def _figures(groups: list[Group], out_dir: Path, stem: str, smooth: int) -> list
             if not curves:
                 continue
             grid, mean, low, high = smoothed_band(curves, smooth)
-            line, = axes.plot(grid, mean, label=f"{group.algo} ({len(curves)} seeds)")
+            (line,) = axes.plot(grid, mean, label=f"{group.algo} ({len(curves)} seeds)")
             axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
             evaluations = logged_evaluation_curves(group.folders)
             if evaluations:
                 # each point already averages several evaluation episodes: no further smoothing
                 grid, mean, low, high = smoothed_band(evaluations, 1)
-                axes.plot(grid, mean, linestyle="--", color=line.get_color(),
-                          label=f"{group.algo}, unperturbed policy's evaluations ({len(evaluations)} seeds)")
+                axes.plot(
+                    grid,
+                    mean,
+                    linestyle="--",
+                    color=line.get_color(),
+                    label=f"{group.algo}, unperturbed policy's evaluations ({len(evaluations)} seeds)",
+                )
                 axes.fill_between(grid, low, high, color=line.get_color(), alpha=0.1)
-        axes.set(title=f"{env}: learning curves (mean, 95% bootstrap CI)", xlabel="environment steps", ylabel="episode return")
+        axes.set(
+            title=f"{env}: learning curves (mean, 95% bootstrap CI)",
+            xlabel="environment steps",
+            ylabel="episode return",
+        )
         axes.grid(alpha=0.3)
         axes.legend(loc="best")
         figure.tight_layout()
@@ -114,8 +123,18 @@ def _figures(groups: list[Group], out_dir: Path, stem: str, smooth: int) -> list
             figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
             for group in scored:
                 scores = np.asarray(group.scores)
-                axes.step(taus, [(scores > tau).mean() for tau in taus], where="post", label=f"{group.algo} ({len(scores)} seeds)")
-            axes.set(title=f"{env}: performance profile", xlabel="final score threshold tau", ylabel="fraction of seeds with score > tau", ylim=(-0.02, 1.02))
+                axes.step(
+                    taus,
+                    [(scores > tau).mean() for tau in taus],
+                    where="post",
+                    label=f"{group.algo} ({len(scores)} seeds)",
+                )
+            axes.set(
+                title=f"{env}: performance profile",
+                xlabel="final score threshold tau",
+                ylabel="fraction of seeds with score > tau",
+                ylim=(-0.02, 1.02),
+            )
             axes.grid(alpha=0.3)
             axes.legend(loc="best")
             figure.tight_layout()
@@ -136,7 +155,12 @@ def _differing_hyperparameters(groups: list[Group]) -> tuple[list[str], dict[tup
                 merged[key] = value if merged.get(key, value) == value else "varies"
         per_group[(group.env, group.algo)] = merged
     keys = sorted({k for values in per_group.values() for k in values})
-    differing = [k for k in keys if len({json.dumps(v.get(k)) for v in per_group.values()}) > 1 or any(v.get(k) == "varies" for v in per_group.values())]
+    differing = [
+        k
+        for k in keys
+        if len({json.dumps(v.get(k)) for v in per_group.values()}) > 1
+        or any(v.get(k) == "varies" for v in per_group.values())
+    ]
     return differing, per_group
 
 
@@ -164,16 +188,25 @@ def write_report(runs: list[Path], out: Path, smooth: int = 20, n_resamples: int
 
     differing, per_group = _differing_hyperparameters(groups)
     lines = [
-        "# pgrad report", "",
-        f"{len(groups)} env/algorithm groups from {sum(len(g.folders) for g in groups)} runs. Scores are per-seed final "
+        "# pgrad report",
+        "",
+        f"{len(groups)} env/algorithm groups from {sum(len(g.folders) for g in groups)} runs. Scores are per-seed "
+        "final "
         "returns; IQM = interquartile mean with a 95% percentile bootstrap interval over seeds "
-        f"({n_resamples} resamples; Agarwal et al. 2021). Fewer than 5 seeds: read intervals with care.", "",
-        "| env | algorithm | seeds | IQM [95% CI] | mean ± std | score |", "|---|---|---|---|---|---|",
-        *[f"| {' | '.join(row)} |" for row in rows], "",
+        f"({n_resamples} resamples; Agarwal et al. 2021). Fewer than 5 seeds: read intervals with care.",
+        "",
+        "| env | algorithm | seeds | IQM [95% CI] | mean ± std | score |",
+        "|---|---|---|---|---|---|",
+        *[f"| {' | '.join(row)} |" for row in rows],
+        "",
     ]
     if differing:
-        lines += ["## Hyperparameters that differ", "", "| env | algorithm | " + " | ".join(differing) + " |",
-                  "|---|---|" + "---|" * len(differing)]
+        lines += [
+            "## Hyperparameters that differ",
+            "",
+            "| env | algorithm | " + " | ".join(differing) + " |",
+            "|---|---|" + "---|" * len(differing),
+        ]
         for (env, algo), values in per_group.items():
             lines.append(f"| {env} | {algo} | " + " | ".join(str(values.get(k, "-")) for k in differing) + " |")
         lines.append("")
@@ -184,13 +217,16 @@ def write_report(runs: list[Path], out: Path, smooth: int = 20, n_resamples: int
     atomic_write_text(out, "\n".join(lines))
 
     html_rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    html_figures = "".join(f"<h3>{html.escape(t)}</h3><img src='{html.escape(p.name)}' alt='{html.escape(t)}'>" for t, p in figures)
+    html_figures = "".join(
+        f"<h3>{html.escape(t)}</h3><img src='{html.escape(p.name)}' alt='{html.escape(t)}'>" for t, p in figures
+    )
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>pgrad report</title>"
         "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}</style></head><body>"
         f"<h1>pgrad report</h1><p>{html.escape(lines[2])}</p>"
-        "<table><tr><th>env</th><th>algorithm</th><th>seeds</th><th>IQM [95% CI]</th><th>mean ± std</th><th>score</th></tr>"
+        "<table><tr><th>env</th><th>algorithm</th><th>seeds</th><th>IQM [95% CI]</th><th>mean ± "
+        "std</th><th>score</th></tr>"
         f"{html_rows}</table><h2>Figures</h2>{html_figures}</body></html>"
     )
     html_path = out.with_suffix(".html")

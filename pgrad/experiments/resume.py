@@ -35,8 +35,11 @@ def read_checkpoint_state(run: Path) -> dict[str, Any]:
 
 def config_changes(then: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """Every hyperparameter that differs between two resolved configs (``"lr: 0.001 -> 0.0003"``), by name."""
-    return [f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in sorted(then.keys() | now.keys())
-            if then.get(key) != now.get(key)]
+    return [
+        f"{key}: {then.get(key)!r} -> {now.get(key)!r}"
+        for key in sorted(then.keys() | now.keys())
+        if then.get(key) != now.get(key)
+    ]
 
 
 def resume_changes(state: dict[str, Any], agent: Any, steps: int, early_stopping: dict[str, Any] | None) -> list[str]:
@@ -58,7 +61,9 @@ def resume_changes(state: dict[str, Any], agent: Any, steps: int, early_stopping
     return changes
 
 
-def check_resume(run: Path, agent: Any, steps: int, early_stopping: dict[str, Any] | None, allow_changes: bool) -> dict[str, Any]:
+def check_resume(
+    run: Path, agent: Any, steps: int, early_stopping: dict[str, Any] | None, allow_changes: bool
+) -> dict[str, Any]:
     """Validate ``--resume RUN`` against the agent the command built; return the checkpoint state."""
     state = read_checkpoint_state(run)
     if state.get("algo") != agent.name:
@@ -70,10 +75,25 @@ def check_resume(run: Path, agent: Any, steps: int, early_stopping: dict[str, An
                 f"env {agent.env_id} has {getattr(agent, key)}"
             )
     changes = resume_changes(state, agent, steps, early_stopping)
-    fixed = [c for c in changes if c.split(":")[0] in ("hidden_sizes", "n_envs", "activation", "action_dist", "normalize_obs",
-                                                      "normalize_reward", "state_dependent_std", "baseline")]
+    fixed = [
+        c
+        for c in changes
+        if c.split(":")[0]
+        in (
+            "hidden_sizes",
+            "n_envs",
+            "activation",
+            "action_dist",
+            "normalize_obs",
+            "normalize_reward",
+            "state_dependent_std",
+            "baseline",
+        )
+    ]
     if fixed:
-        raise ConfigError(f"--resume {run}: these cannot change on resume (the saved state would not fit): {'; '.join(fixed)}")
+        raise ConfigError(
+            f"--resume {run}: these cannot change on resume (the saved state would not fit): {'; '.join(fixed)}"
+        )
     if changes and not allow_changes:
         raise ConfigError(
             f"--resume {run}: the command differs from the run ({'; '.join(changes)}); "

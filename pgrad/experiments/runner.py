@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from pgrad.errors import ConfigError, Interrupted, TrainingError
 from pgrad.experiments.stats import summarize
@@ -56,7 +57,10 @@ def early_stopping_of(spec: TrainSpec):
             raise ConfigError("--patience needs --eval-every: early stopping watches the periodic evaluation return")
         return None
     return EarlyStopping(
-        eval_every=spec.eval_every, patience=spec.patience, min_delta=spec.min_delta, episodes=spec.periodic_eval_episodes,
+        eval_every=spec.eval_every,
+        patience=spec.patience,
+        min_delta=spec.min_delta,
+        episodes=spec.periodic_eval_episodes,
     )
 
 
@@ -82,7 +86,9 @@ def build_agent(spec: TrainSpec):
         raise ConfigError(f"unknown algorithm {spec.algo!r}{hint}; available: {', '.join(ALGORITHMS)}")
     fixed = ALGORITHM_ARGUMENTS.get(spec.algo, {})
     for key in fixed.keys() & spec.overrides.keys():
-        raise ConfigError(f"--set {key} is fixed to {fixed[key]!r} by algorithm {spec.algo!r}; choose another algorithm name instead")
+        raise ConfigError(
+            f"--set {key} is fixed to {fixed[key]!r} by algorithm {spec.algo!r}; choose another algorithm name instead"
+        )
     return ALGORITHMS[spec.algo](spec.env, seed=spec.seed, preset=spec.preset, **fixed, **spec.overrides)
 
 
@@ -129,15 +135,20 @@ def run_training(spec: TrainSpec, agent=None, resumed: bool = False) -> dict[str
         if not spec.resume:
             agent.save_checkpoint(out / "checkpoint")
         agent.learn(
-            steps, run_dir=out, quiet=spec.quiet, checkpoint_every=spec.checkpoint_every,
-            early_stopping=early_stopping_of(spec), resume=spec.resume,
+            steps,
+            run_dir=out,
+            quiet=spec.quiet,
+            checkpoint_every=spec.checkpoint_every,
+            early_stopping=early_stopping_of(spec),
+            resume=spec.resume,
         )
         result = pgrad.evaluate(agent, agent.env, episodes=spec.eval_episodes) if spec.eval_episodes > 0 else None
         agent.save(out, evaluation=result)
         summary = agent.summary(result)
         if agent.early_stopping is not None:
             summary["early_stopping"] = {
-                "stopped": agent.early_stopping.stopped_reason, "best_eval_return": agent.early_stopping.best,
+                "stopped": agent.early_stopping.stopped_reason,
+                "best_eval_return": agent.early_stopping.best,
                 "best_step": agent.early_stopping.best_step,
             }
             write_json(out / "summary.json", summary)
@@ -185,8 +196,13 @@ def check_seed_resumes(spec: TrainSpec, seeds: list[int]) -> None:
         if seed_spec.resume:
             agent = build_agent(seed_spec)
             try:
-                check_resume(Path(seed_spec.out), agent, resolve_steps(seed_spec, agent), early.state() if early else None,
-                             spec.allow_changes)
+                check_resume(
+                    Path(seed_spec.out),
+                    agent,
+                    resolve_steps(seed_spec, agent),
+                    early.state() if early else None,
+                    spec.allow_changes,
+                )
             finally:
                 agent.close()
 
@@ -228,7 +244,10 @@ def gather_outcomes(
             if not spec.quiet:
                 for seed, s in sorted(outcome["summaries"].items()):
                     evaluation = f", eval {s['eval_mean_return']:.1f}" if s.get("eval_mean_return") is not None else ""
-                    print(f"seed {seed} done: {s['steps']:,} steps in {s['wall_seconds']:.1f} s{evaluation}", file=sys.stderr)
+                    print(
+                        f"seed {seed} done: {s['steps']:,} steps in {s['wall_seconds']:.1f} s{evaluation}",
+                        file=sys.stderr,
+                    )
             continue
         if outcome.get("bad_input"):
             raise ConfigError(outcome["error"])
@@ -268,8 +287,13 @@ def _outcomes_local(specs: dict[Any, Any], workers: int | None, work: Callable[[
     from pgrad.parallel import available_cores
 
     cores_per_worker = max(1, available_cores() // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_start_pool_worker,
-                             initargs=(cores_per_worker,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_start_pool_worker,
+        initargs=(cores_per_worker,),
+    ) as pool:
+
         def forward(signum: int, frame: Any) -> None:
             for process in list(getattr(pool, "_processes", {}).values()):
                 if process.is_alive():
@@ -311,7 +335,9 @@ def init_ray(ray) -> None:
         package_root = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
         ray.init(
-            address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, include_dashboard=False,
+            address=os.environ.get("RAY_ADDRESS"),
+            log_to_driver=False,
+            include_dashboard=False,
             runtime_env={"env_vars": {"PYTHONPATH": path}},
         )
 
@@ -370,7 +396,9 @@ def aggregate(spec: TrainSpec, seeds: list[int], summaries: dict[int, dict[str, 
     """The multi-seed ``summary.json``: per-seed summaries and statistics across seeds."""
     ordered = [summaries[s] for s in seeds if s in summaries]
     return {
-        "algo": spec.algo, "env": spec.env, "seeds": seeds,
+        "algo": spec.algo,
+        "env": spec.env,
+        "seeds": seeds,
         "completed_seeds": [s for s in seeds if s in summaries],
         "eval_mean_return": summarize([s.get("eval_mean_return") for s in ordered]),
         "last_100_episode_return_mean": summarize([s.get("last_100_episode_return_mean") for s in ordered]),

@@ -53,7 +53,8 @@ def batched_by_default(spec: TrainSpec, seeds: list[int], config: Any, workers: 
 
 
 def resume_positions(root: Path, seeds: list[int]) -> tuple[list[int], dict[int, int | None]]:
-    """On a resume of ``root``: the seeds that had finished, and each other seed's checkpoint step (None: no checkpoint)."""
+    """On a resume of ``root``: the seeds that had finished, and each other seed's checkpoint step
+    (None: no checkpoint)."""
     from pgrad.experiments.resume import run_is_complete
     from pgrad.io import read_json
 
@@ -143,7 +144,8 @@ def run_seeds_batched(
 
     The seeds are split into ``workers`` groups (default: one per core), each one
     :class:`SeedBatchedPPO` in its own spawned process, so every core steps envs; with one group
-    it runs in this process. ``backend="ray"``: each group is a Ray task (one CPU) instead. Every seed trains exactly as it would in any other grouping.
+    it runs in this process. ``backend="ray"``: each group is a Ray task (one CPU) instead.
+    Every seed trains exactly as it would in any other grouping.
     Returns ``(summary, errors)`` as :func:`pgrad.experiments.runner.run_seeds` does: one line per
     failed or interrupted group, and ``summary["interrupted_seeds"]`` lists the seeds a signal
     stopped (after their checkpoints).

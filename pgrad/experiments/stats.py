@@ -55,6 +55,10 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
     if len(finite) == 0:
         return {"n": 0, "mean": None, "std": None, "iqm": None, "min": None, "max": None}
     return {
-        "n": int(len(finite)), "mean": float(finite.mean()), "std": float(finite.std()),
-        "iqm": iqm(finite), "min": float(finite.min()), "max": float(finite.max()),
+        "n": int(len(finite)),
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "iqm": iqm(finite),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
     }

@@ -23,9 +23,10 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pgrad.errors import ConfigError, TrainingError
 
@@ -112,8 +113,12 @@ def ars_space(trial: Any) -> dict[str, Any]:
 
 
 SEARCH_SPACES: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "ppo": ppo_space, "a2c": a2c_space, "reinforce": reinforce_space,
-    "reinforce-baseline": reinforce_baseline_space, "actor-critic": actor_critic_space, "ars": ars_space,
+    "ppo": ppo_space,
+    "a2c": a2c_space,
+    "reinforce": reinforce_space,
+    "reinforce-baseline": reinforce_baseline_space,
+    "actor-critic": actor_critic_space,
+    "ars": ars_space,
 }
 
 
@@ -187,7 +192,9 @@ def _preset_or_default(spec: TuneSpec, key: str) -> Any:
     return values.get(key, getattr(ALGORITHMS[spec.algo].Config(), key))
 
 
-def run_trial(spec: TuneSpec, number: int, params: dict[str, Any], report: Callable[[int, float], bool]) -> dict[str, Any]:
+def run_trial(
+    spec: TuneSpec, number: int, params: dict[str, Any], report: Callable[[int, float], bool]
+) -> dict[str, Any]:
     """Train one trial into ``OUT/trial_<number>``; ``report(step, value)`` returns True to prune.
 
     Returns ``{"state": "complete", "value": x}``, ``{"state": "pruned", "value": x}`` or
@@ -207,13 +214,21 @@ def run_trial(spec: TuneSpec, number: int, params: dict[str, Any], report: Calla
             return False
         return True
 
-    train_spec = TrainSpec(algo=spec.algo, env=spec.env, seed=spec.seed, out="", preset=spec.preset,
-                           overrides=trial_overrides(spec, params))
+    train_spec = TrainSpec(
+        algo=spec.algo,
+        env=spec.env,
+        seed=spec.seed,
+        out="",
+        preset=spec.preset,
+        overrides=trial_overrides(spec, params),
+    )
     try:
         agent = build_agent(train_spec)
     except ConfigError as exc:
         return {"state": "fail", "error": str(exc)}
-    early = EarlyStopping(eval_every=max(1, spec.steps // spec.evaluations), episodes=spec.eval_episodes, listener=listener)
+    early = EarlyStopping(
+        eval_every=max(1, spec.steps // spec.evaluations), episodes=spec.eval_episodes, listener=listener
+    )
     try:
         agent.learn(spec.steps, run_dir=Path(spec.out) / f"trial_{number}", quiet=True, early_stopping=early)
     except TrainingError as exc:
@@ -231,7 +246,10 @@ def _load_study(spec: TuneSpec):
     Path(spec.out).mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(
-        study_name=spec.study_name, storage=spec.storage, direction="maximize", load_if_exists=True,
+        study_name=spec.study_name,
+        storage=spec.storage,
+        direction="maximize",
+        load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=spec.seed),
         # A trial is pruned once it falls below the median of earlier trials at the same step;
         # the first 3 trials and each trial's first evaluation are never pruned.
@@ -265,10 +283,14 @@ def _tell(study, trial, outcome: dict[str, Any]) -> None:
         study.tell(trial, state=TrialState.FAIL)
 
 
-def tune(spec: TuneSpec, backend: str = "local", workers: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+def tune(
+    spec: TuneSpec, backend: str = "local", workers: int | None = None, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Run the study to ``spec.trials`` finished trials, write the best preset; return a summary."""
     if spec.algo not in SEARCH_SPACES:
-        raise ConfigError(f"no search space for {spec.algo!r}; available: {', '.join(SEARCH_SPACES)} (register_space adds one)")
+        raise ConfigError(
+            f"no search space for {spec.algo!r}; available: {', '.join(SEARCH_SPACES)} (register_space adds one)"
+        )
     study = _load_study(spec)
     done = _recover(study)
     remaining = max(0, spec.trials - done)
@@ -324,9 +346,11 @@ def _run_ray(spec: TuneSpec, study, n_trials: int, workers: int | None, log: Cal
     init_ray(ray)
     node = ray.get_runtime_context().get_node_id()
     # The service shares study.db with this process, so it must run on this machine.
-    service = ray.remote(num_cpus=0)(_PruningService).options(
-        scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node, soft=False)
-    ).remote(spec)
+    service = (
+        ray.remote(num_cpus=0)(_PruningService)
+        .options(scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(node, soft=False))
+        .remote(spec)
+    )
     task = ray.remote(num_cpus=1, max_retries=0)(_ray_trial)
     to_ask = iter(range(n_trials))
 
@@ -356,7 +380,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+        return (
+            repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+        )
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value))  # a TOML basic string
@@ -367,20 +393,30 @@ def write_best(spec: TuneSpec, study) -> dict[str, Any]:
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    counts = {
+        s.name.lower(): sum(t.state == s for t in trials)
+        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
     summary: dict[str, Any] = {"study": spec.study_name, "storage": spec.storage, "trials": counts, "best": None}
     if not counts["complete"]:
         return summary
     best = study.best_trial
     values = resolved_values(spec, best.params)
     source = (
-        f"pgrad tune: study {spec.study_name!r} in {Path(spec.out) / 'study.db'}, best of {counts['complete']} complete "
+        f"pgrad tune: study {spec.study_name!r} in {Path(spec.out) / 'study.db'}, best of {counts['complete']} "
+        "complete "
         f"trials: trial {best.number}, evaluation return {best.value:.2f} after {spec.steps} steps (seed {spec.seed}, "
         f"{spec.eval_episodes} deterministic episodes); {time.strftime('%Y-%m-%d')}; command: {spec.command}"
     )
-    lines = [f"# Written by pgrad tune; use with: pgrad train {spec.algo} {spec.env} --preset {Path(spec.out) / 'best_preset.toml'}",
-             "", f"[{json.dumps(spec.env)}]", f"source = {_toml_value(source)}", f"algo = {_toml_value(spec.algo)}",
-             f"steps = {spec.steps}"]
+    lines = [
+        f"# Written by pgrad tune; use with: pgrad train {spec.algo} {spec.env} --preset "
+        f"{Path(spec.out) / 'best_preset.toml'}",
+        "",
+        f"[{json.dumps(spec.env)}]",
+        f"source = {_toml_value(source)}",
+        f"algo = {_toml_value(spec.algo)}",
+        f"steps = {spec.steps}",
+    ]
     # TOML has no null; optional fields read the string "none" as None.
     lines += [f"{key} = {_toml_value('none' if value is None else value)}" for key, value in values.items()]
     from pgrad.io import atomic_write_text

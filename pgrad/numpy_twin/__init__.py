@@ -24,7 +24,13 @@ from pgrad.numpy_twin.optim import NumpyAdam, NumpyOptimizer, NumpyRMSprop
 from pgrad.numpy_twin.policy import NumpyActorCritic, SeedBatchedNumpyActorCritic, unsupported_reason
 
 __all__ = [
-    "NumpyActorCritic", "NumpyAdam", "NumpyOptimizer", "NumpyPolicyGradient", "NumpyRMSprop",
-    "SeedBatchedNumpyActorCritic", "policy_unsupported_reason", "seed_batched_unsupported_reason",
+    "NumpyActorCritic",
+    "NumpyAdam",
+    "NumpyOptimizer",
+    "NumpyPolicyGradient",
+    "NumpyRMSprop",
+    "SeedBatchedNumpyActorCritic",
+    "policy_unsupported_reason",
+    "seed_batched_unsupported_reason",
     "unsupported_reason",
 ]

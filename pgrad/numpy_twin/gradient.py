@@ -108,11 +108,17 @@ class NumpyPolicyGradient:
             self.log_std_grad = grads[log_std]
 
     @classmethod
-    def reuse_or_build(cls, policy: ActorCriticPolicy | SeedBatchedActorCritic, cached: "NumpyPolicyGradient | None") -> "NumpyPolicyGradient":
+    def reuse_or_build(
+        cls, policy: ActorCriticPolicy | SeedBatchedActorCritic, cached: NumpyPolicyGradient | None
+    ) -> NumpyPolicyGradient:
         """``cached`` if it was built over ``policy``'s current parameter tensors, else a new one
         (loading a checkpoint or a user can replace the policy or a part of it between updates).
         ``cached`` holds its parameters, so their ids cannot be reused by other tensors meanwhile."""
-        if cached is not None and cached.policy is policy and all(a is b for a, b in zip(cached.parameters, policy.parameters(), strict=True)):
+        if (
+            cached is not None
+            and cached.policy is policy
+            and all(a is b for a, b in zip(cached.parameters, policy.parameters(), strict=True))
+        ):
             return cached
         return cls(policy)
 
@@ -185,7 +191,9 @@ class NumpyPolicyGradient:
             variance = scale * scale
             diff = actions - out  # (..., B, action_dim)
             half_precision = (np.float32(0.5) / variance)[..., None, :]  # (..., 1, action_dim)
-            log_probs = (-(diff * diff) * half_precision - log_scale[..., None, :] - np.float32(LOG_SQRT_2PI)).sum(axis=-1)  # (..., B)
+            log_probs = (-(diff * diff) * half_precision - log_scale[..., None, :] - np.float32(LOG_SQRT_2PI)).sum(
+                axis=-1
+            )  # (..., B)
             entropy_total = (np.float32(0.5 + HALF_LOG_2PI) + log_scale).sum(axis=-1)  # the same for every state
             entropy_mean = float(entropy_total) if single else entropy_total
 
@@ -220,7 +228,9 @@ class NumpyPolicyGradient:
             squared_clipped = clipped_error * clipped_error
             to_unclipped_v = (squared_error > squared_clipped) + np.float32(0.5) * (squared_error == squared_clipped)
             inside_v = (delta >= -vf_clip_coef) & (delta <= vf_clip_coef)
-            d_squared_error = to_unclipped_v * d_squared_error + (np.float32(1.0) - to_unclipped_v) * inside_v * (2 * clipped_error)
+            d_squared_error = to_unclipped_v * d_squared_error + (np.float32(1.0) - to_unclipped_v) * inside_v * (
+                2 * clipped_error
+            )
             squared_error = np.maximum(squared_error, squared_clipped)
         grad_values = (np.float32(vf_coef * 0.5) * inv_batch) * d_squared_error  # (..., B)
 

@@ -15,7 +15,6 @@ zero where the output is 0 (``threshold_backward``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Union
 
 import numpy as np
 from torch import nn
@@ -44,8 +43,13 @@ class Dense:
 
     __slots__ = ("weight", "weight_t", "bias_row", "weight_grad", "bias_grad")
 
-    def __init__(self, weight: np.ndarray, bias: np.ndarray | None,
-                 weight_grad: np.ndarray | None = None, bias_grad: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        weight: np.ndarray,
+        bias: np.ndarray | None,
+        weight_grad: np.ndarray | None = None,
+        bias_grad: np.ndarray | None = None,
+    ) -> None:
         self.weight = weight  # (..., out, in)
         self.weight_t = np.swapaxes(weight, -1, -2)  # (..., in, out), a view
         # (..., 1, out) with a seed axis, so it broadcasts over each seed's batch; (out,) without
@@ -57,19 +61,19 @@ class Dense:
         return y if self.bias_row is None else y + self.bias_row
 
     @classmethod
-    def transposed(cls, weight_t: np.ndarray, bias_row: np.ndarray | None) -> "Dense":
+    def transposed(cls, weight_t: np.ndarray, bias_row: np.ndarray | None) -> Dense:
         """A layer from its transposed weight ``(..., in, out)`` and broadcastable bias (no gradients)."""
         layer = cls.__new__(cls)
         layer.weight = np.swapaxes(weight_t, -1, -2)
         layer.weight_t, layer.bias_row, layer.weight_grad, layer.bias_grad = weight_t, bias_row, None, None
         return layer
 
-    def seed(self, s: int) -> "Dense":
+    def seed(self, s: int) -> Dense:
         """Seed ``s``'s layer of a seed-batched one (views)."""
         return Dense.transposed(self.weight_t[s], None if self.bias_row is None else self.bias_row[s])
 
 
-Layer = Union[Dense, Callable[[np.ndarray], np.ndarray]]
+Layer = Dense | Callable[[np.ndarray], np.ndarray]
 
 
 def is_supported_module(module: nn.Module) -> bool:
@@ -90,8 +94,14 @@ def read_network(modules: Sequence[nn.Module], grads: dict[nn.Parameter, np.ndar
             raise ValueError(f"no numpy twin for {type(module).__name__}")
         weight = module.weight.detach().numpy()  # shares memory with the parameter
         bias = module.bias.detach().numpy() if module.bias is not None else None
-        layers.append(Dense(weight, bias, grads.get(module.weight) if grads else None,
-                            grads.get(module.bias) if grads and module.bias is not None else None))
+        layers.append(
+            Dense(
+                weight,
+                bias,
+                grads.get(module.weight) if grads else None,
+                grads.get(module.bias) if grads and module.bias is not None else None,
+            )
+        )
     return layers
 
 
@@ -159,9 +169,9 @@ def fuse(first: Sequence[Layer], second: Sequence[Layer]) -> list[Layer] | None:
     return fused
 
 
-
-def dense_network(weights_and_biases: Sequence[tuple[np.ndarray, np.ndarray | None]],
-                  activation: Callable[[np.ndarray], np.ndarray]) -> list[Layer]:
+def dense_network(
+    weights_and_biases: Sequence[tuple[np.ndarray, np.ndarray | None]], activation: Callable[[np.ndarray], np.ndarray]
+) -> list[Layer]:
     """An MLP from ``(weight (out, in), bias (out,) or None)`` pairs: ``activation`` between the
     Dense layers, none after the last (ARS keeps its weights as one flat vector, not as modules)."""
     layers: list[Layer] = []

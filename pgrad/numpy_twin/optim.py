@@ -64,7 +64,8 @@ class NumpyOptimizer:
         params = group["params"]
         return (
             cls._options_supported(group)
-            and len(params) == len(gradient.parameters) and all(a is b for a, b in zip(params, gradient.parameters))
+            and len(params) == len(gradient.parameters)
+            and all(a is b for a, b in zip(params, gradient.parameters))
             and all(p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous() for p in params)
         )
 
@@ -73,8 +74,11 @@ class NumpyOptimizer:
         """The param group's options are ones this rule computes (checked again by :meth:`prepare`:
         a ``load_state_dict`` or a user can change them after construction)."""
         return (
-            cls._plain_options(group) and group["weight_decay"] == 0 and not group.get("maximize", False)
-            and not group.get("capturable", False) and not group.get("differentiable", False)
+            cls._plain_options(group)
+            and group["weight_decay"] == 0
+            and not group.get("maximize", False)
+            and not group.get("capturable", False)
+            and not group.get("differentiable", False)
             and not isinstance(group["lr"], torch.Tensor)
         )
 
@@ -84,8 +88,9 @@ class NumpyOptimizer:
         raise NotImplementedError
 
     @classmethod
-    def reuse_or_build(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient,
-                       cached: "NumpyOptimizer | None") -> "NumpyOptimizer | None":
+    def reuse_or_build(
+        cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient, cached: NumpyOptimizer | None
+    ) -> NumpyOptimizer | None:
         """``cached`` if it serves this optimizer and gradient, else a new one of the matching
         subclass (:class:`NumpyAdam`, :class:`NumpyRMSprop`); None if no subclass supports it."""
         if cached is not None and cached.optimizer is optimizer and cached.gradient is gradient:
@@ -96,8 +101,9 @@ class NumpyOptimizer:
         return None
 
     @classmethod
-    def prepared_step(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient,
-                      cached: "NumpyOptimizer | None") -> tuple["NumpyOptimizer | None", Callable[[], None]]:
+    def prepared_step(
+        cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient, cached: NumpyOptimizer | None
+    ) -> tuple[NumpyOptimizer | None, Callable[[], None]]:
         """What an update with the numpy gradient calls once before its steps: the twin to keep
         (``cached`` if still valid, see :meth:`reuse_or_build`) and the step function to call, the
         prepared twin's or, where no twin applies, the optimizer's own."""
@@ -133,7 +139,9 @@ class NumpyOptimizer:
                 flat[part] = entry[name].detach().reshape(-1).numpy() if entry else 0.0
             self.steps[index] = float(entry["step"]) if entry else 0.0
             views = {"step": torch.from_numpy(self.steps[index : index + 1]).view(())}  # 0-d, as torch's own
-            views.update({name: torch.from_numpy(flat[part]).view(parameter.shape) for name, flat in self.state.items()})
+            views.update(
+                {name: torch.from_numpy(flat[part]).view(parameter.shape) for name, flat in self.state.items()}
+            )
             entry.update(views)
             self._state_views.append(views)
 

@@ -54,9 +54,11 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
         return f"observations of type {type(policy.observation_space).__name__} (only Box is covered)"
     head = policy.head
     if not (isinstance(head, CategoricalHead) or (isinstance(head, DiagGaussianHead) and not head.std.state_dependent)):
-        return f"the action head {type(head).__name__}" + (
-            " with a state-dependent std" if isinstance(head, DiagGaussianHead) else ""
-        ) + " (covered: categorical, Gaussian with a state-independent std)"
+        return (
+            f"the action head {type(head).__name__}"
+            + (" with a state-dependent std" if isinstance(head, DiagGaussianHead) else "")
+            + " (covered: categorical, Gaussian with a state-independent std)"
+        )
     for name, network in (("actor", policy.actor_body), ("critic", policy.critic)):
         if network is not None and not (
             isinstance(network, nn.Sequential) and all(is_supported_module(module) for module in network)
@@ -104,7 +106,9 @@ class NumpyActorCritic:
         self.actor = read_network(policy.actor_body)
         self.critic = read_network(policy.critic) if policy.critic is not None else None
         self.head = [_head_layer(policy)]
-        self.fused = fuse(self.actor + self.head, self.critic) if self.fused_requested and self.critic is not None else None
+        self.fused = (
+            fuse(self.actor + self.head, self.critic) if self.fused_requested and self.critic is not None else None
+        )
         self.read_std()
 
     def read_std(self) -> None:
@@ -165,8 +169,9 @@ class NumpyActorCritic:
 class SeedBatchedNumpyActorCritic:
     """Numpy twin of ``S`` policies acting on their ``S x N`` envs at once (rows seed-major)."""
 
-    def __init__(self, model, policies: Sequence[ActorCriticPolicy], n_envs: int,
-                 generators: Sequence[torch.Generator]) -> None:
+    def __init__(
+        self, model, policies: Sequence[ActorCriticPolicy], n_envs: int, generators: Sequence[torch.Generator]
+    ) -> None:
         """``model``: a :class:`pgrad.batched.SeedBatchedActorCritic`; ``policies``: the seeds'
         ordinary policies (their observation normalisers act here; all weights are read from
         ``model``); ``generators``: one per seed, the source of that seed's action noise."""
@@ -187,7 +192,9 @@ class SeedBatchedNumpyActorCritic:
     def refresh(self) -> None:
         """Re-read the stacked weights and stds (after every update)."""
         model = self.model
-        self.layers = fuse(read_network([*model.actor_body.layers, model.head_linear]), read_network(model.critic.layers))
+        self.layers = fuse(
+            read_network([*model.actor_body.layers, model.head_linear]), read_network(model.critic.layers)
+        )
         for twin in self.seed_twins:
             twin.refresh()
         if not self.discrete:
@@ -202,7 +209,9 @@ class SeedBatchedNumpyActorCritic:
         if self.seed_twins[0].stats is None:  # no normaliser: the flat float32 observations
             return self.seed_twins[0].normalize(raw_obs)
         if rows is None:
-            return np.concatenate([twin.normalize(block, update) for twin, block in zip(self.seed_twins, self._blocks(raw_obs))])
+            return np.concatenate(
+                [twin.normalize(block, update) for twin, block in zip(self.seed_twins, self._blocks(raw_obs))]
+            )
         seeds = np.asarray(rows) // self.n_envs
         out = np.empty((len(seeds), self.seed_twins[0].obs_size), dtype=np.float32)
         for s in np.unique(seeds):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -25,7 +24,9 @@ def test_options_smoke(env_id, overrides, tmp_path):
     agent.learn(256, run_dir=tmp_path, quiet=True)
     rollout = agent.config.n_steps * agent.config.n_envs
     assert 256 <= agent.total_steps < 256 + rollout  # at least the budget, rounded up to whole rollouts
-    assert agent.updates >= 256 // (TINY["n_steps"] * TINY["n_envs"])  # more under next_step: reset steps are not counted
+    assert agent.updates >= 256 // (
+        TINY["n_steps"] * TINY["n_envs"]
+    )  # more under next_step: reset steps are not counted
     action = agent.predict(agent.observation_space.sample())
     assert agent.action_space.contains(action)
     row = agent.logger.metrics[-1]
@@ -42,8 +43,22 @@ def test_options_smoke(env_id, overrides, tmp_path):
 def test_defaults_are_stable_baselines3s():
     """SB3 A2C defaults (stable_baselines3/a2c/a2c.py), which the module doc cites."""
     c = pgrad.A2C.Config()
-    assert (c.n_steps, c.lr, c.gamma, c.gae_lambda, c.ent_coef, c.vf_coef, c.max_grad_norm) == (5, 7e-4, 0.99, 1.0, 0.0, 0.5, 0.5)
-    assert (c.optimizer, c.rmsprop_alpha, c.optimizer_eps, c.normalize_advantage, c.anneal_lr) == ("rmsprop", 0.99, 1e-5, False, False)
+    assert (c.n_steps, c.lr, c.gamma, c.gae_lambda, c.ent_coef, c.vf_coef, c.max_grad_norm) == (
+        5,
+        7e-4,
+        0.99,
+        1.0,
+        0.0,
+        0.5,
+        0.5,
+    )
+    assert (c.optimizer, c.rmsprop_alpha, c.optimizer_eps, c.normalize_advantage, c.anneal_lr) == (
+        "rmsprop",
+        0.99,
+        1e-5,
+        False,
+        False,
+    )
     agent = pgrad.A2C("CartPole-v1", preset="none")
     assert isinstance(agent.optimizer, torch.optim.RMSprop)
     assert agent.optimizer.defaults["alpha"] == 0.99 and agent.optimizer.defaults["eps"] == 1e-5
@@ -84,5 +99,3 @@ def test_checkpoint_restores_the_rmsprop_state(tmp_path):
 def test_bad_hyperparameters_fail_before_work(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         pgrad.A2C("CartPole-v1", preset="none", **overrides)
-
-

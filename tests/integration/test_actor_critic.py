@@ -3,7 +3,6 @@ save/load, CLI and bad input."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -98,7 +97,9 @@ def test_without_gamma_weighting_the_actor_weight_is_the_td_error(monkeypatch):
     collect = agent._ensure_collector().collect
     monkeypatch.setattr(agent.collector, "collect", lambda n: rollouts.append(collect(n)) or rollouts[-1])
     pg_loss = actor_critic_module.policy_gradient_loss
-    monkeypatch.setattr(actor_critic_module, "policy_gradient_loss", lambda lp, w: weights.append(w.clone()) or pg_loss(lp, w))
+    monkeypatch.setattr(
+        actor_critic_module, "policy_gradient_loss", lambda lp, w: weights.append(w.clone()) or pg_loss(lp, w)
+    )
     agent.learn(60, quiet=True)
     for (r, _), w in zip(rollouts, weights):
         delta, _ = gae(r.rewards, r.values, r.next_values, r.terminated, r.truncated, gamma=0.99, lam=0.0)
@@ -123,9 +124,13 @@ def test_checkpoint_restores_both_optimizers(tmp_path):
     fresh = pgrad.ActorCritic("CartPole-v1", seed=0, preset="none", n_envs=2)
     fresh.load_checkpoint_state(tmp_path / "checkpoint")
     for p_saved, p_loaded in zip(agent.actor_parameters, fresh.actor_parameters):
-        assert torch.equal(agent.actor_optimizer.state[p_saved]["exp_avg_sq"], fresh.actor_optimizer.state[p_loaded]["exp_avg_sq"])
+        assert torch.equal(
+            agent.actor_optimizer.state[p_saved]["exp_avg_sq"], fresh.actor_optimizer.state[p_loaded]["exp_avg_sq"]
+        )
     for p_saved, p_loaded in zip(agent.critic_parameters, fresh.critic_parameters):
-        assert torch.equal(agent.critic_optimizer.state[p_saved]["exp_avg_sq"], fresh.critic_optimizer.state[p_loaded]["exp_avg_sq"])
+        assert torch.equal(
+            agent.critic_optimizer.state[p_saved]["exp_avg_sq"], fresh.critic_optimizer.state[p_loaded]["exp_avg_sq"]
+        )
     agent.close()
     fresh.close()
 
@@ -142,5 +147,3 @@ def test_checkpoint_restores_both_optimizers(tmp_path):
 def test_bad_hyperparameters_fail_before_work(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         pgrad.ActorCritic("CartPole-v1", preset="none", **overrides)
-
-

@@ -30,15 +30,23 @@ def _metrics_without_time(agent):
 def _train(n_workers, backend="local", env=CARTPOLE, steps=3_000, seed=1, **overrides):
     agent = pgrad.ARS(env, seed=seed, preset="none", n_workers=n_workers, backend=backend, **{**TINY, **overrides})
     agent.learn(steps, quiet=True)
-    result = (json.dumps(_metrics_without_time(agent)), agent.policy.flat_parameters(), json.dumps(agent.logger.episodes))
+    result = (
+        json.dumps(_metrics_without_time(agent)),
+        agent.policy.flat_parameters(),
+        json.dumps(agent.logger.episodes),
+    )
     agent.close()
     return result
 
 
 @pytest.mark.parametrize(
     "env_id, overrides",
-    [(CARTPOLE, {}), ("Pendulum-v1", {}), ("Pendulum-v1", {"policy_type": "mlp", "hidden_sizes": "8,8"}),
-     ("Pendulum-v1", {"normalize_obs": False, "n_top": None, "alive_bonus_shift": 1.0})],
+    [
+        (CARTPOLE, {}),
+        ("Pendulum-v1", {}),
+        ("Pendulum-v1", {"policy_type": "mlp", "hidden_sizes": "8,8"}),
+        ("Pendulum-v1", {"normalize_obs": False, "n_top": None, "alive_bonus_shift": 1.0}),
+    ],
 )
 def test_smoke_writes_the_run_folder(env_id, overrides, tmp_path):
     agent = pgrad.ARS(env_id, seed=0, preset="none", n_workers=0, **{**TINY, **overrides})
@@ -143,7 +151,9 @@ def test_checkpoint_resume_continues_the_same_run(tmp_path):
 
 
 def test_discrete_actions_are_rejected_naming_what_is_supported():
-    with pytest.raises(UnsupportedSpaceError, match=r"ARS does not support the action space Discrete\(2\); supported: Box"):
+    with pytest.raises(
+        UnsupportedSpaceError, match=r"ARS does not support the action space Discrete\(2\); supported: Box"
+    ):
         pgrad.ARS("CartPole-v1", preset="none")
 
 
@@ -198,8 +208,14 @@ def _kill_worker_when_running(agent, index, killed):
 def test_a_killed_worker_fails_the_run_and_keeps_the_checkpoint(tmp_path):
     out = tmp_path / "run"
     spec = TrainSpec(
-        algo="ars", env="tests.integration.test_ars:SlowCartPole", seed=0, out=str(out), steps=10**6, preset="none",
-        overrides={"n_workers": 2, "n_directions": 4, "lr": 0.1, "noise_std": 0.3, "eval_every": 0}, quiet=True,
+        algo="ars",
+        env="tests.integration.test_ars:SlowCartPole",
+        seed=0,
+        out=str(out),
+        steps=10**6,
+        preset="none",
+        overrides={"n_workers": 2, "n_directions": 4, "lr": 0.1, "noise_std": 0.3, "eval_every": 0},
+        quiet=True,
     )
     agent = pgrad.ARS(spec.env, seed=0, preset="none", **spec.overrides)
     killed = []
@@ -221,8 +237,22 @@ def test_a_killed_worker_fails_the_run_and_keeps_the_checkpoint(tmp_path):
 
 def test_cli_train_and_eval(tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["train", "ars", CARTPOLE, "--steps", "2000", "--out", str(run), "--quiet", "--eval-episodes", "2",
-            "--workers", "1", "--set", "n_directions=4"]
+    argv = [
+        "train",
+        "ars",
+        CARTPOLE,
+        "--steps",
+        "2000",
+        "--out",
+        str(run),
+        "--quiet",
+        "--eval-episodes",
+        "2",
+        "--workers",
+        "1",
+        "--set",
+        "n_directions=4",
+    ]
     assert main(argv) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["algo"] == "ars" and config["preset"] == CARTPOLE

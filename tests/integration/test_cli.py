@@ -15,7 +15,24 @@ TINY = ["--set", "n_steps=64", "--set", "batch_size=32", "--set", "n_epochs=1", 
 
 def test_train_eval_plot_cycle(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "ppo", "CartPole-v1", "--steps", "256", "--out", str(run), "--quiet", "--eval-episodes", "2", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "CartPole-v1",
+                "--steps",
+                "256",
+                "--out",
+                str(run),
+                "--quiet",
+                "--eval-episodes",
+                "2",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     for name in ("config.json", "metrics.csv", "episodes.csv", "policy.safetensors", "policy.json", "summary.json"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
@@ -86,8 +103,24 @@ def test_training_failure_exits_1_and_keeps_the_checkpoint(tmp_path, capsys):
 
 def test_several_seeds_train_in_parallel_and_aggregate(tmp_path, capsys):
     run = tmp_path / "multi"
-    argv = ["train", "ppo", "CartPole-v1", "--seeds", "0", "1", "--steps", "256", "--out", str(run), "--quiet",
-            "--eval-episodes", "2", "--workers", "2", *TINY]
+    argv = [
+        "train",
+        "ppo",
+        "CartPole-v1",
+        "--seeds",
+        "0",
+        "1",
+        "--steps",
+        "256",
+        "--out",
+        str(run),
+        "--quiet",
+        "--eval-episodes",
+        "2",
+        "--workers",
+        "2",
+        *TINY,
+    ]
     assert main(argv) == 0
     for seed in (0, 1):
         folder = run / f"seed_{seed}"
@@ -122,11 +155,49 @@ def test_eval_video_writes_an_mp4(env_id, tmp_path, capsys):
 
 def test_report_writes_markdown_html_and_figures(tmp_path, capsys):
     run = tmp_path / "multi"
-    assert main(["train", "ppo", "CartPole-v1", "--seeds", "0", "1", "--steps", "512", "--out", str(run), "--quiet",
-                 "--eval-episodes", "2", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "CartPole-v1",
+                "--seeds",
+                "0",
+                "1",
+                "--steps",
+                "512",
+                "--out",
+                str(run),
+                "--quiet",
+                "--eval-episodes",
+                "2",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     single = tmp_path / "pend"
-    assert main(["train", "ppo", "Pendulum-v1", "--steps", "512", "--out", str(single), "--quiet", "--eval-episodes", "1",
-                 "--set", "n_steps=256", "--set", "batch_size=64"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "Pendulum-v1",
+                "--steps",
+                "512",
+                "--out",
+                str(single),
+                "--quiet",
+                "--eval-episodes",
+                "1",
+                "--set",
+                "n_steps=256",
+                "--set",
+                "batch_size=64",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "rep" / "report.md"
     assert main(["report", str(run), str(single), "--out", str(out)]) == 0
     text = out.read_text()

@@ -60,10 +60,31 @@ def test_trains_on_every_action_kind_and_writes_the_run_folder(algorithm, settin
 
 @pytest.mark.parametrize("algorithm, settings, steps", ALGORITHMS)
 def test_cli_trains_lists_and_refuses_bad_values(algorithm, settings, steps, tmp_path, capsys):
-    name = next(key for key, value in pgrad.ALGORITHMS.items() if value is algorithm and (key == "reinforce-baseline") == settings.get("baseline", False))
+    name = next(
+        key
+        for key, value in pgrad.ALGORITHMS.items()
+        if value is algorithm and (key == "reinforce-baseline") == settings.get("baseline", False)
+    )
     run = tmp_path / "run"
     overrides = [f"--set={key}={value}" for key, value in settings.items() if key != "baseline"]
-    assert cli_main(["train", name, "CartPole-v1", "--steps", str(steps), "--out", str(run), "--quiet", "--eval-episodes", "2", *overrides]) == 0
+    assert (
+        cli_main(
+            [
+                "train",
+                name,
+                "CartPole-v1",
+                "--steps",
+                str(steps),
+                "--out",
+                str(run),
+                "--quiet",
+                "--eval-episodes",
+                "2",
+                *overrides,
+            ]
+        )
+        == 0
+    )
     for file in RUN_FILES:
         assert (run / file).is_file(), file
     config = json.loads((run / "config.json").read_text())
@@ -103,7 +124,9 @@ def test_same_seed_same_numbers(algorithm, settings, steps, env_id):
 
 
 @pytest.mark.parametrize("algorithm, settings, steps", ALGORITHMS)
-@pytest.mark.parametrize("env_id, overrides", [("CartPole-v1", {}), ("Pendulum-v1", {"action_dist": "truncated_normal"})])
+@pytest.mark.parametrize(
+    "env_id, overrides", [("CartPole-v1", {}), ("Pendulum-v1", {"action_dist": "truncated_normal"})]
+)
 def test_save_load_round_trip_gives_identical_actions(algorithm, settings, steps, env_id, overrides, tmp_path):
     scale_rewards = {"normalize_reward": True} if "normalize_reward" in algorithm.Config.__dataclass_fields__ else {}
     agent = algorithm(env_id, seed=0, preset="none", normalize_obs=True, **scale_rewards, **settings, **overrides)
@@ -161,9 +184,7 @@ def shipped_presets() -> list:
     from pgrad.config import preset_names
 
     return [
-        pytest.param(name, env_id, id=f"{name}-{env_id}")
-        for name in pgrad.ALGORITHMS
-        for env_id in preset_names(name)
+        pytest.param(name, env_id, id=f"{name}-{env_id}") for name in pgrad.ALGORITHMS for env_id in preset_names(name)
     ]
 
 

@@ -21,7 +21,9 @@ def assert_same_policies(batched: SeedBatchedPPO, singles: list, atol: float) ->
         mine, theirs = agent.policy.state_dict(), single.policy.state_dict()
         assert mine.keys() == theirs.keys()
         for key in mine:
-            torch.testing.assert_close(mine[key], theirs[key], atol=atol, rtol=0, msg=lambda m: f"seed {seed}, {key}: {m}")
+            torch.testing.assert_close(
+                mine[key], theirs[key], atol=atol, rtol=0, msg=lambda m: f"seed {seed}, {key}: {m}"
+            )
         assert agent.total_steps == single.total_steps
 
 
@@ -103,9 +105,25 @@ def test_cli_batched_run_has_the_multi_seed_layout(tmp_path, capsys):
     from pgrad.cli import main
 
     run = tmp_path / "run"
-    argv = ["train", "ppo", "CartPole-v1", "--seeds", "1", "2", "--batched", "--steps", "256", "--out", str(run),
-            "--quiet", "--eval-episodes", "2", "--preset", "none",
-            *(f"--set={key}={value}" for key, value in SMALL.items() if key != "preset")]
+    argv = [
+        "train",
+        "ppo",
+        "CartPole-v1",
+        "--seeds",
+        "1",
+        "2",
+        "--batched",
+        "--steps",
+        "256",
+        "--out",
+        str(run),
+        "--quiet",
+        "--eval-episodes",
+        "2",
+        "--preset",
+        "none",
+        *(f"--set={key}={value}" for key, value in SMALL.items() if key != "preset"),
+    ]
     assert main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["seeds"] == [1, 2] and summary["completed_seeds"] == [1, 2] and summary["batched"]
@@ -126,7 +144,23 @@ def test_cli_batched_run_has_the_multi_seed_layout(tmp_path, capsys):
 def test_cli_batched_bad_input_exits_2(tmp_path, capsys, extra, message):
     from pgrad.cli import main
 
-    assert main(["train", "ppo", "CartPole-v1", "--batched", "--steps", "256", "--out", str(tmp_path / "r"), "--quiet", *extra]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "CartPole-v1",
+                "--batched",
+                "--steps",
+                "256",
+                "--out",
+                str(tmp_path / "r"),
+                "--quiet",
+                *extra,
+            ]
+        )
+        == 2
+    )
     assert message in capsys.readouterr().err
 
 
@@ -136,8 +170,24 @@ def test_cli_batched_seed_groups_in_processes_equal_one_group(tmp_path):
     from pgrad.experiments.seed_batched import seed_groups
 
     assert seed_groups([1, 2, 3, 4, 5], 2) == [[1, 2, 3], [4, 5]] and seed_groups([7, 8], 5) == [[7], [8]]
-    common = ["train", "ppo", "CartPole-v1", "--seeds", "1", "2", "3", "--batched", "--steps", "256", "--quiet",
-              "--eval-episodes", "0", "--preset", "none", *(f"--set={k}={v}" for k, v in SMALL.items() if k != "preset")]
+    common = [
+        "train",
+        "ppo",
+        "CartPole-v1",
+        "--seeds",
+        "1",
+        "2",
+        "3",
+        "--batched",
+        "--steps",
+        "256",
+        "--quiet",
+        "--eval-episodes",
+        "0",
+        "--preset",
+        "none",
+        *(f"--set={k}={v}" for k, v in SMALL.items() if k != "preset"),
+    ]
     assert main([*common, "--workers", "2", "--out", str(tmp_path / "two")]) == 0
     assert main([*common, "--workers", "1", "--out", str(tmp_path / "one")]) == 0
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["batched_groups"] == [[1, 2], [3]]
@@ -146,7 +196,9 @@ def test_cli_batched_seed_groups_in_processes_equal_one_group(tmp_path):
         one = pgrad.load(tmp_path / "one" / f"seed_{seed}").policy.state_dict()
         for key in one:
             torch.testing.assert_close(two[key], one[key], rtol=1e-6, atol=1e-7, msg=f"seed {seed}: {key}")
-        assert (tmp_path / "two" / f"seed_{seed}" / "episodes.csv").read_text() == (tmp_path / "one" / f"seed_{seed}" / "episodes.csv").read_text()
+        assert (tmp_path / "two" / f"seed_{seed}" / "episodes.csv").read_text() == (
+            tmp_path / "one" / f"seed_{seed}" / "episodes.csv"
+        ).read_text()
 
 
 def short_pendulum() -> gym.Env:

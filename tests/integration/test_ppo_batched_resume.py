@@ -32,7 +32,9 @@ def assert_same_seed_runs(a: SeedBatchedPPO, b: SeedBatchedPPO, run_a: Path, run
         assert all(torch.equal(state_a[k], state_b[k]) for k in state_a), f"seed {seed}: weights differ"
         adam_a, adam_b = agent_a.optimizer.state_dict()["state"], agent_b.optimizer.state_dict()["state"]
         assert adam_a.keys() == adam_b.keys() and adam_a
-        assert all(torch.equal(adam_a[i][k], adam_b[i][k]) for i in adam_a for k in adam_a[i]), f"seed {seed}: Adam differs"
+        assert all(torch.equal(adam_a[i][k], adam_b[i][k]) for i in adam_a for k in adam_a[i]), (
+            f"seed {seed}: Adam differs"
+        )
         folder_a, folder_b = run_a / f"seed_{seed}", run_b / f"seed_{seed}"
         assert rows(folder_a / "metrics.csv") == rows(folder_b / "metrics.csv")
         assert (folder_a / "episodes.csv").read_text() == (folder_b / "episodes.csv").read_text()
@@ -76,8 +78,23 @@ def test_a_batched_seed_checkpoint_resumes_as_a_single_seed_run(tmp_path):
 
 
 def test_cli_resumes_a_stopped_batched_run(tmp_path, capsys):
-    common = ["train", "ppo", "Pendulum-v1", "--seeds", *map(str, SEEDS), "--batched", "--workers", "1", "--steps", str(STEPS),
-              "--quiet", "--eval-episodes", "2", "--preset", "none"]
+    common = [
+        "train",
+        "ppo",
+        "Pendulum-v1",
+        "--seeds",
+        *map(str, SEEDS),
+        "--batched",
+        "--workers",
+        "1",
+        "--steps",
+        str(STEPS),
+        "--quiet",
+        "--eval-episodes",
+        "2",
+        "--preset",
+        "none",
+    ]
     common += [arg for key, value in PENDULUM.items() if key != "preset" for arg in ("--set", f"{key}={value}")]
     assert main([*common, "--out", str(tmp_path / "full")]) == 0
     # a run stopped after 2 iterations, as a signal would leave it: checkpoints, no final files
@@ -90,7 +107,9 @@ def test_cli_resumes_a_stopped_batched_run(tmp_path, capsys):
     assert main([*common, "--resume", str(tmp_path / "part")]) == 0
     for seed in SEEDS:
         full, resumed = (pgrad.load(tmp_path / run / f"seed_{seed}") for run in ("full", "part"))
-        assert all(torch.equal(a, b) for a, b in zip(full.policy.state_dict().values(), resumed.policy.state_dict().values()))
+        assert all(
+            torch.equal(a, b) for a, b in zip(full.policy.state_dict().values(), resumed.policy.state_dict().values())
+        )
         for name in ("metrics.csv", "episodes.csv"):
             assert rows(tmp_path / "full" / f"seed_{seed}" / name) == rows(tmp_path / "part" / f"seed_{seed}" / name)
     summary = json.loads((tmp_path / "part" / "summary.json").read_text())
@@ -102,8 +121,28 @@ def test_cli_resumes_a_stopped_batched_run(tmp_path, capsys):
 
 
 def test_ppo_seeds_are_batched_by_default_where_the_settings_allow(tmp_path, capsys):
-    common = ["train", "ppo", "CartPole-v1", "--seeds", "1", "2", "--steps", "256", "--workers", "1", "--eval-episodes", "0",
-              "--preset", "none", "--set", "n_envs=4", "--set", "n_steps=32", "--set", "batch_size=32"]
+    common = [
+        "train",
+        "ppo",
+        "CartPole-v1",
+        "--seeds",
+        "1",
+        "2",
+        "--steps",
+        "256",
+        "--workers",
+        "1",
+        "--eval-episodes",
+        "0",
+        "--preset",
+        "none",
+        "--set",
+        "n_envs=4",
+        "--set",
+        "n_steps=32",
+        "--set",
+        "batch_size=32",
+    ]
     assert main([*common, "--out", str(tmp_path / "default")]) == 0
     assert "seeds 1 2 as seed-batched models" in capsys.readouterr().err
     assert json.loads((tmp_path / "default" / "summary.json").read_text()).get("batched") is True
@@ -127,7 +166,9 @@ def test_resume_of_seeds_stopped_at_different_steps_is_not_batched(tmp_path):
     assert not batched_by_default(spec, [1, 2], agent.config, workers=1)
     assert batched_by_default(spec, [1, 2], agent.config, workers=2)  # groups [1] and [2]: each in lockstep with itself
     assert batched_by_default(spec, [2], agent.config) is False  # one seed: nothing to batch
-    assert batched_by_default(TrainSpec(algo="ppo", env="CartPole-v1", seed=1, out=str(tmp_path / "new")), [1, 2], agent.config)
+    assert batched_by_default(
+        TrainSpec(algo="ppo", env="CartPole-v1", seed=1, out=str(tmp_path / "new")), [1, 2], agent.config
+    )
 
 
 def test_loading_checkpoints_into_an_object_that_trained_on_continues_from_the_checkpoint(tmp_path):

@@ -111,8 +111,17 @@ def test_sequences_reproduce_collection_and_step_by_step_reference(autoreset_mod
     states, must give the collected log-probs and values, and equal a step-by-step loop with resets
     over each grid sequence after the weights change."""
     agent = pgrad.RecurrentPPO(
-        lambda: CueRecallEnv(6), seed=0, n_envs=3, n_steps=40, seq_len=16, batch_size=40, n_epochs=1,
-        autoreset_mode=autoreset_mode, shared_lstm=shared_lstm, lstm_hidden_size=8, hidden_sizes=(8,),
+        lambda: CueRecallEnv(6),
+        seed=0,
+        n_envs=3,
+        n_steps=40,
+        seq_len=16,
+        batch_size=40,
+        n_epochs=1,
+        autoreset_mode=autoreset_mode,
+        shared_lstm=shared_lstm,
+        lstm_hidden_size=8,
+        hidden_sizes=(8,),
     )
     agent.learn(120, quiet=True)  # a few updates: states carried over rollouts, normaliser moved
     rollout, starts, grid_states, batch = _rollout_and_sequences(agent)
@@ -153,8 +162,16 @@ def test_sequences_reproduce_collection_and_step_by_step_reference(autoreset_mod
 def test_collection_resets_state_at_episode_starts():
     """An episode's actions must not depend on what came before it: replaying each collected
     episode alone from a zero state reproduces the collected log-probs."""
-    agent = pgrad.RecurrentPPO(lambda: CueRecallEnv(5), seed=1, n_envs=2, n_steps=30, seq_len=30, batch_size=30,
-                               lstm_hidden_size=8, hidden_sizes=(8,))
+    agent = pgrad.RecurrentPPO(
+        lambda: CueRecallEnv(5),
+        seed=1,
+        n_envs=2,
+        n_steps=30,
+        seq_len=30,
+        batch_size=30,
+        lstm_hidden_size=8,
+        hidden_sizes=(8,),
+    )
     rollout, starts, _, _ = _rollout_and_sequences(agent)
     policy = agent.policy
     with torch.no_grad():
@@ -176,8 +193,18 @@ def test_learns_a_task_that_needs_memory_within_the_episode():
     untrained policy gets it wrong. Seeds 0-5 (2026-11-22): untrained 6.0, 6.0, 0.0, 6.0, 2.0,
     2.1; trained 6.0 for all six. MLP PPO with the same settings, seed 0: 3.75.
     """
-    agent = pgrad.RecurrentPPO(lambda: CueRecallEnv(6), seed=2, n_envs=4, n_steps=24, seq_len=12, batch_size=48,
-                               n_epochs=8, lr=3e-3, lstm_hidden_size=16, hidden_sizes=(16,))
+    agent = pgrad.RecurrentPPO(
+        lambda: CueRecallEnv(6),
+        seed=2,
+        n_envs=4,
+        n_steps=24,
+        seq_len=12,
+        batch_size=48,
+        n_epochs=8,
+        lr=3e-3,
+        lstm_hidden_size=16,
+        hidden_sizes=(16,),
+    )
     before = pgrad.evaluate(agent, lambda: CueRecallEnv(6), episodes=40)["mean_return"]
     agent.learn(12_000, quiet=True)
     after = pgrad.evaluate(agent, lambda: CueRecallEnv(6), episodes=40)["mean_return"]
@@ -194,7 +221,10 @@ def test_learns_a_task_that_needs_memory_within_the_episode():
     [
         ("pgrad/CartPoleNoVel-v1", {}),
         ("pgrad/PendulumNoVel-v1", {"action_dist": "gaussian", "lstm_layers": 2}),
-        ("Pendulum-v1", {"action_dist": "truncated_normal", "shared_lstm": True, "seq_len": 16, "autoreset_mode": "next_step"}),
+        (
+            "Pendulum-v1",
+            {"action_dist": "truncated_normal", "shared_lstm": True, "seq_len": 16, "autoreset_mode": "next_step"},
+        ),
     ],
 )
 def test_smoke_every_action_kind(env_id, overrides, tmp_path):
@@ -222,7 +252,9 @@ def test_same_seed_same_weights():
     assert json.dumps(runs[0][0]) == json.dumps(runs[1][0])
     for a, b in zip(runs[0][1], runs[1][1]):
         assert torch.equal(a, b)
-    other = pgrad.RecurrentPPO("pgrad/PendulumNoVel-v1", seed=4, preset="none", seq_len=16, **TINY).learn(384, quiet=True)
+    other = pgrad.RecurrentPPO("pgrad/PendulumNoVel-v1", seed=4, preset="none", seq_len=16, **TINY).learn(
+        384, quiet=True
+    )
     assert not torch.equal(next(other.policy.parameters()), runs[0][1][0])
 
 
@@ -268,8 +300,29 @@ def test_bad_configs_fail_before_work():
 
 def test_cli_train_eval(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "ppo-lstm", "pgrad/CartPoleNoVel-v1", "--steps", "512", "--out", str(run), "--quiet",
-                 "--set", "n_steps=32", "--set", "n_envs=2", "--set", "batch_size=32", "--eval-episodes", "2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo-lstm",
+                "pgrad/CartPoleNoVel-v1",
+                "--steps",
+                "512",
+                "--out",
+                str(run),
+                "--quiet",
+                "--set",
+                "n_steps=32",
+                "--set",
+                "n_envs=2",
+                "--set",
+                "batch_size=32",
+                "--eval-episodes",
+                "2",
+            ]
+        )
+        == 0
+    )
     config = json.loads((run / "config.json").read_text())
     assert config["algo"] == "ppo-lstm" and config["preset"] == "pgrad/CartPoleNoVel-v1"
     capsys.readouterr()
@@ -279,7 +332,9 @@ def test_cli_train_eval(tmp_path, capsys):
     assert main(["train", "ppo-lstm", "pgrad/CartPoleNoVel-v1", "--set", "seq_len=0"]) == 2
 
 
-@pytest.mark.parametrize("env_id, overrides", [("pgrad/CartPoleNoVel-v1", {}), ("pgrad/PendulumNoVel-v1", {"lstm_layers": 2})])
+@pytest.mark.parametrize(
+    "env_id, overrides", [("pgrad/CartPoleNoVel-v1", {}), ("pgrad/PendulumNoVel-v1", {"lstm_layers": 2})]
+)
 def test_onnx_export_with_state_matches_predict(env_id, overrides, tmp_path):
     pytest.importorskip("onnxruntime")
     from pgrad.export import export_onnx, run_onnx

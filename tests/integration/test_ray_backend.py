@@ -13,8 +13,23 @@ from pgrad.cli import main
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
-TINY = ["--steps", "512", "--quiet", "--eval-episodes", "2", "--preset", "none", "--set", "n_envs=2", "--set", "n_steps=64",
-        "--set", "batch_size=32", "--set", "n_epochs=1"]
+TINY = [
+    "--steps",
+    "512",
+    "--quiet",
+    "--eval-episodes",
+    "2",
+    "--preset",
+    "none",
+    "--set",
+    "n_envs=2",
+    "--set",
+    "n_steps=64",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "n_epochs=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,22 +43,61 @@ def test_seeds_on_ray_equal_seeds_in_local_processes(ray_instance, tmp_path):
     for backend in ("local", "ray"):
         # --no-batched: one process per seed, each exactly a Ray task's computation (seed batching
         # rounds differently, tests/integration/test_ppo_batched.py)
-        assert main(["train", "ppo", "CartPole-v1", "--seeds", "0", "1", *TINY, "--out", str(tmp_path / backend),
-                     "--backend", backend, "--no-batched"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "ppo",
+                    "CartPole-v1",
+                    "--seeds",
+                    "0",
+                    "1",
+                    *TINY,
+                    "--out",
+                    str(tmp_path / backend),
+                    "--backend",
+                    backend,
+                    "--no-batched",
+                ]
+            )
+            == 0
+        )
     for seed in (0, 1):
         local = load_file(tmp_path / "local" / f"seed_{seed}" / "policy.safetensors")
         remote = load_file(tmp_path / "ray" / f"seed_{seed}" / "policy.safetensors")
         assert all(torch.equal(local[k], remote[k]) for k in local)
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
     assert summary["completed_seeds"] == [0, 1]
-    assert summary["eval_mean_return"] == json.loads((tmp_path / "local" / "summary.json").read_text())["eval_mean_return"]
+    assert (
+        summary["eval_mean_return"] == json.loads((tmp_path / "local" / "summary.json").read_text())["eval_mean_return"]
+    )
 
 
 def test_seed_batched_groups_on_ray_equal_local_groups(ray_instance, tmp_path):
     # --batched --backend ray: each seed group is a Ray task, computing what a local group computes
     for backend in ("local", "ray"):
-        assert main(["train", "ppo", "CartPole-v1", "--seeds", "0", "1", "2", *TINY, "--out", str(tmp_path / backend),
-                     "--backend", backend, "--batched", "--workers", "2"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "ppo",
+                    "CartPole-v1",
+                    "--seeds",
+                    "0",
+                    "1",
+                    "2",
+                    *TINY,
+                    "--out",
+                    str(tmp_path / backend),
+                    "--backend",
+                    backend,
+                    "--batched",
+                    "--workers",
+                    "2",
+                ]
+            )
+            == 0
+        )
     for seed in (0, 1, 2):
         local = load_file(tmp_path / "local" / f"seed_{seed}" / "policy.safetensors")
         remote = load_file(tmp_path / "ray" / f"seed_{seed}" / "policy.safetensors")
@@ -56,8 +110,31 @@ def test_tune_on_ray(ray_instance, tmp_path):
     import optuna
 
     out = tmp_path / "study"
-    assert main(["tune", "a2c", "CartPole-v1", "--trials", "2", "--steps", "400", "--evaluations", "2", "--eval-episodes", "1",
-                 "--preset", "none", "--backend", "ray", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "a2c",
+                "CartPole-v1",
+                "--trials",
+                "2",
+                "--steps",
+                "400",
+                "--evaluations",
+                "2",
+                "--eval-episodes",
+                "1",
+                "--preset",
+                "none",
+                "--backend",
+                "ray",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     study = optuna.load_study(study_name="a2c-CartPole-v1", storage=f"sqlite:///{(out / 'study.db').resolve()}")
     trials = study.get_trials()
     assert len(trials) == 2 and all(t.intermediate_values for t in trials)  # reports went through the pruning actor

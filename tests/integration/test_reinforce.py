@@ -34,7 +34,9 @@ def test_budget_updates_and_run_folder(env_id, overrides, baseline, tmp_path):
     agent.save(tmp_path)
     for name in ("config.json", "metrics.csv", "episodes.csv", "policy.safetensors", "policy.json", "summary.json"):
         assert (tmp_path / name).is_file(), name
-    assert json.loads((tmp_path / "policy.json").read_text())["algo"] == ("reinforce-baseline" if baseline else "reinforce")
+    assert json.loads((tmp_path / "policy.json").read_text())["algo"] == (
+        "reinforce-baseline" if baseline else "reinforce"
+    )
     assert (tmp_path / "checkpoint" / "state.safetensors").is_file()
     agent.close()
 
@@ -42,9 +44,20 @@ def test_budget_updates_and_run_folder(env_id, overrides, baseline, tmp_path):
 @pytest.mark.parametrize("autoreset_mode", ["same_step", "next_step"])
 def test_several_envs_and_every_option(autoreset_mode):
     agent = pgrad.Reinforce(
-        "CartPole-v1", seed=0, baseline=True, preset="none", n_envs=3, autoreset_mode=autoreset_mode,
-        episodes_per_update=2, min_steps_per_update=50, gamma_weighting=True, normalize_returns=True,
-        ent_coef=0.01, max_grad_norm=0.5, normalize_obs=True, anneal_lr=True,
+        "CartPole-v1",
+        seed=0,
+        baseline=True,
+        preset="none",
+        n_envs=3,
+        autoreset_mode=autoreset_mode,
+        episodes_per_update=2,
+        min_steps_per_update=50,
+        gamma_weighting=True,
+        normalize_returns=True,
+        ent_coef=0.01,
+        max_grad_norm=0.5,
+        normalize_obs=True,
+        anneal_lr=True,
     )
     agent.learn(1_000, quiet=True)
     updates = [row for row in agent.logger.metrics if row["episodes"] > 0]
@@ -60,8 +73,14 @@ def test_several_envs_and_every_option(autoreset_mode):
 def _fixed_batch_agent(env, baseline: bool, gamma_weighting: bool, normalize_returns: bool):
     """An agent whose next update uses a batch of two episodes we hold a copy of."""
     agent = pgrad.Reinforce(
-        env, seed=1, baseline=baseline, preset="none", gamma=0.9, gamma_weighting=gamma_weighting,
-        normalize_returns=normalize_returns, ent_coef=0.0,
+        env,
+        seed=1,
+        baseline=baseline,
+        preset="none",
+        gamma=0.9,
+        gamma_weighting=gamma_weighting,
+        normalize_returns=normalize_returns,
+        ent_coef=0.0,
     )
     rollout, episodes = agent._ensure_collector().collect_episodes(2, max_steps=10_000)
     agent.collector.collect_episodes = lambda *args, **kwargs: (rollout, episodes)
@@ -98,8 +117,12 @@ def test_loss_is_the_reinforce_estimator(baseline, gamma_weighting, normalize_re
         values = agent.policy.value(obs) if baseline else torch.zeros(len(obs))
     assert torch.allclose(log_probs, rollout.log_probs[:, 0], atol=1e-5)  # nothing changed since collection
     returns = _hand_returns(
-        rollout.rewards[:, 0].tolist(), rollout.terminated[:, 0].tolist(), rollout.truncated[:, 0].tolist(),
-        rollout.next_values[:, 0].tolist(), 0.9, bootstrap=baseline,
+        rollout.rewards[:, 0].tolist(),
+        rollout.terminated[:, 0].tolist(),
+        rollout.truncated[:, 0].tolist(),
+        rollout.next_values[:, 0].tolist(),
+        0.9,
+        bootstrap=baseline,
     )
     assert int(rollout.truncated.sum()) == 2 and len(returns) == 14
     weights = returns - values
@@ -120,7 +143,8 @@ def test_loss_is_the_reinforce_estimator(baseline, gamma_weighting, normalize_re
 def test_update_moves_only_the_policy_or_the_value_network_with_its_own_lr():
     agent, _ = _fixed_batch_agent("CartPole-v1", baseline=True, gamma_weighting=False, normalize_returns=False)
     assert {name: opt.param_groups[0]["lr"] for name, opt in agent.optimizers().items()} == {
-        "policy": agent.config.lr, "value": agent.config.value_lr,
+        "policy": agent.config.lr,
+        "value": agent.config.value_lr,
     }
     actor_params = set(map(id, agent.optimizers()["policy"].param_groups[0]["params"]))
     critic_params = set(map(id, agent.policy.critic.parameters()))
@@ -154,7 +178,9 @@ def test_budget_ending_mid_episode_continues_it_next_call():
     first_new = agent.logger.episodes[episodes_before]
     assert first_new["length"] > running  # the episode went on where it stopped ...
     first_update = agent.logger.metrics[rows_before]
-    assert first_update["episodes"] == 1 and first_update["batch_steps"] == first_new["length"]  # ... and was learnt from whole
+    assert (
+        first_update["episodes"] == 1 and first_update["batch_steps"] == first_new["length"]
+    )  # ... and was learnt from whole
     agent.close()
 
 
@@ -174,15 +200,27 @@ class NeverEndingEnv(gym.Env):
 
 def test_no_episode_finished_is_an_error_not_a_silent_run():
     agent = pgrad.Reinforce(NeverEndingEnv, seed=0, preset="none")
-    with pytest.raises(TrainingError, match=r"^no episode finished within 300 steps; REINFORCE updates only on complete episodes"):
+    with pytest.raises(
+        TrainingError, match=r"^no episode finished within 300 steps; REINFORCE updates only on complete episodes"
+    ):
         agent.learn(300, quiet=True)
     assert agent.updates == 0
     agent.close()
 
 
 def test_no_episode_finished_via_cli_is_exit_1(tmp_path, capsys):
-    status = cli_main(["train", "reinforce", "tests.integration.test_reinforce:NeverEndingEnv", "--steps", "200",
-                       "--out", str(tmp_path / "run"), "--quiet"])
+    status = cli_main(
+        [
+            "train",
+            "reinforce",
+            "tests.integration.test_reinforce:NeverEndingEnv",
+            "--steps",
+            "200",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     assert status == 1
     assert "no episode finished within 200 steps" in capsys.readouterr().err
 
@@ -213,8 +251,20 @@ def test_baseline_given_as_text_selects_the_algorithm_name():
 
 def test_cli_trains_reinforce_baseline_and_load_returns_it(tmp_path):
     out = tmp_path / "run"
-    status = cli_main(["train", "reinforce-baseline", "CartPole-v1", "--steps", "400", "--out", str(out),
-                       "--quiet", "--eval-episodes", "1"])
+    status = cli_main(
+        [
+            "train",
+            "reinforce-baseline",
+            "CartPole-v1",
+            "--steps",
+            "400",
+            "--out",
+            str(out),
+            "--quiet",
+            "--eval-episodes",
+            "1",
+        ]
+    )
     assert status == 0
     assert json.loads((out / "policy.json").read_text())["algo"] == "reinforce-baseline"
     config = json.loads((out / "config.json").read_text())
@@ -226,7 +276,19 @@ def test_cli_trains_reinforce_baseline_and_load_returns_it(tmp_path):
 
 
 def test_cli_rejects_overriding_the_fixed_baseline(tmp_path, capsys):
-    status = cli_main(["train", "reinforce-baseline", "CartPole-v1", "--steps", "100", "--set", "baseline=false",
-                       "--out", str(tmp_path / "run"), "--quiet"])
+    status = cli_main(
+        [
+            "train",
+            "reinforce-baseline",
+            "CartPole-v1",
+            "--steps",
+            "100",
+            "--set",
+            "baseline=false",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
     assert status == 2
     assert "baseline" in capsys.readouterr().err

@@ -25,16 +25,44 @@ from pgrad.cli import main
 
 CASES = {
     "ppo": ("ppo", "CartPole-v1", 1536, 2, {"n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 2}),
-    "ppo-pendulum-next-step": ("ppo", "Pendulum-v1", 1024, 2, {"n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 2,
-                                                              "normalize_reward": True, "autoreset_mode": "next_step"}),
-    "ppo-async": ("ppo", "CartPole-v1", 1536, 2, {"n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 2,
-                                                   "vectorization": "async"}),
+    "ppo-pendulum-next-step": (
+        "ppo",
+        "Pendulum-v1",
+        1024,
+        2,
+        {
+            "n_envs": 2,
+            "n_steps": 128,
+            "batch_size": 64,
+            "n_epochs": 2,
+            "normalize_reward": True,
+            "autoreset_mode": "next_step",
+        },
+    ),
+    "ppo-async": (
+        "ppo",
+        "CartPole-v1",
+        1536,
+        2,
+        {"n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 2, "vectorization": "async"},
+    ),
     "a2c-next-step": ("a2c", "CartPole-v1", 1200, 50, {"n_envs": 2, "autoreset_mode": "next_step"}),
     "reinforce-baseline": ("reinforce-baseline", "pgrad/ContinuousCartPole-v0", 1500, 5, {"n_envs": 3}),
-    "ars": ("ars", "pgrad/ContinuousCartPole-v0", 6000, 3, {"n_directions": 4, "n_top": 2, "n_workers": 0, "horizon": 200}),
+    "ars": (
+        "ars",
+        "pgrad/ContinuousCartPole-v0",
+        6000,
+        3,
+        {"n_directions": 4, "n_top": 2, "n_workers": 0, "horizon": 200},
+    ),
     # the LSTM state of the running episodes is part of what a checkpoint holds
-    "ppo-lstm": ("ppo-lstm", "pgrad/CartPoleNoVel-v1", 1024, 2, {"n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 2,
-                                                                  "seq_len": 16}),
+    "ppo-lstm": (
+        "ppo-lstm",
+        "pgrad/CartPoleNoVel-v1",
+        1024,
+        2,
+        {"n_envs": 2, "n_steps": 128, "batch_size": 64, "n_epochs": 2, "seq_len": 16},
+    ),
 }
 
 
@@ -102,7 +130,14 @@ def test_rows_logged_after_the_checkpoint_are_dropped_on_resume(tmp_path):
 
     part = _agent(algo, env, overrides)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        part.learn(steps, run_dir=tmp_path / "part", quiet=True, checkpoint_every=512, checkpoint_seconds=float("inf"), callback=crash)
+        part.learn(
+            steps,
+            run_dir=tmp_path / "part",
+            quiet=True,
+            checkpoint_every=512,
+            checkpoint_seconds=float("inf"),
+            callback=crash,
+        )
     part.close()
     assert json.loads((tmp_path / "part" / "checkpoint" / "state.json").read_text())["total_steps"] == 512
     assert len(_rows(tmp_path / "part" / "metrics.csv")) == 3
@@ -124,9 +159,28 @@ def test_checkpoint_every_k_steps(tmp_path, monkeypatch):
 def test_early_stopping_on_a_plateau(tmp_path, capsys):
     run = tmp_path / "run"
     # min_delta is unreachable, so the first evaluation is the best and the next `patience` ones are not improvements
-    argv = ["train", "a2c", "CartPole-v1", "--steps", "5000", "--out", str(run), "--quiet", "--preset", "none",
-            "--eval-every", "500", "--patience", "2", "--min-delta", "1e9", "--periodic-eval-episodes", "2",
-            "--eval-episodes", "2"]
+    argv = [
+        "train",
+        "a2c",
+        "CartPole-v1",
+        "--steps",
+        "5000",
+        "--out",
+        str(run),
+        "--quiet",
+        "--preset",
+        "none",
+        "--eval-every",
+        "500",
+        "--patience",
+        "2",
+        "--min-delta",
+        "1e9",
+        "--periodic-eval-episodes",
+        "2",
+        "--eval-episodes",
+        "2",
+    ]
     assert main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 1500 and "early stop at step 1500" in summary["early_stopping"]["stopped"]
@@ -145,11 +199,31 @@ def test_evaluations_do_not_change_what_is_learnt(tmp_path):
     watched = _agent("ppo", "CartPole-v1", CASES["ppo"][4])
     watched.learn(1024, quiet=True, early_stopping=EarlyStopping(eval_every=256, episodes=2))
     assert len(watched.early_stopping.history) == 4
-    assert all(torch.equal(a, b) for a, b in zip(plain.policy.state_dict().values(), watched.policy.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(plain.policy.state_dict().values(), watched.policy.state_dict().values())
+    )
 
 
-TRAIN = ["train", "ppo", "CartPole-v1", "--steps", "16000", "--preset", "none", "--eval-episodes", "2", "--quiet",
-         "--checkpoint-every", "2000", "--set", "n_envs=2", "--set", "n_steps=128", "--set", "n_epochs=2"]
+TRAIN = [
+    "train",
+    "ppo",
+    "CartPole-v1",
+    "--steps",
+    "16000",
+    "--preset",
+    "none",
+    "--eval-episodes",
+    "2",
+    "--quiet",
+    "--checkpoint-every",
+    "2000",
+    "--set",
+    "n_envs=2",
+    "--set",
+    "n_steps=128",
+    "--set",
+    "n_epochs=2",
+]
 
 
 def _checkpoint_steps(run: Path) -> int:
@@ -197,7 +271,10 @@ def a2c_run(tmp_path_factory):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "ppo", "CartPole-v1", *SMALL, "--set", "n_steps=16", "--set", "batch_size=16"], "is from algorithm 'a2c', not 'ppo'"),
+        (
+            ["train", "ppo", "CartPole-v1", *SMALL, "--set", "n_steps=16", "--set", "batch_size=16"],
+            "is from algorithm 'a2c', not 'ppo'",
+        ),
         (["train", "a2c", "Pendulum-v1", *SMALL], "its checkpoint is for observation space"),
         (["train", "a2c", "CartPole-v1", *SMALL, "--set", "lr=1e-3"], "lr: 0.0007 -> 0.001"),
         (["train", "a2c", "CartPole-v1", *SMALL[:1], "900", *SMALL[2:]], "steps: 600 -> 900"),
@@ -241,13 +318,21 @@ def test_plot_of_runs_without_finished_episodes_is_an_input_error(tmp_path, caps
 
 
 def _sigterm_once_seeds_0_and_1_have_checkpoints(seeds: list[str], part: Path) -> None:
-    """Run ``pgrad train`` TRAIN with ``seeds`` into ``part``; SIGTERM it once seeds 0 and 1 have checkpointed 2000 steps."""
+    """Run ``pgrad train`` TRAIN with ``seeds`` into ``part``; SIGTERM it once seeds 0 and 1 have
+    checkpointed 2000 steps."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    process = subprocess.Popen([sys.executable, "-m", "pgrad.cli", *TRAIN, *seeds, "--out", str(part)], env=env,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pgrad.cli", *TRAIN, *seeds, "--out", str(part)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
-    while min(_checkpoint_steps(part / f"seed_{s}") for s in (0, 1)) < 2000 and process.poll() is None \
-            and time.monotonic() < deadline:
+    while (
+        min(_checkpoint_steps(part / f"seed_{s}") for s in (0, 1)) < 2000
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     assert process.poll() is None, "training finished before it could be stopped"
     process.send_signal(signal.SIGTERM)

@@ -68,16 +68,27 @@ def expected_transitions(offset: int, n: int):
             terminated = ended and ending in ("terminated", "both")
             truncated = ended and ending == "truncated"  # both on one step: terminated wins
             final_value = 100.0 * episode + t  # V of the observation after this step
-            rows.append(dict(obs=(episode, t - 1), reward=float(t), terminated=terminated, truncated=truncated,
-                             next_value=final_value, time=t - 1))
+            rows.append(
+                dict(
+                    obs=(episode, t - 1),
+                    reward=float(t),
+                    terminated=terminated,
+                    truncated=truncated,
+                    next_value=final_value,
+                    time=t - 1,
+                )
+            )
         episode += 1
     return rows[:n]
 
 
 def make_collector(mode: AutoresetMode, continuous: bool = False, n_envs: int = 2):
-    envs = SyncVectorEnv([lambda i=i: ScriptedEnv(offset=i, continuous=continuous) for i in range(n_envs)], autoreset_mode=mode)
-    policy = ActorCriticPolicy(envs.single_observation_space, envs.single_action_space, normalize_obs=False,
-                               log_std_init=1.0)  # a wide Gaussian so samples fall outside [-1, 1]
+    envs = SyncVectorEnv(
+        [lambda i=i: ScriptedEnv(offset=i, continuous=continuous) for i in range(n_envs)], autoreset_mode=mode
+    )
+    policy = ActorCriticPolicy(
+        envs.single_observation_space, envs.single_action_space, normalize_obs=False, log_std_init=1.0
+    )  # a wide Gaussian so samples fall outside [-1, 1]
     policy.critic = ScriptedCritic()
     return envs, policy, RolloutCollector(envs, policy, seed=0)
 
@@ -92,12 +103,16 @@ def test_transitions_flags_and_bootstrap_values(mode):
         for rollout in rollouts:
             for t in range(rollout.valid.shape[0]):
                 if rollout.valid[t, env_index]:
-                    got.append(dict(
-                        obs=tuple(rollout.obs[t, env_index].tolist()), reward=rollout.rewards[t, env_index].item(),
-                        terminated=bool(rollout.terminated[t, env_index]), truncated=bool(rollout.truncated[t, env_index]),
-                        next_value=rollout.next_values[t, env_index].item(),
-                        time=int(rollout.time_in_episode[t, env_index]),
-                    ))
+                    got.append(
+                        dict(
+                            obs=tuple(rollout.obs[t, env_index].tolist()),
+                            reward=rollout.rewards[t, env_index].item(),
+                            terminated=bool(rollout.terminated[t, env_index]),
+                            truncated=bool(rollout.truncated[t, env_index]),
+                            next_value=rollout.next_values[t, env_index].item(),
+                            time=int(rollout.time_in_episode[t, env_index]),
+                        )
+                    )
         want = expected_transitions(env_index, len(got))
         # Terminated steps never bootstrap, so their next_value is irrelevant; compare the rest.
         for row in got + want:
@@ -139,5 +154,7 @@ def test_raw_actions_stored_env_gets_rescaled(mode):
     np.testing.assert_allclose(received, expected, rtol=1e-6)
     # log-probs were computed on the raw sample, not on the clipped one
     dist = policy.distribution(rollout.obs[:, 0])
-    np.testing.assert_allclose(dist.log_prob(rollout.actions[:, 0]).detach().numpy(), rollout.log_probs[:, 0].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        dist.log_prob(rollout.actions[:, 0]).detach().numpy(), rollout.log_probs[:, 0].numpy(), rtol=1e-5
+    )
     envs.close()

@@ -23,8 +23,9 @@ MODES = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP]
 
 def make_collector(mode: AutoresetMode, offsets=(0,), with_critic: bool = True):
     envs = SyncVectorEnv([lambda o=o: ScriptedEnv(offset=o) for o in offsets], autoreset_mode=mode)
-    policy = ActorCriticPolicy(envs.single_observation_space, envs.single_action_space, normalize_obs=False,
-                               with_critic=with_critic)
+    policy = ActorCriticPolicy(
+        envs.single_observation_space, envs.single_action_space, normalize_obs=False, with_critic=with_critic
+    )
     if with_critic:
         policy.critic = ScriptedCritic()
     return envs, RolloutCollector(envs, policy, seed=0)

@@ -45,8 +45,23 @@ def test_suite_skips_pairs_without_a_preset(tmp_path, capsys):
 def test_suite_batched_trains_ppo_seeds_as_one_model(tmp_path, capsys):
     suite = load_suite()
     out = tmp_path / "suite"
-    argv = ["--algos", "ppo", "--envs", "CartPole-v1", "--steps", "512", "--out", str(out), "--workers", "1",
-            "--seeds", "0", "1", "--batched", "--no-report"]
+    argv = [
+        "--algos",
+        "ppo",
+        "--envs",
+        "CartPole-v1",
+        "--steps",
+        "512",
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--seeds",
+        "0",
+        "1",
+        "--batched",
+        "--no-report",
+    ]
     assert suite.main(argv) == 0
     assert "as seed-batched models" in capsys.readouterr().err
     rows = json.loads((out / "suite.json").read_text())
@@ -60,12 +75,25 @@ def test_suite_continues_a_stopped_batched_pair_from_its_checkpoints(tmp_path):
     from pgrad.algos.ppo_batched import SeedBatchedPPO
 
     suite = load_suite()
-    argv = ["--algos", "ppo", "--envs", "CartPole-v1", "--steps", "512", "--workers", "1", "--seeds", "0", "1",
-            "--batched", "--no-report"]
+    argv = [
+        "--algos",
+        "ppo",
+        "--envs",
+        "CartPole-v1",
+        "--steps",
+        "512",
+        "--workers",
+        "1",
+        "--seeds",
+        "0",
+        "1",
+        "--batched",
+        "--no-report",
+    ]
     assert suite.main([*argv, "--out", str(tmp_path / "full")]) == 0
     # the pair as a stopped suite leaves it: one of two iterations done, checkpoints, no summaries
     stopped = SeedBatchedPPO("CartPole-v1", [0, 1])
-    stopped.learn(512, run_dir=tmp_path / "part" / "ppo" / "CartPole-v1", callback=lambda batched: False)
+    stopped.learn(512, run_dir=tmp_path / "part" / "ppo" / "CartPole-v1", callback=lambda batched, row: False)
     stopped.close()
     assert all(agent.total_steps == 256 for agent in stopped.agents)
     seed_dirs = [tmp_path / "part" / "ppo" / "CartPole-v1" / f"seed_{seed}" for seed in (0, 1)]
@@ -77,8 +105,10 @@ def test_suite_continues_a_stopped_batched_pair_from_its_checkpoints(tmp_path):
     # continued, not retrained: the first iteration's row is the stopped run's, wall time included
     assert [(folder / "metrics.csv").read_text().splitlines()[1] for folder in seed_dirs] == first_rows
     for seed in (0, 1):
-        full, resumed = (load_file(tmp_path / run / "ppo" / "CartPole-v1" / f"seed_{seed}" / "policy.safetensors")
-                         for run in ("full", "part"))
+        full, resumed = (
+            load_file(tmp_path / run / "ppo" / "CartPole-v1" / f"seed_{seed}" / "policy.safetensors")
+            for run in ("full", "part")
+        )
         assert all(torch.equal(full[k], resumed[k]) for k in full)
         summary = json.loads((tmp_path / "part" / "ppo" / "CartPole-v1" / f"seed_{seed}" / "summary.json").read_text())
         assert summary["steps"] == 512

@@ -12,8 +12,22 @@ from pgrad.experiments.tune import SEARCH_SPACES, TuneSpec
 
 optuna = pytest.importorskip("optuna")
 
-TUNE = ["tune", "ppo", "CartPole-v1", "--steps", "1024", "--preset", "none", "--set", "n_envs=2", "--evaluations", "2",
-        "--eval-episodes", "2", "--quiet"]
+TUNE = [
+    "tune",
+    "ppo",
+    "CartPole-v1",
+    "--steps",
+    "1024",
+    "--preset",
+    "none",
+    "--set",
+    "n_envs=2",
+    "--evaluations",
+    "2",
+    "--eval-episodes",
+    "2",
+    "--quiet",
+]
 
 
 def _study(out):
@@ -35,8 +49,23 @@ def test_tune_writes_a_preset_train_accepts_and_resumes_its_study(tmp_path, caps
     assert "pgrad tune" in preset["source"] and str(best.number) in preset["source"]
 
     run = tmp_path / "run"
-    assert main(["train", "ppo", "CartPole-v1", "--preset", str(out / "best_preset.toml"), "--out", str(run), "--quiet",
-                 "--eval-episodes", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "CartPole-v1",
+                "--preset",
+                str(out / "best_preset.toml"),
+                "--out",
+                str(run),
+                "--quiet",
+                "--eval-episodes",
+                "1",
+            ]
+        )
+        == 0
+    )
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["lr"] == best.params["lr"] and config["preset"].endswith("best_preset.toml#CartPole-v1")
     assert json.loads((run / "summary.json").read_text())["steps"] == 1024  # the preset's steps
@@ -49,8 +78,16 @@ def test_tune_writes_a_preset_train_accepts_and_resumes_its_study(tmp_path, caps
 def test_a_trial_left_running_by_a_killed_run_is_run_again(tmp_path):
     from pgrad.experiments.tune import _load_study, tune
 
-    spec = TuneSpec(algo="a2c", env="CartPole-v1", out=str(tmp_path), trials=1, steps=200, preset="none",
-                    evaluations=1, eval_episodes=1)
+    spec = TuneSpec(
+        algo="a2c",
+        env="CartPole-v1",
+        out=str(tmp_path),
+        trials=1,
+        steps=200,
+        preset="none",
+        evaluations=1,
+        eval_episodes=1,
+    )
     study = _load_study(spec)
     stale = study.ask()
     SEARCH_SPACES["a2c"](stale)  # sampled, then the process "died"
@@ -66,8 +103,17 @@ def test_every_search_space_builds_a_valid_config(algo, tmp_path):
     from pgrad.experiments.tune import run_trial
 
     env, overrides = ("pgrad/ContinuousCartPole-v0", {"n_workers": 0}) if algo == "ars" else ("CartPole-v1", {})
-    spec = TuneSpec(algo=algo, env=env, out=str(tmp_path), trials=1, steps=300, preset="none", evaluations=1,
-                    eval_episodes=1, overrides=overrides)
+    spec = TuneSpec(
+        algo=algo,
+        env=env,
+        out=str(tmp_path),
+        trials=1,
+        steps=300,
+        preset="none",
+        evaluations=1,
+        eval_episodes=1,
+        overrides=overrides,
+    )
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     outcome = run_trial(spec, 0, SEARCH_SPACES[algo](trial), lambda step, value: False)
     assert outcome["state"] == "complete", outcome
@@ -76,7 +122,9 @@ def test_every_search_space_builds_a_valid_config(algo, tmp_path):
 def test_ars_trials_never_keep_more_directions_than_they_sample(tmp_path):
     from pgrad.experiments.tune import resolved_values
 
-    spec = TuneSpec(algo="ars", env="pgrad/ContinuousCartPole-v0", out=str(tmp_path), trials=1, steps=300, preset="none")
+    spec = TuneSpec(
+        algo="ars", env="pgrad/ContinuousCartPole-v0", out=str(tmp_path), trials=1, steps=300, preset="none"
+    )
     values = resolved_values(spec, {"n_directions": 4, "n_top": 16, "lr": 0.02, "noise_std": 0.03})
     assert values["n_directions"] == 4 and values["n_top"] == 4  # uncapped, ARSConfig refuses n_top > n_directions
     assert resolved_values(spec, {"n_directions": 32, "n_top": 8, "lr": 0.02, "noise_std": 0.03})["n_top"] == 8

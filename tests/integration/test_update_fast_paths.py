@@ -18,8 +18,15 @@ def _plain_iteration(agent: pgrad.PPO, progress_remaining: float) -> None:
     for group in agent.optimizer.param_groups:
         group["lr"] = c.lr * progress_remaining if c.anneal_lr else c.lr
     rollout, _ = agent.collector.collect(c.n_steps)
-    advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
-                              rollout.truncated, gamma=c.gamma, lam=c.gae_lambda)
+    advantages, returns = gae(
+        rollout.rewards,
+        rollout.values,
+        rollout.next_values,
+        rollout.terminated,
+        rollout.truncated,
+        gamma=c.gamma,
+        lam=c.gae_lambda,
+    )
     valid = rollout.valid.reshape(-1)
     b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]
     b_actions = rollout.actions.reshape(-1, *rollout.actions.shape[2:])[valid]
@@ -32,7 +39,9 @@ def _plain_iteration(agent: pgrad.PPO, progress_remaining: float) -> None:
             dist = agent.policy.distribution(b_obs[mb_index])
             mb_advantages = b_advantages[mb_index]
             mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
-            policy_loss, _ = clipped_surrogate_loss(dist.log_prob(b_actions[mb_index]), b_log_probs[mb_index], mb_advantages, c.clip_coef)
+            policy_loss, _ = clipped_surrogate_loss(
+                dist.log_prob(b_actions[mb_index]), b_log_probs[mb_index], mb_advantages, c.clip_coef
+            )
             critic_loss, _ = value_loss(agent.policy.value(b_obs[mb_index]), b_returns[mb_index], b_values[mb_index])
             loss = policy_loss + c.vf_coef * critic_loss - c.ent_coef * dist.entropy().mean()
             agent.optimizer.zero_grad(set_to_none=True)
@@ -41,16 +50,20 @@ def _plain_iteration(agent: pgrad.PPO, progress_remaining: float) -> None:
             agent.optimizer.step()
 
 
-@pytest.mark.parametrize("env_id, overrides", [
-    ("CartPole-v1", dict(n_envs=2, n_steps=64, batch_size=24, n_epochs=3, ent_coef=0.01)),  # uneven minibatches
-    ("Pendulum-v1", dict(n_envs=1, n_steps=128, batch_size=32, n_epochs=2, normalize_obs=True)),
-])
+@pytest.mark.parametrize(
+    "env_id, overrides",
+    [
+        ("CartPole-v1", dict(n_envs=2, n_steps=64, batch_size=24, n_epochs=3, ent_coef=0.01)),  # uneven minibatches
+        ("Pendulum-v1", dict(n_envs=1, n_steps=128, batch_size=32, n_epochs=2, normalize_obs=True)),
+    ],
+)
 def test_fast_update_matches_plain_loop(env_id, overrides):
     fast = pgrad.PPO(env_id, seed=3, preset=None, **overrides)
     plain = pgrad.PPO(env_id, seed=3, preset=None, **overrides)
     assert fast.optimizer.defaults["fused"]
-    plain.optimizer = torch.optim.Adam(plain.policy.parameters(), lr=plain.config.lr, eps=plain.config.adam_eps,
-                                       foreach=False, fused=False)
+    plain.optimizer = torch.optim.Adam(
+        plain.policy.parameters(), lr=plain.config.lr, eps=plain.config.adam_eps, foreach=False, fused=False
+    )
     for agent in (fast, plain):
         agent._ensure_collector()
     for iteration, remaining in enumerate((1.0, 0.5)):
@@ -73,9 +86,11 @@ def test_a2c_fast_update_matches_autograd_and_the_per_parameter_loop(optimizer):
     plain = pgrad.A2C("Pendulum-v1", seed=1, preset=None, optimizer=optimizer)
     c = plain.config
     plain.optimizer = (
-        torch.optim.RMSprop(plain.policy.parameters(), lr=c.lr, alpha=c.rmsprop_alpha, eps=c.optimizer_eps, foreach=False)
-        if optimizer == "rmsprop" else
-        torch.optim.Adam(plain.policy.parameters(), lr=c.lr, eps=c.optimizer_eps, foreach=False, fused=False)
+        torch.optim.RMSprop(
+            plain.policy.parameters(), lr=c.lr, alpha=c.rmsprop_alpha, eps=c.optimizer_eps, foreach=False
+        )
+        if optimizer == "rmsprop"
+        else torch.optim.Adam(plain.policy.parameters(), lr=c.lr, eps=c.optimizer_eps, foreach=False, fused=False)
     )
     plain.use_numpy_gradient = False  # autograd and the per-parameter optimiser against both fast paths
     torch.manual_seed(7)  # the global stream was re-seeded by the second constructor

@@ -96,7 +96,7 @@ def _expected_run(seed, iterations, n_directions, n_top, lr, noise_std, normaliz
             x = np.clip((state - mean) / std, -10, 10) if normalize else state
             for sign, out in ((1.0, plus), (-1.0, minus)):
                 action = np.clip((theta + sign * noise_std * delta) @ x, -1.0, 1.0)
-                out.append(-(action - 0.3) ** 2 - shift)
+                out.append(-((action - 0.3) ** 2) - shift)
             deltas.append(delta)
             seen += [state, state]
         plus, minus, deltas = np.array(plus), np.array(minus), np.array(deltas)

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from pgrad.batched import (
-    SeedBatchedActorCritic, per_seed_grad_norm_clip_, seed_batched_clipped_surrogate_loss,
+    SeedBatchedActorCritic,
+    per_seed_grad_norm_clip_,
+    seed_batched_clipped_surrogate_loss,
     seed_batched_value_loss,
 )
 from pgrad.errors import ConfigError
@@ -74,7 +76,9 @@ def test_copy_to_gives_ordinary_policies_with_the_batched_weights(kind):
     actions = actions_for(fresh, obs)
     dist = model.distribution(obs)
     for s, policy in enumerate(fresh):
-        torch.testing.assert_close(dist.log_prob(actions)[s], policy.distribution(obs[s]).log_prob(actions[s]), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(
+            dist.log_prob(actions)[s], policy.distribution(obs[s]).log_prob(actions[s]), atol=1e-6, rtol=1e-6
+        )
         torch.testing.assert_close(model.value(obs)[s], policy.value(obs[s]), atol=1e-6, rtol=1e-6)
     # and stacking them again gives back the same parameters
     for restacked, original in zip(SeedBatchedActorCritic.from_policies(fresh).parameters(), model.parameters()):

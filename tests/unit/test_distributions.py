@@ -48,9 +48,7 @@ SYMMETRIC: list[Case] = [
     for loc in (0.0, 0.5, 0.95, -0.99, 1.0, 1.3, -2.0, 5.0, -5.0, 20.0, -20.0)
     for scale in (0.1, 0.5, 2.0)
 ]
-ASYMMETRIC: list[Case] = [
-    (loc, scale, -0.3, 2.0) for loc in (0.0, 1.9, -0.4, 3.0, -5.0, 20.0) for scale in (0.1, 1.0)
-]
+ASYMMETRIC: list[Case] = [(loc, scale, -0.3, 2.0) for loc in (0.0, 1.9, -0.4, 3.0, -5.0, 20.0) for scale in (0.1, 1.0)]
 # scales comparable to or larger than the bounds: around the switch to the near-uniform regime
 WIDE: list[Case] = [
     (0.3, 2.5, -1.0, 1.0),
@@ -87,9 +85,7 @@ def scales_outside(loc: float, scale: float, low: float, high: float) -> float:
 
 def build(case: Case, dtype: torch.dtype = torch.float64) -> TruncatedNormal:
     loc, scale, low, high = case
-    return TruncatedNormal(
-        torch.tensor(loc, dtype=dtype), torch.tensor(scale, dtype=dtype), low, high
-    )
+    return TruncatedNormal(torch.tensor(loc, dtype=dtype), torch.tensor(scale, dtype=dtype), low, high)
 
 
 def stored_parameters(dist: TruncatedNormal) -> Case:
@@ -227,9 +223,7 @@ def test_truncated_normal_matches_mpmath(case: Case) -> None:
             assert abs(x - float(exact)) <= 8 * FLOAT64_EPS * magnitude + from_p, (p, x, exact)
 
         points = quantiles[1:-1]  # clear of both bounds
-        for x, log_prob, cdf in zip(
-            points.tolist(), dist.log_prob(points).tolist(), dist.cdf(points).tolist()
-        ):
+        for x, log_prob, cdf in zip(points.tolist(), dist.log_prob(points).tolist(), dist.cdf(points).tolist()):
             assert log_prob == pytest.approx(reference.log_prob(x), rel=1e-9, abs=1e-9)
             assert cdf == pytest.approx(float(reference.cdf(x)), rel=1e-9)
 
@@ -281,9 +275,7 @@ def test_ndtri_exp_matches_references() -> None:
 
 
 def test_log_prob_outside_support_is_minus_infinity_only_there() -> None:
-    dist = TruncatedNormal(
-        torch.tensor([0.0, 30.0]), torch.tensor([0.5, 0.1]), -1.0, 1.0, validate_args=False
-    )
+    dist = TruncatedNormal(torch.tensor([0.0, 30.0]), torch.tensor([0.5, 0.1]), -1.0, 1.0, validate_args=False)
     inside = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.3, 0.999]])
     assert bool(torch.isfinite(dist.log_prob(inside)).all())
     outside = torch.tensor([[-1.01, 1.01], [2.0, -3.0]])
@@ -389,19 +381,13 @@ def test_sample_moments_and_distribution(case: Case) -> None:
     squared_deviation_error = float(squared_deviation.std()) / math.sqrt(n_samples)
     assert abs(float(squared_deviation.mean()) - variance) <= 6 * squared_deviation_error
     # the whole law, not just two moments: Kolmogorov-Smirnov against our cdf (tested above)
-    statistic = scipy.stats.kstest(
-        samples.numpy(), lambda x: dist.cdf(torch.from_numpy(x)).numpy()
-    ).statistic
+    statistic = scipy.stats.kstest(samples.numpy(), lambda x: dist.cdf(torch.from_numpy(x)).numpy()).statistic
     assert statistic < 1.95 / math.sqrt(n_samples)  # the 0.1% critical value
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize(
-    "case", EXTREME + [(20.0, 0.1, -1.0, 1.0), (-20.0, 0.1, -1.0, 1.0)], ids=case_id
-)
-def test_extreme_parameters_stay_finite_with_finite_gradients(
-    case: Case, dtype: torch.dtype
-) -> None:
+@pytest.mark.parametrize("case", EXTREME + [(20.0, 0.1, -1.0, 1.0), (-20.0, 0.1, -1.0, 1.0)], ids=case_id)
+def test_extreme_parameters_stay_finite_with_finite_gradients(case: Case, dtype: torch.dtype) -> None:
     torch.manual_seed(0)
     loc = torch.tensor([case[0]], dtype=dtype, requires_grad=True)
     scale = torch.tensor([case[1]], dtype=dtype, requires_grad=True)
@@ -533,18 +519,12 @@ def test_categorical_head(features: torch.Tensor) -> None:
     torch.testing.assert_close(dist.probs, torch.full((BATCH, 4), 0.25), atol=0.02, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "state_dependent_std", [False, True], ids=["state_independent", "state_dependent"]
-)
+@pytest.mark.parametrize("state_dependent_std", [False, True], ids=["state_independent", "state_dependent"])
 @pytest.mark.parametrize("head_class", [DiagGaussianHead, TruncatedNormalHead])
-def test_continuous_heads(
-    features: torch.Tensor, head_class: type, state_dependent_std: bool
-) -> None:
+def test_continuous_heads(features: torch.Tensor, head_class: type, state_dependent_std: bool) -> None:
     torch.manual_seed(0)
     action_dim = 3
-    head = head_class(
-        IN_FEATURES, action_dim, state_dependent_std=state_dependent_std, log_std_init=-0.5
-    )
+    head = head_class(IN_FEATURES, action_dim, state_dependent_std=state_dependent_std, log_std_init=-0.5)
     dist = head(features)
     assert isinstance(dist, Independent)
     actions = dist.sample()
@@ -584,9 +564,7 @@ def test_truncated_normal_head_samples_in_unit_box_and_acts_at_the_mode(
 
 @pytest.mark.parametrize("head_class", [DiagGaussianHead, TruncatedNormalHead])
 @pytest.mark.parametrize("log_std_init", [0.0, -1.6, 0.7])
-def test_initial_std_is_exp_log_std_init(
-    features: torch.Tensor, head_class: type, log_std_init: float
-) -> None:
+def test_initial_std_is_exp_log_std_init(features: torch.Tensor, head_class: type, log_std_init: float) -> None:
     torch.manual_seed(0)
     expected = torch.full((BATCH, 2), math.exp(log_std_init))
     independent = head_class(IN_FEATURES, 2, state_dependent_std=False, log_std_init=log_std_init)
@@ -607,9 +585,7 @@ def test_state_dependent_std_has_a_floor() -> None:
     scale = head(torch.zeros(1, IN_FEATURES)).base_dist.scale
     assert torch.allclose(scale, torch.full_like(scale, MIN_STD))
     with pytest.raises(ConfigError, match="log_std_init"):
-        DiagGaussianHead(
-            IN_FEATURES, 2, state_dependent_std=True, log_std_init=math.log(MIN_STD) - 1
-        )
+        DiagGaussianHead(IN_FEATURES, 2, state_dependent_std=True, log_std_init=math.log(MIN_STD) - 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -631,12 +607,8 @@ def test_action_dists() -> None:
         (gym.spaces.Box(-2.0, 3.0, (6,)), "truncated_normal", TruncatedNormalHead, 6),
     ],
 )
-def test_make_action_head_picks_the_head(
-    space: gym.Space, action_dist: str, head_class: type, size: int
-) -> None:
-    head = make_action_head(
-        space, action_dist, in_features=IN_FEATURES, state_dependent_std=True, log_std_init=-1.0
-    )
+def test_make_action_head_picks_the_head(space: gym.Space, action_dist: str, head_class: type, size: int) -> None:
+    head = make_action_head(space, action_dist, in_features=IN_FEATURES, state_dependent_std=True, log_std_init=-1.0)
     assert type(head) is head_class
     dist = head(torch.zeros(BATCH, IN_FEATURES))
     action = head.deterministic(dist)
@@ -673,20 +645,17 @@ SUPPORTED = "supported: Discrete (categorical) and 1-D Box (gaussian, truncated_
         (
             gym.spaces.Box(-np.inf, np.inf, (2,)),
             "truncated_normal",
-            "action_dist='truncated_normal' needs finite Box bounds, "
-            "got Box(-inf, inf, (2,), float32)",
+            "action_dist='truncated_normal' needs finite Box bounds, got Box(-inf, inf, (2,), float32)",
         ),
         (
             gym.spaces.Box(np.float32(-1.0), np.array([1.0, np.inf], dtype=np.float32)),
             "truncated_normal",
-            "action_dist='truncated_normal' needs finite Box bounds, "
-            "got Box(-1.0, [ 1. inf], (2,), float32)",
+            "action_dist='truncated_normal' needs finite Box bounds, got Box(-1.0, [ 1. inf], (2,), float32)",
         ),
         (
             gym.spaces.Box(-1.0, 1.0, (2,)),
             "categorical",
-            "action_dist='categorical' needs a Discrete action space, "
-            "got Box(-1.0, 1.0, (2,), float32)",
+            "action_dist='categorical' needs a Discrete action space, got Box(-1.0, 1.0, (2,), float32)",
         ),
         (
             gym.spaces.Discrete(3),
@@ -700,9 +669,7 @@ SUPPORTED = "supported: Discrete (categorical) and 1-D Box (gaussian, truncated_
         ),
     ],
 )
-def test_make_action_head_rejects_unsupported(
-    space: gym.Space, action_dist: str, message: str
-) -> None:
+def test_make_action_head_rejects_unsupported(space: gym.Space, action_dist: str, message: str) -> None:
     with pytest.raises(UnsupportedSpaceError, match=f"^{re.escape(message)}$") as raised:
         make_action_head(space, action_dist, in_features=IN_FEATURES)
     assert "\n" not in str(raised.value)

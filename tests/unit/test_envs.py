@@ -12,8 +12,8 @@ from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 import pgrad.envs as pgrad_envs
-from pgrad.envs import REGISTERED_IDS, env_id_of, make_env, make_vector_env
 from pgrad.env_ids import register_bundled_envs
+from pgrad.envs import REGISTERED_IDS, env_id_of, make_env, make_vector_env
 from pgrad.envs.mujoco_messages import filtered_mujoco_warnings
 from pgrad.errors import ConfigError
 
@@ -188,9 +188,10 @@ def test_make_env_passes_render_mode_and_keywords():
     assert make_env("CartPole-v1", render_mode="rgb_array").render_mode == "rgb_array"
     assert make_env("CartPole-v1", max_episode_steps=7).spec.max_episode_steps == 7
     assert make_env(CartPoleEnv, sutton_barto_reward=True)._sutton_barto_reward
-    assert make_env(
-        "gymnasium.envs.classic_control.cartpole:CartPoleEnv", render_mode="rgb_array"
-    ).render_mode == "rgb_array"
+    assert (
+        make_env("gymnasium.envs.classic_control.cartpole:CartPoleEnv", render_mode="rgb_array").render_mode
+        == "rgb_array"
+    )
 
 
 def test_rendered_frame_of_continuous_cartpole():
@@ -260,7 +261,11 @@ def test_env_id_of():
 @pytest.mark.parametrize("autoreset_mode", ["same_step", "next_step"])
 def test_make_vector_env(vectorization, vector_class, autoreset_mode):
     envs = make_vector_env(
-        CONTINUOUS, n_envs=2, seed=0, vectorization=vectorization, autoreset_mode=autoreset_mode,
+        CONTINUOUS,
+        n_envs=2,
+        seed=0,
+        vectorization=vectorization,
+        autoreset_mode=autoreset_mode,
         max_episode_steps=2,
     )
     try:
@@ -303,9 +308,10 @@ def test_make_vector_env_bad_options():
         make_vector_env(gym.make("CartPole-v1"), 1, 0, vectorization="async")
     single = make_vector_env(gym.make("CartPole-v1"), 1, 0)  # one instance, one copy: fine
     assert single.num_envs == 1
-    assert make_vector_env("CartPole-v1", 1, 0, autoreset_mode=AutoresetMode.NEXT_STEP).metadata[
-        "autoreset_mode"
-    ] == AutoresetMode.NEXT_STEP
+    assert (
+        make_vector_env("CartPole-v1", 1, 0, autoreset_mode=AutoresetMode.NEXT_STEP).metadata["autoreset_mode"]
+        == AutoresetMode.NEXT_STEP
+    )
 
 
 # ---------------------------------------------------------------- MuJoCo message filter

@@ -8,15 +8,19 @@ import torch
 from gymnasium import spaces
 
 from pgrad.envs import make_vector_env
-from pgrad.numpy_twin import NumpyActorCritic, unsupported_reason
 from pgrad.normalize import RewardScaler
+from pgrad.numpy_twin import NumpyActorCritic, unsupported_reason
 from pgrad.policy import ActorCriticPolicy
 from pgrad.rollout import RolloutCollector
 
 BOX_OBS = spaces.Box(-np.inf, np.inf, (17,), np.float64)
 CASES = {
     "gaussian-tanh": (BOX_OBS, spaces.Box(-1.0, 1.0, (6,), np.float32), dict(activation="tanh")),
-    "gaussian-relu-wide": (BOX_OBS, spaces.Box(-2.0, 2.0, (3,), np.float32), dict(activation="relu", log_std_init=0.7, hidden_sizes=(32, 16, 8))),
+    "gaussian-relu-wide": (
+        BOX_OBS,
+        spaces.Box(-2.0, 2.0, (3,), np.float32),
+        dict(activation="relu", log_std_init=0.7, hidden_sizes=(32, 16, 8)),
+    ),
     "categorical": (spaces.Box(-np.inf, np.inf, (4,), np.float32), spaces.Discrete(3), dict(activation="tanh")),
     "categorical-no-critic": (BOX_OBS, spaces.Discrete(5), dict(activation="relu", with_critic=False)),
 }
@@ -78,7 +82,9 @@ def test_update_statistics_identical():
         assert torch.equal(tensor, fast_policy.state_dict()[name]), name
 
 
-@pytest.mark.parametrize("env_id, n_envs, reward_scaling", [("CartPole-v1", 3, False), ("Pendulum-v1", 1, True), ("Pendulum-v1", 2, False)])
+@pytest.mark.parametrize(
+    "env_id, n_envs, reward_scaling", [("CartPole-v1", 3, False), ("Pendulum-v1", 1, True), ("Pendulum-v1", 2, False)]
+)
 def test_collected_rollouts_equal_with_fast_path_on_and_off(env_id, n_envs, reward_scaling):
     rollouts = {}
     for fast in (True, False):
@@ -98,7 +104,18 @@ def test_collected_rollouts_equal_with_fast_path_on_and_off(env_id, n_envs, rewa
         rollouts[fast] = (first, second, log, policy.state_dict())
         envs.close()
     for fast_rollout, plain_rollout in zip(rollouts[True][:2], rollouts[False][:2]):
-        for name in ("obs", "actions", "log_probs", "values", "rewards", "terminated", "truncated", "next_values", "valid", "time_in_episode"):
+        for name in (
+            "obs",
+            "actions",
+            "log_probs",
+            "values",
+            "rewards",
+            "terminated",
+            "truncated",
+            "next_values",
+            "valid",
+            "time_in_episode",
+        ):
             a, b = getattr(fast_rollout, name), getattr(plain_rollout, name)
             assert a.dtype == b.dtype and a.shape == b.shape, name
             if a.dtype in (torch.bool, torch.long):
@@ -125,7 +142,14 @@ def test_unsupported_policies_use_the_torch_path():
     assert "TruncatedNormalHead" in unsupported_reason(ActorCriticPolicy(BOX_OBS, box, action_dist="truncated_normal"))
 
 
-@pytest.mark.parametrize("env_id, overrides", [("CartPole-v1", {}), ("Pendulum-v1", {"normalize_obs": True}), ("Pendulum-v1", {"action_dist": "truncated_normal"})])
+@pytest.mark.parametrize(
+    "env_id, overrides",
+    [
+        ("CartPole-v1", {}),
+        ("Pendulum-v1", {"normalize_obs": True}),
+        ("Pendulum-v1", {"action_dist": "truncated_normal"}),
+    ],
+)
 def test_predict_fast_path_matches_torch(env_id, overrides):
     import pgrad
 
@@ -163,7 +187,9 @@ def test_predict_sees_weights_changed_in_place_and_replaced_parts():
     assert not np.allclose(agent.predict(obs), before)
     torch.manual_seed(0)
     noisy = agent.predict(obs, deterministic=False)
-    assert 0 < np.abs(noisy - agent.predict(obs)).max() < 0.05  # std exp(-6) * (half-range 2) ~ 0.005; stale std 1 would give ~2
+    assert (
+        0 < np.abs(noisy - agent.predict(obs)).max() < 0.05
+    )  # std exp(-6) * (half-range 2) ~ 0.005; stale std 1 would give ~2
     agent.policy.actor_body = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.GELU())  # now unsupported
     with torch.no_grad():
         expected = policy.head.deterministic(policy.distribution(policy.normalize(policy.obs_to_tensor(obs))))

@@ -14,7 +14,10 @@ from pgrad.policy import ActorCriticPolicy
 BOX_OBS = spaces.Box(-np.inf, np.inf, (11,), np.float32)
 POLICIES = {
     "gaussian-tanh": (spaces.Box(-1.0, 1.0, (4,), np.float32), dict(activation="tanh")),
-    "gaussian-relu-3-layers": (spaces.Box(-2.0, 2.0, (2,), np.float32), dict(activation="relu", hidden_sizes=(32, 16, 8), log_std_init=-0.5)),
+    "gaussian-relu-3-layers": (
+        spaces.Box(-2.0, 2.0, (2,), np.float32),
+        dict(activation="relu", hidden_sizes=(32, 16, 8), log_std_init=-0.5),
+    ),
     "categorical-tanh": (spaces.Discrete(3), dict(activation="tanh")),
     "categorical-relu": (spaces.Discrete(6), dict(activation="relu", hidden_sizes=(16,))),
 }
@@ -94,16 +97,21 @@ def test_unsupported_policies_fall_back_to_autograd():
     assert not NumpyPolicyGradient.supports(ActorCriticPolicy(BOX_OBS, box, action_dist="truncated_normal"))
     assert not NumpyPolicyGradient.supports(ActorCriticPolicy(BOX_OBS, box, state_dependent_std=True))
     assert not NumpyPolicyGradient.supports(ActorCriticPolicy(BOX_OBS, box, with_critic=False))
-    agent = pgrad.PPO("Pendulum-v1", seed=0, preset=None, action_dist="truncated_normal", n_steps=64, batch_size=32, n_epochs=1)
+    agent = pgrad.PPO(
+        "Pendulum-v1", seed=0, preset=None, action_dist="truncated_normal", n_steps=64, batch_size=32, n_epochs=1
+    )
     agent.learn(64)  # trains through autograd
     assert agent._numpy_gradient is None
     agent.close()
 
 
-@pytest.mark.parametrize("env_id, overrides", [
-    ("CartPole-v1", dict(ent_coef=0.02, clip_vloss=True, activation="relu")),
-    ("Pendulum-v1", dict(max_grad_norm=0.05, log_std_init=-0.3)),  # the per-seed clip bites
-])
+@pytest.mark.parametrize(
+    "env_id, overrides",
+    [
+        ("CartPole-v1", dict(ent_coef=0.02, clip_vloss=True, activation="relu")),
+        ("Pendulum-v1", dict(max_grad_norm=0.05, log_std_init=-0.3)),  # the per-seed clip bites
+    ],
+)
 def test_seed_batched_numpy_gradient_equals_autograd(env_id, overrides):
     from pgrad.algos.ppo_batched import SeedBatchedPPO
 
@@ -143,7 +151,9 @@ def test_a2c_numpy_gradient_equals_autograd(policy_case, normalize_advantage):
         for parameter in policy.parameters():
             parameter.add_(0.3 * torch.randn_like(parameter))
     agent = pgrad.A2C.__new__(pgrad.A2C)
-    agent.config = pgrad.A2C.Config.build(dict(ent_coef=0.03, max_grad_norm=0.5, normalize_advantage=normalize_advantage))
+    agent.config = pgrad.A2C.Config.build(
+        dict(ent_coef=0.03, max_grad_norm=0.5, normalize_advantage=normalize_advantage)
+    )
     agent.policy = policy
     agent.setup()
     obs, actions, _, _, advantages, returns = _minibatch(policy, batch=5)  # A2C's 5-step batch
@@ -186,7 +196,9 @@ def _step_both(steps: int, rng, fast_opt, adam, gradient, plain_policy, plain_op
     adam.prepare()
     for t in range(steps):
         for group in (*fast_opt.param_groups, *plain_opt.param_groups):
-            group["lr"] = fast_opt.defaults["lr"] * (1 - t / (2 * steps))  # changing, as anneal_lr sets it between steps
+            group["lr"] = fast_opt.defaults["lr"] * (
+                1 - t / (2 * steps)
+            )  # changing, as anneal_lr sets it between steps
         flat = rng.normal(0, 0.1, gradient.flat_grad.size).astype(np.float32)
         gradient.flat_grad[:] = flat
         offset = 0
@@ -229,7 +241,9 @@ def test_numpy_optimizer_state_is_the_optimizers_and_survives_a_checkpoint(tmp_p
     write_tensors(tmp_path / "state.safetensors", tensors)
     saved = {name: value.clone() for name, value in tensors.items()}
     _step_both(5, rng, fast_opt, adam, gradient, plain_policy, plain_opt)  # the state moves on...
-    optimizer_from_tensors(fast_opt, read_tensors(tmp_path / "state.safetensors", "test"), meta)  # ...and is rolled back
+    optimizer_from_tensors(
+        fast_opt, read_tensors(tmp_path / "state.safetensors", "test"), meta
+    )  # ...and is rolled back
     optimizer_from_tensors(plain_opt, saved, meta)
     with torch.no_grad():
         for a, b in zip(fast_policy.parameters(), plain_policy.parameters()):

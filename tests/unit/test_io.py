@@ -6,8 +6,13 @@ import torch
 
 from pgrad.errors import PolicyFileError
 from pgrad.io import (
-    atomic_write_text, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, read_tensors,
-    save_checkpoint, write_tensors,
+    atomic_write_text,
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    read_tensors,
+    save_checkpoint,
+    write_tensors,
 )
 
 

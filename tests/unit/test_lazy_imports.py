@@ -11,8 +11,12 @@ HEAVY = ("torch", "gymnasium", "numpy")
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return set(out.split())
 
 
@@ -51,7 +55,10 @@ def test_import_pgrad_registers_the_bundled_envs_once_gymnasium_is_imported():
         "import pgrad, sys; assert 'gymnasium' not in sys.modules\nimport gymnasium as gym",
         "import gymnasium as gym\nimport pgrad",
     ):
-        check = code + "\nfor i in ('pgrad/ContinuousCartPole-v0', 'pgrad/CartPoleNoVel-v1', 'pgrad/PendulumNoVel-v1'): gym.make(i).close()"
+        check = (
+            code + "\nfor i in ('pgrad/ContinuousCartPole-v0', 'pgrad/CartPoleNoVel-v1', 'pgrad/PendulumNoVel-v1'): "
+            "gym.make(i).close()"
+        )
         subprocess.run([sys.executable, "-c", check], check=True, capture_output=True)
 
 
@@ -60,8 +67,11 @@ def test_cli_training_with_numpy_optimizer_steps_never_imports_dynamo(tmp_path, 
     """torch.optim's methods import torch._dynamo (~1.2 s) on first call; pgrad's CLI avoids it
     (pgrad.startup) where every update steps in numpy. The run still saves and reloads its state."""
     out = tmp_path / "run"
-    code = (f"import pgrad.cli\nassert pgrad.cli.main(['train', {algo!r}, 'CartPole-v1', '--steps', '512', '--out', {str(out)!r},"
-            " '--quiet', '--eval-episodes', '1']) == 0\nimport pgrad\npgrad.load(" + repr(str(out)) + ")")
+    code = (
+        f"import pgrad.cli\nassert pgrad.cli.main(['train', {algo!r}, 'CartPole-v1', '--steps', '512', '--out', "
+        f"{str(out)!r},"
+        " '--quiet', '--eval-episodes', '1']) == 0\nimport pgrad\npgrad.load(" + repr(str(out)) + ")"
+    )
     loaded = _modules_after(code)
     assert "torch" in loaded and "torch._dynamo" not in loaded
 
@@ -75,7 +85,8 @@ def test_cli_training_without_the_dynamo_import_learns_what_the_api_learns(tmp_p
     from pgrad.algos.ppo import PPO
 
     out = tmp_path / "run"
-    code = f"import pgrad.cli\nassert pgrad.cli.main(['train', 'ppo', 'CartPole-v1', '--steps', '768', '--out', {str(out)!r}, '--quiet', '--eval-episodes', '0']) == 0"
+    arguments = ["train", "ppo", "CartPole-v1", "--steps", "768", "--out", str(out), "--quiet", "--eval-episodes", "0"]
+    code = f"import pgrad.cli\nassert pgrad.cli.main({arguments!r}) == 0"
     assert "torch._dynamo" not in _modules_after(code)
     agent = PPO("CartPole-v1", seed=0)
     agent.learn(768)

@@ -35,7 +35,11 @@ def test_run_logger_streams_csvs_and_writes_them_elsewhere_from_memory(tmp_path)
     logger.log_update({"step": 32, "wall_time": 0.1, "loss": 0.5})
     assert logger.recent_return == 2.0
     logger.close()
-    assert (tmp_path / "run" / "episodes.csv").read_text().splitlines() == ["step,return,length", "10,1.5,10", "25,2.5,15"]
+    assert (tmp_path / "run" / "episodes.csv").read_text().splitlines() == [
+        "step,return,length",
+        "10,1.5,10",
+        "25,2.5,15",
+    ]
     assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1] == "32,0.1,0.5"
     logger.write_csvs(tmp_path / "copy")
     assert (tmp_path / "copy" / "episodes.csv").read_text() == (tmp_path / "run" / "episodes.csv").read_text()

@@ -10,7 +10,7 @@ def test_running_mean_std_matches_numpy_over_uneven_batches():
     stats = RunningMeanStd((3,))
     start = 0
     for size in [1, 7, 100, 1, 391, 500]:
-        stats.update(torch.as_tensor(data[start:start + size]))
+        stats.update(torch.as_tensor(data[start : start + size]))
         start += size
     np.testing.assert_allclose(stats.mean.numpy(), data.mean(0), rtol=1e-6)
     np.testing.assert_allclose(stats.var.numpy(), data.var(0), rtol=1e-4)

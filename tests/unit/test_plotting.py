@@ -31,7 +31,10 @@ def _write(path: Path, text: str) -> Path:
 
 def test_logged_evaluations_skip_rows_before_the_first_one(tmp_path: Path):
     # ARS writes nan (or nothing) in eval_return_mean until its first evaluation
-    _write(tmp_path / "metrics.csv", "step,episode_return_mean,eval_return_mean\n10,1.0,nan\n20,2.0,\n30,3.0,7.5\n40,4.0,8.5\n")
+    _write(
+        tmp_path / "metrics.csv",
+        "step,episode_return_mean,eval_return_mean\n10,1.0,nan\n20,2.0,\n30,3.0,7.5\n40,4.0,8.5\n",
+    )
     steps, values = read_logged_evaluations(tmp_path)
     assert steps.tolist() == [30.0, 40.0] and values.tolist() == [7.5, 8.5]
 

@@ -90,7 +90,8 @@ def test_gae_matches_reference(shape, backend, dtype):
     )
     adv, ret = gae(
         *(convert(a, backend, dtype) for a in (rewards, values, next_values, terminated, truncated)),
-        gamma=gamma, lam=lam,
+        gamma=gamma,
+        lam=lam,
     )
     expected_type = torch.Tensor if backend == "torch" else np.ndarray
     assert isinstance(adv, expected_type) and isinstance(ret, expected_type)
@@ -109,12 +110,16 @@ def test_discounted_returns_matches_reference(shape, backend, dtype, bootstrap):
     rewards, _, _, terminated, truncated, last_values = random_batch(shape, seed=7 + shape[0])
     gamma = 0.9
     expected = reference_discounted_returns(
-        as_2d(rewards), as_2d(terminated), as_2d(truncated), gamma,
+        as_2d(rewards),
+        as_2d(terminated),
+        as_2d(truncated),
+        gamma,
         np.reshape(last_values, -1) if bootstrap else None,
     )
     result = discounted_returns(
         *(convert(a, backend, dtype) for a in (rewards, terminated, truncated)),
-        gamma=gamma, last_values=convert(last_values, backend, dtype) if bootstrap else None,
+        gamma=gamma,
+        last_values=convert(last_values, backend, dtype) if bootstrap else None,
     )
     assert isinstance(result, torch.Tensor if backend == "torch" else np.ndarray)
     assert str(result.dtype).endswith(dtype) and tuple(result.shape) == shape
@@ -146,8 +151,13 @@ HAND_NEXT_VALUES = np.array([1.0, 1.5, 2.0])
 
 def hand_gae(terminated=(0, 0, 0), truncated=(0, 0, 0)):
     return gae(
-        HAND_REWARDS, HAND_VALUES, HAND_NEXT_VALUES, np.array(terminated), np.array(truncated),
-        gamma=0.5, lam=0.5,
+        HAND_REWARDS,
+        HAND_VALUES,
+        HAND_NEXT_VALUES,
+        np.array(terminated),
+        np.array(truncated),
+        gamma=0.5,
+        lam=0.5,
     )
 
 
@@ -210,9 +220,7 @@ def test_discounted_returns_by_hand():
     # G2 = 3; G1 = 2 + 0.5*3 = 3.5; G0 = 1 + 0.5*3.5 = 2.75
     np.testing.assert_allclose(discounted_returns(HAND_REWARDS, flags, flags, 0.5), [2.75, 3.5, 3.0])
     # cut mid-episode with last_values = 4: G2 = 3 + 0.5*4 = 5; G1 = 4.5; G0 = 3.25
-    np.testing.assert_allclose(
-        discounted_returns(HAND_REWARDS, flags, flags, 0.5, last_values=4.0), [3.25, 4.5, 5.0]
-    )
+    np.testing.assert_allclose(discounted_returns(HAND_REWARDS, flags, flags, 0.5, last_values=4.0), [3.25, 4.5, 5.0])
 
 
 def test_discounted_returns_bootstraps_only_at_the_cut_end():
@@ -238,8 +246,13 @@ def test_discounted_returns_per_env_last_values():
 def test_mixed_inputs_follow_rewards_and_do_not_track_gradients():
     values = torch.tensor([0.5, 1.0, 1.5], requires_grad=True)
     adv, ret = gae(
-        torch.tensor(HAND_REWARDS, dtype=torch.float32), values, HAND_NEXT_VALUES,
-        torch.zeros(3), np.zeros(3, dtype=bool), gamma=0.5, lam=0.5,
+        torch.tensor(HAND_REWARDS, dtype=torch.float32),
+        values,
+        HAND_NEXT_VALUES,
+        torch.zeros(3),
+        np.zeros(3, dtype=bool),
+        gamma=0.5,
+        lam=0.5,
     )
     assert adv.dtype == torch.float32 and not adv.requires_grad and not ret.requires_grad
     np.testing.assert_allclose(adv.numpy(), [1.59375, 2.375, 2.5])
@@ -303,7 +316,8 @@ def test_discounted_returns_bootstraps_truncation_with_next_values(shape, backen
     )
     result = discounted_returns(
         *(convert(a, backend, dtype) for a in (rewards, terminated, truncated)),
-        gamma=gamma, next_values=convert(next_values, backend, dtype),
+        gamma=gamma,
+        next_values=convert(next_values, backend, dtype),
     )
     assert isinstance(result, torch.Tensor if backend == "torch" else np.ndarray)
     assert str(result.dtype).endswith(dtype) and tuple(result.shape) == shape
