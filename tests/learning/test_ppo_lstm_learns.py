@@ -27,14 +27,14 @@ def test_recurrent_ppo_solves_cartpole_without_velocities_and_mlp_ppo_does_not()
     recurrent = {}
     for seed in SEEDS:
         agent = pgrad.RecurrentPPO(ENV, seed=seed)  # the shipped preset
-        agent.learn(50_000, quiet=True)
-        assert agent.total_steps <= 50_000
+        agent.learn(49_920, quiet=True)  # 195 whole rollouts of 256
+        assert agent.total_steps == 49_920
         recurrent[seed] = pgrad.evaluate(agent, episodes=20)["mean_return"]
         agent.close()
 
     mlp_values = {k: v for k, v in load_preset("ppo-lstm", ENV).items() if k not in RECURRENT_ONLY_FIELDS}
     mlp = pgrad.PPO(ENV, seed=SEEDS[0], preset=None, **mlp_values)
-    mlp.learn(50_000, quiet=True)
+    mlp.learn(49_920, quiet=True)
     memoryless = pgrad.evaluate(mlp, episodes=20)["mean_return"]
     mlp.close()
 
