@@ -22,6 +22,8 @@ import dataclasses
 import signal
 import threading
 import warnings
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,14 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 
 from pgrad.errors import Interrupted, PolicyFileError
+from pgrad.io import (
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+    space_from_json,
+    space_to_json,
+)
 from pgrad.rollout import RolloutCollector, StepRecord
 
 
@@ -288,3 +298,95 @@ class CheckpointSchedule:
         """Note a checkpoint written at ``now`` and ``step``."""
         self.last_time = now
         self.next_step = (step // self.every + 1) * self.every if self.every else None
+
+
+# -- an agent's checkpoint: weights, optimisers, generators, counters, collector, envs -----------
+
+
+def save_agent(
+    agent: Any,
+    folder: str | Path,
+    *,
+    collector: tuple[dict, dict] | None = None,
+    torch_rng_state: torch.Tensor | None = None,
+) -> None:
+    """Write ``agent``'s checkpoint to ``folder`` (:meth:`pgrad.algos.base.Algorithm.save_checkpoint`)."""
+    tensors = {f"policy.{k}": v for k, v in agent.policy.state_dict().items()}
+    optimizer_meta = {}
+    for name, optimizer in agent.optimizers().items():
+        optimizer_tensors, optimizer_meta[name] = optimizer_to_tensors(optimizer, prefix=f"optimizer.{name}.")
+        tensors.update(optimizer_tensors)
+    tensors["rng.torch"] = torch.get_rng_state() if torch_rng_state is None else torch_rng_state
+    collector_json = envs_json = None
+    if collector is None and agent.collector is not None:  # before the first learn() the envs have not been reset yet
+        collector = collector_state(agent.collector)
+    if collector is not None:
+        collector_json, collector_tensors = collector
+        envs_json, envs_tensors = envs_state(agent.envs)
+        tensors.update(collector_tensors)
+        tensors.update(envs_tensors)
+    extra_state, extra_tensors = agent.checkpoint_extra()
+    tensors.update({f"extra.{k}": v for k, v in extra_tensors.items()})
+    state = {
+        **agent.describe_run(),
+        "total_steps": agent.total_steps,
+        "updates": agent.updates,
+        "wall_seconds": agent.wall_seconds,
+        "optimizers": optimizer_meta,
+        "numpy_rng": agent.rng.bit_generator.state,
+        "observation_space": space_to_json(agent.observation_space),
+        "action_space": space_to_json(agent.action_space),
+        "learn_budget": asdict(agent.learn_budget) if agent.learn_budget is not None else None,
+        "logger": {"metrics_rows": len(agent.logger.metrics), "episode_rows": len(agent.logger.episodes)},
+        "early_stopping": agent.early_stopping.state() if agent.early_stopping is not None else None,
+        "collector": collector_json,
+        "envs": envs_json,
+        "extra": extra_state,
+    }
+    save_checkpoint(folder, state, tensors)
+
+
+def load_agent(agent: Any, folder: str | Path, run_dir: str | Path | None, keep_hyperparameters: bool) -> dict | None:
+    """Restore ``agent`` from the checkpoint in ``folder`` (:meth:`pgrad.algos.base.Algorithm.load_checkpoint_state`);
+    return the interrupted ``learn`` call's budget as saved (None if there was none)."""
+    state, tensors = load_checkpoint(folder)
+    if state.get("algo") != agent.name:
+        raise PolicyFileError(f"checkpoint {folder} is for {state.get('algo')!r}, not {agent.name!r}")
+    for key, space in (("observation_space", agent.observation_space), ("action_space", agent.action_space)):
+        if key in state and state[key] != space_to_json(space):
+            raise PolicyFileError(
+                f"checkpoint {folder} was written for {key.replace('_', ' ')} {space_from_json(state[key])}, "
+                f"this env has {space}"
+            )
+    try:
+        agent.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise PolicyFileError(
+            f"checkpoint {folder} does not fit this policy (network shape changed?): {first_line}"
+        ) from None
+    for name, optimizer in agent.optimizers().items():
+        fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+        optimizer_from_tensors(optimizer, tensors, state["optimizers"][name], prefix=f"optimizer.{name}.")
+        if keep_hyperparameters:
+            for group, values in zip(optimizer.param_groups, fresh):
+                group.update(values)
+    torch.set_rng_state(tensors["rng.torch"])
+    agent.rng.bit_generator.state = state["numpy_rng"]
+    agent.total_steps, agent.updates, agent.wall_seconds = (
+        state["total_steps"],
+        state["updates"],
+        state["wall_seconds"],
+    )
+    agent._early_stopping_state = state.get("early_stopping")
+    if state.get("collector") is not None:
+        collector = agent._ensure_collector()
+        restore_collector_state(collector, state["collector"], tensors)
+        warn_if_not_exact(restore_envs_state(agent.envs, state["envs"], tensors, collector))
+    if run_dir is not None:
+        logged = state.get("logger", {"metrics_rows": 0, "episode_rows": 0})
+        agent.logger.restore(Path(run_dir), logged["metrics_rows"], logged["episode_rows"])
+    agent.restore_checkpoint_extra(
+        state.get("extra", {}), {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
+    )
+    return state.get("learn_budget")

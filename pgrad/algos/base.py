@@ -12,7 +12,7 @@ import math
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,10 +26,6 @@ from pgrad.early_stopping import EarlyStopping
 from pgrad.envs import env_id_of, make_vector_env
 from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
 from pgrad.io import (
-    load_checkpoint,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    save_checkpoint,
     save_policy,
     space_from_json,
     space_to_json,
@@ -478,47 +474,13 @@ class Algorithm:
         collector: tuple[dict, dict] | None = None,
         torch_rng_state: torch.Tensor | None = None,
     ) -> None:
-        """Write everything training carries between iterations to ``folder`` (see pgrad.checkpointing).
+        """Write everything training carries between iterations to ``folder`` (pgrad/checkpointing.py).
 
         ``collector`` and ``torch_rng_state`` stand in for this agent's own collector state and
         torch's global generator when another object holds them (a seed-batched run's shared
         collector and per-seed generator, pgrad/algos/ppo_batched.py).
         """
-        tensors = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
-        optimizer_meta = {}
-        for name, optimizer in self.optimizers().items():
-            optimizer_tensors, optimizer_meta[name] = optimizer_to_tensors(optimizer, prefix=f"optimizer.{name}.")
-            tensors.update(optimizer_tensors)
-        tensors["rng.torch"] = torch.get_rng_state() if torch_rng_state is None else torch_rng_state
-        collector_state = envs_state = None
-        if (
-            collector is None and self.collector is not None
-        ):  # before the first learn() the envs have not been reset yet
-            collector = checkpointing.collector_state(self.collector)
-        if collector is not None:
-            collector_state, collector_tensors = collector
-            envs_state, envs_tensors = checkpointing.envs_state(self.envs)
-            tensors.update(collector_tensors)
-            tensors.update(envs_tensors)
-        extra_state, extra_tensors = self.checkpoint_extra()
-        tensors.update({f"extra.{k}": v for k, v in extra_tensors.items()})
-        state = {
-            **self.describe_run(),
-            "total_steps": self.total_steps,
-            "updates": self.updates,
-            "wall_seconds": self.wall_seconds,
-            "optimizers": optimizer_meta,
-            "numpy_rng": self.rng.bit_generator.state,
-            "observation_space": space_to_json(self.observation_space),
-            "action_space": space_to_json(self.action_space),
-            "learn_budget": asdict(self.learn_budget) if self.learn_budget is not None else None,
-            "logger": {"metrics_rows": len(self.logger.metrics), "episode_rows": len(self.logger.episodes)},
-            "early_stopping": self.early_stopping.state() if self.early_stopping is not None else None,
-            "collector": collector_state,
-            "envs": envs_state,
-            "extra": extra_state,
-        }
-        save_checkpoint(folder, state, tensors)
+        checkpointing.save_agent(self, folder, collector=collector, torch_rng_state=torch_rng_state)
 
     def load_checkpoint_state(
         self, folder: str | Path, run_dir: str | Path | None = None, keep_hyperparameters: bool = False
@@ -535,50 +497,8 @@ class Algorithm:
         Warns :class:`pgrad.checkpointing.ResumeNotExactWarning` if the envs cannot be restored
         exactly, and raises :class:`PolicyFileError` for a checkpoint of another algorithm or spaces.
         """
-        state, tensors = load_checkpoint(folder)
-        if state.get("algo") != self.name:
-            raise PolicyFileError(f"checkpoint {folder} is for {state.get('algo')!r}, not {self.name!r}")
-        for key, space in (("observation_space", self.observation_space), ("action_space", self.action_space)):
-            if key in state and state[key] != space_to_json(space):
-                raise PolicyFileError(
-                    f"checkpoint {folder} was written for {key.replace('_', ' ')} {space_from_json(state[key])}, "
-                    f"this env has {space}"
-                )
-        try:
-            self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
-        except RuntimeError as exc:
-            first_line = str(exc).strip().splitlines()[0]
-            raise PolicyFileError(
-                f"checkpoint {folder} does not fit this policy (network shape changed?): {first_line}"
-            ) from None
-        for name, optimizer in self.optimizers().items():
-            fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-            optimizer_from_tensors(optimizer, tensors, state["optimizers"][name], prefix=f"optimizer.{name}.")
-            if keep_hyperparameters:
-                for group, values in zip(optimizer.param_groups, fresh):
-                    group.update(values)
-        torch.set_rng_state(tensors["rng.torch"])
-        self.rng.bit_generator.state = state["numpy_rng"]
-        self.total_steps, self.updates, self.wall_seconds = (
-            state["total_steps"],
-            state["updates"],
-            state["wall_seconds"],
-        )
-        budget = state.get("learn_budget")
+        budget = checkpointing.load_agent(self, folder, run_dir, keep_hyperparameters)
         self.learn_budget = LearnBudget(**budget) if budget is not None else None
-        self._early_stopping_state = state.get("early_stopping")
-        if state.get("collector") is not None:
-            collector = self._ensure_collector()
-            checkpointing.restore_collector_state(collector, state["collector"], tensors)
-            checkpointing.warn_if_not_exact(
-                checkpointing.restore_envs_state(self.envs, state["envs"], tensors, collector)
-            )
-        if run_dir is not None:
-            logged = state.get("logger", {"metrics_rows": 0, "episode_rows": 0})
-            self.logger.restore(Path(run_dir), logged["metrics_rows"], logged["episode_rows"])
-        self.restore_checkpoint_extra(
-            state.get("extra", {}), {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}
-        )
 
     @classmethod
     def from_policy_file(cls, description: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Algorithm:
