@@ -137,35 +137,12 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Config:
-    """Fields every algorithm shares. Algorithm configs extend this with their own fields."""
+    """The base of every algorithm's config: typed, range-checked fields, each with a docstring.
 
-    n_envs: int = param(1, "parallel environments stepped per rollout", low=1)
-    gamma: float = param(0.99, "discount factor", low=0.0, high=1.0)
-    lr: float = param(3e-4, "optimizer learning rate", low=0.0, low_open=True)
-    hidden_sizes: tuple[int, ...] = param((64, 64), "hidden layer widths of the policy and value networks, e.g. 64,64")
-    activation: str = param("tanh", "hidden activation", choices=("tanh", "relu", "elu", "gelu", "silu"))
-    action_dist: str = param(
-        "auto",
-        "action distribution (auto: categorical for Discrete, gaussian for Box)",
-        choices=("auto", "categorical", "gaussian", "truncated_normal"),
-    )
-    log_std_init: float = param(0.0, "initial log standard deviation of continuous policies")
-    state_dependent_std: bool = param(False, "std from the network via softplus instead of a free log-std parameter")
-    ortho_init: bool = param(
-        True,
-        "orthogonal init (gains sqrt 2, 0.01 policy output, 1 value output); false: PyTorch's default init, as SB3's "
-        "ortho_init=False",
-    )
-    normalize_obs: bool = param(True, "normalize observations with running mean/std (saved with the policy)")
-    normalize_reward: bool = param(False, "scale rewards by the running std of the discounted return")
-    vectorization: str = param(
-        "sync", "how vector envs step: in this process or one subprocess each", choices=("sync", "async")
-    )
-    autoreset_mode: str = param(
-        "same_step",
-        "Gymnasium vector-env autoreset mode used for the envs pgrad builds",
-        choices=("same_step", "next_step"),
-    )
+    Subclasses add fields with :func:`param`; construction coerces and checks every field, then
+    calls :meth:`validate` for cross-field checks.
+    """
+
     torch_threads: int = param(
         1, "torch intra-op and numpy BLAS threads per process (1 is fastest for small networks)", low=1
     )
@@ -196,22 +173,27 @@ class Config:
 
     def validate(self) -> None:
         """Cross-field checks; subclasses extend this."""
-        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
-            raise ConfigError(f"hidden_sizes={self.hidden_sizes!r} must be one or more positive ints, e.g. 64,64")
 
     # -- construction from user input --------------------------------------------------------
 
     @classmethod
+    def _fields_in_order(cls) -> list[dataclasses.Field]:
+        """Every field, the algorithm's first and this base class's (process settings) last."""
+        fields = dataclasses.fields(cls)
+        own = {f.name for f in dataclasses.fields(Config)}
+        return [f for f in fields if f.name not in own] + [f for f in fields if f.name in own]
+
+    @classmethod
     def keys(cls) -> list[str]:
-        """Every field name, in declaration order."""
-        return [f.name for f in dataclasses.fields(cls)]
+        """Every field name, in declaration order (this base class's fields last)."""
+        return [f.name for f in cls._fields_in_order()]
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, Any, str]]:
         """``(name, type, default, doc + range)`` for every field, for help text."""
         hints = typing.get_type_hints(cls)
         rows = []
-        for f in dataclasses.fields(cls):
+        for f in cls._fields_in_order():
             extra = _range_text(f.metadata)
             doc = f.metadata.get("doc", "") + (f" ({extra})" if extra else "")
             rows.append((f.name, _type_name(hints[f.name]), f.default, doc))
@@ -230,7 +212,52 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict of every field."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        values = dataclasses.asdict(self)
+        return {k: list(values[k]) if isinstance(values[k], tuple) else values[k] for k in self.keys()}
+
+
+@dataclass(frozen=True)
+class OnPolicyConfig(Config):
+    """Fields the algorithms share that train a stochastic MLP policy from a vector env's rollouts
+    (REINFORCE, actor-critic, A2C, PPO, recurrent PPO); each extends this with its own."""
+
+    n_envs: int = param(1, "parallel environments stepped per rollout", low=1)
+    gamma: float = param(0.99, "discount factor", low=0.0, high=1.0)
+    lr: float = param(3e-4, "optimizer learning rate", low=0.0, low_open=True)
+    hidden_sizes: tuple[int, ...] = param((64, 64), "hidden layer widths of the policy and value networks, e.g. 64,64")
+    activation: str = param("tanh", "hidden activation", choices=("tanh", "relu", "elu", "gelu", "silu"))
+    action_dist: str = param(
+        "auto",
+        "action distribution (auto: categorical for Discrete, gaussian for Box)",
+        choices=("auto", "categorical", "gaussian", "truncated_normal"),
+    )
+    log_std_init: float = param(0.0, "initial log standard deviation of continuous policies")
+    state_dependent_std: bool = param(False, "std from the network via softplus instead of a free log-std parameter")
+    ortho_init: bool = param(
+        True,
+        "orthogonal init (gains sqrt 2, 0.01 policy output, 1 value output); false: PyTorch's default init, as SB3's "
+        "ortho_init=False",
+    )
+    normalize_obs: bool = param(True, "normalize observations with running mean/std (saved with the policy)")
+    normalize_reward: bool = param(False, "scale rewards by the running std of the discounted return")
+    vectorization: str = param(
+        "sync", "how vector envs step: in this process or one subprocess each", choices=("sync", "async")
+    )
+    autoreset_mode: str = param(
+        "same_step",
+        "Gymnasium vector-env autoreset mode used for the envs pgrad builds",
+        choices=("same_step", "next_step"),
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        check_hidden_sizes(self.hidden_sizes)
+
+
+def check_hidden_sizes(hidden_sizes: tuple[int, ...]) -> None:
+    """ConfigError unless ``hidden_sizes`` is one or more positive ints."""
+    if not hidden_sizes or any(h < 1 for h in hidden_sizes):
+        raise ConfigError(f"hidden_sizes={hidden_sizes!r} must be one or more positive ints, e.g. 64,64")
 
 
 def parse_set_args(pairs: list[str]) -> dict[str, str]:

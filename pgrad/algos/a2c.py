@@ -33,14 +33,14 @@ from dataclasses import dataclass
 import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
-from pgrad.config import Config, param
+from pgrad.config import OnPolicyConfig, param
 from pgrad.losses import explained_variance, normalize_advantages, policy_gradient_loss, value_loss
 from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
 from pgrad.returns import gae
 
 
 @dataclass(frozen=True)
-class A2CConfig(Config):
+class A2CConfig(OnPolicyConfig):
     """A2C hyperparameters; defaults are Stable-Baselines3's A2C defaults (see the module doc)."""
 
     lr: float = param(7e-4, "optimizer learning rate (A3C/baselines/SB3: 7e-4)", low=0.0, low_open=True)

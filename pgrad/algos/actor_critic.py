@@ -37,13 +37,13 @@ from dataclasses import dataclass
 import torch
 
 from pgrad.algos.base import Algorithm, IterationResult
-from pgrad.config import Config, param
+from pgrad.config import OnPolicyConfig, param
 from pgrad.losses import explained_variance, policy_gradient_loss, value_loss
 from pgrad.returns import gae
 
 
 @dataclass(frozen=True)
-class ActorCriticConfig(Config):
+class ActorCriticConfig(OnPolicyConfig):
     """One-step actor-critic hyperparameters (Sutton & Barto 2018, sec. 13.5).
 
     The book gives the algorithm, not step sizes; the defaults (Adam at 1e-3 for both networks,

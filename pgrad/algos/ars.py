@@ -52,7 +52,7 @@ from gymnasium import spaces
 from torch import nn
 
 from pgrad.algos.base import Algorithm, IterationResult
-from pgrad.config import Config, param
+from pgrad.config import Config, check_hidden_sizes, param
 from pgrad.envs import make_env
 from pgrad.errors import ConfigError, NonFiniteError, UnsupportedSpaceError
 from pgrad.nets import MLP, POLICY_OUTPUT_GAIN
@@ -70,10 +70,8 @@ _DIRECTION_STREAM, _RESET_STREAM, _EVAL_STREAM = 0, 1, 2
 class ARSConfig(Config):
     """ARS hyperparameters; defaults are SB3-contrib's ARS (its n_delta, learning_rate) with the
     paper's HalfCheetah noise. V1 / V2: ``normalize_obs``; the "-t" variants: ``n_top < n_directions``.
-
-    Inherited fields that ARS does not use: gamma, action_dist, log_std_init, state_dependent_std,
-    vectorization, autoreset_mode (ARS acts deterministically with whole-episode returns);
-    ortho_init only for the mlp policy (the linear one starts at zero)."""
+    ARS acts deterministically and learns from whole-episode returns, so it has none of the
+    on-policy algorithms' fields (discount, action distribution, vector envs)."""
 
     lr: float = param(0.02, "step size alpha of the update", low=0.0, low_open=True)
     noise_std: float = param(0.03, "exploration noise nu: std of the parameter perturbations", low=0.0, low_open=True)
@@ -92,6 +90,10 @@ class ARSConfig(Config):
     )
     activation: str = param("tanh", "hidden activation of the mlp policy", choices=("tanh", "relu"))
     hidden_sizes: tuple[int, ...] = param((32, 32), "hidden layer widths of the mlp policy, e.g. 32,32")
+    ortho_init: bool = param(
+        True, "orthogonal init of the mlp policy (output gain 0.01); false: PyTorch's default init"
+    )
+    normalize_obs: bool = param(True, "V2: normalize observations by the running mean/std of visited states")
     n_workers: int | None = param(
         None, "rollout worker processes (none: one per core this seed may use; 0: in this process)", low=0
     )
@@ -107,12 +109,7 @@ class ARSConfig(Config):
         super().validate()
         if self.n_top is not None and self.n_top > self.n_directions:
             raise ConfigError(f"n_top={self.n_top} must be at most n_directions={self.n_directions}")
-        if self.normalize_reward:
-            raise ConfigError(
-                "normalize_reward=true has no meaning for ARS (the update divides by the returns' std); set it false"
-            )
-        if self.n_envs != 1:
-            raise ConfigError(f"n_envs={self.n_envs}: ARS runs one env per worker; use n_workers for parallel rollouts")
+        check_hidden_sizes(self.hidden_sizes)
 
 
 # -- pure maths -----------------------------------------------------------------------------
@@ -392,9 +389,21 @@ class ARS(Algorithm):
         last = state.get("last_eval_return")
         self.last_eval_return = math.nan if last is None else float(last)
 
+    def make_envs(self) -> None:
+        """None: ARS's workers build and step their own envs (ARSRolloutWorker)."""
+        return None
+
+    def env_spaces(self) -> tuple[spaces.Space, spaces.Space]:
+        probe = make_env(self.env)
+        try:
+            return probe.observation_space, probe.action_space
+        finally:
+            if probe is not self.env:  # an env instance passed in belongs to the caller
+                probe.close()
+
     def _ensure_collector(self) -> None:
         # ARS does not use the shared collector: workers roll out whole episodes themselves.
-        if self.envs is None:
+        if not self.trainable:
             raise ConfigError("this agent was loaded from a policy file; build a new agent to train")
 
     def _start_pool(self) -> WorkerPool:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 import torch
+from gymnasium.vector import VectorEnv
 
 from pgrad import __version__, checkpointing
 from pgrad.config import Config, resolve_preset
@@ -153,17 +154,9 @@ class Algorithm:
         set_compute_threads(self.config.torch_threads)
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.envs = make_vector_env(
-            env,
-            self.config.n_envs,
-            seed=seed,
-            vectorization=self.config.vectorization,
-            autoreset_mode=self.config.autoreset_mode,
-            record_episodes=True,  # replayed on resume
-            keep_infos=False,  # the collector reads only final_obs; batching every info costs ~10 us a step
-        )
-        self.observation_space = self.envs.single_observation_space
-        self.action_space = self.envs.single_action_space
+        self.trainable = True  # False for an agent rebuilt from a policy file
+        self.envs = self.make_envs()
+        self.observation_space, self.action_space = self.env_spaces()
         self.policy = self.build_policy()
         self.collector: RolloutCollector | None = None
         self.total_steps = 0
@@ -176,6 +169,23 @@ class Algorithm:
         self.setup()
 
     # -- hooks for subclasses ----------------------------------------------------------------
+
+    def make_envs(self) -> VectorEnv | None:
+        """The vector env the collector steps (override where the algorithm steps envs elsewhere)."""
+        c = self.config
+        return make_vector_env(
+            self.env,
+            c.n_envs,
+            seed=self.seed,
+            vectorization=c.vectorization,
+            autoreset_mode=c.autoreset_mode,
+            record_episodes=True,  # replayed on resume
+            keep_infos=False,  # the collector reads only final_obs; batching every info costs time every step
+        )
+
+    def env_spaces(self) -> tuple[gymnasium.Space, gymnasium.Space]:
+        """``(observation_space, action_space)`` of one env."""
+        return self.envs.single_observation_space, self.envs.single_action_space
 
     def build_policy(self) -> ActorCriticPolicy:
         """The policy network for this algorithm (override for another architecture)."""
@@ -247,7 +257,7 @@ class Algorithm:
     # -- training loop -----------------------------------------------------------------------
 
     def _ensure_collector(self) -> RolloutCollector:
-        if self.envs is None:
+        if not self.trainable:
             raise ConfigError("this agent was loaded from a policy file; build a new agent to train")
         if self.collector is None:
             self.collector = RolloutCollector(
@@ -514,6 +524,7 @@ class Algorithm:
             raise PolicyFileError(f"policy.json holds an invalid config: {exc}") from None
         agent.rng = np.random.default_rng(agent.seed)
         agent.envs = None
+        agent.trainable = False
         agent.collector = None
         agent.observation_space = space_from_json(description["observation_space"])
         agent.action_space = space_from_json(description["action_space"])

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
-from pgrad.config import Config, param
+from pgrad.config import OnPolicyConfig, param
 from pgrad.errors import ConfigError
 from pgrad.losses import clipped_surrogate_loss, explained_variance, normalize_advantages, value_loss
 from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
@@ -34,7 +34,7 @@ from pgrad.returns import gae
 
 
 @dataclass(frozen=True)
-class PPOConfig(Config):
+class PPOConfig(OnPolicyConfig):
     """PPO hyperparameters; defaults are the PPO paper's MuJoCo settings (its Table 3)."""
 
     n_steps: int = param(2048, "steps per env per rollout (the paper's horizon T)", low=1)

@@ -71,14 +71,14 @@ from typing import Any
 import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
-from pgrad.config import Config, param
+from pgrad.config import OnPolicyConfig, param
 from pgrad.errors import TrainingError
 from pgrad.losses import explained_variance
 from pgrad.returns import discounted_returns
 
 
 @dataclass(frozen=True)
-class ReinforceConfig(Config):
+class ReinforceConfig(OnPolicyConfig):
     """REINFORCE hyperparameters; defaults are the textbook algorithm (one env, an update after
     every episode, raw observations, no gamma^t, no normalisation, no clipping).
 

@@ -161,8 +161,8 @@ def test_discrete_actions_are_rejected_naming_what_is_supported():
     "overrides, message",
     [
         ({"n_top": 9, "n_directions": 8}, "n_top=9 must be at most n_directions=8"),
-        ({"n_envs": 2}, "n_envs=2: ARS runs one env per worker"),
-        ({"normalize_reward": True}, "normalize_reward=true has no meaning for ARS"),
+        ({"n_envs": 2}, "unknown hyperparameter 'n_envs'"),  # ARS runs one env per worker: n_workers
+        ({"normalize_reward": True}, "unknown hyperparameter 'normalize_reward'"),
         ({"backend": "slurm"}, "backend='slurm' is out of range"),
         ({"policy_type": "rnn"}, "policy_type='rnn' is out of range"),
         ({"noise_std": 0}, "noise_std=0.0 is out of range"),
