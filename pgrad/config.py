@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 from pgrad.errors import ConfigError
 
@@ -147,6 +147,11 @@ class Config:
         1, "torch intra-op and numpy BLAS threads per process (1 is fastest for small networks)", low=1
     )
 
+    # Fields an earlier pgrad wrote into this algorithm's config.json, policy.json and checkpoints
+    # that the config no longer has: ignored when reading those files (saved_values), still an
+    # error when a user sets them.
+    RETIRED: ClassVar[tuple[str, ...]] = ()
+
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
@@ -209,6 +214,11 @@ class Config:
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise ConfigError(f"unknown hyperparameter {key!r}{hint}; valid keys: {', '.join(valid)}")
         return cls(**overrides)
+
+    @classmethod
+    def saved_values(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """A saved config's values without the :attr:`RETIRED` fields, for :meth:`build` or comparison."""
+        return {k: v for k, v in values.items() if k not in cls.RETIRED}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict of every field."""

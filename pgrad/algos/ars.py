@@ -73,6 +73,17 @@ class ARSConfig(Config):
     ARS acts deterministically and learns from whole-episode returns, so it has none of the
     on-policy algorithms' fields (discount, action distribution, vector envs)."""
 
+    RETIRED = (
+        "n_envs",
+        "gamma",
+        "action_dist",
+        "log_std_init",
+        "state_dependent_std",
+        "normalize_reward",
+        "vectorization",
+        "autoreset_mode",
+    )  # inherited, unused, until 2026-12
+
     lr: float = param(0.02, "step size alpha of the update", low=0.0, low_open=True)
     noise_std: float = param(0.03, "exploration noise nu: std of the parameter perturbations", low=0.0, low_open=True)
     n_directions: int = param(8, "directions N sampled per iteration (2N rollouts)", low=1)

@@ -519,7 +519,7 @@ class Algorithm:
         agent.seed = description.get("seed", 0)
         agent.preset = description.get("preset")
         try:
-            agent.config = cls.Config.build(description.get("config", {}))
+            agent.config = cls.Config.build(cls.Config.saved_values(description.get("config", {})))
         except ConfigError as exc:
             raise PolicyFileError(f"policy.json holds an invalid config: {exc}") from None
         agent.rng = np.random.default_rng(agent.seed)

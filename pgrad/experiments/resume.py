@@ -48,7 +48,7 @@ def resume_changes(state: dict[str, Any], agent: Any, steps: int, early_stopping
     for key, then, now in (("env", state.get("env"), agent.env_id), ("seed", state.get("seed"), agent.seed)):
         if then != now:
             changes.append(f"{key}: {then} -> {now}")
-    changes += config_changes(state.get("config", {}), agent.config.to_dict())
+    changes += config_changes(agent.Config.saved_values(state.get("config", {})), agent.config.to_dict())
     budget = state.get("learn_budget")
     if budget is not None and budget["total_steps"] != steps:
         changes.append(f"steps: {budget['total_steps']} -> {steps}")

@@ -283,3 +283,15 @@ def test_seeds_trained_side_by_side_share_the_cores():
     assert [side_by_side[k]["workers"] for k in (0, 1)] == [max(1, cores // 2)] * 2
     alone = dict(_outcomes_local({0: None}, 1, work=_rollout_workers_by_default))
     assert alone[0]["workers"] == cores
+
+
+def test_a_policy_saved_with_the_retired_on_policy_fields_still_loads(tmp_path):
+    # ARS configs once carried the on-policy fields (n_envs, gamma, ...) it never used; files
+    # written then must still load, while setting those fields now is an error (above)
+    agent = pgrad.ARS(CARTPOLE, preset="none", n_workers=0)
+    agent.save(tmp_path)
+    description = json.loads((tmp_path / "policy.json").read_text())
+    description["config"].update({"n_envs": 1, "gamma": 0.99, "normalize_reward": False, "vectorization": "sync"})
+    (tmp_path / "policy.json").write_text(json.dumps(description))
+    loaded = pgrad.load(tmp_path)
+    assert loaded.config == agent.config
