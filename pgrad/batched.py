@@ -123,9 +123,7 @@ class SeedBatchedActorCritic(nn.Module):
         if isinstance(first.head, CategoricalHead):
             self.head_linear = SeedBatchedLinear.from_linears([h.logits for h in heads])
         else:
-            self.head_linear = SeedBatchedLinear.from_linears(
-                [h.mean if isinstance(h, DiagGaussianHead) else h.loc for h in heads]
-            )
+            self.head_linear = SeedBatchedLinear.from_linears([h.loc for h in heads])
             self.state_dependent_std = first.head.std.state_dependent
             if self.state_dependent_std:
                 self.std_linear = SeedBatchedLinear.from_linears([h.std.linear for h in heads])
@@ -170,13 +168,7 @@ class SeedBatchedActorCritic(nn.Module):
 
         def linears(policy: ActorCriticPolicy) -> list[nn.Linear]:
             head = policy.head
-            out = (
-                head.logits
-                if isinstance(head, CategoricalHead)
-                else head.mean
-                if isinstance(head, DiagGaussianHead)
-                else head.loc
-            )
+            out = head.logits if isinstance(head, CategoricalHead) else head.loc
             found = [m for m in policy.actor_body if isinstance(m, nn.Linear)]
             found += [m for m in policy.critic if isinstance(m, nn.Linear)]
             found.append(out)

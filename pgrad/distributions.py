@@ -18,6 +18,7 @@ The numerics of the bounded head's distribution are in :mod:`pgrad.truncated_nor
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -125,13 +126,21 @@ class DiagGaussianHead(nn.Module):
     ) -> None:
         super().__init__()
         self.action_dim = action_dim
-        self.mean = layer_init(nn.Linear(in_features, action_dim), POLICY_OUTPUT_GAIN)
+        # ``loc``, as torch's Normal and the truncated-normal head name it (the Gaussian's mean)
+        self.loc = layer_init(nn.Linear(in_features, action_dim), POLICY_OUTPUT_GAIN)
         self.std = _StandardDeviation(in_features, action_dim, state_dependent_std, log_std_init)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
+        # policy files and checkpoints written before 2026-12-06 name this layer ``mean``
+        for name in ("weight", "bias"):
+            if f"{prefix}mean.{name}" in state_dict:
+                state_dict[f"{prefix}loc.{name}"] = state_dict.pop(f"{prefix}mean.{name}")
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, features: Tensor) -> Independent:
         # batch (B,), event (action_dim,)
         # validate_args=False: see CategoricalHead.forward
-        return Independent(Normal(self.mean(features), self.std(features), validate_args=False), 1, validate_args=False)
+        return Independent(Normal(self.loc(features), self.std(features), validate_args=False), 1, validate_args=False)
 
     def deterministic(self, dist: Independent) -> Tensor:
         """The mean, shape ``(B, action_dim)`` (equal to the mode for a Gaussian)."""

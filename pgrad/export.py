@@ -52,10 +52,9 @@ class DeterministicActor(nn.Module):
         head = policy.head
         if isinstance(head, CategoricalHead):
             return head.logits(features).argmax(dim=-1) + self.discrete_start
-        if isinstance(head, DiagGaussianHead):
-            action = head.mean(features)
-        elif isinstance(head, TruncatedNormalHead):
-            action = head.loc(features)  # its mode is loc clamped to [-1, 1]; the clip below does that
+        if isinstance(head, (DiagGaussianHead, TruncatedNormalHead)):
+            # the Gaussian's mean, or the truncated normal's mode (loc clamped to [-1, 1]: the clip below)
+            action = head.loc(features)
         else:
             raise UnsupportedSpaceError(f"ONNX export does not know the action head {type(head).__name__}")
         return self._rescale(action)

@@ -96,7 +96,7 @@ class NumpyPolicyGradient:
         else:
             head = policy.head
             self.discrete = isinstance(head, CategoricalHead)
-            actor = list(policy.actor_body) + [head.logits if self.discrete else head.mean]
+            actor = list(policy.actor_body) + [head.logits if self.discrete else head.loc]
             critic = list(policy.critic)
             log_std = None if self.discrete else head.std.log_std
         self.actor = read_network(actor, grads)

@@ -69,7 +69,7 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
 
 def _head_layer(policy: ActorCriticPolicy) -> Dense:
     head = policy.head
-    linear = head.logits if isinstance(head, CategoricalHead) else head.mean
+    linear = head.logits if isinstance(head, CategoricalHead) else head.loc
     return read_network([linear])[0]
 
 

@@ -537,7 +537,7 @@ def test_continuous_heads(features: torch.Tensor, head_class: type, state_depend
     deterministic = head.deterministic(dist)
     assert deterministic.shape == (BATCH, action_dim)
     if head_class is DiagGaussianHead:
-        torch.testing.assert_close(deterministic, head.mean(features))
+        torch.testing.assert_close(deterministic, head.loc(features))
     else:
         torch.testing.assert_close(deterministic, head.loc(features).clamp(-1.0, 1.0))
     # gradients reach every parameter
@@ -679,3 +679,13 @@ def test_make_action_head_rejects_unknown_action_dist() -> None:
     expected = "unknown action_dist='beta'; expected one of auto, categorical"
     with pytest.raises(ConfigError, match=expected):
         make_action_head(gym.spaces.Discrete(2), "beta", in_features=IN_FEATURES)
+
+
+def test_gaussian_head_loads_weights_saved_under_its_old_name() -> None:
+    # policy files written before the Gaussian head's location layer was named ``loc`` call it ``mean``
+    head = DiagGaussianHead(4, 2)
+    old_names = {k.replace("loc.", "mean."): v.clone() + 1.0 for k, v in head.state_dict().items()}
+    fresh = DiagGaussianHead(4, 2)
+    fresh.load_state_dict(old_names)
+    torch.testing.assert_close(fresh.loc.weight, old_names["mean.weight"])
+    torch.testing.assert_close(fresh.loc.bias, old_names["mean.bias"])

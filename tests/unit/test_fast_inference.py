@@ -178,7 +178,7 @@ def test_predict_sees_weights_changed_in_place_and_replaced_parts():
     obs = np.stack([agent.observation_space.sample() for _ in range(4)])
     before = agent.predict(obs)
     with torch.no_grad():
-        agent.policy.head.mean.bias.add_(0.5)  # in place: the twin's views see it
+        agent.policy.head.loc.bias.add_(0.5)  # in place: the twin's views see it
         agent.policy.head.std.log_std.fill_(-6.0)  # the std is re-read for stochastic actions
     policy = agent.policy
     with torch.no_grad():

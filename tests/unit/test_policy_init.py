@@ -31,7 +31,7 @@ def test_default_is_orthogonal_with_pgrads_gains() -> None:
     torch.manual_seed(0)
     policy = ActorCriticPolicy(BOX_OBS, BOX_ACTIONS, hidden_sizes=(64, 64))
     assert is_orthogonal(policy.actor_body[0].weight, math.sqrt(2.0))
-    assert is_orthogonal(policy.head.mean.weight, 0.01)
+    assert is_orthogonal(policy.head.loc.weight, 0.01)
     assert is_orthogonal(policy.critic[-1].weight, 1.0)
     assert all(torch.count_nonzero(layer.bias) == 0 for layer in linears(policy))
 
@@ -78,7 +78,7 @@ def test_the_config_field_reaches_the_policy(ortho_init: bool) -> None:
 
     agent = PPO("Pendulum-v1", seed=0, preset="none", ortho_init=ortho_init, log_std_init=-2.0)
     try:
-        assert is_orthogonal(agent.policy.head.mean.weight, 0.01) is ortho_init
+        assert is_orthogonal(agent.policy.head.loc.weight, 0.01) is ortho_init
         assert torch.equal(agent.policy.head.std.log_std.detach(), torch.full((1,), -2.0))
     finally:
         agent.envs.close()
