@@ -189,18 +189,26 @@ class Algorithm:
 
     def build_policy(self) -> ActorCriticPolicy:
         """The policy network for this algorithm (override for another architecture)."""
-        c = self.config
         policy = ActorCriticPolicy(
-            self.observation_space,
-            self.action_space,
+            self.observation_space, self.action_space, with_critic=self.uses_critic, **self.policy_options()
+        )
+        return self.finish_policy(policy)
+
+    def policy_options(self) -> dict[str, Any]:
+        """The config's network settings, as the policy classes take them."""
+        c = self.config
+        return dict(
             hidden_sizes=c.hidden_sizes,
             activation=c.activation,
             action_dist=c.action_dist,
             log_std_init=c.log_std_init,
             state_dependent_std=c.state_dependent_std,
             normalize_obs=c.normalize_obs,
-            with_critic=self.uses_critic,
         )
+
+    def finish_policy(self, policy: torch.nn.Module) -> torch.nn.Module:
+        """The config's initialisation and return scaling applied to a freshly built policy."""
+        c = self.config
         if not c.ortho_init:
             policy.use_torch_default_init()
         # The return statistics travel with the policy's weights, like the observation ones.

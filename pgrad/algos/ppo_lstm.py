@@ -40,7 +40,6 @@ from pgrad.algos.ppo import PPOConfig, minibatch_step_metrics
 from pgrad.config import param
 from pgrad.errors import ConfigError
 from pgrad.losses import clipped_surrogate_loss, explained_variance, value_loss
-from pgrad.normalize import RewardScaler
 from pgrad.policy import ActorCriticPolicy
 from pgrad.returns import gae
 from pgrad.rollout import EpisodeLog, Rollout
@@ -251,17 +250,9 @@ class RecurrentPPO(Algorithm):
             lstm_hidden_size=c.lstm_hidden_size,
             lstm_layers=c.lstm_layers,
             shared_lstm=c.shared_lstm,
-            hidden_sizes=c.hidden_sizes,
-            activation=c.activation,
-            action_dist=c.action_dist,
-            log_std_init=c.log_std_init,
-            state_dependent_std=c.state_dependent_std,
-            normalize_obs=c.normalize_obs,
+            **self.policy_options(),
         )
-        if not c.ortho_init:
-            policy.use_torch_default_init()
-        policy.reward_scaler = RewardScaler(c.n_envs, c.gamma) if c.normalize_reward else None
-        return policy
+        return self.finish_policy(policy)
 
     def setup(self) -> None:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
