@@ -22,13 +22,19 @@ one backward pass through a model whose weights carry a leading seed axis
   minibatch (pgrad/batched.py); seed ``s``'s loss depends only on its own weights, so the
   gradient of the summed loss with respect to slice ``[s]`` is seed ``s``'s own gradient.
 * Adam: its update is elementwise (Kingma & Ba 2015, Algorithm 1: every moment and every step is
-  per coordinate), and all seeds step together, sharing the step count; so one Adam over the
-  stacked parameters is S independent Adams (tested in tests/unit/test_batched.py).
+  per coordinate), so one Adam over the stacked parameters is S independent Adams (tested in
+  tests/unit/test_batched.py), as long as each seed's step count is its own.
+* ``target_kl``: each seed stops its epochs when its own approximate KL passes the target, as its
+  lone run does; the others go on. A seed that stopped draws no more minibatch orders, and Adam
+  leaves its parameters and moments alone and does not advance its step count
+  (``seed_steps``; pgrad/numpy_twin/optim.py, ``step(active=...)``). This needs the numpy fast
+  path; without it ``target_kl`` is refused.
 
-Not supported yet, refused with a ConfigError: ``target_kl`` (seeds would stop their epochs at
-different times) and ``autoreset_mode="next_step"`` (seeds would have different numbers of valid
-transitions, hence ragged minibatches). Checkpoints: every seed gets the checkpoint its single-seed
-run would write (see "checkpoints" below), so a batched run resumes like any other.
+Not supported yet, refused with a ConfigError: ``autoreset_mode="next_step"`` (seeds would have
+different numbers of valid transitions, hence ragged minibatches), async vector envs, periodic
+evaluation and early stopping. Checkpoints: every seed gets the checkpoint its single-seed run
+would write (see "checkpoints" below), with its own Adam step count, so a batched run resumes
+like any other.
 """
 
 from __future__ import annotations
@@ -57,10 +63,6 @@ from pgrad.rollout import SeedBatchedCollector
 
 def unsupported_for_batching(config: Any) -> str | None:
     """Why seed batching cannot train with this PPO config (a one-line message), or None."""
-    if config.target_kl is not None:
-        return (
-            "target_kl is not supported with seed batching yet (seeds would stop epochs at different times); unset it"
-        )
     if config.vectorization != "sync":
         return "seed batching steps every seed's envs in this process: vectorization must be sync"
     if config.autoreset_mode != "same_step":
@@ -119,6 +121,12 @@ class SeedBatchedPPO(Algorithm):
             self.close()  # the agents' envs (async ones have worker processes)
             raise ConfigError(problem)
         self.model = SeedBatchedActorCritic.from_policies([agent.policy for agent in self.agents])
+        fast_path_problem = seed_batched_unsupported_reason(self.model)
+        if c.target_kl is not None and fast_path_problem is not None:
+            self.close()
+            raise ConfigError(
+                f"target_kl with seed batching needs the numpy fast path, which does not cover {fast_path_problem}"
+            )
         # One Adam over the stacked parameters is one Adam per seed (module docstring).
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, eps=c.adam_eps, fused=True)
         # as PPO.use_numpy_gradient: the hand-written gradient where the model allows (same numbers)
@@ -126,6 +134,7 @@ class SeedBatchedPPO(Algorithm):
         self._numpy_gradient: NumpyPolicyGradient | None = None
         self._numpy_adam: NumpyOptimizer | None = None
         self.wall_seconds = 0.0
+        self.seed_steps = np.zeros(len(seeds), dtype=np.float32)  # each seed's own Adam step count
         self.env = env
         self.early_stopping = self._early_stopping_state = None  # periodic evaluation is refused above
         self._keep_recorders = False  # set by learn(): with a run folder, checkpoints replay the envs
@@ -255,12 +264,25 @@ class SeedBatchedPPO(Algorithm):
             self._numpy_adam, optimizer_step = NumpyOptimizer.prepared_step(
                 self.optimizer, self._numpy_gradient, self._numpy_adam
             )
+        if c.target_kl is not None and (self._numpy_adam is None or not use_numpy):
+            raise ConfigError("target_kl with seed batching needs the numpy fast path (seeds stop their epochs apart)")
         metric_sums: dict[str, Any] = {}
-        n_updates = 0
+        n_updates = np.zeros(self.n_seeds, dtype=np.int64)  # minibatch steps each seed took
+        epochs_done = np.zeros(self.n_seeds, dtype=np.int64)
+        approx_kl_last_epoch = np.zeros(self.n_seeds)
+        # Seeds still taking steps: each stops its epochs when its own approx KL passes target_kl, as
+        # its lone run does; the others go on (Adam steps only theirs, pgrad/numpy_twin/optim.py).
+        active = np.ones(self.n_seeds, dtype=bool)
         for _ in range(c.n_epochs):
             kl_this_epoch = []
+            # a seed that stopped draws no more permutations, as its lone run draws none
             permutation = torch.from_numpy(
-                np.stack([agent.rng.permutation(batch_size) for agent in self.agents])
+                np.stack(
+                    [
+                        agent.rng.permutation(batch_size) if active[s] else np.arange(batch_size)
+                        for s, agent in enumerate(self.agents)
+                    ]
+                )
             )  # (S, B)
             epoch_batch = [
                 tensor[seed_rows, permutation]
@@ -270,26 +292,48 @@ class SeedBatchedPPO(Algorithm):
                 epoch_batch = [tensor.numpy() for tensor in epoch_batch]  # shares memory
             for start, stop in bounds:
                 step_metrics = gradient_step(*(tensor[:, start:stop] for tensor in epoch_batch))
-                optimizer_step()
+                self._optimizer_step(optimizer_step, active)
+                all_active = bool(active.all())
                 for key, value in step_metrics.items():
+                    value = value if all_active else np.where(active, value, np.zeros_like(value))
                     metric_sums[key] = metric_sums.get(key, 0.0) + value
                 kl_this_epoch.append(step_metrics["approx_kl"])
-                n_updates += 1
+                n_updates += active
+            epochs_done += active
+            epoch_kl = np.mean(np.stack([np.asarray(kl, dtype=np.float64) for kl in kl_this_epoch]), 0)  # (S,)
+            approx_kl_last_epoch = np.where(active, epoch_kl, approx_kl_last_epoch)
+            # Early stop at the end of an epoch, per seed, as PPO does for one (CleanRL's rule)
+            if c.target_kl is not None:
+                active &= ~(epoch_kl > c.target_kl)
+                if not active.any():
+                    break
 
         means = {key: (np.asarray(value, dtype=np.float64) / n_updates).tolist() for key, value in metric_sums.items()}
-        means["approx_kl_last_epoch"] = np.mean(
-            np.stack([np.asarray(kl, dtype=np.float64) for kl in kl_this_epoch]), 0
-        ).tolist()
+        means["approx_kl_last_epoch"] = approx_kl_last_epoch.tolist()
         results = []
         for s, (_, episodes) in enumerate(collected):
             metrics = {
                 **{key: values[s] for key, values in means.items()},
-                "epochs": c.n_epochs,
+                "epochs": int(epochs_done[s]),
                 "explained_variance": explained_variance(b_values[s], b_returns[s]),
                 "lr": self.optimizer.param_groups[0]["lr"],
             }
             results.append(IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics))
         return results
+
+    def _optimizer_step(self, optimizer_step, active: np.ndarray) -> None:
+        """One optimiser step for the seeds in ``active``, each with its own Adam step count.
+
+        While every seed steps together (always, without target_kl) this is the plain step; once
+        a seed sat out a step its count lags the others', and every step passes the counts."""
+        counts = self.seed_steps + active  # each seed's count after this step
+        twin = self._numpy_adam
+        together = bool(active.all()) and (twin is None or bool(np.all(counts == twin.steps[0] + 1)))
+        if together:
+            optimizer_step()
+        else:
+            twin.step(active=active, seed_steps=counts)
+        self.seed_steps = counts.astype(np.float32)
 
     def _advantages_per_seed(self, advantages):
         """Advantages normalised over each seed's own minibatch ``(S, b)``, as PPO does for one seed."""
@@ -342,7 +386,7 @@ class SeedBatchedPPO(Algorithm):
     # into its agent, as a single-seed resume does, and stacks the agents again.
 
     def _unstack_into_agents(self) -> None:
-        """Write the batched weights, Adam state (slice ``[s]``, shared step count) and lr into every agent."""
+        """Write the batched weights, Adam state (slice ``[s]``, the seed's own step count) and lr into every agent."""
         policies = [agent.policy for agent in self.agents]
         self.model.copy_to(policies)
         lr = self.optimizer.param_groups[0]["lr"]
@@ -352,7 +396,11 @@ class SeedBatchedPPO(Algorithm):
                 saved = self.optimizer.state.get(stacked)
                 if saved:  # Adam holds no state before its first step (or, adopted by NumpyAdam, zeros at step 0)
                     agent.optimizer.state[per_seed[s]] = {
-                        key: value[s].clone() if value.shape == stacked.shape else value.clone()
+                        key: torch.full_like(value, float(self.seed_steps[s]))
+                        if key == "step"
+                        else value[s].clone()
+                        if value.shape == stacked.shape
+                        else value.clone()
                         for key, value in saved.items()
                     }
             for group in agent.optimizer.param_groups:
@@ -369,9 +417,13 @@ class SeedBatchedPPO(Algorithm):
                 self.optimizer.state[stacked] = {
                     key: torch.stack([state[key] for state in states])
                     if value.shape == per_seed[0].shape
+                    # the step count of the stacked optimiser is its number of steps: the most any seed took
+                    else torch.stack([state[key] for state in states]).max()
+                    if key == "step"
                     else value.clone()
                     for key, value in states[0].items()
                 }
+                self.seed_steps = np.array([float(state["step"]) for state in states], dtype=np.float32)
         for group in self.optimizer.param_groups:
             group["lr"] = self.agents[0].optimizer.param_groups[0]["lr"]
 

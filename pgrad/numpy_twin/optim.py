@@ -54,6 +54,14 @@ class NumpyOptimizer:
         self._param_views = [parameter.detach().numpy().reshape(-1) for parameter in self.parameters]
         self._state_views: list[dict[str, torch.Tensor]] = []
         self._torch_steps = False  # set by prepare(): step with torch's own step() instead
+        # seed-batched: the seed each element of the flat buffers belongs to (a parameter (S, ...)
+        # flattens seed-major), for steps some seeds sit out (step's ``active``)
+        n_seeds = gradient.n_seeds
+        self.seed_of_element = (
+            None
+            if n_seeds is None
+            else np.concatenate([np.repeat(np.arange(n_seeds), p.numel() // n_seeds) for p in self.parameters])
+        )
 
     @classmethod
     def supports(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient) -> bool:
@@ -145,20 +153,47 @@ class NumpyOptimizer:
             entry.update(views)
             self._state_views.append(views)
 
-    def step(self) -> None:
-        """One step with the gradient in ``gradient.flat_grad``, as ``optimizer.step()`` takes it."""
+    def step(self, active: np.ndarray | None = None, seed_steps: np.ndarray | None = None) -> None:
+        """One step with the gradient in ``gradient.flat_grad``, as ``optimizer.step()`` takes it.
+
+        Seed-batched, with seeds that step apart (``target_kl`` stops each seed's epochs on its own):
+        ``active`` ``(S,)`` says which seeds take this step; the others' parameters and state do
+        not change. ``seed_steps`` ``(S,)`` is each seed's own step count including this step, for
+        the rules whose step depends on it (Adam's bias corrections): each seed steps as its lone
+        run's optimiser would.
+        """
         if self._torch_steps:  # torch's own step, on the same state (its tensors are our views)
+            if active is not None:
+                raise ValueError("steps for some seeds only need the numpy optimizer (plain options)")
             self.optimizer.step()
             self.prepare()
             return
         self.steps += np.float32(1.0)
-        self._update(self.optimizer.param_groups[0], float(self.steps[0]))  # leaves the change in _scratch
+        group = self.optimizer.param_groups[0]
+        if active is None:
+            self._update(group, self._step_factors(group, float(self.steps[0])))  # leaves the change in _scratch
+        else:
+            sitting_out = ~np.asarray(active)[self.seed_of_element]  # (size,) elements of the seeds not stepping
+            kept = {name: flat[sitting_out] for name, flat in self.state.items()}
+            per_seed = [self._step_factors(group, float(count)) for count in seed_steps]
+            # each factor as a float32 array over the elements: seed s's elements get exactly its scalar
+            factors = tuple(np.array(column, dtype=np.float32)[self.seed_of_element] for column in zip(*per_seed))
+            self._update(group, factors)
+            for name, flat in self.state.items():
+                flat[sitting_out] = kept[name]
+            self._scratch[sitting_out] = 0.0
         self.flat_params -= self._scratch
         for view, part in zip(self._param_views, self._slices):
             view[...] = self.flat_params[part]
 
-    def _update(self, group: dict[str, Any], step: float) -> None:
-        """Advance the state by one step and write the parameter decrement into ``self._scratch``."""
+    @staticmethod
+    def _step_factors(group: dict[str, Any], step: float) -> tuple[np.float32, ...]:
+        """The float32 factors of the update that depend on the step count (none by default)."""
+        return ()
+
+    def _update(self, group: dict[str, Any], factors: tuple) -> None:
+        """Advance the state by one step and write the parameter decrement into ``self._scratch``;
+        ``factors``: :meth:`_step_factors`, scalars or one value per element."""
         raise NotImplementedError
 
 
@@ -173,8 +208,17 @@ class NumpyAdam(NumpyOptimizer):
     def _plain_options(group: dict[str, Any]) -> bool:
         return not group["amsgrad"]
 
-    def _update(self, group: dict[str, Any], step: float) -> None:
-        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+    @staticmethod
+    def _step_factors(group: dict[str, Any], step: float) -> tuple[np.float32, ...]:
+        """``1 / sqrt(1 - b2^t)`` and ``lr / (1 - b1^t)``, the bias corrections at step ``t``."""
+        lr, (beta1, beta2) = group["lr"], group["betas"]
+        bias_correction1 = 1.0 - beta1**step
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
+        return np.float32(1.0 / bias_correction2_sqrt), np.float32(lr / bias_correction1)
+
+    def _update(self, group: dict[str, Any], factors: tuple) -> None:
+        inverse_correction2_sqrt, lr_over_correction1 = factors
+        (beta1, beta2), eps = group["betas"], group["eps"]
         grad, m, v, scratch = self.gradient.flat_grad, self.state["exp_avg"], self.state["exp_avg_sq"], self._scratch
         # m <- m + (1 - b1) (g - m), torch's lerp; v <- b2 v + (1 - b2) g^2
         np.subtract(grad, m, out=scratch)
@@ -184,13 +228,11 @@ class NumpyAdam(NumpyOptimizer):
         scratch *= np.float32(1.0 - beta2)
         v *= np.float32(beta2)
         v += scratch
-        bias_correction1 = 1.0 - beta1**step
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
         np.sqrt(v, out=scratch)
-        scratch *= np.float32(1.0 / bias_correction2_sqrt)
+        scratch *= inverse_correction2_sqrt
         scratch += np.float32(eps)
         np.divide(m, scratch, out=scratch)
-        scratch *= np.float32(lr / bias_correction1)
+        scratch *= lr_over_correction1
 
 
 class NumpyRMSprop(NumpyOptimizer):
@@ -204,7 +246,7 @@ class NumpyRMSprop(NumpyOptimizer):
     def _plain_options(group: dict[str, Any]) -> bool:
         return group["momentum"] == 0 and not group["centered"]
 
-    def _update(self, group: dict[str, Any], step: float) -> None:
+    def _update(self, group: dict[str, Any], factors: tuple) -> None:
         lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
         grad, v, scratch = self.gradient.flat_grad, self.state["square_avg"], self._scratch
         np.multiply(grad, grad, out=scratch)

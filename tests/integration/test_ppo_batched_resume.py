@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 import pgrad
@@ -40,31 +41,44 @@ def assert_same_seed_runs(a: SeedBatchedPPO, b: SeedBatchedPPO, run_a: Path, run
         assert (folder_a / "episodes.csv").read_text() == (folder_b / "episodes.csv").read_text()
 
 
-def test_stopped_and_resumed_batched_run_equals_the_unstopped_one(tmp_path):
-    full = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM).learn(STEPS, run_dir=tmp_path / "full")
+@pytest.mark.parametrize(
+    "overrides",
+    # target_kl: seeds stop their epochs apart, so their Adam step counts differ in the checkpoints
+    [{}, {"n_epochs": 8, "target_kl": 0.005, "lr": 3e-3}],
+    ids=["plain", "target-kl"],
+)
+def test_stopped_and_resumed_batched_run_equals_the_unstopped_one(tmp_path, overrides):
+    settings = {**PENDULUM, **overrides}
+    full = SeedBatchedPPO("Pendulum-v1", SEEDS, **settings).learn(STEPS, run_dir=tmp_path / "full")
     full.close()
-    part = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM)
+    part = SeedBatchedPPO("Pendulum-v1", SEEDS, **settings)
     part.learn(STEPS, run_dir=tmp_path / "part", callback=lambda batched, row: batched.agents[0].updates < 2)
     assert part.agents[0].total_steps == 256 < full.agents[0].total_steps
     part.close()
-    resumed = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM)
+    resumed = SeedBatchedPPO("Pendulum-v1", SEEDS, **settings)
     resumed.load_checkpoints(tmp_path / "part")
     resumed.learn(STEPS, run_dir=tmp_path / "part", resume=True)
     resumed.close()
     assert_same_seed_runs(full, resumed, tmp_path / "full", tmp_path / "part")
+    if overrides:
+        epochs = {row["epochs"] for agent in full.agents for row in agent.logger.metrics}
+        assert len(epochs) > 1, epochs  # the seeds did stop their epochs apart
     assert all(len(agent.logger.episodes) > 0 for agent in resumed.agents)
 
 
-def test_a_batched_seed_checkpoint_resumes_as_a_single_seed_run(tmp_path):
+@pytest.mark.parametrize("overrides", [{}, {"n_epochs": 8, "target_kl": 0.005, "lr": 3e-3}], ids=["plain", "target-kl"])
+def test_a_batched_seed_checkpoint_resumes_as_a_single_seed_run(tmp_path, overrides):
     # The checkpoint a batched run writes for seed 2 is an ordinary PPO checkpoint: a single-seed
     # PPO resumed from it continues as the batched run does (equal up to float rounding, which
     # differs between the batched and the plain matrix products: 1e-5, as in test_ppo_batched).
-    part = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM)
+    # With target_kl it holds the seed's own Adam step count, not the group's.
+    settings = {**PENDULUM, **overrides}
+    part = SeedBatchedPPO("Pendulum-v1", SEEDS, **settings)
     part.learn(128 * 3, run_dir=tmp_path / "run", callback=lambda batched, row: batched.agents[0].updates < 2)
     part.close()
-    batched = SeedBatchedPPO("Pendulum-v1", SEEDS, **PENDULUM)
+    batched = SeedBatchedPPO("Pendulum-v1", SEEDS, **settings)
     batched.load_checkpoints(tmp_path / "run")
-    single = pgrad.PPO("Pendulum-v1", seed=2, **PENDULUM)
+    single = pgrad.PPO("Pendulum-v1", seed=2, **settings)
     single.load_checkpoint_state(tmp_path / "run" / "seed_2" / "checkpoint")
     batched.learn(128 * 3, resume=True)
     single.learn(128 * 3, resume=True, quiet=True)
@@ -146,8 +160,8 @@ def test_ppo_seeds_are_batched_by_default_where_the_settings_allow(tmp_path, cap
     assert main([*common, "--out", str(tmp_path / "default")]) == 0
     assert "seeds 1 2 as seed-batched models" in capsys.readouterr().err
     assert json.loads((tmp_path / "default" / "summary.json").read_text()).get("batched") is True
-    # opted out, or settings seed batching does not support (target_kl): one process per seed
-    for name, extra in (("opted-out", ["--no-batched"]), ("target-kl", ["--set", "target_kl=0.01"])):
+    # opted out, or settings seed batching does not support (next-step autoreset): one process per seed
+    for name, extra in (("opted-out", ["--no-batched"]), ("next-step", ["--set", "autoreset_mode=next_step"])):
         assert main([*common, "--out", str(tmp_path / name), *extra]) == 0
         assert "as seed-batched models" not in capsys.readouterr().err
         summary = json.loads((tmp_path / name / "summary.json").read_text())
