@@ -57,6 +57,10 @@ class EarlyStopping:
         if not isinstance(self.episodes, int) or self.episodes < 1:
             raise ConfigError(f"episodes={self.episodes!r} must be a positive int")
 
+    def fresh_copy(self) -> EarlyStopping:
+        """The same settings with no evaluations yet (one per seed of a seed-batched group)."""
+        return EarlyStopping(self.eval_every, self.patience, self.min_delta, self.episodes, self.seed, self.listener)
+
     @property
     def should_stop(self) -> bool:
         return self.stopped_reason is not None

@@ -505,12 +505,15 @@ class SeedBatchedRewardScaler:
 
     def __init__(self, scalers: Sequence[RewardScaler], n_envs: int) -> None:
         self.scalers, self.n_envs = list(scalers), n_envs
+        self.frozen = np.zeros(len(self.scalers), dtype=bool)  # seeds whose statistics no longer change
 
     def scale_array(self, rewards: np.ndarray, episode_ended: np.ndarray, update: bool = True) -> np.ndarray:
         n = self.n_envs
         return np.concatenate(
             [
-                scaler.scale_array(rewards[s * n : (s + 1) * n], episode_ended[s * n : (s + 1) * n], update)
+                scaler.scale_array(
+                    rewards[s * n : (s + 1) * n], episode_ended[s * n : (s + 1) * n], update and not self.frozen[s]
+                )
                 for s, scaler in enumerate(self.scalers)
             ]
         )
@@ -564,6 +567,13 @@ class SeedBatchedCollector(RolloutCollector):
         if restored is not None:
             self.episode_return = np.concatenate([collector.episode_return for collector in restored])
             self.episode_length = np.concatenate([collector.episode_length for collector in restored])
+
+    def freeze(self, stopped: np.ndarray) -> None:
+        """Stop updating the observation and return statistics of the ``stopped`` seeds ``(S,)``:
+        they stopped early and sit out the group's updates; their envs still step with the rest."""
+        self.twin.frozen = np.asarray(stopped, dtype=bool)
+        if self.reward_scaler is not None:
+            self.reward_scaler.frozen = self.twin.frozen
 
     def seed_state(self, s: int) -> tuple[dict, dict[str, torch.Tensor]]:
         """Checkpoint state of seed ``s``'s envs, exactly as its own single-seed collector would hold it."""

@@ -317,15 +317,16 @@ class Algorithm:
         run_dir = Path(run_dir) if run_dir is not None else None
         self.prepare_learning(run_dir)
         members = self.seed_members()
-        if early_stopping is not None and len(members) > 1:
-            raise ConfigError("periodic evaluation and early stopping are not supported with seed batching yet")
-        lead = members[0][0]  # every seed of a seed-batched group is at the same step and update
+        lead = members[0][0]  # every seed of a seed-batched group starts at the same step and update
         budget = LearnBudget.for_call(lead.learn_budget, total_steps, lead.total_steps, lead.updates, resume)
-        self.early_stopping = early_stopping
-        if early_stopping is not None and resume and self._early_stopping_state is not None:
-            early_stopping.load_state(self._early_stopping_state)
-        self._early_stopping_state = None
         for agent, folder in members:
+            # each seed evaluates and stops on its own; a seed that stopped sits out the group's iterations
+            agent.early_stopping = (
+                None if early_stopping is None else (early_stopping if agent is self else early_stopping.fresh_copy())
+            )
+            if agent.early_stopping is not None and resume and agent._early_stopping_state is not None:
+                agent.early_stopping.load_state(agent._early_stopping_state)
+            agent._early_stopping_state = None
             agent.learn_budget = budget
             if run_dir is not None:
                 # On resume, TensorBoard hides what the stopped run logged after its checkpoint.
@@ -338,18 +339,22 @@ class Algorithm:
         signals = checkpointing.StopSignals() if run_dir is not None else contextlib.nullcontext()
         try:
             with signals:
-                while budget.starts_another(lead.total_steps) and not (
-                    early_stopping is not None and early_stopping.should_stop
+                while (running := [m for m in members if not m[0].stopped_early]) and budget.starts_another(
+                    (lead := running[0][0]).total_steps
                 ):
                     iteration_start = time.perf_counter()
                     results = self.train_iteration(budget.remaining(lead.total_steps))
-                    results = [results] if isinstance(results, IterationResult) else results  # one per member
+                    # one per member; None for a member that stopped early and sat this iteration out
+                    results = [results] if isinstance(results, IterationResult) else results
                     self._check_finite_weights()
                     now = time.perf_counter()
                     self.wall_seconds = wall_before + (now - start)
                     # every member's transitions over the iteration's wall time: this process's rate
-                    sps = sum(result.n_transitions for result in results) / max(now - iteration_start, 1e-9)
+                    n_transitions = sum(result.n_transitions for result in results if result is not None)
+                    sps = n_transitions / max(now - iteration_start, 1e-9)
                     for (agent, _), result in zip(members, results, strict=True):
+                        if result is None:
+                            continue
                         agent.logger.log_episodes(result.episodes)
                         agent.total_steps += result.n_transitions
                         agent.updates += 1
@@ -365,8 +370,8 @@ class Algorithm:
                         agent.logger.log_update(row)
                     if progress is not None:
                         progress.update(lead.total_steps, lead.logger.recent_return)
-                    if early_stopping is not None and early_stopping.due(lead.total_steps):
-                        self._evaluate_during_training(early_stopping, run_dir)
+                    if early_stopping is not None:
+                        self.evaluate_members(running, run_dir)
                     stop = callback is not None and callback(self, row) is False
                     if run_dir is not None and schedule.due(now, lead.total_steps):
                         self.write_checkpoint(run_dir)
@@ -383,6 +388,17 @@ class Algorithm:
             for agent, _ in members:
                 agent.logger.flush()
         return self
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether this agent's periodic evaluation stopped its training (``learn``'s early_stopping)."""
+        return self.early_stopping is not None and self.early_stopping.should_stop
+
+    def evaluate_members(self, running: list[tuple[Algorithm, str]], run_dir: Path | None) -> None:
+        """The periodic evaluation of every running member whose step count has reached it."""
+        for agent, folder in running:
+            if agent.early_stopping.due(agent.total_steps):
+                agent._evaluate_during_training(agent.early_stopping, None if run_dir is None else run_dir / folder)
 
     def _evaluate_during_training(self, early_stopping: EarlyStopping, run_dir: Path | None) -> None:
         row = early_stopping.evaluate(self, self.total_steps)

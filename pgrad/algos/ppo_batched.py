@@ -30,9 +30,13 @@ one backward pass through a model whose weights carry a leading seed axis
   (``seed_steps``; pgrad/numpy_twin/optim.py, ``step(active=...)``). This needs the numpy fast
   path; without it ``target_kl`` is refused.
 
+* Periodic evaluation and early stopping (``learn(early_stopping=...)``, ``--eval-every``,
+  ``--patience``): each seed evaluates its own policy on its own schedule; a seed that stops sits
+  out the group's later iterations (no update, its statistics frozen, nothing logged) and keeps
+  the checkpoint written when it stopped, as its lone run ends there.
+
 Not supported yet, refused with a ConfigError: ``autoreset_mode="next_step"`` (seeds would have
-different numbers of valid transitions, hence ragged minibatches), async vector envs, periodic
-evaluation and early stopping. Checkpoints: every seed gets the checkpoint its single-seed run
+different numbers of valid transitions, hence ragged minibatches) and async vector envs. Checkpoints: every seed gets the checkpoint its single-seed run
 would write (see "checkpoints" below), with its own Adam step count, so a batched run resumes
 like any other.
 """
@@ -204,22 +208,33 @@ class SeedBatchedPPO(Algorithm):
             for agent in self.agents:
                 agent.collector = None  # a resumed agent's own collector: its state now lives in the shared one
             self._restored_collectors = None
+        frozen = self._stopped_seeds()
         if self.collector is not None:
+            self.collector.freeze(frozen)  # a stopped seed's statistics stay as they were when it stopped
             return self.collector.collect_per_seed(self.config.n_steps)
         results = []
         global_state = torch.get_rng_state()
-        for agent, generator in zip(self.agents, self.generators):
+        for agent, generator, stopped in zip(self.agents, self.generators, frozen):
+            if stopped:  # collects nothing; the update masks its rows (filled in below)
+                results.append(None)
+                continue
             torch.set_rng_state(generator.get_state())
             results.append(agent._ensure_collector().collect(self.config.n_steps))
             generator.set_state(torch.get_rng_state())
         torch.set_rng_state(global_state)
-        return results
+        placeholder = next(result for result in results if result is not None)
+        return [placeholder if result is None else result for result in results]
+
+    def _stopped_seeds(self) -> np.ndarray:
+        """``(S,)`` True for the seeds whose periodic evaluation stopped them (they sit out iterations)."""
+        return np.array([agent.stopped_early for agent in self.agents])
 
     def train_iteration(self, progress_remaining: float) -> list[IterationResult]:
         """Collect for every seed, then one batched PPO update; each seed's result."""
         c = self.config
         if c.anneal_lr:
             decay_learning_rate(self.optimizer, c.lr, progress_remaining)
+        frozen = self._stopped_seeds()
         collected = self.collect()
 
         # Per seed: GAE over its (T, N) rollout, flattened to its batch; then stacked to (S, B, ...).
@@ -272,7 +287,7 @@ class SeedBatchedPPO(Algorithm):
         approx_kl_last_epoch = np.zeros(self.n_seeds)
         # Seeds still taking steps: each stops its epochs when its own approx KL passes target_kl, as
         # its lone run does; the others go on (Adam steps only theirs, pgrad/numpy_twin/optim.py).
-        active = np.ones(self.n_seeds, dtype=bool)
+        active = ~frozen
         for _ in range(c.n_epochs):
             kl_this_epoch = []
             # a seed that stopped draws no more permutations, as its lone run draws none
@@ -308,10 +323,16 @@ class SeedBatchedPPO(Algorithm):
                 if not active.any():
                     break
 
-        means = {key: (np.asarray(value, dtype=np.float64) / n_updates).tolist() for key, value in metric_sums.items()}
+        steps_taken = np.maximum(n_updates, 1)  # a seed that sat out has no metrics (its result is None)
+        means = {
+            key: (np.asarray(value, dtype=np.float64) / steps_taken).tolist() for key, value in metric_sums.items()
+        }
         means["approx_kl_last_epoch"] = approx_kl_last_epoch.tolist()
-        results = []
+        results: list[IterationResult | None] = []
         for s, (_, episodes) in enumerate(collected):
+            if frozen[s]:
+                results.append(None)
+                continue
             metrics = {
                 **{key: values[s] for key, values in means.items()},
                 "epochs": int(epochs_done[s]),
@@ -320,6 +341,14 @@ class SeedBatchedPPO(Algorithm):
             }
             results.append(IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics))
         return results
+
+    def evaluate_members(self, running: list[tuple[PPO, str]], run_dir: Path | None) -> None:
+        """Each running seed's periodic evaluation, on its agent's policy (the stacked weights copied
+        in first); a seed that stops writes its final checkpoint now, as its lone run does."""
+        self.model.copy_to([agent.policy for agent in self.agents])
+        super().evaluate_members(running, run_dir)
+        if run_dir is not None and any(agent.stopped_early for agent, _ in running):
+            self.save_checkpoints(run_dir, seeds_that_stop=[agent for agent, _ in running if agent.stopped_early])
 
     def _optimizer_step(self, optimizer_step, active: np.ndarray) -> None:
         """One optimiser step for the seeds in ``active``, each with its own Adam step count.
@@ -427,10 +456,16 @@ class SeedBatchedPPO(Algorithm):
         for group in self.optimizer.param_groups:
             group["lr"] = self.agents[0].optimizer.param_groups[0]["lr"]
 
-    def save_checkpoints(self, run_dir: str | Path) -> None:
-        """Write every seed's ordinary single-seed checkpoint to ``run_dir/seed_<S>/checkpoint``."""
+    def save_checkpoints(self, run_dir: str | Path, seeds_that_stop: list[PPO] | None = None) -> None:
+        """Write every seed's ordinary single-seed checkpoint to ``run_dir/seed_<S>/checkpoint``.
+
+        A seed that stopped early keeps the checkpoint written when it stopped (its envs go on
+        stepping with the group's, unlike its lone run's); ``seeds_that_stop``: write only these
+        agents' checkpoints, the last ones they get."""
         self._unstack_into_agents()
         for s, (seed, agent) in enumerate(zip(self.seeds, self.agents)):
+            if (agent not in seeds_that_stop) if seeds_that_stop is not None else agent.stopped_early:
+                continue
             collector = self.collector.seed_state(s) if self.collector is not None else None  # else the agent's own
             agent.save_checkpoint(
                 Path(run_dir) / f"seed_{seed}" / "checkpoint",

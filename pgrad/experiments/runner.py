@@ -107,6 +107,18 @@ def resolve_steps(spec: TrainSpec, agent) -> int:
     return steps
 
 
+def summary_with_early_stopping(agent, summary: dict[str, Any], out: Path) -> dict[str, Any]:
+    """``summary`` with what the periodic evaluation decided (written again to ``out``), if there was one."""
+    if agent.early_stopping is not None:
+        summary["early_stopping"] = {
+            "stopped": agent.early_stopping.stopped_reason,
+            "best_eval_return": agent.early_stopping.best,
+            "best_step": agent.early_stopping.best_step,
+        }
+        write_json(out / "summary.json", summary)
+    return summary
+
+
 def run_training(spec: TrainSpec, agent=None, resumed: bool = False) -> dict[str, Any]:
     """Train, evaluate and save one run into ``spec.out``; return its summary.
 
@@ -144,15 +156,7 @@ def run_training(spec: TrainSpec, agent=None, resumed: bool = False) -> dict[str
         )
         result = pgrad.evaluate(agent, agent.env, episodes=spec.eval_episodes) if spec.eval_episodes > 0 else None
         agent.save(out, evaluation=result)
-        summary = agent.summary(result)
-        if agent.early_stopping is not None:
-            summary["early_stopping"] = {
-                "stopped": agent.early_stopping.stopped_reason,
-                "best_eval_return": agent.early_stopping.best,
-                "best_step": agent.early_stopping.best_step,
-            }
-            write_json(out / "summary.json", summary)
-        return summary
+        return summary_with_early_stopping(agent, agent.summary(result), out)
     except TrainingError as exc:
         raise TrainingError(f"{exc}; last good checkpoint kept in {out / 'checkpoint'}") from None
     finally:

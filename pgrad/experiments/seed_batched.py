@@ -13,7 +13,7 @@ from typing import Any
 
 from pgrad.algos.ppo_batched import SeedBatchedPPO, not_in_lockstep, unsupported_for_batching
 from pgrad.errors import ConfigError, Interrupted, NonFiniteError, TrainingError
-from pgrad.experiments.runner import TrainSpec, resolve_steps
+from pgrad.experiments.runner import TrainSpec, early_stopping_of, resolve_steps, summary_with_early_stopping
 
 BATCHED_ALGORITHMS = ("ppo",)
 
@@ -32,8 +32,6 @@ def batching_problem(spec: TrainSpec, seeds: list[int], config: Any = None) -> s
         return f"--batched supports {', '.join(BATCHED_ALGORITHMS)}, not {spec.algo!r}"
     if len(seeds) < 2:
         return "--batched needs several --seeds"
-    if spec.eval_every is not None:
-        return "--eval-every is not supported with --batched yet (periodic evaluation and early stopping)"
     if config is not None:
         return unsupported_for_batching(config)
     return None
@@ -112,13 +110,20 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
         else:
             batched.save_checkpoints(root)
         try:
-            batched.learn(steps, run_dir=root, quiet=True, checkpoint_every=spec.checkpoint_every, resume=resuming)
+            batched.learn(
+                steps,
+                run_dir=root,
+                quiet=True,
+                checkpoint_every=spec.checkpoint_every,
+                early_stopping=early_stopping_of(spec),
+                resume=resuming,
+            )
         except NonFiniteError as exc:
             raise TrainingError(f"{exc}; last good checkpoints kept in {root}/seed_*/checkpoint") from None
         for seed, agent in zip(seeds, batched.agents):
             result = pgrad.evaluate(agent, agent.env, episodes=spec.eval_episodes) if spec.eval_episodes > 0 else None
             agent.save(root / f"seed_{seed}", evaluation=result)
-            summaries[seed] = agent.summary(result)
+            summaries[seed] = summary_with_early_stopping(agent, agent.summary(result), root / f"seed_{seed}")
     finally:
         batched.close()
     return summaries

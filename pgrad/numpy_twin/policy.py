@@ -187,6 +187,7 @@ class SeedBatchedNumpyActorCritic:
         self.generators = list(generators)
         self.discrete = model.head_kind is CategoricalHead
         self._noise: torch.Tensor | None = None
+        self.frozen = np.zeros(self.n_seeds, dtype=bool)  # seeds whose observation statistics stay as they are
         self.refresh()
 
     def refresh(self) -> None:
@@ -209,9 +210,8 @@ class SeedBatchedNumpyActorCritic:
         if self.seed_twins[0].stats is None:  # no normaliser: the flat float32 observations
             return self.seed_twins[0].normalize(raw_obs)
         if rows is None:
-            return np.concatenate(
-                [twin.normalize(block, update) for twin, block in zip(self.seed_twins, self._blocks(raw_obs))]
-            )
+            blocks = zip(self.seed_twins, self._blocks(raw_obs), self.frozen)
+            return np.concatenate([twin.normalize(block, update and not frozen) for twin, block, frozen in blocks])
         seeds = np.asarray(rows) // self.n_envs
         out = np.empty((len(seeds), self.seed_twins[0].obs_size), dtype=np.float32)
         for s in np.unique(seeds):

@@ -71,6 +71,40 @@ def test_target_kl_stops_each_seeds_epochs_as_its_lone_run_does():
     assert any(min(row) < 8 for row in by_iteration), epochs
 
 
+def test_each_seed_evaluates_and_stops_early_as_its_lone_run_does(tmp_path):
+    # --eval-every with --patience: a seed that stops sits out the group's later iterations (its
+    # weights, statistics and step count stay), and keeps the checkpoint written when it stopped
+    from pgrad.early_stopping import EarlyStopping
+
+    def early() -> EarlyStopping:
+        return EarlyStopping(eval_every=128, patience=2, episodes=3)
+
+    steps = 128 * 12
+    batched = SeedBatchedPPO("CartPole-v1", SEEDS, **SMALL)
+    batched.learn(steps, run_dir=tmp_path / "batched", early_stopping=early())
+    batched.close()
+    singles = []
+    for seed in SEEDS:
+        single = pgrad.PPO("CartPole-v1", seed=seed, **SMALL)
+        single.learn(steps, run_dir=tmp_path / f"single_{seed}", quiet=True, early_stopping=early())
+        single.close()
+        singles.append(single)
+    assert_same_policies(batched, singles, atol=1e-5)
+    stopped_at = [agent.total_steps for agent in batched.agents]
+    assert stopped_at == [single.total_steps for single in singles]
+    assert len(set(stopped_at)) > 1 and min(stopped_at) < steps, stopped_at  # they stopped apart, early
+    for seed, agent, single in zip(SEEDS, batched.agents, singles):
+        assert agent.early_stopping.stopped_reason == single.early_stopping.stopped_reason
+        mine, theirs = agent.early_stopping.history, single.early_stopping.history
+        assert [row["step"] for row in mine] == [row["step"] for row in theirs]
+        assert [row["mean_return"] for row in mine] == pytest.approx([row["mean_return"] for row in theirs])
+        assert len(agent.logger.metrics) == len(single.logger.metrics)
+        folder = tmp_path / "batched" / f"seed_{seed}"
+        assert (folder / "evaluations.csv").is_file() and (folder / "best" / "policy.safetensors").is_file()
+        state = json.loads((folder / "checkpoint" / "state.json").read_text())
+        assert state["total_steps"] == agent.total_steps and state["early_stopping"]["stopped_reason"]
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -156,7 +190,7 @@ def test_cli_batched_run_has_the_multi_seed_layout(tmp_path, capsys):
     "extra, message",
     [
         (["--seeds", "1"], "needs several --seeds"),
-        (["--seeds", "1", "2", "--eval-every", "128"], "--eval-every is not supported with --batched"),
+        (["--seeds", "1", "2", "--set", "autoreset_mode=next_step"], "autoreset_mode=same_step"),
     ],
 )
 def test_cli_batched_bad_input_exits_2(tmp_path, capsys, extra, message):
