@@ -40,6 +40,7 @@ from pgrad.errors import ConfigError, NonFiniteError
 from pgrad.normalize import RewardScaler
 from pgrad.numpy_twin import NumpyActorCritic, SeedBatchedNumpyActorCritic
 from pgrad.policy import ActorCriticPolicy
+from pgrad.returns import gae
 
 if TYPE_CHECKING:
     from pgrad.batched import SeedBatchedActorCritic
@@ -64,6 +65,10 @@ class Rollout:
     def n_transitions(self) -> int:
         """How many real transitions the batch holds."""
         return int(self.valid.sum())
+
+    def gae(self, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`pgrad.returns.gae` over this rollout: ``(advantages, returns)``, each ``(T, N)``."""
+        return gae(self.rewards, self.values, self.next_values, self.terminated, self.truncated, gamma=gamma, lam=lam)
 
 
 @dataclass

@@ -36,7 +36,6 @@ from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import OnPolicyConfig, param
 from pgrad.losses import explained_variance, normalize_advantages, policy_gradient_loss, value_loss
 from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
-from pgrad.returns import gae
 
 
 @dataclass(frozen=True)
@@ -94,15 +93,7 @@ class A2C(Algorithm):
             decay_learning_rate(self.optimizer, c.lr, progress_remaining)
         rollout, episodes = self.collector.collect(c.n_steps)
 
-        advantages, returns = gae(
-            rollout.rewards,
-            rollout.values,
-            rollout.next_values,
-            rollout.terminated,
-            rollout.truncated,
-            gamma=c.gamma,
-            lam=c.gae_lambda,
-        )  # (T, N) each
+        advantages, returns = rollout.gae(c.gamma, c.gae_lambda)  # (T, N) each
         # Flatten (T, N) to the batch, keeping only real transitions (NEXT_STEP reset steps are not).
         valid = rollout.valid.reshape(-1)
         b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]  # (B, obs_size)

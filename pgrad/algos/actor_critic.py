@@ -39,7 +39,6 @@ import torch
 from pgrad.algos.base import Algorithm, IterationResult
 from pgrad.config import OnPolicyConfig, param
 from pgrad.losses import explained_variance, policy_gradient_loss, value_loss
-from pgrad.returns import gae
 
 
 @dataclass(frozen=True)
@@ -88,15 +87,7 @@ class ActorCritic(Algorithm):
         # One vector step: S, A, R and v(S') for every env, with the weights of the last update, so
         # delta below is the book's delta (nothing has changed w between collecting and updating).
         rollout, episodes = self.collector.collect(1)
-        td_errors, td_targets = gae(
-            rollout.rewards,
-            rollout.values,
-            rollout.next_values,
-            rollout.terminated,
-            rollout.truncated,
-            gamma=c.gamma,
-            lam=0.0,
-        )  # (1, N) each: delta and R + gamma * v(S')
+        td_errors, td_targets = rollout.gae(c.gamma, 0.0)  # (1, N) each: delta and R + gamma * v(S')
         valid = rollout.valid[0]  # (N,) False only for NEXT_STEP reset steps, which are not transitions
         n_transitions = int(valid.sum())
         if n_transitions == 0:

@@ -30,7 +30,6 @@ from pgrad.config import OnPolicyConfig, param
 from pgrad.errors import ConfigError
 from pgrad.losses import clipped_surrogate_loss, explained_variance, normalize_advantages, value_loss
 from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
-from pgrad.returns import gae
 
 
 @dataclass(frozen=True)
@@ -106,15 +105,7 @@ class PPO(Algorithm):
             decay_learning_rate(self.optimizer, c.lr, progress_remaining)
         rollout, episodes = self.collector.collect(c.n_steps)
 
-        advantages, returns = gae(
-            rollout.rewards,
-            rollout.values,
-            rollout.next_values,
-            rollout.terminated,
-            rollout.truncated,
-            gamma=c.gamma,
-            lam=c.gae_lambda,
-        )
+        advantages, returns = rollout.gae(c.gamma, c.gae_lambda)
         # Flatten (T, N) to the batch, keeping only real transitions (NEXT_STEP reset steps are not).
         valid = rollout.valid.reshape(-1)
         b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]

@@ -36,9 +36,9 @@ one backward pass through a model whose weights carry a leading seed axis
   the checkpoint written when it stopped, as its lone run ends there.
 
 Not supported yet, refused with a ConfigError: ``autoreset_mode="next_step"`` (seeds would have
-different numbers of valid transitions, hence ragged minibatches) and async vector envs. Checkpoints: every seed gets the checkpoint its single-seed run
-would write (see "checkpoints" below), with its own Adam step count, so a batched run resumes
-like any other.
+different numbers of valid transitions, hence ragged minibatches) and async vector envs.
+Checkpoints: every seed gets the checkpoint its single-seed run would write (see "checkpoints"
+below), with its own Adam step count, so a batched run resumes like any other.
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ from pgrad.batched import (
 from pgrad.errors import ConfigError, NonFiniteError
 from pgrad.losses import explained_variance, normalize_advantages
 from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient, seed_batched_unsupported_reason
-from pgrad.returns import gae
 from pgrad.rollout import SeedBatchedCollector
 
 
@@ -242,15 +241,7 @@ class SeedBatchedPPO(Algorithm):
         for rollout, _ in collected:
             if not bool(rollout.valid.all()):
                 raise RuntimeError("seed batching expects every step to be a transition (same_step autoreset)")
-            advantages, returns = gae(
-                rollout.rewards,
-                rollout.values,
-                rollout.next_values,
-                rollout.terminated,
-                rollout.truncated,
-                gamma=c.gamma,
-                lam=c.gae_lambda,
-            )
+            advantages, returns = rollout.gae(c.gamma, c.gae_lambda)
             per_seed.append(
                 (
                     rollout.obs.reshape(-1, rollout.obs.shape[-1]),

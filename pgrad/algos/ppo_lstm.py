@@ -41,7 +41,6 @@ from pgrad.config import param
 from pgrad.errors import ConfigError
 from pgrad.losses import clipped_surrogate_loss, explained_variance, value_loss
 from pgrad.policy import ActorCriticPolicy
-from pgrad.returns import gae
 from pgrad.rollout import EpisodeLog, Rollout
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
@@ -334,15 +333,7 @@ class RecurrentPPO(Algorithm):
     def sequences(self, rollout: Rollout, starts: torch.Tensor, grid_states: torch.Tensor) -> Sequences:
         """GAE over the rollout, then cut into padded training sequences."""
         c = self.config
-        advantages, returns = gae(
-            rollout.rewards,
-            rollout.values,
-            rollout.next_values,
-            rollout.terminated,
-            rollout.truncated,
-            gamma=c.gamma,
-            lam=c.gae_lambda,
-        )
+        advantages, returns = rollout.gae(c.gamma, c.gae_lambda)
         padded, start_states = cut_into_sequences(
             starts,
             c.sequence_length,
