@@ -339,9 +339,13 @@ class Algorithm:
         signals = checkpointing.StopSignals() if run_dir is not None else contextlib.nullcontext()
         try:
             with signals:
-                while (running := [m for m in members if not m[0].stopped_early]) and budget.starts_another(
-                    (lead := running[0][0]).total_steps
-                ):
+                while True:
+                    running = [member for member in members if not member[0].stopped_early]
+                    if not running:  # every seed's periodic evaluation stopped it
+                        break
+                    lead = running[0][0]  # the running seeds are in lockstep
+                    if not budget.starts_another(lead.total_steps):
+                        break
                     iteration_start = time.perf_counter()
                     results = self.train_iteration(budget.remaining(lead.total_steps))
                     # one per member; None for a member that stopped early and sat this iteration out
