@@ -62,6 +62,17 @@ class PPOConfig(OnPolicyConfig):
             )
 
 
+def loss_settings(config: PPOConfig) -> dict[str, float | None]:
+    """The loss's coefficients as :meth:`pgrad.numpy_twin.NumpyPolicyGradient.step_gradient` takes them."""
+    return {
+        "clip_coef": config.clip_coef,
+        "vf_clip_coef": config.vf_clip_coef if config.clip_vloss else None,
+        "vf_coef": config.vf_coef,
+        "ent_coef": config.ent_coef,
+        "max_grad_norm": config.max_grad_norm,
+    }
+
+
 def minibatch_step_metrics(
     policy_metrics: dict[str, float],
     critic_metrics: dict[str, float],
@@ -214,9 +225,5 @@ class PPO(Algorithm):
             old_values,
             self._normalized_advantages(advantages),
             returns,
-            clip_coef=c.clip_coef,
-            vf_clip_coef=c.vf_clip_coef if c.clip_vloss else None,
-            vf_coef=c.vf_coef,
-            ent_coef=c.ent_coef,
-            max_grad_norm=c.max_grad_norm,
+            **loss_settings(c),
         )

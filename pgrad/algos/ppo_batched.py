@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
-from pgrad.algos.ppo import PPO, PPOConfig
+from pgrad.algos.ppo import PPO, PPOConfig, loss_settings
 from pgrad.batched import (
     SeedBatchedActorCritic,
     per_seed_grad_norm_clip_,
@@ -391,11 +391,7 @@ class SeedBatchedPPO(Algorithm):
             old_values,
             self._advantages_per_seed(advantages),
             returns,
-            clip_coef=c.clip_coef,
-            vf_clip_coef=c.vf_clip_coef if c.clip_vloss else None,
-            vf_coef=c.vf_coef,
-            ent_coef=c.ent_coef,
-            max_grad_norm=c.max_grad_norm,
+            **loss_settings(c),
         )
 
     # -- checkpoints -------------------------------------------------------------------------
