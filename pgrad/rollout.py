@@ -539,8 +539,9 @@ class SeedBatchedCollector(RolloutCollector):
         keep_recorders: bool = False,
         restored: Sequence[RolloutCollector] | None = None,
     ) -> None:
-        """``vector_envs``: each seed's own (un-reset) same-step vector env; their sub-envs are stepped
-        here as one. ``start_steps``: each seed's transition count so far (episodes are stamped with it).
+        """``vector_envs``: each seed's own (un-reset) vector env, all with one autoreset mode; their
+        sub-envs are stepped here as one. ``start_steps``: each seed's transition count so far
+        (its episodes are stamped with its own count, as its own collector stamps them).
 
         ``keep_recorders``: step through the sub-envs' resume recorders (pgrad/envs/recorder.py,
         a few microseconds a step), needed only if checkpoints are written. ``restored``: each seed's collector
@@ -548,14 +549,16 @@ class SeedBatchedCollector(RolloutCollector):
         observations and running episodes instead of resetting the envs.
         """
         self.n_seeds, self.envs_per_seed = len(seeds), vector_envs[0].num_envs
-        self.start_steps = list(start_steps)
+        self.seed_transitions = np.array(start_steps, dtype=np.int64)  # (S,) each seed's transitions so far
         sub_envs = [
             env.env if isinstance(env, EpisodeRecorder) and not keep_recorders else env
             for vector_env in vector_envs
             for env in vector_env.envs
         ]
         combined = LeanSyncVectorEnv(
-            [lambda env=env: env for env in sub_envs], autoreset_mode=AutoresetMode.SAME_STEP, keep_infos=False
+            [lambda env=env: env for env in sub_envs],
+            autoreset_mode=autoreset_mode_of(vector_envs[0]),
+            keep_infos=False,
         )
         self.twin = SeedBatchedNumpyActorCritic(model, policies, self.envs_per_seed, generators)
         scalers = [policy.reward_scaler for policy in policies]
@@ -572,6 +575,7 @@ class SeedBatchedCollector(RolloutCollector):
         if restored is not None:
             self.episode_return = np.concatenate([collector.episode_return for collector in restored])
             self.episode_length = np.concatenate([collector.episode_length for collector in restored])
+            self.pending_reset = np.concatenate([collector.pending_reset for collector in restored])
 
     def freeze(self, stopped: np.ndarray) -> None:
         """Stop updating the observation and return statistics of the ``stopped`` seeds ``(S,)``:
@@ -585,7 +589,7 @@ class SeedBatchedCollector(RolloutCollector):
         rows = slice(s * self.envs_per_seed, (s + 1) * self.envs_per_seed)
         from pgrad.checkpointing import collector_state  # checkpointing imports this module
 
-        return collector_state(self, rows=rows, total_transitions=self.start_steps[s])
+        return collector_state(self, rows=rows, total_transitions=int(self.seed_transitions[s]))
 
     def _sync_fast_inference(self) -> None:
         self.fast = self.twin
@@ -598,9 +602,18 @@ class SeedBatchedCollector(RolloutCollector):
     def collect_episodes(self, *args, **kwargs):
         raise NotImplementedError("seed-batched collection is by fixed numbers of steps (collect_per_seed)")
 
+    def step(self, episodes: EpisodeLog) -> StepRecord:
+        """:meth:`RolloutCollector.step`, with each episode that ends stamped with its own seed's
+        transition count (next-step autoreset gives seeds different counts)."""
+        first_new = len(episodes.steps)
+        record = super().step(episodes)
+        self.seed_transitions += record.valid.reshape(self.n_seeds, self.envs_per_seed).sum(1)
+        for index in range(first_new, len(episodes.steps)):
+            episodes.steps[index] = int(self.seed_transitions[episodes.envs[index] // self.envs_per_seed])
+        return record
+
     def collect_per_seed(self, n_steps: int) -> list[tuple[Rollout, EpisodeLog]]:
         """``n_steps`` steps of every seed's envs; each seed's ``(rollout (T, N, ...), episodes)``."""
-        before = self.total_transitions
         rollout, episodes = self.collect(n_steps)
         n = self.envs_per_seed
         results = []
@@ -613,12 +626,11 @@ class SeedBatchedCollector(RolloutCollector):
             for step, episode_return, length, env_index in zip(
                 episodes.steps, episodes.returns, episodes.lengths, episodes.envs
             ):
-                if env_index // n == s:  # every step is a transition for every seed: S*N per step
-                    log.steps.append(self.start_steps[s] + (step - before) // self.n_seeds)
+                if env_index // n == s:
+                    log.steps.append(step)
                     log.returns.append(episode_return)
                     log.lengths.append(length)
                     log.envs.append(env_index - s * n)
-            self.start_steps[s] += n_steps * n
             results.append((seed_rollout, log))
         return results
 

@@ -340,12 +340,18 @@ class Algorithm:
         try:
             with signals:
                 while True:
-                    running = [member for member in members if not member[0].stopped_early]
-                    if not running:  # every seed's periodic evaluation stopped it
+                    # a member is done once its periodic evaluation stopped it or it reached the
+                    # budget (seeds of a group count their own transitions; next-step autoreset
+                    # gives them different counts)
+                    running = [
+                        member
+                        for member in members
+                        if not member[0].stopped_early and budget.starts_another(member[0].total_steps)
+                    ]
+                    if not running:
                         break
-                    lead = running[0][0]  # the running seeds are in lockstep
-                    if not budget.starts_another(lead.total_steps):
-                        break
+                    lead = running[0][0]
+                    self.running_members = [agent for agent, _ in running]  # train_iteration's members this time
                     iteration_start = time.perf_counter()
                     results = self.train_iteration(budget.remaining(lead.total_steps))
                     # one per member; None for a member that stopped early and sat this iteration out

@@ -68,8 +68,6 @@ def unsupported_for_batching(config: Any) -> str | None:
     """Why seed batching cannot train with this PPO config (a one-line message), or None."""
     if config.vectorization != "sync":
         return "seed batching steps every seed's envs in this process: vectorization must be sync"
-    if config.autoreset_mode != "same_step":
-        return "seed batching needs autoreset_mode=same_step (every step a transition, same batch size per seed)"
     return None
 
 
@@ -125,10 +123,11 @@ class SeedBatchedPPO(Algorithm):
             raise ConfigError(problem)
         self.model = SeedBatchedActorCritic.from_policies([agent.policy for agent in self.agents])
         fast_path_problem = seed_batched_unsupported_reason(self.model)
-        if c.target_kl is not None and fast_path_problem is not None:
+        if fast_path_problem is not None and (c.target_kl is not None or c.autoreset_mode != "same_step"):
             self.close()
+            setting = "target_kl" if c.target_kl is not None else f"autoreset_mode={c.autoreset_mode}"
             raise ConfigError(
-                f"target_kl with seed batching needs the numpy fast path, which does not cover {fast_path_problem}"
+                f"{setting} with seed batching needs the numpy fast path, which does not cover {fast_path_problem}"
             )
         # One Adam over the stacked parameters is one Adam per seed (module docstring).
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, eps=c.adam_eps, fused=True)
@@ -138,6 +137,8 @@ class SeedBatchedPPO(Algorithm):
         self._numpy_adam: NumpyOptimizer | None = None
         self.wall_seconds = 0.0
         self.seed_steps = np.zeros(len(seeds), dtype=np.float32)  # each seed's own Adam step count
+        self.seed_lrs = np.full(len(seeds), c.lr)  # each seed's own learning rate (annealed by its own budget)
+        self._run_dir: Path | None = None
         self.env = env
         self.early_stopping = self._early_stopping_state = None  # periodic evaluation is refused above
         self._keep_recorders = False  # set by learn(): with a run folder, checkpoints replay the envs
@@ -162,6 +163,8 @@ class SeedBatchedPPO(Algorithm):
 
     def prepare_learning(self, run_dir: Path | None) -> None:
         self._keep_recorders = run_dir is not None  # only checkpoints replay what the recorders keep
+        self._run_dir = run_dir
+        self._final_checkpoints: set[PPO] = set()  # seeds whose last checkpoint is written
 
     def write_checkpoint(self, run_dir: Path) -> str:
         self.save_checkpoints(run_dir)
@@ -225,41 +228,46 @@ class SeedBatchedPPO(Algorithm):
         return [placeholder if result is None else result for result in results]
 
     def _stopped_seeds(self) -> np.ndarray:
-        """``(S,)`` True for the seeds whose periodic evaluation stopped them (they sit out iterations)."""
-        return np.array([agent.stopped_early for agent in self.agents])
+        """``(S,)`` True for the seeds that sit this iteration out: their periodic evaluation stopped
+        them, or they reached the budget before the others (next-step autoreset)."""
+        running = getattr(self, "running_members", self.agents)
+        return np.array([agent not in running for agent in self.agents])
 
     def train_iteration(self, progress_remaining: float) -> list[IterationResult]:
         """Collect for every seed, then one batched PPO update; each seed's result."""
         c = self.config
         if c.anneal_lr:
             decay_learning_rate(self.optimizer, c.lr, progress_remaining)
+            # each seed anneals by its own budget (seeds count their own transitions)
+            self.seed_lrs = np.array([c.lr * agent.learn_budget.remaining(agent.total_steps) for agent in self.agents])
+        else:
+            self.seed_lrs = np.full(self.n_seeds, self.optimizer.param_groups[0]["lr"])
         frozen = self._stopped_seeds()
+        if self._run_dir is not None:
+            # a seed that just finished (budget reached, or stopped early) keeps the checkpoint of
+            # that moment, as its lone run ends there, before its envs step on with the group's
+            finished_now = [a for a, f in zip(self.agents, frozen) if f and a not in self._final_checkpoints]
+            if finished_now:
+                self.save_checkpoints(self._run_dir, final=finished_now)
         collected = self.collect()
 
-        # Per seed: GAE over its (T, N) rollout, flattened to its batch; then stacked to (S, B, ...).
+        # Per seed: GAE over its (T, N) rollout, flattened to its batch of real transitions (next-step
+        # autoreset steps are not: then each seed has its own batch size).
         per_seed = []
+        every_step_a_transition = all(bool(rollout.valid.all()) for rollout, _ in collected)
         for rollout, _ in collected:
-            if not bool(rollout.valid.all()):
-                raise RuntimeError("seed batching expects every step to be a transition (same_step autoreset)")
             advantages, returns = rollout.gae(c.gamma, c.gae_lambda)
-            per_seed.append(
-                (
-                    rollout.obs.reshape(-1, rollout.obs.shape[-1]),
-                    rollout.actions.reshape(-1, *rollout.actions.shape[2:]),
-                    rollout.log_probs.reshape(-1),
-                    rollout.values.reshape(-1),
-                    advantages.reshape(-1),
-                    returns.reshape(-1),
-                )
+            columns = (
+                rollout.obs.reshape(-1, rollout.obs.shape[-1]),
+                rollout.actions.reshape(-1, *rollout.actions.shape[2:]),
+                rollout.log_probs.reshape(-1),
+                rollout.values.reshape(-1),
+                advantages.reshape(-1),
+                returns.reshape(-1),
             )
-        b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns = (
-            torch.stack(column) for column in zip(*per_seed)
-        )
-        batch_size = b_obs.shape[1]  # per seed
-        n_minibatches = max(1, round(batch_size / c.batch_size))
-        # the single-seed minibatch boundaries (np.array_split of a shuffled index)
-        bounds = [(chunk[0], chunk[-1] + 1) for chunk in np.array_split(np.arange(batch_size), n_minibatches)]
-        seed_rows = torch.arange(self.n_seeds).unsqueeze(1)  # (S, 1) pairs each seed with its own permutation
+            valid = rollout.valid.reshape(-1)
+            per_seed.append(columns if every_step_a_transition else tuple(column[valid] for column in columns))
+        batch_sizes = [len(columns[0]) for columns in per_seed]
 
         use_numpy = self.use_numpy_gradient and NumpyPolicyGradient.supports_seed_batched(self.model)
         gradient_step = self._numpy_gradient_step if use_numpy else self._autograd_step
@@ -270,15 +278,56 @@ class SeedBatchedPPO(Algorithm):
             self._numpy_adam, optimizer_step = NumpyOptimizer.prepared_step(
                 self.optimizer, self._numpy_gradient, self._numpy_adam
             )
-        if c.target_kl is not None and (self._numpy_adam is None or not use_numpy):
-            raise ConfigError("target_kl with seed batching needs the numpy fast path (seeds stop their epochs apart)")
+        if (c.target_kl is not None or not every_step_a_transition) and (self._numpy_adam is None or not use_numpy):
+            raise ConfigError(
+                "target_kl and next-step autoreset with seed batching need the numpy fast path (seeds step apart)"
+            )
+        # Seeds still taking steps: each stops its epochs when its own approx KL passes target_kl, as
+        # its lone run does; the others go on (Adam steps only theirs, pgrad/numpy_twin/optim.py).
+        active = ~frozen
+        if every_step_a_transition:
+            outcome = self._update_stacked(per_seed, active, gradient_step, optimizer_step, use_numpy)
+        else:
+            outcome = self._update_ragged(per_seed, active, optimizer_step)
+        metric_sums, n_updates, epochs_done, approx_kl_last_epoch = outcome
+
+        steps_taken = np.maximum(n_updates, 1)  # a seed that sat out has no metrics (its result is None)
+        means = {
+            key: (np.asarray(value, dtype=np.float64) / steps_taken).tolist() for key, value in metric_sums.items()
+        }
+        means["approx_kl_last_epoch"] = approx_kl_last_epoch.tolist()
+        results: list[IterationResult | None] = []
+        for s, (_, episodes) in enumerate(collected):
+            if frozen[s]:
+                results.append(None)
+                continue
+            metrics = {
+                **{key: values[s] for key, values in means.items()},
+                "epochs": int(epochs_done[s]),
+                "explained_variance": explained_variance(per_seed[s][3], per_seed[s][5]),
+                "lr": float(self.seed_lrs[s]),
+            }
+            results.append(IterationResult(n_transitions=batch_sizes[s], episodes=episodes, metrics=metrics))
+        return results
+
+    def _update_stacked(self, per_seed, active, gradient_step, optimizer_step, use_numpy):
+        """The epochs of minibatch steps when every seed has the same batch: ``(S, B, ...)`` stacked.
+
+        Returns ``(metric sums, minibatch steps per seed, epochs per seed, approx KL of each seed's
+        last epoch)``."""
+        c = self.config
+        b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns = (
+            torch.stack(column) for column in zip(*per_seed)
+        )
+        batch_size = b_obs.shape[1]  # per seed
+        n_minibatches = max(1, round(batch_size / c.batch_size))
+        # the single-seed minibatch boundaries (np.array_split of a shuffled index)
+        bounds = [(chunk[0], chunk[-1] + 1) for chunk in np.array_split(np.arange(batch_size), n_minibatches)]
+        seed_rows = torch.arange(self.n_seeds).unsqueeze(1)  # (S, 1) pairs each seed with its own permutation
         metric_sums: dict[str, Any] = {}
         n_updates = np.zeros(self.n_seeds, dtype=np.int64)  # minibatch steps each seed took
         epochs_done = np.zeros(self.n_seeds, dtype=np.int64)
         approx_kl_last_epoch = np.zeros(self.n_seeds)
-        # Seeds still taking steps: each stops its epochs when its own approx KL passes target_kl, as
-        # its lone run does; the others go on (Adam steps only theirs, pgrad/numpy_twin/optim.py).
-        active = ~frozen
         for _ in range(c.n_epochs):
             kl_this_epoch = []
             # a seed that stopped draws no more permutations, as its lone run draws none
@@ -313,33 +362,70 @@ class SeedBatchedPPO(Algorithm):
                 active &= ~(epoch_kl > c.target_kl)
                 if not active.any():
                     break
+        return metric_sums, n_updates, epochs_done, approx_kl_last_epoch
 
-        steps_taken = np.maximum(n_updates, 1)  # a seed that sat out has no metrics (its result is None)
-        means = {
-            key: (np.asarray(value, dtype=np.float64) / steps_taken).tolist() for key, value in metric_sums.items()
-        }
-        means["approx_kl_last_epoch"] = approx_kl_last_epoch.tolist()
-        results: list[IterationResult | None] = []
-        for s, (_, episodes) in enumerate(collected):
-            if frozen[s]:
-                results.append(None)
-                continue
-            metrics = {
-                **{key: values[s] for key, values in means.items()},
-                "epochs": int(epochs_done[s]),
-                "explained_variance": explained_variance(b_values[s], b_returns[s]),
-                "lr": self.optimizer.param_groups[0]["lr"],
-            }
-            results.append(IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics))
-        return results
+    def _update_ragged(self, per_seed, active, optimizer_step):
+        """The epochs of minibatch steps when the seeds' batches differ in size (next-step autoreset).
+
+        Each seed cuts its own batch into its lone run's minibatches (its own count and sizes);
+        step ``k`` of an epoch pads every seed's ``k``-th minibatch to the largest and tells the
+        gradient which rows are real; a seed with fewer minibatches sits the extra steps out.
+        Advantages are normalised over each seed's real rows, as its lone run does. Returns what
+        :meth:`_update_stacked` returns."""
+        c = self.config
+        data = [[column.numpy() for column in columns] for columns in per_seed]  # per seed, per column
+        bounds = [
+            [(chunk[0], chunk[-1] + 1) for chunk in np.array_split(np.arange(n), max(1, round(n / c.batch_size)))]
+            for n in (len(columns[0]) for columns in data)
+        ]
+        metric_sums: dict[str, Any] = {}
+        n_updates = np.zeros(self.n_seeds, dtype=np.int64)
+        epochs_done = np.zeros(self.n_seeds, dtype=np.int64)
+        approx_kl_last_epoch = np.zeros(self.n_seeds)
+        for _ in range(c.n_epochs):
+            # a seed that stopped draws no more permutations, as its lone run draws none
+            orders = [
+                agent.rng.permutation(len(data[s][0])) if active[s] else None for s, agent in enumerate(self.agents)
+            ]
+            kl_this_epoch: list[list[float]] = [[] for _ in range(self.n_seeds)]
+            for k in range(max(len(bounds[s]) for s in np.flatnonzero(active))):
+                stepping = active & np.array([k < len(seed_bounds) for seed_bounds in bounds])
+                picks = [
+                    orders[s][slice(*bounds[s][k])] if stepping[s] else np.zeros(1, dtype=np.int64)
+                    for s in range(self.n_seeds)
+                ]
+                width = max(len(pick) for pick in picks)
+                rows = np.array([np.arange(width) < len(pick) for pick in picks])  # (S, width) real rows
+                padded = [np.concatenate([pick, np.full(width - len(pick), pick[0])]) for pick in picks]
+                minibatch = [np.stack([data[s][i][padded[s]] for s in range(self.n_seeds)]) for i in range(6)]
+                obs, actions, old_log_probs, old_values, advantages, returns = minibatch
+                for s in range(self.n_seeds):
+                    real = advantages[s, : len(picks[s])].copy()
+                    advantages[s] = 0.0
+                    advantages[s, : len(picks[s])] = normalize_advantages(real) if c.norm_adv else real
+                self._numpy_gradient.bind()
+                step_metrics = self._numpy_gradient.step_gradient(
+                    obs, actions, old_log_probs, old_values, advantages, returns, rows=rows, **loss_settings(c)
+                )
+                self._optimizer_step(optimizer_step, stepping)
+                for key, value in step_metrics.items():
+                    metric_sums[key] = metric_sums.get(key, 0.0) + np.where(stepping, value, np.zeros_like(value))
+                for s in np.flatnonzero(stepping):
+                    kl_this_epoch[s].append(float(step_metrics["approx_kl"][s]))
+                n_updates += stepping
+            epochs_done += active
+            epoch_kl = np.array([np.mean(kls) if kls else 0.0 for kls in kl_this_epoch])  # (S,)
+            approx_kl_last_epoch = np.where(active, epoch_kl, approx_kl_last_epoch)
+            if c.target_kl is not None:
+                active = active & ~(epoch_kl > c.target_kl)
+                if not active.any():
+                    break
+        return metric_sums, n_updates, epochs_done, approx_kl_last_epoch
 
     def evaluate_members(self, running: list[tuple[PPO, str]], run_dir: Path | None) -> None:
-        """Each running seed's periodic evaluation, on its agent's policy (the stacked weights copied
-        in first); a seed that stops writes its final checkpoint now, as its lone run does."""
+        """Each running seed's periodic evaluation, on its agent's policy (the stacked weights copied in first)."""
         self.model.copy_to([agent.policy for agent in self.agents])
         super().evaluate_members(running, run_dir)
-        if run_dir is not None and any(agent.stopped_early for agent, _ in running):
-            self.save_checkpoints(run_dir, seeds_that_stop=[agent for agent, _ in running if agent.stopped_early])
 
     def _optimizer_step(self, optimizer_step, active: np.ndarray) -> None:
         """One optimiser step for the seeds in ``active``, each with its own Adam step count.
@@ -348,11 +434,12 @@ class SeedBatchedPPO(Algorithm):
         a seed sat out a step its count lags the others', and every step passes the counts."""
         counts = self.seed_steps + active  # each seed's count after this step
         twin = self._numpy_adam
-        together = bool(active.all()) and (twin is None or bool(np.all(counts == twin.steps[0] + 1)))
+        same_lr = bool(np.all(self.seed_lrs == self.optimizer.param_groups[0]["lr"]))
+        together = bool(active.all()) and same_lr and (twin is None or bool(np.all(counts == twin.steps[0] + 1)))
         if together:
             optimizer_step()
         else:
-            twin.step(active=active, seed_steps=counts)
+            twin.step(active=active, seed_steps=counts, seed_lrs=None if same_lr else self.seed_lrs)
         self.seed_steps = counts.astype(np.float32)
 
     def _advantages_per_seed(self, advantages):
@@ -405,7 +492,6 @@ class SeedBatchedPPO(Algorithm):
         """Write the batched weights, Adam state (slice ``[s]``, the seed's own step count) and lr into every agent."""
         policies = [agent.policy for agent in self.agents]
         self.model.copy_to(policies)
-        lr = self.optimizer.param_groups[0]["lr"]
         for s, agent in enumerate(self.agents):
             agent.optimizer.state.clear()
             for stacked, per_seed in self.model.parameter_pairs(policies):
@@ -420,7 +506,7 @@ class SeedBatchedPPO(Algorithm):
                         for key, value in saved.items()
                     }
             for group in agent.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = float(self.seed_lrs[s])  # each seed's own (their annealing may differ)
 
     def _stack_from_agents(self) -> None:
         """The inverse of :meth:`_unstack_into_agents`, after each agent loaded its own checkpoint."""
@@ -440,19 +526,23 @@ class SeedBatchedPPO(Algorithm):
                     for key, value in states[0].items()
                 }
                 self.seed_steps = np.array([float(state["step"]) for state in states], dtype=np.float32)
+        self.seed_lrs = np.array([agent.optimizer.param_groups[0]["lr"] for agent in self.agents])
         for group in self.optimizer.param_groups:
-            group["lr"] = self.agents[0].optimizer.param_groups[0]["lr"]
+            group["lr"] = float(self.seed_lrs[0])
 
-    def save_checkpoints(self, run_dir: str | Path, seeds_that_stop: list[PPO] | None = None) -> None:
+    def save_checkpoints(self, run_dir: str | Path, final: list[PPO] | None = None) -> None:
         """Write every seed's ordinary single-seed checkpoint to ``run_dir/seed_<S>/checkpoint``.
 
-        A seed that stopped early keeps the checkpoint written when it stopped (its envs go on
-        stepping with the group's, unlike its lone run's); ``seeds_that_stop``: write only these
-        agents' checkpoints, the last ones they get."""
+        A seed that finished before the others (stopped early, or reached the budget first) keeps
+        the checkpoint of that moment: its envs go on stepping with the group's, unlike its lone
+        run's. ``final``: write only these agents' checkpoints, their last ones."""
         self._unstack_into_agents()
+        done = getattr(self, "_final_checkpoints", set())
         for s, (seed, agent) in enumerate(zip(self.seeds, self.agents)):
-            if (agent not in seeds_that_stop) if seeds_that_stop is not None else agent.stopped_early:
+            if (agent not in final) if final is not None else agent in done:
                 continue
+            if final is not None:
+                done.add(agent)
             collector = self.collector.seed_state(s) if self.collector is not None else None  # else the agent's own
             agent.save_checkpoint(
                 Path(run_dir) / f"seed_{seed}" / "checkpoint",

@@ -152,6 +152,7 @@ class NumpyPolicyGradient:
         vf_coef: float,
         ent_coef: float,
         max_grad_norm: float,
+        rows: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Write the clipped gradient of PPO's loss on one minibatch into ``.grad``; return the metrics
         the plain path logs (``policy_loss``, ``approx_kl``, ``clip_fraction``, ``value_loss``,
@@ -162,18 +163,34 @@ class NumpyPolicyGradient:
         Shapes: ``obs (..., B, obs_size)`` normalised, ``actions (..., B, action_dim)`` float32 or
         ``(..., B)`` int64, the rest ``(..., B)`` float32, with ``...`` the seed axis of a
         seed-batched model; ``advantages`` already normalised if the caller wants it.
+
+        ``rows`` ``(S, B)`` bool, seed-batched only: which rows of each seed's minibatch are real,
+        when the seeds' minibatches differ in size (next-step autoreset gives each seed its own
+        number of transitions) and were padded to one size. Every mean is then over a seed's
+        real rows, and padding rows add nothing to any gradient.
         """
         batch = obs.shape[-2]
-        inv_batch = np.float32(1.0 / batch)
         if self._ones.shape[0] != batch:
             self._ones = np.ones(batch, dtype=np.float32)
         ones = self._ones
         single = self.n_seeds is None
+        if rows is None:
+            inv_batch = np.float32(1.0 / batch)  # each row's weight in a mean
+            inv_batch_rows = inv_batch
 
-        def mean(x: np.ndarray) -> Any:
-            """Mean over the minibatch axis: a BLAS product, ~4x cheaper than ndarray.mean here."""
-            total = x @ ones
-            return float(total) / batch if single else total / np.float32(batch)
+            def mean(x: np.ndarray) -> Any:
+                """Mean over the minibatch axis: a BLAS product, ~4x cheaper than ndarray.mean here."""
+                total = x @ ones
+                return float(total) / batch if single else total / np.float32(batch)
+        else:
+            real = rows.astype(np.float32)  # (S, B)
+            counts = np.maximum(real @ ones, np.float32(1.0))  # (S,) real rows per seed
+            inv_batch = real * (np.float32(1.0) / counts)[:, None]  # (S, B): 1/count on real rows, 0 on padding
+            inv_batch_rows = inv_batch[..., None]
+
+            def mean(x: np.ndarray) -> Any:
+                """Mean over each seed's real rows."""
+                return (x * real) @ ones / counts
 
         actor_outputs = forward_keeping_outputs(self.actor, obs)
         out = actor_outputs[-1]  # (..., B, n_actions) logits or (..., B, action_dim) means
@@ -241,7 +258,7 @@ class NumpyPolicyGradient:
             grad_out = grad_log_probs[..., None] * (one_hot - probs)  # d log p_a / d logits = onehot - p
             if ent_coef:
                 # dH/dlogits = -p (log p + H); the loss has -ent_coef * mean(H)
-                grad_out += (np.float32(ent_coef) * inv_batch) * probs * (log_p + entropy[..., None])
+                grad_out += (np.float32(ent_coef) * inv_batch_rows) * probs * (log_p + entropy[..., None])
         else:
             inv_variance = (np.float32(1.0) / variance)[..., None, :]  # (..., 1, action_dim)
             grad_out = grad_log_probs[..., None] * diff * inv_variance  # d log p / d mean = (a - mean) / var

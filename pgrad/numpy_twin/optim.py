@@ -153,14 +153,20 @@ class NumpyOptimizer:
             entry.update(views)
             self._state_views.append(views)
 
-    def step(self, active: np.ndarray | None = None, seed_steps: np.ndarray | None = None) -> None:
+    def step(
+        self,
+        active: np.ndarray | None = None,
+        seed_steps: np.ndarray | None = None,
+        seed_lrs: np.ndarray | None = None,
+    ) -> None:
         """One step with the gradient in ``gradient.flat_grad``, as ``optimizer.step()`` takes it.
 
         Seed-batched, with seeds that step apart (``target_kl`` stops each seed's epochs on its own):
         ``active`` ``(S,)`` says which seeds take this step; the others' parameters and state do
         not change. ``seed_steps`` ``(S,)`` is each seed's own step count including this step, for
         the rules whose step depends on it (Adam's bias corrections): each seed steps as its lone
-        run's optimiser would.
+        run's optimiser would. ``seed_lrs`` ``(S,)``: each seed's learning rate, where they differ
+        (seeds whose budgets are at different points anneal differently); else the group's.
         """
         if self._torch_steps:  # torch's own step, on the same state (its tensors are our views)
             if active is not None:
@@ -175,7 +181,8 @@ class NumpyOptimizer:
         else:
             sitting_out = ~np.asarray(active)[self.seed_of_element]  # (size,) elements of the seeds not stepping
             kept = {name: flat[sitting_out] for name, flat in self.state.items()}
-            per_seed = [self._step_factors(group, float(count)) for count in seed_steps]
+            lrs = [group["lr"]] * len(seed_steps) if seed_lrs is None else [float(lr) for lr in seed_lrs]
+            per_seed = [self._step_factors({**group, "lr": lr}, float(count)) for lr, count in zip(lrs, seed_steps)]
             # each factor as a float32 array over the elements: seed s's elements get exactly its scalar
             factors = tuple(np.array(column, dtype=np.float32)[self.seed_of_element] for column in zip(*per_seed))
             self._update(group, factors)
@@ -246,8 +253,14 @@ class NumpyRMSprop(NumpyOptimizer):
     def _plain_options(group: dict[str, Any]) -> bool:
         return group["momentum"] == 0 and not group["centered"]
 
+    @staticmethod
+    def _step_factors(group: dict[str, Any], step: float) -> tuple[np.float32, ...]:
+        """The learning rate, as a float32 factor (so that seeds may have their own)."""
+        return (np.float32(group["lr"]),)
+
     def _update(self, group: dict[str, Any], factors: tuple) -> None:
-        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        (lr,) = factors
+        alpha, eps = group["alpha"], group["eps"]
         grad, v, scratch = self.gradient.flat_grad, self.state["square_avg"], self._scratch
         np.multiply(grad, grad, out=scratch)
         scratch *= np.float32(1.0 - alpha)
@@ -256,4 +269,4 @@ class NumpyRMSprop(NumpyOptimizer):
         np.sqrt(v, out=scratch)
         scratch += np.float32(eps)
         np.divide(grad, scratch, out=scratch)
-        scratch *= np.float32(lr)
+        scratch *= lr

@@ -55,6 +55,26 @@ def test_cartpole_three_seeds_batched_equal_three_seeds_alone(iterations):
             assert mine[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6, nan_ok=True), key
 
 
+@pytest.mark.parametrize("overrides", [{}, {"n_epochs": 8, "target_kl": 0.01, "lr": 3e-3}], ids=["plain", "target-kl"])
+def test_next_step_autoreset_each_seed_its_own_batch_as_alone(overrides):
+    # next-step autoreset: the step after an episode ends is no transition, so each seed's batch has
+    # its own size; minibatches are padded to one size with the padding masked out of the gradient
+    hyperparameters = {**SMALL, "autoreset_mode": "next_step", **overrides}
+    steps = 128 * 5
+    batched = SeedBatchedPPO("CartPole-v1", SEEDS, **hyperparameters).learn(steps)
+    batched.close()
+    singles = separately("CartPole-v1", steps, **hyperparameters)
+    assert_same_policies(batched, singles, atol=1e-5)
+    for agent, single in zip(batched.agents, singles):
+        assert agent.logger.episodes == single.logger.episodes
+        for mine, theirs in zip(agent.logger.metrics, single.logger.metrics, strict=True):
+            assert mine["step"] == theirs["step"] and mine["epochs"] == theirs["epochs"]
+            for key in mine.keys() - {"wall_time", "sps"}:
+                assert mine[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6, nan_ok=True), key
+    sizes = [[row["step"] for row in agent.logger.metrics] for agent in batched.agents]
+    assert len({tuple(s) for s in sizes}) > 1, sizes  # the seeds' batches did differ in size
+
+
 def test_target_kl_stops_each_seeds_epochs_as_its_lone_run_does():
     # each seed stops its epochs when its own KL passes target_kl; the others go on, and every seed's
     # Adam keeps its own step count, so each still equals its lone run
@@ -146,7 +166,11 @@ def test_run_folder_holds_an_ordinary_run_per_seed(tmp_path):
             "target_kl with seed batching needs the numpy fast path",
         ),
         (dict(seeds=[1, 2], env=gym.make("CartPole-v1")), "not an env instance"),
-        (dict(seeds=[1, 2], autoreset_mode="next_step"), "autoreset_mode=same_step"),
+        (dict(seeds=[1, 2], vectorization="async"), "vectorization must be sync"),
+        (
+            dict(seeds=[1, 2], env="Pendulum-v1", autoreset_mode="next_step", action_dist="truncated_normal"),
+            "autoreset_mode=next_step with seed batching needs the numpy fast path",
+        ),
     ],
 )
 def test_unsupported_settings_are_refused(arguments, message):
@@ -190,7 +214,7 @@ def test_cli_batched_run_has_the_multi_seed_layout(tmp_path, capsys):
     "extra, message",
     [
         (["--seeds", "1"], "needs several --seeds"),
-        (["--seeds", "1", "2", "--set", "autoreset_mode=next_step"], "autoreset_mode=same_step"),
+        (["--seeds", "1", "2", "--set", "vectorization=async"], "vectorization must be sync"),
     ],
 )
 def test_cli_batched_bad_input_exits_2(tmp_path, capsys, extra, message):

@@ -160,8 +160,8 @@ def test_ppo_seeds_are_batched_by_default_where_the_settings_allow(tmp_path, cap
     assert main([*common, "--out", str(tmp_path / "default")]) == 0
     assert "seeds 1 2 as seed-batched models" in capsys.readouterr().err
     assert json.loads((tmp_path / "default" / "summary.json").read_text()).get("batched") is True
-    # opted out, or settings seed batching does not support (next-step autoreset): one process per seed
-    for name, extra in (("opted-out", ["--no-batched"]), ("next-step", ["--set", "autoreset_mode=next_step"])):
+    # opted out, or settings seed batching does not support (async envs): one process per seed
+    for name, extra in (("opted-out", ["--no-batched"]), ("async", ["--set", "vectorization=async"])):
         assert main([*common, "--out", str(tmp_path / name), *extra]) == 0
         assert "as seed-batched models" not in capsys.readouterr().err
         summary = json.loads((tmp_path / name / "summary.json").read_text())
