@@ -35,8 +35,13 @@ one backward pass through a model whose weights carry a leading seed axis
   out the group's later iterations (no update, its statistics frozen, nothing logged) and keeps
   the checkpoint written when it stopped, as its lone run ends there.
 
-Not supported yet, refused with a ConfigError: ``autoreset_mode="next_step"`` (seeds would have
-different numbers of valid transitions, hence ragged minibatches) and async vector envs.
+* Next-step autoreset: each seed has its own number of transitions. Each counts its own steps,
+  stops at its own budget (the learn loop's members are done one by one) and anneals its
+  learning rate by it (``seed_lrs``); the update cuts each seed's batch into its lone run's
+  minibatches, pads step ``k``'s minibatches to one size and masks the padding out
+  (:meth:`_update_ragged`). This needs the numpy fast path.
+
+Not supported yet, refused with a ConfigError: async vector envs.
 Checkpoints: every seed gets the checkpoint its single-seed run would write (see "checkpoints"
 below), with its own Adam step count, so a batched run resumes like any other.
 """
