@@ -39,69 +39,31 @@ def ray_instance():
     ray.shutdown()
 
 
-def test_seeds_on_ray_equal_seeds_in_local_processes(ray_instance, tmp_path):
+def _train_on_both_backends(tmp_path, seeds: list[str], *mode: str) -> None:
+    """The same multi-seed run into ``tmp_path/local`` and ``tmp_path/ray``; each seed's policy
+    must be the same on both."""
     for backend in ("local", "ray"):
-        # --no-batched: one process per seed, each exactly a Ray task's computation (seed batching
-        # rounds differently, tests/integration/test_ppo_batched.py)
-        assert (
-            main(
-                [
-                    "train",
-                    "ppo",
-                    "CartPole-v1",
-                    "--seeds",
-                    "0",
-                    "1",
-                    *TINY,
-                    "--out",
-                    str(tmp_path / backend),
-                    "--backend",
-                    backend,
-                    "--no-batched",
-                ]
-            )
-            == 0
-        )
-    for seed in (0, 1):
+        argv = ["train", "ppo", "CartPole-v1", "--seeds", *seeds, *TINY, "--out", str(tmp_path / backend)]
+        assert main([*argv, "--backend", backend, *mode]) == 0
+    for seed in seeds:
         local = load_file(tmp_path / "local" / f"seed_{seed}" / "policy.safetensors")
         remote = load_file(tmp_path / "ray" / f"seed_{seed}" / "policy.safetensors")
         assert all(torch.equal(local[k], remote[k]) for k in local)
+
+
+def test_seeds_on_ray_equal_seeds_in_local_processes(ray_instance, tmp_path):
+    # --no-batched: one process per seed, each exactly a Ray task's computation (seed batching
+    # rounds differently, tests/integration/test_ppo_batched.py)
+    _train_on_both_backends(tmp_path, ["0", "1"], "--no-batched")
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
     assert summary["completed_seeds"] == [0, 1]
-    assert (
-        summary["eval_mean_return"] == json.loads((tmp_path / "local" / "summary.json").read_text())["eval_mean_return"]
-    )
+    local_summary = json.loads((tmp_path / "local" / "summary.json").read_text())
+    assert summary["eval_mean_return"] == local_summary["eval_mean_return"]
 
 
 def test_seed_batched_groups_on_ray_equal_local_groups(ray_instance, tmp_path):
     # --batched --backend ray: each seed group is a Ray task, computing what a local group computes
-    for backend in ("local", "ray"):
-        assert (
-            main(
-                [
-                    "train",
-                    "ppo",
-                    "CartPole-v1",
-                    "--seeds",
-                    "0",
-                    "1",
-                    "2",
-                    *TINY,
-                    "--out",
-                    str(tmp_path / backend),
-                    "--backend",
-                    backend,
-                    "--batched",
-                    "--workers",
-                    "2",
-                ]
-            )
-            == 0
-        )
-    for seed in (0, 1, 2):
-        local = load_file(tmp_path / "local" / f"seed_{seed}" / "policy.safetensors")
-        remote = load_file(tmp_path / "ray" / f"seed_{seed}" / "policy.safetensors")
-        assert all(torch.equal(local[k], remote[k]) for k in local)
+    _train_on_both_backends(tmp_path, ["0", "1", "2"], "--batched", "--workers", "2")
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
     assert summary["completed_seeds"] == [0, 1, 2] and summary.get("batched_groups") == [[0, 1], [2]]
 
