@@ -145,7 +145,7 @@ class SeedBatchedPPO(Algorithm):
         self.seed_lrs = np.full(len(seeds), c.lr)  # each seed's own learning rate (annealed by its own budget)
         self._run_dir: Path | None = None
         self.env = env
-        self.early_stopping = self._early_stopping_state = None  # periodic evaluation is refused above
+        self.early_stopping = self._early_stopping_state = None  # each seed's agent holds its own (learn)
         self._keep_recorders = False  # set by learn(): with a run folder, checkpoints replay the envs
         self._restored_collectors: list[Any] | None = None  # set by load_checkpoints()
 
