@@ -1,4 +1,4 @@
-"""The environments pgrad bundles, as plain data.
+"""The environments pgrad bundles, and the packages that register other families of ids, as plain data.
 
 Kept apart from :mod:`pgrad.envs` (which imports Gymnasium to register them) so that
 ``pgrad list`` can name them without importing Gymnasium or torch.
@@ -11,7 +11,7 @@ import importlib.machinery
 import importlib.util
 import sys
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 # Time limits and reward thresholds are those of the originals (CartPole-v1: 500 steps, solved
 # at 475; Pendulum-v1: 200 steps), so that results compare with published ones.
@@ -35,6 +35,42 @@ BUNDLED_ENVS: tuple[dict, ...] = (
     },
 )
 REGISTERED_IDS: tuple[str, ...] = tuple(spec["id"] for spec in BUNDLED_ENVS)
+
+
+class EnvPackage(NamedTuple):
+    """A package whose import registers a family of Gymnasium ids (see :data:`ENV_PACKAGES`)."""
+
+    module: str  # imported, as gymnasium.make's "module:Id" form would, to register the ids
+    extra: str  # pgrad's pip extra that installs it: pip install 'pgrad[<extra>]'
+    packages: tuple[str, ...]  # the PyPI distributions the extra installs
+    # A function of ``module`` that registers the ids, called only if importing registered none:
+    # releases made for Gymnasium < 1.0 registered through Gymnasium's plugin entry points, which
+    # Gymnasium 1.0 dropped (minigrid < 2.5), and MinAtar registers only when asked (up to 1.0.15).
+    register: str | None = None
+
+
+# Id prefix -> the package to import before an id with that prefix can be made. make_env imports
+# only the modules named here, and only for an id it does not know yet.
+ENV_PACKAGES: dict[str, EnvPackage] = {
+    "MiniGrid-": EnvPackage("minigrid", "minigrid", ("minigrid",), "register_minigrid_envs"),
+    "BabyAI-": EnvPackage("minigrid", "minigrid", ("minigrid",), "register_minigrid_envs"),
+    "ALE/": EnvPackage("ale_py", "atari", ("ale-py",)),
+    "MinAtar/": EnvPackage("minatar.gym", "minatar", ("minatar",), "register_envs"),
+    "dm_control/": EnvPackage("shimmy", "dmc", ("shimmy", "dm-control")),
+}
+
+
+def env_package_of(env_id: str) -> tuple[str, EnvPackage] | None:
+    """The ``(prefix, package)`` of :data:`ENV_PACKAGES` whose prefix starts ``env_id``, or None.
+
+    The prefix is matched ignoring case, so that a miscased id still loads the package and gets
+    the "did you mean" of an unknown id rather than no suggestion.
+    """
+    folded = env_id.strip().casefold()
+    for prefix, package in ENV_PACKAGES.items():
+        if folded.startswith(prefix.casefold()):
+            return prefix, package
+    return None
 
 
 def register_bundled_envs(gymnasium: ModuleType) -> None:

@@ -28,7 +28,7 @@ import gymnasium as gym  # noqa: E402
 from gymnasium.envs.registration import EnvSpec  # noqa: E402
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv  # noqa: E402
 
-from pgrad.env_ids import REGISTERED_IDS, register_bundled_envs  # noqa: E402
+from pgrad.env_ids import REGISTERED_IDS, env_package_of, register_bundled_envs  # noqa: E402
 from pgrad.envs.mujoco_messages import filtered_mujoco_warnings  # noqa: E402
 from pgrad.envs.recorder import with_recorder  # noqa: E402
 from pgrad.envs.vector import LeanSyncVectorEnv  # noqa: E402
@@ -54,7 +54,9 @@ def make_env(env: EnvLike, render_mode: str | None = None, **kwargs: Any) -> gym
             (the module is imported and the attribute called with ``kwargs``; ``"module:Env-v0"``,
             an id the module registers on import, works as in ``gymnasium.make``), a callable
             returning an env (called with ``kwargs``, and ``render_mode`` if given), or an env
-            instance, returned as is.
+            instance, returned as is. Ids of other packages' families (``MiniGrid-``, ``BabyAI-``,
+            ``ALE/``, ``MinAtar/``, ``dm_control/``: ``pgrad.env_ids.ENV_PACKAGES``) import their
+            package first; a missing one is a ConfigError naming the pgrad extra that installs it.
         render_mode: passed to the environment's constructor when not None.
         **kwargs: constructor keywords (for ids, anything ``gymnasium.make`` takes, such as
             ``max_episode_steps``).
@@ -68,6 +70,8 @@ def make_env(env: EnvLike, render_mode: str | None = None, **kwargs: Any) -> gym
         return env
     if isinstance(env, (str, EnvSpec)):
         name = env if isinstance(env, EnvSpec) else env.strip()
+        if isinstance(name, str) and name not in gym.registry:
+            _register_from_package(name)
         if isinstance(name, EnvSpec) or name in gym.registry:
             build = functools.partial(_make_registered, name, render_mode, kwargs)
         elif ":" in name:
@@ -178,6 +182,39 @@ def env_id_of(env: EnvLike | VectorEnv) -> str:
     if hasattr(env, "__qualname__"):
         return _qualified_name(env)
     return type(env).__name__
+
+
+def _register_from_package(env_id: str) -> None:
+    """Import the package whose import registers ``env_id`` (``MiniGrid-``, ``ALE/``, ...: the
+    table ``pgrad.env_ids.ENV_PACKAGES``), as ``gymnasium.make("module:Id")`` would.
+
+    Only modules of that fixed table are ever imported. Raises ConfigError naming pgrad's extra
+    when the package is missing; an id still unknown afterwards is left to make_env's message.
+    """
+    found = env_package_of(env_id)
+    if found is None:
+        return
+    prefix, package = found
+    needs = " and ".join(package.packages)
+    needs = f"the {needs} package{'s' if len(package.packages) > 1 else ''}"
+    advice = f"pip install 'pgrad[{package.extra}]'"
+    try:
+        module = importlib.import_module(package.module)
+    except ImportError as error:  # ModuleNotFoundError included
+        # The package itself is missing, or it is installed and one of its own imports failed.
+        missing_itself = isinstance(error, ModuleNotFoundError) and error.name == package.module.split(".")[0]
+        reason = "" if missing_itself else f" (import {package.module}: {_one_line(error)})"
+        raise ConfigError(f"env {env_id!r} needs {needs}: {advice}{reason}") from error
+    if package.register is not None and not _any_registered(prefix):
+        getattr(module, package.register, lambda: None)()
+    if not _any_registered(prefix):
+        # Imported, yet no id of the family: e.g. shimmy without dm-control registers no dm_control/.
+        raise ConfigError(f"env {env_id!r} needs {needs}: {advice} ({package.module} registered no {prefix} id)")
+
+
+def _any_registered(prefix: str) -> bool:
+    folded = prefix.casefold()
+    return any(env_id.casefold().startswith(folded) for env_id in gym.registry)
 
 
 def _make_registered(env_id: str | EnvSpec, render_mode: str | None, kwargs: dict[str, Any]) -> gym.Env:
