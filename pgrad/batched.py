@@ -92,6 +92,11 @@ def check_batchable(policy: ActorCriticPolicy) -> None:
     """Raise ConfigError (one line) if ``policy`` has a part :class:`SeedBatchedActorCritic` lacks."""
     if type(policy) is not ActorCriticPolicy:
         raise ConfigError(f"seed batching supports the MLP ActorCriticPolicy, not {type(policy).__name__}")
+    if not policy.layout.plain:
+        raise ConfigError(
+            f"seed batching supports flat Box and Discrete observations, not {policy.observation_space}; "
+            "train these seeds with --no-batched"
+        )
     if not isinstance(policy.head, (CategoricalHead, DiagGaussianHead, TruncatedNormalHead)):
         raise ConfigError(f"seed batching does not support the action head {type(policy.head).__name__}")
     if policy.critic is None:

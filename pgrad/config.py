@@ -68,7 +68,7 @@ def _type_name(annotation: Any) -> str:
     if annotation in (int, float, str, bool):
         return annotation.__name__
     if typing.get_origin(annotation) is tuple:
-        return "comma-separated ints"
+        return f"comma-separated {typing.get_args(annotation)[0].__name__}s"
     args = typing.get_args(annotation)
     if type(None) in args:
         inner = [a for a in args if a is not type(None)][0]
@@ -128,8 +128,9 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
             parts = list(value)
         else:
             raise bad
+        inner = typing.get_args(annotation)[0]
         try:
-            return tuple(_coerce(name, int, p) for p in parts)
+            return tuple(_coerce(name, inner, p) for p in parts)
         except ConfigError:
             raise bad from None
     raise bad
@@ -248,8 +249,17 @@ class OnPolicyConfig(Config):
         "orthogonal init (gains sqrt 2, 0.01 policy output, 1 value output); false: PyTorch's default init, as SB3's "
         "ortho_init=False",
     )
-    normalize_obs: bool = param(True, "normalize observations with running mean/std (saved with the policy)")
+    normalize_obs: bool = param(
+        True, "normalize observations with running mean/std (saved with the policy; never image pixels)"
+    )
     normalize_reward: bool = param(False, "scale rewards by the running std of the discounted return")
+    obs_keys: tuple[str, ...] = param((), "Dict observations: the keys the policy reads, e.g. image,direction (all)")
+    cnn: str = param(
+        "auto",
+        "CNN for image observations (auto: nature for images of 36 pixels a side or more, small below)",
+        choices=("auto", "nature", "small"),
+    )
+    cnn_features: int = param(512, "output width of each image observation's CNN", low=1)
     vectorization: str = param(
         "sync", "how vector envs step: in this process or one subprocess each", choices=("sync", "async")
     )
@@ -261,13 +271,15 @@ class OnPolicyConfig(Config):
 
     def validate(self) -> None:
         super().validate()
-        check_hidden_sizes(self.hidden_sizes)
+        check_hidden_sizes(self.hidden_sizes, allow_empty=True)
 
 
-def check_hidden_sizes(hidden_sizes: tuple[int, ...]) -> None:
-    """ConfigError unless ``hidden_sizes`` is one or more positive ints."""
-    if not hidden_sizes or any(h < 1 for h in hidden_sizes):
-        raise ConfigError(f"hidden_sizes={hidden_sizes!r} must be one or more positive ints, e.g. 64,64")
+def check_hidden_sizes(hidden_sizes: tuple[int, ...], allow_empty: bool = False) -> None:
+    """ConfigError unless ``hidden_sizes`` is one or more positive ints (or none, if ``allow_empty``:
+    a linear policy)."""
+    if (not hidden_sizes and not allow_empty) or any(h < 1 for h in hidden_sizes):
+        need = "positive ints, or nothing for a linear policy" if allow_empty else "one or more positive ints"
+        raise ConfigError(f"hidden_sizes={hidden_sizes!r} must be {need}, e.g. 64,64")
 
 
 def parse_set_args(pairs: list[str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Independent, Normal
+from torch.distributions import Bernoulli, Categorical, Independent, Normal
 
 from pgrad.errors import ConfigError, UnsupportedSpaceError
 from pgrad.nets import POLICY_OUTPUT_GAIN, layer_init
@@ -34,10 +34,14 @@ __all__ = [
     "ACTION_DISTS",
     "MIN_STD",
     "ActionHead",
+    "BernoulliHead",
     "CategoricalHead",
     "DiagGaussianHead",
+    "MultiCategorical",
+    "MultiCategoricalHead",
     "TruncatedNormal",
     "TruncatedNormalHead",
+    "action_std",
     "make_action_head",
 ]
 
@@ -108,6 +112,67 @@ class CategoricalHead(nn.Module):
     def deterministic(self, dist: Categorical) -> Tensor:
         """The most probable action, int64 of shape ``(B,)``."""
         return dist.logits.argmax(dim=-1)
+
+
+class MultiCategorical(torch.distributions.Distribution):
+    """Independent Categoricals, one per entry of a MultiDiscrete action: actions ``(B, k)`` int64,
+    ``log_prob`` and ``entropy`` summed over the k entries, shape ``(B,)``."""
+
+    arg_constraints: dict = {}
+
+    def __init__(self, logits: Tensor, nvec: list[int]) -> None:
+        # one Categorical per entry; their logits are consecutive slices of the head's output
+        self.parts = [Categorical(logits=part, validate_args=False) for part in logits.split(nvec, dim=-1)]
+        super().__init__(batch_shape=logits.shape[:-1], event_shape=(len(nvec),), validate_args=False)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        return torch.stack([part.sample(sample_shape) for part in self.parts], dim=-1)
+
+    def log_prob(self, actions: Tensor) -> Tensor:
+        return torch.stack([part.log_prob(actions[..., i]) for i, part in enumerate(self.parts)], dim=-1).sum(-1)
+
+    def entropy(self) -> Tensor:
+        return torch.stack([part.entropy() for part in self.parts], dim=-1).sum(-1)
+
+    @property
+    def mode(self) -> Tensor:
+        return torch.stack([part.logits.argmax(dim=-1) for part in self.parts], dim=-1)
+
+
+class MultiCategoricalHead(nn.Module):
+    """MultiDiscrete actions: one Categorical per entry, from one linear layer of ``sum(nvec)``
+    logits. Actions are int64 of shape ``(B, k)``, each entry counted from 0 (the caller adds the
+    space's ``start``)."""
+
+    def __init__(self, in_features: int, nvec: list[int]) -> None:
+        super().__init__()
+        self.nvec = [int(n) for n in nvec]
+        self.logits = layer_init(nn.Linear(in_features, sum(self.nvec)), POLICY_OUTPUT_GAIN)
+
+    def forward(self, features: Tensor) -> MultiCategorical:
+        return MultiCategorical(self.logits(features), self.nvec)
+
+    def deterministic(self, dist: MultiCategorical) -> Tensor:
+        """Each entry's most probable value, int64 of shape ``(B, k)``."""
+        return dist.mode
+
+
+class BernoulliHead(nn.Module):
+    """MultiBinary actions: one Bernoulli per bit, float32 actions of shape ``(B, n)`` holding 0 or
+    1 (a MultiBinary space of any shape is flattened to its n bits)."""
+
+    def __init__(self, in_features: int, n_bits: int) -> None:
+        super().__init__()
+        self.n_bits = n_bits
+        self.logits = layer_init(nn.Linear(in_features, n_bits), POLICY_OUTPUT_GAIN)
+
+    def forward(self, features: Tensor) -> Independent:
+        # batch (B,), event (n_bits,)
+        return Independent(Bernoulli(logits=self.logits(features), validate_args=False), 1, validate_args=False)
+
+    def deterministic(self, dist: Independent) -> Tensor:
+        """Each bit's more probable value (1 where its logit is positive), shape ``(B, n)``."""
+        return (dist.base_dist.logits > 0).to(torch.float32)
 
 
 class DiagGaussianHead(nn.Module):
@@ -184,10 +249,21 @@ class TruncatedNormalHead(nn.Module):
         return dist.mode
 
 
-ActionHead = CategoricalHead | DiagGaussianHead | TruncatedNormalHead
+def action_std(dist: torch.distributions.Distribution) -> Tensor | None:
+    """The per-dimension standard deviation of a continuous head's distribution ``(B, d)``, None
+    for a discrete one (the metrics report its mean to show exploration shrinking)."""
+    if isinstance(dist, Independent) and hasattr(dist.base_dist, "scale"):
+        return dist.base_dist.scale
+    return None
+
+
+ActionHead = CategoricalHead | MultiCategoricalHead | BernoulliHead | DiagGaussianHead | TruncatedNormalHead
 """Any head above: ``forward(features) -> Distribution`` and ``deterministic(dist) -> Tensor``."""
 
-_SUPPORTED = "supported: Discrete (categorical) and 1-D Box (gaussian, truncated_normal)"
+_SUPPORTED = (
+    "supported: Discrete (categorical), MultiDiscrete (one categorical per entry), MultiBinary (bernoulli) and "
+    "Box of any shape (gaussian, truncated_normal)"
+)
 
 
 def make_action_head(
@@ -213,13 +289,23 @@ def make_action_head(
 
     if isinstance(action_space, gym.spaces.Discrete):
         if action_dist not in ("auto", "categorical"):
-            raise UnsupportedSpaceError(f"action_dist={action_dist!r} needs a 1-D Box action space, got {action_space}")
+            raise UnsupportedSpaceError(f"action_dist={action_dist!r} needs a Box action space, got {action_space}")
         return CategoricalHead(in_features, int(action_space.n))
 
-    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+    if isinstance(action_space, (gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        if action_dist != "auto":
+            raise UnsupportedSpaceError(
+                f"action_dist={action_dist!r} does not apply to {action_space}; leave action_dist=auto"
+            )
+        if isinstance(action_space, gym.spaces.MultiBinary):
+            return BernoulliHead(in_features, int(np.prod(action_space.shape)))
+        return MultiCategoricalHead(in_features, [int(n) for n in np.asarray(action_space.nvec).reshape(-1)])
+
+    if isinstance(action_space, gym.spaces.Box):
         if action_dist == "categorical":
             raise UnsupportedSpaceError(f"action_dist='categorical' needs a Discrete action space, got {action_space}")
-        action_dim = int(action_space.shape[0])
+        # a Box of any shape: the head acts on its flattened entries; the policy reshapes for the env
+        action_dim = int(np.prod(action_space.shape))
         if action_dist == "truncated_normal":
             bounds = np.concatenate([action_space.low, action_space.high])
             if not np.all(np.isfinite(bounds)):

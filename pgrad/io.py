@@ -101,7 +101,7 @@ def read_tensors(path: str | os.PathLike, what: str, sha256: str | None = None) 
 
 
 def space_to_json(space: spaces.Space) -> dict[str, Any]:
-    """Describe a Box or Discrete space in JSON."""
+    """Describe a Box, Discrete, MultiDiscrete, MultiBinary, or a Dict/Tuple of them, in JSON."""
     if isinstance(space, spaces.Box):
         return {
             "type": "Box",
@@ -112,22 +112,52 @@ def space_to_json(space: spaces.Space) -> dict[str, Any]:
         }
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    raise UnsupportedSpaceError(f"space {space} cannot be saved; supported: Box and Discrete")
+    if isinstance(space, spaces.MultiDiscrete):
+        return {
+            "type": "MultiDiscrete",
+            "nvec": np.asarray(space.nvec).tolist(),
+            "start": np.asarray(space.start).tolist(),
+            "dtype": str(space.dtype),
+        }
+    if isinstance(space, spaces.MultiBinary):
+        return {"type": "MultiBinary", "shape": list(space.shape)}
+    if isinstance(space, spaces.Dict):
+        # a list of pairs, not an object: the order of the keys is the order of the policy's input
+        return {"type": "Dict", "spaces": [[key, space_to_json(sub)] for key, sub in space.spaces.items()]}
+    if isinstance(space, spaces.Tuple):
+        return {"type": "Tuple", "spaces": [space_to_json(sub) for sub in space.spaces]}
+    raise UnsupportedSpaceError(
+        f"space {space} cannot be saved; supported: Box, Discrete, MultiDiscrete, MultiBinary, Dict and Tuple of these"
+    )
 
 
 def space_from_json(obj: dict[str, Any]) -> spaces.Space:
     """Inverse of :func:`space_to_json`."""
     try:
-        if obj["type"] == "Box":
+        kind = obj["type"]
+        if kind == "Box":
             # JSON has no inf: json.dumps writes Infinity, which json.loads reads back as float.
             low = np.array(obj["low"], dtype=obj["dtype"]).reshape(obj["shape"])
             high = np.array(obj["high"], dtype=obj["dtype"]).reshape(obj["shape"])
             return spaces.Box(low, high, dtype=np.dtype(obj["dtype"]))
-        if obj["type"] == "Discrete":
+        if kind == "Discrete":
             return spaces.Discrete(int(obj["n"]), start=int(obj.get("start", 0)))
+        if kind == "MultiDiscrete":
+            dtype = np.dtype(obj["dtype"])
+            return spaces.MultiDiscrete(np.array(obj["nvec"], dtype=dtype), dtype=dtype, start=np.array(obj["start"]))
+        if kind == "MultiBinary":
+            shape = [int(n) for n in obj["shape"]]
+            return spaces.MultiBinary(shape[0] if len(shape) == 1 else shape)
+        if kind == "Dict":
+            return spaces.Dict({str(key): space_from_json(sub) for key, sub in obj["spaces"]})
+        if kind == "Tuple":
+            return spaces.Tuple([space_from_json(sub) for sub in obj["spaces"]])
     except (KeyError, TypeError, ValueError) as exc:
         raise PolicyFileError(f"policy.json has an invalid space description: {exc}") from None
-    raise PolicyFileError(f"policy.json names an unsupported space type {obj.get('type')!r}; supported: Box, Discrete")
+    raise PolicyFileError(
+        f"policy.json names an unsupported space type {obj.get('type')!r}; "
+        "supported: Box, Discrete, MultiDiscrete, MultiBinary, Dict, Tuple"
+    )
 
 
 # -- policy and checkpoint files --------------------------------------------------------------

@@ -84,11 +84,16 @@ class ObservationNormalizer(nn.Module):
     one freak observation from producing huge network inputs early in training.
     """
 
-    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8) -> None:
+    def __init__(
+        self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8, columns: np.ndarray | None = None
+    ) -> None:
+        """``columns``: a bool mask over the last axis; only those columns are normalised, the
+        others (image pixels) pass through unchanged. None: all."""
         super().__init__()
         self.stats = RunningMeanStd(shape)
         self.clip = clip
         self.eps = eps
+        self.columns = None if columns is None else torch.as_tensor(np.asarray(columns, dtype=bool))
 
     def update(self, obs: torch.Tensor) -> None:
         """Add a batch of raw observations to the statistics (training only)."""
@@ -97,7 +102,10 @@ class ObservationNormalizer(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         mean = self.stats.mean.to(obs.dtype)
         std = torch.sqrt(self.stats.var + self.eps).to(obs.dtype)
-        return ((obs - mean) / std).clamp(-self.clip, self.clip)
+        normalized = ((obs - mean) / std).clamp(-self.clip, self.clip)
+        if self.columns is None:
+            return normalized
+        return torch.where(self.columns, normalized, obs)
 
 
 class RewardScaler(nn.Module):

@@ -15,20 +15,27 @@ from gymnasium import spaces
 from torch import nn
 
 from pgrad.distributions import make_action_head
-from pgrad.errors import UnsupportedSpaceError
+from pgrad.encoders import ObservationEncoder
 from pgrad.nets import MLP, VALUE_OUTPUT_GAIN
 from pgrad.normalize import ObservationNormalizer, RewardScaler
+from pgrad.observations import ObservationLayout
 
 
 def observation_size(space: spaces.Space) -> int:
-    """Length of the flat float vector the networks see for ``space``."""
-    if isinstance(space, spaces.Box):
-        return int(np.prod(space.shape))
+    """Length of the flat float vector the policy stores for ``space`` (:mod:`pgrad.observations`)."""
+    return ObservationLayout(space).size
+
+
+def action_storage(space: spaces.Space) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one raw action as the rollout stores it: Discrete ``()`` int64,
+    MultiDiscrete ``(k,)`` int64, MultiBinary ``(n,)`` float32, Box ``(d,)`` float32 (flattened)."""
     if isinstance(space, spaces.Discrete):
-        return int(space.n)
-    raise UnsupportedSpaceError(
-        f"observation space {space} is not supported; supported: Box (any shape, flattened) and Discrete (one-hot)"
-    )
+        return (), np.dtype(np.int64)
+    if isinstance(space, spaces.MultiDiscrete):
+        return (int(np.prod(space.shape)),), np.dtype(np.int64)
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:
+        return tuple(space.shape), np.dtype(np.float32)
+    return (int(np.prod(space.shape)),), np.dtype(np.float32)
 
 
 def has_finite_bounds(space: spaces.Space) -> bool:
@@ -66,17 +73,31 @@ class ActorCriticPolicy(nn.Module):
         normalize_obs: bool = True,
         with_critic: bool = True,
         features_size: int | None = None,
+        cnn: str = "auto",
+        cnn_features: int = 512,
     ) -> None:
-        """``features_size``: input width of the actor and critic MLPs, if not the flat observation
-        size (a recurrent policy feeds them its LSTM output instead of the observation)."""
+        """``features_size``: input width of the actor and critic MLPs, if not the encoder's output
+        (a recurrent policy feeds them its LSTM output instead). ``cnn``, ``cnn_features``: the CNN
+        for image observations (:mod:`pgrad.encoders`)."""
         super().__init__()
         self.observation_space = observation_space
         self.action_space = action_space
-        self.obs_size = observation_size(observation_space)
-        self.obs_normalizer = ObservationNormalizer((self.obs_size,)) if normalize_obs else None
+        self.layout = ObservationLayout(observation_space)
+        self.obs_size = self.layout.size
+        if normalize_obs:
+            columns = None if not self.layout.images else self.layout.normalized_columns()
+            self.obs_normalizer = ObservationNormalizer((self.obs_size,), columns=columns)
+        else:
+            self.obs_normalizer = None
         # Set by the algorithm when it scales rewards; part of the state dict so it is saved too.
         self.reward_scaler: RewardScaler | None = None
-        in_features = self.obs_size if features_size is None else features_size
+        # Only image observations need an encoder with weights; without one the MLPs read the
+        # flat vector itself (and the module tree, hence every MLP policy's numbers, is as it was).
+        encoder = ObservationEncoder(self.layout, cnn, cnn_features)
+        self.encoder = None if encoder.identity else encoder
+        self._features_cache: tuple | None = None
+        encoded = self.obs_size if self.encoder is None else self.encoder.out_features
+        in_features = encoded if features_size is None else features_size
         self.actor_body = MLP(in_features, hidden_sizes, activation)
         self.head = make_action_head(
             action_space,
@@ -91,6 +112,7 @@ class ActorCriticPolicy(nn.Module):
             else None
         )
         self.discrete = isinstance(action_space, spaces.Discrete)
+        self.action_shape, self.action_dtype = action_storage(action_space)
         self.rescale_actions = has_finite_bounds(action_space)
         self.spec = {
             "hidden_sizes": list(hidden_sizes),
@@ -101,6 +123,8 @@ class ActorCriticPolicy(nn.Module):
             "normalize_obs": normalize_obs,
             "with_critic": with_critic,
         }
+        if self.encoder is not None:
+            self.spec.update(cnn=cnn, cnn_features=cnn_features)
 
     def use_torch_default_init(self) -> None:
         """Re-initialise every linear and LSTM layer with PyTorch's default init instead of pgrad's
@@ -119,6 +143,8 @@ class ActorCriticPolicy(nn.Module):
 
     def obs_to_tensor(self, obs: Any) -> torch.Tensor:
         """Raw env observations (single or batch) as a float32 ``(B, obs_size)`` tensor."""
+        if not self.layout.plain:
+            return torch.from_numpy(self.layout.flatten(obs))
         if isinstance(self.observation_space, spaces.Discrete):
             index = torch.as_tensor(np.asarray(obs), dtype=torch.long).reshape(-1) - int(self.observation_space.start)
             return nn.functional.one_hot(index, self.obs_size).to(torch.float32)
@@ -135,15 +161,35 @@ class ActorCriticPolicy(nn.Module):
 
     # -- networks on normalised observations ------------------------------------------------
 
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The encoder's features of normalised observations: the observations themselves unless
+        they hold images.
+
+        The actor and the critic share the encoder, and the algorithms ask for the distribution
+        and the value of one batch in two calls; the second call reuses the first one's features
+        (same tensor, encoder weights unchanged since, same grad mode) instead of running the CNN
+        again.
+        """
+        if self.encoder is None:
+            return obs
+        versions = tuple(p._version for p in self.encoder.parameters())
+        key = (versions, torch.is_grad_enabled())
+        cached = self._features_cache
+        if cached is not None and cached[0] is obs and cached[1] == key:
+            return cached[2]
+        features = self.encoder(obs)
+        self._features_cache = (obs, key, features)
+        return features
+
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Distribution:
         """Action distribution for normalised observations ``(B, obs_size)``."""
-        return self.head(self.actor_body(obs))
+        return self.head(self.actor_body(self.encode(obs)))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """State values ``(B,)`` for normalised observations."""
         if self.critic is None:
             raise RuntimeError("this policy was built without a critic")
-        return self.critic(obs).squeeze(-1)
+        return self.critic(self.encode(obs)).squeeze(-1)
 
     @torch.no_grad()
     def act(
@@ -169,4 +215,13 @@ class ActorCriticPolicy(nn.Module):
         space = self.action_space
         if self.discrete:
             return raw_action.astype(np.int64) + int(space.start)
+        if isinstance(space, spaces.MultiDiscrete):
+            batch = raw_action.shape[0]
+            return (raw_action.reshape(batch, *space.shape) + space.start).astype(space.dtype)
+        if isinstance(space, spaces.MultiBinary):
+            return raw_action.reshape(raw_action.shape[0], *space.shape).astype(space.dtype)
+        if len(space.shape) != 1:
+            batch = raw_action.shape[0]
+            flat = spaces.Box(space.low.reshape(-1), space.high.reshape(-1), dtype=space.dtype)
+            return box_env_action(raw_action, flat, self.rescale_actions).reshape(batch, *space.shape)
         return box_env_action(raw_action, space, self.rescale_actions)

@@ -39,11 +39,29 @@ from pgrad.envs.vector import LeanSyncVectorEnv
 from pgrad.errors import ConfigError, NonFiniteError
 from pgrad.normalize import RewardScaler
 from pgrad.numpy_twin import NumpyActorCritic, SeedBatchedNumpyActorCritic
+from pgrad.observations import all_finite, env_row, stack_rows
 from pgrad.policy import ActorCriticPolicy
 from pgrad.returns import gae
 
 if TYPE_CHECKING:
     from pgrad.batched import SeedBatchedActorCritic
+
+
+def copy_observation(obs: object) -> object:
+    """A copy of one env's observation (an array, or a dict/tuple of them) that outlives the env's
+    buffers."""
+    if isinstance(obs, dict):
+        return {key: copy_observation(value) for key, value in obs.items()}
+    if isinstance(obs, tuple):
+        return tuple(copy_observation(value) for value in obs)
+    return np.array(obs, copy=True)
+
+
+def observation_batch(rows: list) -> object:
+    """Single-env observations as one batch: arrays as ``(B, size)`` rows, dicts/tuples per key."""
+    if isinstance(rows[0], np.ndarray):
+        return np.concatenate([row.reshape(1, -1) for row in rows])
+    return stack_rows(rows)
 
 
 @dataclass
@@ -175,6 +193,10 @@ class RolloutCollector:
         return self.policy.value(self.policy.normalize(self.policy.obs_to_tensor(raw_obs)))
 
     def _check_finite(self, array: np.ndarray, what: str, step: int) -> None:
+        if isinstance(array, (dict, tuple)):  # Dict / Tuple observations: check each key's array
+            if not all_finite(array):
+                raise NonFiniteError(f"environment returned a non-finite {what} (NaN or inf) at step {step}")
+            return
         # A sum is finite only if every term is (NaN and inf propagate), and costs a third of
         # isfinite().all(); only a non-finite sum (or an overflowing one) needs the exact check.
         if math.isfinite(np.add.reduce(array, axis=None)):
@@ -240,10 +262,10 @@ class RolloutCollector:
         truncated_final_obs = []
         for env_index in np.flatnonzero(truncated) if any_ended else ():
             if self.mode is AutoresetMode.SAME_STEP:
-                final = np.array(info["final_obs"][env_index], copy=True)
+                final = copy_observation(info["final_obs"][env_index])
                 self._check_finite(final, "final observation", step_number)
             else:  # NEXT_STEP returns the final observation itself; the reset comes one step later
-                final = np.array(next_obs[env_index], copy=True)
+                final = copy_observation(env_row(next_obs, env_index))
             truncated_final_obs.append((int(env_index), final))
         if self.mode is AutoresetMode.NEXT_STEP:
             self.pending_reset = ended
@@ -269,8 +291,7 @@ class RolloutCollector:
         self._sync_fast_inference()
         # numpy buffers: a per-step write costs well under a microsecond, a torch one several
         obs_buf = np.zeros((n_steps, n_envs, policy.obs_size), dtype=np.float32)  # (T, N, obs_size)
-        action_shape = () if policy.discrete else policy.action_space.shape
-        action_buf = np.zeros((n_steps, n_envs, *action_shape), dtype=np.int64 if policy.discrete else np.float32)
+        action_buf = np.zeros((n_steps, n_envs, *policy.action_shape), dtype=policy.action_dtype)
         log_prob_buf = np.zeros((n_steps, n_envs), dtype=np.float32)  # (T, N)
         value_buf = np.zeros((n_steps, n_envs), dtype=np.float32)  # (T, N)
         reward_buf = np.zeros((n_steps, n_envs), dtype=np.float32)  # (T, N)
@@ -296,7 +317,7 @@ class RolloutCollector:
             time_buf[t] = step.time_in_episode
             if self.mode is AutoresetMode.SAME_STEP:
                 for env_index, final in step.truncated_final_obs:
-                    final_obs_slots.append((t, env_index, final.reshape(1, -1)))
+                    final_obs_slots.append((t, env_index, final))
 
         # next_values[t] = V(obs at t+1) is right everywhere except at SAME_STEP episode ends, whose
         # obs at t+1 is already the reset one; terminated steps never bootstrap, so only truncated
@@ -308,7 +329,7 @@ class RolloutCollector:
             next_value_buf[-1] = self._values(self.obs)
             if final_obs_slots:
                 final_values = self._values(
-                    np.concatenate([f for _, _, f in final_obs_slots]),
+                    observation_batch([f for _, _, f in final_obs_slots]),
                     np.array([env_index for _, env_index, _ in final_obs_slots]),
                 )
                 for (t, env_index, _), final_value in zip(final_obs_slots, final_values):
@@ -401,8 +422,8 @@ class RolloutCollector:
     def _episodes_to_rollout(self, buffer: list[StepRecord], finished: list[tuple[int, int, int]]) -> Rollout:
         """Concatenate the finished episodes of ``buffer`` into a ``(T, 1, ...)`` Rollout."""
         policy = self.policy
-        action_shape = () if policy.discrete else tuple(policy.action_space.shape)
-        action_dtype = torch.long if policy.discrete else torch.float32
+        action_shape = policy.action_shape
+        action_dtype = torch.long if policy.action_dtype == np.int64 else torch.float32
         if not finished:
             empty = torch.zeros(0, 1)  # (0, 1)
             return Rollout(
@@ -466,7 +487,7 @@ class RolloutCollector:
 
         next_value_flat = torch.cat(next_values)  # (T,)
         if final_obs:
-            next_value_flat[final_slots] = self._values(np.stack(final_obs))  # (n_truncated,)
+            next_value_flat[final_slots] = self._values(observation_batch(final_obs))  # (n_truncated,)
         total = length_so_far
         return Rollout(
             obs=torch.cat(pieces["obs"]).unsqueeze(1),  # (T, 1, obs_size)

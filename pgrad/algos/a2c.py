@@ -34,6 +34,7 @@ import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import OnPolicyConfig, param
+from pgrad.distributions import action_std
 from pgrad.losses import explained_variance, normalize_advantages, policy_gradient_loss, value_loss
 from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
 
@@ -140,8 +141,9 @@ class A2C(Algorithm):
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm, foreach=True)
         metrics = {**policy_metrics, **critic_metrics, "entropy": entropy.item(), "grad_norm": grad_norm.item()}
-        if isinstance(dist, torch.distributions.Independent):  # continuous: watch exploration shrink
-            metrics["action_std"] = dist.base_dist.scale.mean().item()
+        std = action_std(dist)
+        if std is not None:  # continuous: watch exploration shrink
+            metrics["action_std"] = std.mean().item()
         return metrics
 
     def _numpy_gradient_step(

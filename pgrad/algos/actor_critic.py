@@ -38,6 +38,7 @@ import torch
 
 from pgrad.algos.base import Algorithm, IterationResult
 from pgrad.config import OnPolicyConfig, param
+from pgrad.distributions import action_std
 from pgrad.losses import explained_variance, policy_gradient_loss, value_loss
 
 
@@ -128,6 +129,7 @@ class ActorCritic(Algorithm):
         metrics["explained_variance"] = (
             explained_variance(rollout.values[0][valid], td_target) if n_transitions > 1 else float("nan")
         )
-        if isinstance(dist, torch.distributions.Independent):  # continuous: watch exploration shrink
-            metrics["action_std"] = dist.base_dist.scale.mean().item()
+        std = action_std(dist)
+        if std is not None:  # continuous: watch exploration shrink
+            metrics["action_std"] = std.mean().item()
         return IterationResult(n_transitions=n_transitions, episodes=episodes, metrics=metrics)

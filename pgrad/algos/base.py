@@ -35,6 +35,7 @@ from pgrad.io import (
 from pgrad.logger import Progress, RunLogger, write_csv
 from pgrad.normalize import RewardScaler
 from pgrad.numpy_twin import NumpyActorCritic, unsupported_reason
+from pgrad.observations import is_single_observation, select_keys
 from pgrad.policy import ActorCriticPolicy
 from pgrad.rollout import EpisodeLog, RolloutCollector
 
@@ -184,8 +185,9 @@ class Algorithm:
         )
 
     def env_spaces(self) -> tuple[gymnasium.Space, gymnasium.Space]:
-        """``(observation_space, action_space)`` of one env."""
-        return self.envs.single_observation_space, self.envs.single_action_space
+        """``(observation_space, action_space)`` of one env (a Dict observation restricted to the
+        config's ``obs_keys``, if any: the policy reads only those)."""
+        return select_keys(self.envs.single_observation_space, self.config.obs_keys), self.envs.single_action_space
 
     def build_policy(self) -> ActorCriticPolicy:
         """The policy network for this algorithm (override for another architecture)."""
@@ -204,6 +206,8 @@ class Algorithm:
             log_std_init=c.log_std_init,
             state_dependent_std=c.state_dependent_std,
             normalize_obs=c.normalize_obs,
+            cnn=c.cnn,
+            cnn_features=c.cnn_features,
         )
 
     def finish_policy(self, policy: torch.nn.Module) -> torch.nn.Module:
@@ -431,6 +435,13 @@ class Algorithm:
 
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """Actions the env accepts for one observation or a batch (numpy in, numpy out)."""
+        if not self.policy.layout.plain:  # Dict, Tuple, images, MultiDiscrete/MultiBinary: torch only
+            with torch.no_grad():
+                tensor = self.policy.normalize(self.policy.obs_to_tensor(obs))
+                dist = self.policy.distribution(tensor)
+                raw = (self.policy.head.deterministic(dist) if deterministic else dist.sample()).numpy()
+            action = self.policy.env_action(raw)
+            return action[0] if is_single_observation(obs, self.observation_space) else action
         obs_array = np.asarray(obs)
         single_shape = self.observation_space.shape
         single = obs_array.shape == tuple(single_shape)

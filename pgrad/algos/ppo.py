@@ -27,6 +27,7 @@ import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import OnPolicyConfig, param
+from pgrad.distributions import action_std
 from pgrad.errors import ConfigError
 from pgrad.losses import clipped_surrogate_loss, explained_variance, normalize_advantages, value_loss
 from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
@@ -82,8 +83,9 @@ def minibatch_step_metrics(
 ) -> dict[str, float]:
     """One minibatch step's numbers, averaged over the iteration into its metrics row."""
     metrics = {**policy_metrics, **critic_metrics, "entropy": entropy.item(), "grad_norm": grad_norm.item()}
-    if isinstance(dist, torch.distributions.Independent):  # continuous: watch exploration shrink
-        metrics["action_std"] = dist.base_dist.scale.mean().item()
+    std = action_std(dist)
+    if std is not None:  # continuous: watch exploration shrink
+        metrics["action_std"] = std.mean().item()
     return metrics
 
 

@@ -72,6 +72,7 @@ import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
 from pgrad.config import OnPolicyConfig, param
+from pgrad.distributions import action_std
 from pgrad.errors import TrainingError
 from pgrad.losses import explained_variance
 from pgrad.returns import discounted_returns
@@ -215,8 +216,9 @@ class Reinforce(Algorithm):
         grad_norm = torch.nn.utils.clip_grad_norm_(actor_parameters, c.max_grad_norm or float("inf"))
         self.policy_optimizer.step()
         metrics.update({"policy_loss": policy_loss.item(), "entropy": entropy.item(), "grad_norm": grad_norm.item()})
-        if isinstance(dist, torch.distributions.Independent):  # continuous: watch exploration shrink
-            metrics["action_std"] = dist.base_dist.scale.mean().item()
+        std = action_std(dist)
+        if std is not None:  # continuous: watch exploration shrink
+            metrics["action_std"] = std.mean().item()
 
         if c.baseline:
             # The baseline the policy step used was b_values; its error is the value_loss logged.

@@ -50,8 +50,9 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
     """
     if type(policy) is not ActorCriticPolicy:
         return f"the policy class {type(policy).__name__} (covered: the MLP ActorCriticPolicy)"
-    if not isinstance(policy.observation_space, spaces.Box):
-        return f"observations of type {type(policy.observation_space).__name__} (only Box is covered)"
+    if not isinstance(policy.observation_space, spaces.Box) or not policy.layout.plain:
+        kinds = "/".join(sorted({piece.kind for piece in policy.layout.pieces}))
+        return f"observations of type {type(policy.observation_space).__name__} ({kinds}; only flat Box is covered)"
     head = policy.head
     if not (isinstance(head, CategoricalHead) or (isinstance(head, DiagGaussianHead) and not head.std.state_dependent)):
         return (

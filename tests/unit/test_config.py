@@ -41,7 +41,7 @@ def test_strings_from_the_command_line_are_typed():
         ({"lr": 0}, r"lr=0.0 is out of range: must be > 0.0"),
         ({"anneal_lr": "maybe"}, "anneal_lr='maybe' is not a valid bool"),
         ({"hidden_sizes": "64,x"}, "hidden_sizes='64,x' is not a valid comma-separated ints"),
-        ({"hidden_sizes": ""}, "hidden_sizes=.* must be one or more positive ints"),
+        ({"hidden_sizes": "64,0"}, "hidden_sizes=.* must be positive ints, or nothing for a linear policy"),
         ({"target_kl": 0}, "target_kl=0.0 is out of range"),
         ({"gama": 0.9}, "unknown hyperparameter 'gama' \\(did you mean gamma\\?\\); valid keys: n_envs, gamma"),
     ],

@@ -621,7 +621,10 @@ def test_make_action_head_picks_the_head(space: gym.Space, action_dist: str, hea
         torch.testing.assert_close(dist.base_dist.scale, expected)
 
 
-SUPPORTED = "supported: Discrete (categorical) and 1-D Box (gaussian, truncated_normal)"
+SUPPORTED = (
+    "supported: Discrete (categorical), MultiDiscrete (one categorical per entry), MultiBinary (bernoulli) and "
+    "Box of any shape (gaussian, truncated_normal)"
+)
 
 
 @pytest.mark.parametrize(
@@ -629,8 +632,8 @@ SUPPORTED = "supported: Discrete (categorical) and 1-D Box (gaussian, truncated_
     [
         (
             gym.spaces.MultiBinary(4),
-            "auto",
-            f"action space MultiBinary(4) is not supported; {SUPPORTED}",
+            "gaussian",
+            "action_dist='gaussian' does not apply to MultiBinary(4); leave action_dist=auto",
         ),
         (
             gym.spaces.Dict({"a": gym.spaces.Discrete(2)}),
@@ -638,9 +641,9 @@ SUPPORTED = "supported: Discrete (categorical) and 1-D Box (gaussian, truncated_
             f"action space Dict('a': Discrete(2)) is not supported; {SUPPORTED}",
         ),
         (
-            gym.spaces.Box(-1.0, 1.0, (2, 2)),
-            "gaussian",
-            f"action space Box(-1.0, 1.0, (2, 2), float32) is not supported; {SUPPORTED}",
+            gym.spaces.Tuple([gym.spaces.Discrete(2), gym.spaces.Discrete(3)]),
+            "auto",
+            f"action space Tuple(Discrete(2), Discrete(3)) is not supported; {SUPPORTED}",
         ),
         (
             gym.spaces.Box(-np.inf, np.inf, (2,)),
@@ -660,12 +663,12 @@ SUPPORTED = "supported: Discrete (categorical) and 1-D Box (gaussian, truncated_
         (
             gym.spaces.Discrete(3),
             "gaussian",
-            "action_dist='gaussian' needs a 1-D Box action space, got Discrete(3)",
+            "action_dist='gaussian' needs a Box action space, got Discrete(3)",
         ),
         (
             gym.spaces.Discrete(3),
             "truncated_normal",
-            "action_dist='truncated_normal' needs a 1-D Box action space, got Discrete(3)",
+            "action_dist='truncated_normal' needs a Box action space, got Discrete(3)",
         ),
     ],
 )

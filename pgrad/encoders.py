@@ -1,0 +1,121 @@
+"""Observation encoders: from the flat observation vector to the features the actor and critic read.
+
+The policy stores each observation as one flat vector (:mod:`pgrad.observations`). The encoder
+turns it into features: image pieces go through a CNN each, every other piece passes through as
+it is, and the results are concatenated (images first, in layout order, then the other columns).
+Without images the encoder is the identity and has no weights, so MLP policies are unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pgrad.errors import ConfigError
+from pgrad.nets import layer_init
+from pgrad.observations import ObservationLayout, Piece
+
+CNNS = ("auto", "nature", "small")
+
+# The Nature CNN's first layer is an 8x8 kernel with stride 4, then 4x4/2 and 3x3/1: it needs
+# images of at least 36 pixels a side. Smaller ones (MiniGrid's 7x7, MinAtar's 10x10) take the
+# small CNN.
+NATURE_MIN_SIDE = 36
+
+
+class NatureCNN(nn.Module):
+    """The DQN network's convolutions (Mnih et al. 2015, "Human-level control through deep RL",
+    Methods): 32 8x8/4, 64 4x4/2, 64 3x3/1, ReLU, then a linear layer to ``features`` (512 there)."""
+
+    def __init__(self, channels: int, height: int, width: int, features: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            layer_init(nn.Conv2d(channels, 32, 8, stride=4)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(32, 64, 4, stride=2)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(64, 64, 3, stride=1)),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.linear = nn.Sequential(
+            layer_init(nn.Linear(_flat_size(self.convs, channels, height, width), features)), nn.ReLU()
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convs(images))
+
+
+class SmallCNN(nn.Module):
+    """Two 3x3 stride-1 convolutions (16 and 32 channels, ReLU) and a linear layer to ``features``:
+    for small grids, after the MinAtar paper's one-layer network (Young & Tian 2019, sec. 4) with
+    a second layer so that a 7x7 view still sees 5x5 neighbourhoods."""
+
+    def __init__(self, channels: int, height: int, width: int, features: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            layer_init(nn.Conv2d(channels, 16, 3, stride=1, padding=1)),
+            nn.ReLU(),
+            layer_init(nn.Conv2d(16, 32, 3, stride=1, padding=1)),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.linear = nn.Sequential(
+            layer_init(nn.Linear(_flat_size(self.convs, channels, height, width), features)), nn.ReLU()
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convs(images))
+
+
+def _flat_size(convs: nn.Module, channels: int, height: int, width: int) -> int:
+    with torch.no_grad():
+        return int(convs(torch.zeros(1, channels, height, width)).shape[1])
+
+
+def make_cnn(kind: str, piece: Piece, features: int) -> nn.Module:
+    """The CNN for one image piece: ``kind`` is ``nature``, ``small`` or ``auto`` (nature when both
+    sides are at least 36 pixels, small otherwise)."""
+    channels, height, width = piece.image_shape
+    if kind == "auto":
+        kind = "nature" if min(height, width) >= NATURE_MIN_SIDE else "small"
+    if kind == "nature":
+        if min(height, width) < NATURE_MIN_SIDE:
+            raise ConfigError(
+                f"cnn=nature needs images of at least {NATURE_MIN_SIDE}x{NATURE_MIN_SIDE}; observation "
+                f"{piece.key or 'image'} is {height}x{width}: use cnn=small or cnn=auto"
+            )
+        return NatureCNN(channels, height, width, features)
+    if kind == "small":
+        return SmallCNN(channels, height, width, features)
+    raise ConfigError(f"unknown cnn={kind!r}; expected one of {', '.join(CNNS)}")
+
+
+class ObservationEncoder(nn.Module):
+    """Flat observation vectors ``(B, layout.size)`` to features ``(B, out_features)``."""
+
+    def __init__(self, layout: ObservationLayout, cnn: str = "auto", cnn_features: int = 512) -> None:
+        super().__init__()
+        if cnn_features < 1:
+            raise ConfigError(f"cnn_features={cnn_features} must be a positive int")
+        self.images = list(layout.images)
+        self.cnns = nn.ModuleList(make_cnn(cnn, piece, cnn_features) for piece in self.images)
+        image_columns = torch.zeros(layout.size, dtype=torch.bool)
+        for piece in self.images:
+            image_columns[piece.offset : piece.offset + piece.size] = True
+        # the columns that pass through as they are (a buffer: moves with the module, not saved)
+        self.register_buffer("other_columns", torch.nonzero(~image_columns).reshape(-1), persistent=False)
+        self.identity = not self.images
+        self.out_features = layout.size if self.identity else len(self.images) * cnn_features + len(self.other_columns)
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        if self.identity:
+            return flat
+        batch = flat.shape[0]
+        parts = [
+            cnn(flat[:, piece.offset : piece.offset + piece.size].reshape(batch, *piece.image_shape))
+            for piece, cnn in zip(self.images, self.cnns)
+        ]
+        if len(self.other_columns):
+            parts.append(flat.index_select(1, self.other_columns))
+        return torch.cat(parts, dim=1)

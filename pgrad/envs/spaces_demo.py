@@ -1,0 +1,76 @@
+"""Small environments whose spaces are not a flat Box or Discrete, for tests and examples.
+
+Each is a contextual bandit with short episodes: every step shows a random target and pays 1
+only when the whole action matches it, so a policy must get every sub-action right. A random
+policy rarely does ((1/n)^k for k entries of n values), a learned one always can: the optimal
+return is the episode length.
+
+- :class:`MatchDigitsEnv`: Dict observation (the target as MultiDiscrete, the time left as a
+  Box), MultiDiscrete action.
+- :class:`MatchBitsEnv`: MultiBinary observation and action.
+- :class:`MaskedChoiceEnv`: Discrete action of which only some are valid at each step, with the
+  valid ones in ``info["action_mask"]``; an invalid action ends the episode with a penalty.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class MatchDigitsEnv(gym.Env):
+    """Copy ``k`` digits in ``0 .. n-1``: reward 1 when every digit is right, else 0."""
+
+    def __init__(self, digits: int = 3, values: int = 3, length: int = 8) -> None:
+        self.values, self.length = values, length
+        self.observation_space = spaces.Dict(
+            {
+                "target": spaces.MultiDiscrete([values] * digits),
+                "time_left": spaces.Box(0.0, 1.0, (1,), dtype=np.float32),
+            }
+        )
+        self.action_space = spaces.MultiDiscrete([values] * digits)
+        self._target = np.zeros(digits, dtype=np.int64)
+        self._t = 0
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        time_left = np.array([1.0 - self._t / self.length], dtype=np.float32)
+        return {"target": self._target.copy(), "time_left": time_left}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        self._target = self.np_random.integers(0, self.values, size=self._target.shape)
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        reward = float(np.array_equal(np.asarray(action), self._target))
+        self._t += 1
+        self._target = self.np_random.integers(0, self.values, size=self._target.shape)
+        return self._obs(), reward, False, self._t >= self.length, {}
+
+
+class MatchBitsEnv(gym.Env):
+    """Copy ``n`` bits: reward 1 when every bit is right, else 0."""
+
+    def __init__(self, bits: int = 4, length: int = 8) -> None:
+        self.length = length
+        self.observation_space = spaces.MultiBinary(bits)
+        self.action_space = spaces.MultiBinary(bits)
+        self._target = np.zeros(bits, dtype=np.int8)
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        self._target = self.np_random.integers(0, 2, size=self._target.shape).astype(np.int8)
+        return self._target.copy(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        reward = float(np.array_equal(np.asarray(action, dtype=np.int8), self._target))
+        self._t += 1
+        self._target = self.np_random.integers(0, 2, size=self._target.shape).astype(np.int8)
+        return self._target.copy(), reward, False, self._t >= self.length, {}
