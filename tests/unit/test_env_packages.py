@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.abc
-import re
 import importlib.util
+import re
 import subprocess
 import sys
 import tomllib
