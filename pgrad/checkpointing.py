@@ -39,6 +39,7 @@ from pgrad.io import (
     space_from_json,
     space_to_json,
 )
+from pgrad.observations import env_row, observation_arrays, observation_arrays_keys, observation_from_arrays, stack_rows
 from pgrad.rollout import RolloutCollector, StepRecord
 
 
@@ -64,8 +65,12 @@ def collector_state(
     (pgrad/rollout.py, SeedBatchedCollector), as that seed's own collector would hold it.
     """
     rows = slice(None) if rows is None else rows
+    space = collector.policy.observation_space
     tensors = {
-        "collector.obs": _to_tensor(collector.obs[rows]),
+        _obs_name("collector.obs", key): _to_tensor(values[rows])
+        for key, values in observation_arrays(collector.obs, space).items()
+    }
+    tensors |= {
         "collector.pending_reset": _to_tensor(collector.pending_reset[rows]),
         "collector.episode_return": _to_tensor(collector.episode_return[rows]),
         "collector.episode_length": _to_tensor(collector.episode_length[rows]),
@@ -97,15 +102,28 @@ def collector_state(
                     state["episode_buffer"]["numpy_fields"].append(f.name)
                 tensors[f"collector.buffer.{f.name}"] = torch.stack([_to_tensor(v) for v in values])
         if finals:
-            tensors["collector.buffer.final_obs"] = _to_tensor(np.stack(finals))
+            for key, values in observation_arrays(stack_rows(finals), space).items():
+                tensors[_obs_name("collector.buffer.final_obs", key)] = _to_tensor(values)
     return state, tensors
+
+
+def _obs_name(name: str, key: str) -> str:
+    """The tensor name of one observation key (the name itself for a Box or Discrete observation)."""
+    return f"{name}.{key}" if key else name
+
+
+def _saved_observations(tensors: dict[str, torch.Tensor], name: str, space: Any) -> Any:
+    """The observations saved under ``name`` by :func:`collector_state`, as the env gave them."""
+    keys = observation_arrays_keys(space)
+    return observation_from_arrays({key: tensors[_obs_name(name, key)].numpy().copy() for key in keys}, space)
 
 
 def restore_collector_state(
     collector: RolloutCollector, state: dict[str, Any], tensors: dict[str, torch.Tensor]
 ) -> None:
     """Inverse of :func:`collector_state`."""
-    collector.obs = tensors["collector.obs"].numpy().copy()
+    space = collector.policy.observation_space
+    collector.obs = _saved_observations(tensors, "collector.obs", space)
     collector.pending_reset = tensors["collector.pending_reset"].numpy().copy()
     collector.episode_return = tensors["collector.episode_return"].numpy().copy()
     collector.episode_length = tensors["collector.episode_length"].numpy().copy()
@@ -115,8 +133,10 @@ def restore_collector_state(
         collector._episode_buffer = None
         return
     finals: dict[int, list[tuple[int, np.ndarray]]] = {}
-    for index, (k, env) in enumerate(saved.get("truncated_final_obs", [])):
-        finals.setdefault(k, []).append((env, tensors["collector.buffer.final_obs"][index].numpy().copy()))
+    saved_finals = saved.get("truncated_final_obs", [])
+    final_obs = _saved_observations(tensors, "collector.buffer.final_obs", space) if saved_finals else None
+    for index, (k, env) in enumerate(saved_finals):
+        finals.setdefault(k, []).append((env, env_row(final_obs, index)))
     buffer = []
     for k in range(saved["length"]):
         values: dict[str, Any] = {}
@@ -185,7 +205,7 @@ def restore_envs_state(
     for index, (obs, rng_matches) in enumerate(results):
         if obs is None:
             problems.append(f"env {index}'s episode was too long to record")
-        elif not (rng_matches and np.array_equal(obs, collector.obs[index])):
+        elif not (rng_matches and _same_observation(obs, env_row(collector.obs, index), collector.policy)):
             problems.append(f"env {index} did not replay to the same state (it is not deterministic given its seed)")
     if collector.mode is AutoresetMode.NEXT_STEP:
         # The vector env resets an env on the step after its episode ended; it keeps that flag itself.
@@ -196,6 +216,13 @@ def restore_envs_state(
                 "an async NEXT_STEP vector env was due to reset an env; its worker's flag cannot be restored"
             )
     return problems
+
+
+def _same_observation(replayed: Any, saved: Any, policy: Any) -> bool:
+    """Whether a replayed env's observation is the saved one, in every key the policy reads."""
+    space = policy.observation_space
+    replayed_arrays, saved_arrays = observation_arrays(replayed, space), observation_arrays(saved, space)
+    return all(np.array_equal(replayed_arrays[key], saved_arrays[key]) for key in saved_arrays)
 
 
 def warn_if_not_exact(problems: list[str]) -> None:

@@ -111,11 +111,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.batched:
             from pgrad.experiments.seed_batched import check_batched_spec
 
-            check_batched_spec(spec, seeds, agent.config)
+            check_batched_spec(spec, seeds, agent.config, agent.policy)
         elif args.batched is None:  # not asked either way: batch wherever it trains the seeds exactly as alone
             from pgrad.experiments.seed_batched import batched_by_default
 
-            args.batched = args.backend == "local" and batched_by_default(spec, seeds, agent.config, args.workers)
+            args.batched = args.backend == "local" and batched_by_default(
+                spec, seeds, agent.config, args.workers, agent.policy
+            )
         if spec.resume and len(seeds) == 1:
             if args.seeds is None and any(Path(spec.out).glob("seed_*/checkpoint/state.json")):
                 raise ConfigError(f"--resume {spec.out} is a multi-seed run; resume it with its --seeds")

@@ -34,6 +34,13 @@ BUNDLED_ENVS: tuple[dict, ...] = (
         "max_episode_steps": 200,
     },
 )
+# Small envs of other spaces (pgrad/envs/spaces_demo.py): a random policy rarely scores, a learned
+# one scores on every step, so the optimal return is the episode length (8).
+BUNDLED_ENVS += (
+    {"id": "pgrad/MatchDigits-v0", "entry_point": "pgrad.envs.spaces_demo:MatchDigitsEnv", "reward_threshold": 7.5},
+    {"id": "pgrad/MatchBits-v0", "entry_point": "pgrad.envs.spaces_demo:MatchBitsEnv", "reward_threshold": 7.5},
+    {"id": "pgrad/FindTheLight-v0", "entry_point": "pgrad.envs.spaces_demo:FindTheLightEnv", "reward_threshold": 7.5},
+)
 REGISTERED_IDS: tuple[str, ...] = tuple(spec["id"] for spec in BUNDLED_ENVS)
 
 

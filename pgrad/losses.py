@@ -77,7 +77,10 @@ def value_squared_error(
 
 
 def explained_variance(predictions: torch.Tensor, targets: torch.Tensor) -> float:
-    """``1 - Var[targets - predictions] / Var[targets]``: 1 is perfect, 0 is no better than a constant."""
+    """``1 - Var[targets - predictions] / Var[targets]``: 1 is perfect, 0 is no better than a constant.
+    NaN where it is undefined (fewer than two targets, or targets all equal)."""
+    if targets.numel() < 2:
+        return float("nan")
     target_var = targets.var()
     if target_var.item() == 0.0:
         return float("nan")

@@ -119,7 +119,7 @@ def _piece(key: str, space: spaces.Space, offset: int) -> Piece:
     if isinstance(space, spaces.MultiBinary):
         return Piece(key, "bits", space, offset, int(np.prod(space.shape)))
     way_out = " (choose the keys to use with --set obs_keys=KEY,KEY)" if key else ""
-    raise UnsupportedSpaceError(f"{where} is {space}, which pgrad cannot encode{way_out}; {SUPPORTED}")
+    raise UnsupportedSpaceError(f"{where} is {type(space).__name__}, which pgrad cannot encode{way_out}; {SUPPORTED}")
 
 
 class ObservationLayout:
@@ -137,7 +137,7 @@ class ObservationLayout:
         self.nested = isinstance(space, (spaces.Dict, spaces.Tuple))
         self.images = [piece for piece in self.pieces if piece.kind == "image"]
         # a flat Box or a Discrete: the vector pgrad has always built, by the policy's own fast code
-        self.plain = not self.nested and self.pieces[0].kind in ("vector", "one_hot") and not self.images
+        self.plain = isinstance(space, (spaces.Box, spaces.Discrete)) and not self.images
 
     @property
     def keys(self) -> list[str]:
@@ -205,6 +205,32 @@ def is_single_observation(obs: Any, space: spaces.Space) -> bool:
     _, leaf = next(_leaves(space, ""))
     leaf_ndim = 0 if isinstance(leaf, spaces.Discrete) else len(leaf.shape)
     return np.asarray(leaf_values).ndim == leaf_ndim
+
+
+def observation_arrays(obs: Any, space: spaces.Space) -> dict[str, np.ndarray]:
+    """The leaves of ``obs`` that ``space`` names, by key path (``""`` for a space that is not a
+    Dict or Tuple): how checkpoints store observations. Keys the space leaves out are dropped."""
+    return {key: np.asarray(values) for (key, _), values in zip(_leaves(space, ""), observation_leaves(obs, space))}
+
+
+def observation_arrays_keys(space: spaces.Space) -> list[str]:
+    """The keys :func:`observation_arrays` gives for ``space``."""
+    return [key for key, _ in _leaves(space, "")]
+
+
+def observation_from_arrays(arrays: dict[str, np.ndarray], space: spaces.Space, prefix: str = "") -> Any:
+    """Inverse of :func:`observation_arrays`."""
+    if isinstance(space, spaces.Dict):
+        return {
+            key: observation_from_arrays(arrays, sub, f"{prefix}.{key}" if prefix else str(key))
+            for key, sub in space.spaces.items()
+        }
+    if isinstance(space, spaces.Tuple):
+        return tuple(
+            observation_from_arrays(arrays, sub, f"{prefix}.{index}" if prefix else str(index))
+            for index, sub in enumerate(space.spaces)
+        )
+    return arrays[prefix]
 
 
 def env_row(obs: Any, index: int) -> Any:

@@ -125,6 +125,8 @@ class ActorCriticPolicy(nn.Module):
         }
         if self.encoder is not None:
             self.spec.update(cnn=cnn, cnn_features=cnn_features)
+        if not self.layout.plain:  # which key goes where in the flat input, for readers of policy.json
+            self.spec["observation_layout"] = self.layout.describe()
 
     def use_torch_default_init(self) -> None:
         """Re-initialise every linear and LSTM layer with PyTorch's default init instead of pgrad's
@@ -185,11 +187,14 @@ class ActorCriticPolicy(nn.Module):
         """Action distribution for normalised observations ``(B, obs_size)``."""
         return self.head(self.actor_body(self.encode(obs)))
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        """State values ``(B,)`` for normalised observations."""
+    def value(self, obs: torch.Tensor, train_encoder: bool = True) -> torch.Tensor:
+        """State values ``(B,)`` for normalised observations. ``train_encoder=False``: the value's
+        gradient stops at the image encoder (an algorithm whose encoder learns from the policy
+        loss alone, as REINFORCE with a baseline)."""
         if self.critic is None:
             raise RuntimeError("this policy was built without a critic")
-        return self.critic(self.encode(obs)).squeeze(-1)
+        features = self.encode(obs)
+        return self.critic(features if train_encoder else features.detach()).squeeze(-1)
 
     @torch.no_grad()
     def act(

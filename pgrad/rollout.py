@@ -58,9 +58,7 @@ def copy_observation(obs: object) -> object:
 
 
 def observation_batch(rows: list) -> object:
-    """Single-env observations as one batch: arrays as ``(B, size)`` rows, dicts/tuples per key."""
-    if isinstance(rows[0], np.ndarray):
-        return np.concatenate([row.reshape(1, -1) for row in rows])
+    """Single-env observations stacked into one batch ``(B, ...)`` (dicts and tuples per key)."""
     return stack_rows(rows)
 
 

@@ -40,6 +40,7 @@ from pgrad.algos.ppo import PPOConfig, minibatch_step_metrics
 from pgrad.config import param
 from pgrad.errors import ConfigError
 from pgrad.losses import clipped_surrogate_loss, explained_variance, value_loss
+from pgrad.observations import is_single_observation
 from pgrad.policy import ActorCriticPolicy
 from pgrad.rollout import EpisodeLog, Rollout
 
@@ -142,14 +143,28 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         **mlp_options,
     ) -> None:
         super().__init__(observation_space, action_space, features_size=lstm_hidden_size, **mlp_options)
-        self.actor_lstm = make_lstm(self.obs_size, lstm_hidden_size, lstm_layers)
+        # the LSTMs read the encoder's features (an image's CNN output), the MLPs the LSTMs' output
+        lstm_input = self.obs_size if self.encoder is None else self.encoder.out_features
+        self.actor_lstm = make_lstm(lstm_input, lstm_hidden_size, lstm_layers)
         self.critic_lstm = (
-            None if shared_lstm or self.critic is None else make_lstm(self.obs_size, lstm_hidden_size, lstm_layers)
+            None if shared_lstm or self.critic is None else make_lstm(lstm_input, lstm_hidden_size, lstm_layers)
         )
         self.lstm_hidden_size, self.lstm_layers = lstm_hidden_size, lstm_layers
         self.spec.update({"lstm_hidden_size": lstm_hidden_size, "lstm_layers": lstm_layers, "shared_lstm": shared_lstm})
         # The state of the collector's envs between steps; the algorithm resets rows at episode starts.
         self.rollout_state: torch.Tensor | None = None
+
+    def lstm_input(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the LSTMs read for normalised ``obs (L, B, obs_size)``: the observations, or with
+        images the encoder's features ``(L, B, F)`` (the CNN applied to each step)."""
+        if self.encoder is None:
+            return obs
+        length, batch = obs.shape[:2]
+        return self.encoder(obs.reshape(length * batch, -1)).reshape(length, batch, -1)
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """The actor and critic MLPs read LSTM features, encoded already in :meth:`features`."""
+        return features
 
     def initial_state(self, batch: int) -> torch.Tensor:
         """Zero full state ``(S, lstm_layers, batch, lstm_hidden_size)``."""
@@ -160,6 +175,7 @@ class RecurrentActorCriticPolicy(ActorCriticPolicy):
         self, obs: torch.Tensor, state: torch.Tensor, episode_starts: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Actor and critic features ``(L, B, H)`` for normalised ``obs (L, B, obs_size)``, and the new state."""
+        obs = self.lstm_input(obs)
         actor_out, actor_state = lstm_over_sequence(self.actor_lstm, obs, (state[0], state[1]), episode_starts)
         if self.critic_lstm is None:
             return actor_out, actor_out, torch.stack(actor_state)
@@ -436,10 +452,9 @@ class RecurrentPPO(Algorithm):
         observation begins a new episode. Returns ``(action, (h, c))``, numpy in and out.
         """
         policy = self.policy
-        obs_array = np.asarray(obs)
-        single = obs_array.shape == tuple(self.observation_space.shape)
+        single = is_single_observation(obs, self.observation_space)
         with torch.no_grad():
-            x = policy.normalize(policy.obs_to_tensor(obs_array))  # (B, obs_size)
+            x = policy.normalize(policy.obs_to_tensor(obs))  # (B, obs_size)
             batch = x.shape[0]
             shape = (policy.lstm_layers, batch, policy.lstm_hidden_size)
             if state is None:
@@ -459,7 +474,7 @@ class RecurrentPPO(Algorithm):
                 starts = torch.as_tensor(np.asarray(episode_start, dtype=bool).reshape(1, -1))
                 if starts.shape[1] != batch:
                     raise ConfigError(f"episode_start has {starts.shape[1]} entries for {batch} observations")
-            features, (h, c) = lstm_over_sequence(policy.actor_lstm, x.unsqueeze(0), (h, c), starts)
+            features, (h, c) = lstm_over_sequence(policy.actor_lstm, policy.lstm_input(x.unsqueeze(0)), (h, c), starts)
             dist = policy.distribution(features[0])
             raw = policy.head.deterministic(dist) if deterministic else dist.sample()
         action = policy.env_action(raw.numpy())

@@ -139,7 +139,10 @@ class Reinforce(Algorithm):
     def setup(self) -> None:
         c = self.config
         policy = self.policy
-        actor_parameters = list(policy.actor_body.parameters()) + list(policy.head.parameters())
+        # an image encoder (shared with the baseline) learns from the policy loss only: its
+        # parameters are in this optimiser, and the baseline reads its features detached
+        encoder_parameters = list(policy.encoder.parameters()) if policy.encoder is not None else []
+        actor_parameters = encoder_parameters + list(policy.actor_body.parameters()) + list(policy.head.parameters())
         self.policy_optimizer = torch.optim.Adam(actor_parameters, lr=c.lr)
         self.value_optimizer = torch.optim.Adam(policy.critic.parameters(), lr=c.value_lr) if c.baseline else None
 
@@ -196,7 +199,7 @@ class Reinforce(Algorithm):
         metrics: dict[str, float] = {}
         if c.baseline:
             # V(S_t) with the network as it is now, which for n_envs=1 is the one that collected.
-            b_values = self.policy.value(b_obs)  # (B,)
+            b_values = self.policy.value(b_obs, train_encoder=False)  # (B,)
             weights = b_returns - b_values.detach()  # (B,) advantage estimates G_t - V(S_t)
         else:
             weights = b_returns.clone()  # (B,)
@@ -224,7 +227,7 @@ class Reinforce(Algorithm):
             # The baseline the policy step used was b_values; its error is the value_loss logged.
             metrics["explained_variance"] = explained_variance(b_values.detach(), b_returns)
             for value_step in range(c.value_steps):
-                predictions = b_values if value_step == 0 else self.policy.value(b_obs)  # (B,)
+                predictions = b_values if value_step == 0 else self.policy.value(b_obs, train_encoder=False)  # (B,)
                 value_loss = (predictions - b_returns).pow(2).mean()
                 self.value_optimizer.zero_grad(set_to_none=True)
                 value_loss.backward()

@@ -74,3 +74,45 @@ class MatchBitsEnv(gym.Env):
         self._t += 1
         self._target = self.np_random.integers(0, 2, size=self._target.shape).astype(np.int8)
         return self._target.copy(), reward, False, self._t >= self.length, {}
+
+
+class FindTheLightEnv(gym.Env):
+    """An image with one lit pixel: say whether it is in the left (0) or the right (1) half.
+
+    ``channels_last``: the image is (H, W, C) as most envs give it, else (C, H, W); ``dtype``
+    uint8 (0 or 255) or float32 (0 or 1). The layouts and dtypes pgrad's image encoder accepts.
+    """
+
+    def __init__(self, size: int = 8, channels: int = 2, channels_last: bool = True, dtype: str = "uint8") -> None:
+        self.size, self.channels_last, self.length = size, channels_last, 8
+        self.dtype = np.dtype(dtype)
+        high = 255 if self.dtype == np.uint8 else 1.0
+        shape = (size, size, channels) if channels_last else (channels, size, size)
+        self.observation_space = spaces.Box(0, high, shape, dtype=self.dtype)
+        self.action_space = spaces.Discrete(2)
+        self._side, self._t = 0, 0
+
+    def _obs(self) -> np.ndarray:
+        image = np.zeros(self.observation_space.shape, dtype=self.dtype)
+        row = int(self.np_random.integers(0, self.size))
+        half = self.size // 2
+        column = int(self.np_random.integers(0, half)) + half * self._side
+        channel = int(self.np_random.integers(0, image.shape[-1] if self.channels_last else image.shape[0]))
+        value = self.observation_space.high.flat[0]
+        if self.channels_last:
+            image[row, column, channel] = value
+        else:
+            image[channel, row, column] = value
+        return image
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        self._side = int(self.np_random.integers(0, 2))
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        reward = float(int(action) == self._side)
+        self._t += 1
+        self._side = int(self.np_random.integers(0, 2))
+        return self._obs(), reward, False, self._t >= self.length, {}

@@ -12,37 +12,46 @@ from pathlib import Path
 from typing import Any
 
 from pgrad.algos.ppo_batched import SeedBatchedPPO, not_in_lockstep, unsupported_for_batching
+from pgrad.batched import check_batchable
 from pgrad.errors import ConfigError, Interrupted, NonFiniteError, TrainingError
 from pgrad.experiments.runner import TrainSpec, early_stopping_of, resolve_steps, summary_with_early_stopping
 
 BATCHED_ALGORITHMS = ("ppo",)
 
 
-def check_batched_spec(spec: TrainSpec, seeds: list[int], config: Any = None) -> None:
-    """ConfigError (one line) for what seed batching does not support yet; with ``config`` (the
-    resolved PPO config of the first seed), its hyperparameters too, before any process starts."""
-    problem = batching_problem(spec, seeds, config)
+def check_batched_spec(spec: TrainSpec, seeds: list[int], config: Any = None, policy: Any = None) -> None:
+    """ConfigError (one line) for what seed batching does not support yet; with ``config`` and
+    ``policy`` (the first seed's resolved PPO config and policy), those too, before any process
+    starts."""
+    problem = batching_problem(spec, seeds, config, policy)
     if problem is not None:
         raise ConfigError(problem)
 
 
-def batching_problem(spec: TrainSpec, seeds: list[int], config: Any = None) -> str | None:
+def batching_problem(spec: TrainSpec, seeds: list[int], config: Any = None, policy: Any = None) -> str | None:
     """Why ``spec`` cannot train its ``seeds`` seed-batched (one line), or None if it can."""
     if spec.algo not in BATCHED_ALGORITHMS:
         return f"--batched supports {', '.join(BATCHED_ALGORITHMS)}, not {spec.algo!r}"
     if len(seeds) < 2:
         return "--batched needs several --seeds"
+    if policy is not None:
+        try:
+            check_batchable(policy)
+        except ConfigError as exc:
+            return str(exc)
     if config is not None:
         return unsupported_for_batching(config)
     return None
 
 
-def batched_by_default(spec: TrainSpec, seeds: list[int], config: Any, workers: int | None = None) -> bool:
+def batched_by_default(
+    spec: TrainSpec, seeds: list[int], config: Any, workers: int | None = None, policy: Any = None
+) -> bool:
     """Whether ``pgrad train`` batches these seeds when neither --batched nor --no-batched is given:
     whenever seed batching supports the settings, and, on resume, the unfinished seeds of each
     group (:func:`seed_groups` with ``workers``) have checkpoints at one step (groups run in
     lockstep; a run trained one process per seed may have stopped its seeds anywhere)."""
-    if batching_problem(spec, seeds, config) is not None:
+    if batching_problem(spec, seeds, config, policy) is not None:
         return False
     if not spec.resume:
         return True

@@ -55,6 +55,29 @@ CASES = {
         3,
         {"n_directions": 4, "n_top": 2, "n_workers": 0, "horizon": 200},
     ),
+    # Dict observations are saved key by key; images through the encoder; REINFORCE keeps the
+    # unfinished episodes (with their truncated final observations) between rollouts
+    "ppo-dict-observation": (
+        "ppo",
+        "pgrad/MatchDigits-v0",
+        512,
+        2,
+        {"n_envs": 2, "n_steps": 64, "batch_size": 64, "n_epochs": 2, "hidden_sizes": (16,)},
+    ),
+    "ppo-image-next-step": (
+        "ppo",
+        "pgrad/FindTheLight-v0",
+        512,
+        2,
+        {"n_envs": 2, "n_steps": 64, "batch_size": 64, "cnn_features": 16, "autoreset_mode": "next_step"},
+    ),
+    "reinforce-baseline-image": (
+        "reinforce-baseline",
+        "pgrad/FindTheLight-v0",
+        400,
+        5,
+        {"n_envs": 3, "cnn_features": 16},
+    ),
     # the LSTM state of the running episodes is part of what a checkpoint holds
     "ppo-lstm": (
         "ppo-lstm",

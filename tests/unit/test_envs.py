@@ -151,7 +151,14 @@ def test_velocity_masked_envs(env_id, original_id, kept):
 
 
 def test_bundled_ids_are_registered_once():
-    assert set(REGISTERED_IDS) == {CONTINUOUS, "pgrad/CartPoleNoVel-v1", "pgrad/PendulumNoVel-v1"}
+    assert set(REGISTERED_IDS) == {
+        CONTINUOUS,
+        "pgrad/CartPoleNoVel-v1",
+        "pgrad/PendulumNoVel-v1",
+        "pgrad/MatchDigits-v0",
+        "pgrad/MatchBits-v0",
+        "pgrad/FindTheLight-v0",
+    }
     assert all(env_id in gym.registry for env_id in REGISTERED_IDS)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Gymnasium warns when overriding an id
