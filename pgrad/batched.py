@@ -92,6 +92,8 @@ def check_batchable(policy: ActorCriticPolicy) -> None:
     """Raise ConfigError (one line) if ``policy`` has a part :class:`SeedBatchedActorCritic` lacks."""
     if type(policy) is not ActorCriticPolicy:
         raise ConfigError(f"seed batching supports the MLP ActorCriticPolicy, not {type(policy).__name__}")
+    if policy.mask_size:
+        raise ConfigError("seed batching does not support invalid-action masking; train these seeds with --no-batched")
     if not policy.layout.plain:
         raise ConfigError(
             f"seed batching supports flat Box and Discrete observations, not {policy.observation_space}; "

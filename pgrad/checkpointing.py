@@ -75,6 +75,8 @@ def collector_state(
         "collector.episode_return": _to_tensor(collector.episode_return[rows]),
         "collector.episode_length": _to_tensor(collector.episode_length[rows]),
     }
+    if collector.action_mask is not None:  # the allowed actions of the current observations
+        tensors["collector.action_mask"] = _to_tensor(collector.action_mask[rows])
     total = collector.total_transitions if total_transitions is None else total_transitions
     state: dict[str, Any] = {"total_transitions": total, "episode_buffer": None}
     buffer = collector._episode_buffer
@@ -124,6 +126,8 @@ def restore_collector_state(
     """Inverse of :func:`collector_state`."""
     space = collector.policy.observation_space
     collector.obs = _saved_observations(tensors, "collector.obs", space)
+    mask = tensors.get("collector.action_mask")
+    collector.action_mask = None if mask is None else mask.numpy().copy()
     collector.pending_reset = tensors["collector.pending_reset"].numpy().copy()
     collector.episode_return = tensors["collector.episode_return"].numpy().copy()
     collector.episode_length = tensors["collector.episode_length"].numpy().copy()

@@ -260,6 +260,12 @@ class OnPolicyConfig(Config):
         choices=("auto", "nature", "small"),
     )
     cnn_features: int = param(512, "output width of each image observation's CNN", low=1)
+    action_mask: str = param(
+        "auto",
+        "invalid-action masking (Discrete/MultiDiscrete): auto = on when the env reports info['action_mask'] "
+        "or has an action_mask observation key",
+        choices=("auto", "on", "off"),
+    )
     vectorization: str = param(
         "sync", "how vector envs step: in this process or one subprocess each", choices=("sync", "async")
     )

@@ -9,7 +9,10 @@ Every head follows the same contract, so the algorithms never branch on the acti
 - ``head(features)`` with ``features`` of shape ``(B, in_features)`` returns a distribution whose
   ``log_prob(action)`` and ``entropy()`` have shape ``(B,)`` (continuous heads sum over action
   dimensions through ``Independent(..., 1)``);
-- ``head.deterministic(dist)`` is the action of the deterministic policy.
+- ``head.deterministic(dist)`` is the action of the deterministic policy;
+- the discrete heads also take ``head(features, mask)``, a bool mask over their logits that rules
+  actions out (invalid-action masking: Huang & Ontanon 2022, "A Closer Look at Invalid Action
+  Masking in Policy Gradient Algorithms").
 
 The numerics of the bounded head's distribution are in :mod:`pgrad.truncated_normal`;
 ``TruncatedNormal`` is importable from here too.
@@ -32,6 +35,7 @@ from pgrad.truncated_normal import TruncatedNormal
 
 __all__ = [
     "ACTION_DISTS",
+    "MASKED_LOGIT",
     "MIN_STD",
     "ActionHead",
     "BernoulliHead",
@@ -43,6 +47,7 @@ __all__ = [
     "TruncatedNormalHead",
     "action_std",
     "make_action_head",
+    "masked_logits",
 ]
 
 ACTION_DISTS: tuple[str, ...] = ("auto", "categorical", "gaussian", "truncated_normal")
@@ -56,6 +61,19 @@ MIN_STD = 1e-3
 # ---------------------------------------------------------------------------------------------
 # Action heads
 # ---------------------------------------------------------------------------------------------
+
+
+# The logit given to a masked-out action. Finite, unlike -inf: its probability is exactly 0 in
+# float32 (exp underflows), yet entropy's p * log p stays 0 * (large) = 0 instead of 0 * inf = NaN,
+# and gradients stay finite (the value sb3-contrib's MaskableCategorical uses too).
+MASKED_LOGIT = -1e8
+
+
+def masked_logits(logits: Tensor, mask: Tensor | None) -> Tensor:
+    """``logits`` with the entries where ``mask`` is False set to :data:`MASKED_LOGIT`."""
+    if mask is None:
+        return logits
+    return torch.where(mask, logits, torch.tensor(MASKED_LOGIT, dtype=logits.dtype))
 
 
 class _StandardDeviation(nn.Module):
@@ -104,10 +122,11 @@ class CategoricalHead(nn.Module):
         # a small output gain makes the initial policy nearly uniform (Andrychowicz et al. 2021)
         self.logits = layer_init(nn.Linear(in_features, n_actions), POLICY_OUTPUT_GAIN)
 
-    def forward(self, features: Tensor) -> Categorical:
+    def forward(self, features: Tensor, mask: Tensor | None = None) -> Categorical:
+        """``mask``: bool ``(B, n_actions)``, False for an action that is not allowed now."""
         # validate_args=False: the checks cost more than the sampling at rollout batch sizes and guard
         # nothing here (finite weights are checked after every update, see Algorithm.learn)
-        return Categorical(logits=self.logits(features), validate_args=False)  # logits (B, n_actions)
+        return Categorical(logits=masked_logits(self.logits(features), mask), validate_args=False)  # (B, n_actions)
 
     def deterministic(self, dist: Categorical) -> Tensor:
         """The most probable action, int64 of shape ``(B,)``."""
@@ -149,8 +168,9 @@ class MultiCategoricalHead(nn.Module):
         self.nvec = [int(n) for n in nvec]
         self.logits = layer_init(nn.Linear(in_features, sum(self.nvec)), POLICY_OUTPUT_GAIN)
 
-    def forward(self, features: Tensor) -> MultiCategorical:
-        return MultiCategorical(self.logits(features), self.nvec)
+    def forward(self, features: Tensor, mask: Tensor | None = None) -> MultiCategorical:
+        """``mask``: bool ``(B, sum(nvec))``, each entry's allowed values side by side."""
+        return MultiCategorical(masked_logits(self.logits(features), mask), self.nvec)
 
     def deterministic(self, dist: MultiCategorical) -> Tensor:
         """Each entry's most probable value, int64 of shape ``(B, k)``."""

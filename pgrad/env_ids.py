@@ -40,6 +40,7 @@ BUNDLED_ENVS += (
     {"id": "pgrad/MatchDigits-v0", "entry_point": "pgrad.envs.spaces_demo:MatchDigitsEnv", "reward_threshold": 7.5},
     {"id": "pgrad/MatchBits-v0", "entry_point": "pgrad.envs.spaces_demo:MatchBitsEnv", "reward_threshold": 7.5},
     {"id": "pgrad/FindTheLight-v0", "entry_point": "pgrad.envs.spaces_demo:FindTheLightEnv", "reward_threshold": 7.5},
+    {"id": "pgrad/MaskedChoice-v0", "entry_point": "pgrad.envs.spaces_demo:MaskedChoiceEnv", "reward_threshold": 7.5},
 )
 REGISTERED_IDS: tuple[str, ...] = tuple(spec["id"] for spec in BUNDLED_ENVS)
 

@@ -60,9 +60,10 @@ def evaluate(
         env_instance = make_env(env)
     returns: list[float] = []
     lengths: list[int] = []
+    masks_in_info = getattr(getattr(agent, "policy", None), "action_mask", None) == "info"
     try:
         for index in range(episodes):
-            obs, _ = env_instance.reset(seed=seed + index)
+            obs, info = env_instance.reset(seed=seed + index)
             episode_return, length, done = 0.0, 0, False
             if frames is not None:
                 frames.append(env_instance.render())
@@ -72,9 +73,11 @@ def evaluate(
                     action, state = agent.predict(
                         obs, state=state, episode_start=[length == 0], deterministic=deterministic
                     )
+                elif masks_in_info:  # the allowed actions the env reported with this observation
+                    action = agent.predict(obs, deterministic=deterministic, action_mask=info.get("action_mask"))
                 else:
                     action = agent.predict(obs, deterministic=deterministic)
-                obs, reward, terminated, truncated, _ = env_instance.step(action)
+                obs, reward, terminated, truncated, info = env_instance.step(action)
                 if frames is not None:
                     frames.append(env_instance.render())
                 episode_return += float(reward)

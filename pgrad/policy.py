@@ -16,6 +16,7 @@ from torch import nn
 
 from pgrad.distributions import make_action_head
 from pgrad.encoders import ObservationEncoder
+from pgrad.masking import MASK_KEY, check_action_mask, mask_size, observation_without_mask
 from pgrad.nets import MLP, VALUE_OUTPUT_GAIN
 from pgrad.normalize import ObservationNormalizer, RewardScaler
 from pgrad.observations import ObservationLayout
@@ -75,17 +76,28 @@ class ActorCriticPolicy(nn.Module):
         features_size: int | None = None,
         cnn: str = "auto",
         cnn_features: int = 512,
+        action_mask: str | None = None,
     ) -> None:
         """``features_size``: input width of the actor and critic MLPs, if not the encoder's output
         (a recurrent policy feeds them its LSTM output instead). ``cnn``, ``cnn_features``: the CNN
-        for image observations (:mod:`pgrad.encoders`)."""
+        for image observations (:mod:`pgrad.encoders`). ``action_mask``: where the env reports
+        the allowed actions, ``"info"`` or ``"observation"`` (:mod:`pgrad.masking`); None: no
+        masking."""
         super().__init__()
         self.observation_space = observation_space
         self.action_space = action_space
-        self.layout = ObservationLayout(observation_space)
-        self.obs_size = self.layout.size
+        self.action_mask = action_mask
+        # the networks never read an observation's action_mask key; the mask goes to the head
+        input_space = observation_without_mask(observation_space) if action_mask == "observation" else observation_space
+        self.layout = ObservationLayout(input_space)
+        # the stored vector: what the networks read, then the mask's columns (1 = allowed)
+        self.input_size = self.layout.size
+        self.mask_size = mask_size(action_space) if action_mask is not None else 0
+        self.obs_size = self.input_size + self.mask_size
         if normalize_obs:
-            columns = None if not self.layout.images else self.layout.normalized_columns()
+            columns = None
+            if self.layout.images or self.mask_size:
+                columns = np.concatenate([self.layout.normalized_columns(), np.zeros(self.mask_size, dtype=bool)])
             self.obs_normalizer = ObservationNormalizer((self.obs_size,), columns=columns)
         else:
             self.obs_normalizer = None
@@ -96,7 +108,7 @@ class ActorCriticPolicy(nn.Module):
         encoder = ObservationEncoder(self.layout, cnn, cnn_features)
         self.encoder = None if encoder.identity else encoder
         self._features_cache: tuple | None = None
-        encoded = self.obs_size if self.encoder is None else self.encoder.out_features
+        encoded = self.input_size if self.encoder is None else self.encoder.out_features
         in_features = encoded if features_size is None else features_size
         self.actor_body = MLP(in_features, hidden_sizes, activation)
         self.head = make_action_head(
@@ -127,6 +139,8 @@ class ActorCriticPolicy(nn.Module):
             self.spec.update(cnn=cnn, cnn_features=cnn_features)
         if not self.layout.plain:  # which key goes where in the flat input, for readers of policy.json
             self.spec["observation_layout"] = self.layout.describe()
+        if action_mask is not None:
+            self.spec["action_mask"] = action_mask
 
     def use_torch_default_init(self) -> None:
         """Re-initialise every linear and LSTM layer with PyTorch's default init instead of pgrad's
@@ -143,8 +157,21 @@ class ActorCriticPolicy(nn.Module):
 
     # -- observations ------------------------------------------------------------------------
 
-    def obs_to_tensor(self, obs: Any) -> torch.Tensor:
-        """Raw env observations (single or batch) as a float32 ``(B, obs_size)`` tensor."""
+    def obs_to_tensor(self, obs: Any, action_mask: Any = None, where: str = "") -> torch.Tensor:
+        """Raw env observations (single or batch) as a float32 ``(B, obs_size)`` tensor.
+
+        With masking, the mask columns come from the observation's ``action_mask`` key or from
+        ``action_mask`` (the env's ``info["action_mask"]``; None: every action allowed), checked
+        by :func:`pgrad.masking.check_action_mask` (``where`` says where it came from in errors).
+        """
+        if self.mask_size:
+            inputs = torch.from_numpy(self.layout.flatten(obs))
+            if self.action_mask == "observation":
+                action_mask = obs[MASK_KEY]
+            if action_mask is None:
+                return torch.cat([inputs, torch.ones(inputs.shape[0], self.mask_size)], dim=1)
+            masks = check_action_mask(action_mask, inputs.shape[0], self.action_space, where or "given")
+            return torch.cat([inputs, torch.from_numpy(masks.astype(np.float32))], dim=1)
         if not self.layout.plain:
             return torch.from_numpy(self.layout.flatten(obs))
         if isinstance(self.observation_space, spaces.Discrete):
@@ -173,18 +200,20 @@ class ActorCriticPolicy(nn.Module):
         again.
         """
         if self.encoder is None:
-            return obs
+            return obs[..., : self.input_size] if self.mask_size else obs
         versions = tuple(p._version for p in self.encoder.parameters())
         key = (versions, torch.is_grad_enabled())
         cached = self._features_cache
         if cached is not None and cached[0] is obs and cached[1] == key:
             return cached[2]
-        features = self.encoder(obs)
+        features = self.encoder(obs[..., : self.input_size] if self.mask_size else obs)
         self._features_cache = (obs, key, features)
         return features
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Distribution:
         """Action distribution for normalised observations ``(B, obs_size)``."""
+        if self.mask_size:  # the columns after the inputs: 1 where an action is allowed
+            return self.head(self.actor_body(self.encode(obs)), obs[..., self.input_size :] > 0.5)
         return self.head(self.actor_body(self.encode(obs)))
 
     def value(self, obs: torch.Tensor, train_encoder: bool = True) -> torch.Tensor:

@@ -37,6 +37,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from pgrad.envs.recorder import EpisodeRecorder
 from pgrad.envs.vector import LeanSyncVectorEnv
 from pgrad.errors import ConfigError, NonFiniteError
+from pgrad.masking import check_action_mask, info_masks
 from pgrad.normalize import RewardScaler
 from pgrad.numpy_twin import NumpyActorCritic, SeedBatchedNumpyActorCritic
 from pgrad.observations import all_finite, env_row, stack_rows
@@ -152,7 +153,14 @@ class RolloutCollector:
         self.reward_scaler = reward_scaler
         self.n_envs = envs.num_envs
         self.mode = autoreset_mode_of(envs)
-        obs = envs.reset(seed=seed)[0] if initial_obs is None else initial_obs
+        # the allowed actions of each env's current observation, when the env reports them in its
+        # info (policy.action_mask == "info"); None: all allowed. A resume restores it.
+        self.action_mask: np.ndarray | None = None
+        if initial_obs is None:
+            obs, info = envs.reset(seed=seed)
+            self._read_action_mask(info, 0)
+        else:
+            obs = initial_obs
         self._check_finite(obs, "observation", 0)
         self.obs = obs
         # NEXT_STEP: envs whose previous step ended an episode; their next step is a reset.
@@ -179,6 +187,15 @@ class RolloutCollector:
                 self.fast.refresh()
         else:
             self.fast = None
+
+    def _read_action_mask(self, info: dict, step: int) -> None:
+        """Keep the masks of ``info`` (a reset's or a step's) for the next step's observations."""
+        if self.policy.action_mask == "info":
+            masks = info_masks(info, self.n_envs, self.policy.mask_size)
+            where = f"in info['action_mask'] at step {step}"
+            self.action_mask = (
+                None if masks is None else check_action_mask(masks, self.n_envs, self.policy.action_space, where)
+            )
 
     @torch.no_grad()
     def _values(self, raw_obs: np.ndarray, env_indices: np.ndarray | None = None) -> torch.Tensor:
@@ -216,7 +233,10 @@ class RolloutCollector:
             obs = self.fast.normalize(self.obs, update=True)  # (N, obs_size)
             action, log_prob, value = self.fast.act(obs)
         else:
-            obs_t = policy.normalize(policy.obs_to_tensor(self.obs), update=True)  # (N, obs_size)
+            where = f"of the observation at step {self.total_transitions}"
+            obs_t = policy.normalize(
+                policy.obs_to_tensor(self.obs, self.action_mask, where), update=True
+            )  # (N, obs_size)
             action_t, log_prob_t, value_t = policy.act(obs_t)
             obs, action, log_prob = obs_t.numpy(), action_t.numpy(), log_prob_t.numpy()
             value = value_t.numpy() if value_t is not None else None
@@ -224,6 +244,7 @@ class RolloutCollector:
         next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
         step_number = self.total_transitions + 1
         self._check_finite(next_obs, "observation", step_number)
+        self._read_action_mask(info, step_number)
         self._check_finite(reward, "reward", step_number)
 
         if self.mode is AutoresetMode.NEXT_STEP:  # an env whose last step ended an episode just reset

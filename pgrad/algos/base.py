@@ -24,7 +24,7 @@ from gymnasium.vector import VectorEnv
 from pgrad import __version__, checkpointing
 from pgrad.config import Config, resolve_preset
 from pgrad.early_stopping import EarlyStopping
-from pgrad.envs import env_id_of, make_vector_env
+from pgrad.envs import env_id_of, make_env, make_vector_env
 from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
 from pgrad.io import (
     save_policy,
@@ -33,6 +33,7 @@ from pgrad.io import (
     write_json,
 )
 from pgrad.logger import Progress, RunLogger, write_csv
+from pgrad.masking import MASK_KEY, has_mask_key, mask_size
 from pgrad.normalize import RewardScaler
 from pgrad.numpy_twin import NumpyActorCritic, unsupported_reason
 from pgrad.observations import is_single_observation, select_keys
@@ -158,6 +159,7 @@ class Algorithm:
         self.trainable = True  # False for an agent rebuilt from a policy file
         self.envs = self.make_envs()
         self.observation_space, self.action_space = self.env_spaces()
+        self.action_mask_source = self.find_action_mask_source()
         self.policy = self.build_policy()
         self.collector: RolloutCollector | None = None
         self.total_steps = 0
@@ -181,13 +183,41 @@ class Algorithm:
             vectorization=c.vectorization,
             autoreset_mode=c.autoreset_mode,
             record_episodes=True,  # replayed on resume
-            keep_infos=False,  # the collector reads only final_obs; batching every info costs time every step
+            # the collector reads only final_obs and action_mask; batching every info costs time every step
+            keep_infos=(MASK_KEY,),
         )
 
     def env_spaces(self) -> tuple[gymnasium.Space, gymnasium.Space]:
         """``(observation_space, action_space)`` of one env (a Dict observation restricted to the
         config's ``obs_keys``, if any: the policy reads only those)."""
         return select_keys(self.envs.single_observation_space, self.config.obs_keys), self.envs.single_action_space
+
+    def find_action_mask_source(self) -> str | None:
+        """Where the env reports its allowed actions (:mod:`pgrad.masking`): ``"observation"`` (a
+        Dict observation's ``action_mask`` key), ``"info"`` (``info["action_mask"]`` of a reset,
+        seen on a separate copy of the env), or None (no masking: ``action_mask=off``, actions
+        that are not Discrete/MultiDiscrete, or an env that reports no mask)."""
+        setting = getattr(self.config, "action_mask", "off")
+        discrete = isinstance(self.action_space, (gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete))
+        if setting == "off" or (setting == "auto" and not discrete):
+            return None
+        mask_size(self.action_space)  # action_mask=on with other actions: the one-line error
+        if has_mask_key(self.observation_space):
+            return "observation"
+        probe = make_env(self.env)
+        try:
+            info = probe.reset(seed=self.seed)[1]
+        finally:
+            if probe is not self.env:  # an env instance is the user's (and the vector env's)
+                probe.close()
+        if MASK_KEY in info:
+            return "info"
+        if setting == "on":
+            raise ConfigError(
+                "action_mask=on, but the env reports no action mask: expected info['action_mask'] from reset "
+                "and step, or an action_mask key in a Dict observation"
+            )
+        return None
 
     def build_policy(self) -> ActorCriticPolicy:
         """The policy network for this algorithm (override for another architecture)."""
@@ -208,6 +238,7 @@ class Algorithm:
             normalize_obs=c.normalize_obs,
             cnn=c.cnn,
             cnn_features=c.cnn_features,
+            action_mask=self.action_mask_source,
         )
 
     def finish_policy(self, policy: torch.nn.Module) -> torch.nn.Module:
@@ -433,11 +464,18 @@ class Algorithm:
 
     # -- acting ------------------------------------------------------------------------------
 
-    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
-        """Actions the env accepts for one observation or a batch (numpy in, numpy out)."""
-        if not self.policy.layout.plain:  # Dict, Tuple, images, MultiDiscrete/MultiBinary: torch only
+    def predict(self, obs: Any, deterministic: bool = True, action_mask: Any = None) -> np.ndarray:
+        """Actions the env accepts for one observation or a batch (numpy in, numpy out).
+
+        ``action_mask``: the allowed actions (bool, one row per observation; what the env put in
+        ``info["action_mask"]``) for a policy trained with masking; a Dict observation's
+        ``action_mask`` key is read by itself. None: every action allowed.
+        """
+        if action_mask is not None and not self.policy.mask_size:
+            raise ConfigError("action_mask given, but this policy was trained without masking (action_mask=off)")
+        if not self.policy.layout.plain or self.policy.mask_size:  # torch only
             with torch.no_grad():
-                tensor = self.policy.normalize(self.policy.obs_to_tensor(obs))
+                tensor = self.policy.normalize(self.policy.obs_to_tensor(obs, action_mask, "given to predict"))
                 dist = self.policy.distribution(tensor)
                 raw = (self.policy.head.deterministic(dist) if deterministic else dist.sample()).numpy()
             action = self.policy.env_action(raw)
@@ -573,6 +611,7 @@ class Algorithm:
         agent.collector = None
         agent.observation_space = space_from_json(description["observation_space"])
         agent.action_space = space_from_json(description["action_space"])
+        agent.action_mask_source = description.get("policy", {}).get("action_mask")
         agent.policy = agent.build_policy()
         try:
             agent.policy.load_state_dict(state_dict)

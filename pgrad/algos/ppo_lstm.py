@@ -259,6 +259,11 @@ class RecurrentPPO(Algorithm):
 
     def build_policy(self) -> RecurrentActorCriticPolicy:
         c = self.config
+        if self.action_mask_source is not None:
+            raise ConfigError(
+                f"ppo-lstm does not support invalid-action masking yet (this env reports masks in its "
+                f"{self.action_mask_source}); set action_mask=off, or train ppo"
+            )
         policy = RecurrentActorCriticPolicy(
             self.observation_space,
             self.action_space,

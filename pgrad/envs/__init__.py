@@ -100,7 +100,7 @@ def make_vector_env(
     *,
     vector_kwargs: dict[str, Any] | None = None,
     record_episodes: bool = False,
-    keep_infos: bool = True,
+    keep_infos: bool | tuple[str, ...] = True,
     **kwargs: Any,
 ) -> VectorEnv:
     """Build ``n_envs`` copies of ``env`` (anything ``make_env`` takes) as one vector env.
@@ -127,8 +127,8 @@ def make_vector_env(
             training checkpoints use to restore the envs exactly on resume.
         keep_infos: with ``"sync"``, batch every per-step env info as Gymnasium does; False
             returns only the episode-end entries (``final_obs``, ``final_info``), which is all
-            pgrad's training collector reads (pgrad/envs/vector.py: cheaper per step).
-            ``"async"`` always keeps them.
+            pgrad's training collector reads (pgrad/envs/vector.py: cheaper per step); a tuple
+            of keys keeps those as well. ``"async"`` always keeps them all.
         **kwargs: constructor keywords of every copy, as for ``make_env``.
     """
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:

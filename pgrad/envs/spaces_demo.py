@@ -116,3 +116,49 @@ class FindTheLightEnv(gym.Env):
         self._t += 1
         self._side = int(self.np_random.integers(0, 2))
         return self._obs(), reward, False, self._t >= self.length, {}
+
+
+class MaskedChoiceEnv(gym.Env):
+    """Pick the target among ``n`` actions, of which only some are allowed at each step.
+
+    The observation shows the target one-hot; ``info["action_mask"]`` (from reset and step) marks
+    the allowed actions, the target always among them. The target pays 1; another allowed action
+    pays 0; an action that is not allowed pays -1 and ends the episode. With ``mask_in_observation``
+    the mask is an ``action_mask`` key of a Dict observation instead (PettingZoo's convention).
+    """
+
+    def __init__(self, n: int = 8, length: int = 8, mask_in_observation: bool = False) -> None:
+        self.n, self.length, self.mask_in_observation = n, length, mask_in_observation
+        target = spaces.Box(0.0, 1.0, (n,), dtype=np.float32)
+        if mask_in_observation:
+            self.observation_space = spaces.Dict({"target": target, "action_mask": spaces.MultiBinary(n)})
+        else:
+            self.observation_space = target
+        self.action_space = spaces.Discrete(n)
+        self._target, self._mask, self._t = 0, np.ones(n, dtype=np.int8), 0
+
+    def _draw(self) -> tuple[Any, dict]:
+        self._target = int(self.np_random.integers(0, self.n))
+        self._mask = (self.np_random.random(self.n) < 0.4).astype(np.int8)
+        self._mask[self._target] = 1
+        target = np.zeros(self.n, dtype=np.float32)
+        target[self._target] = 1.0
+        if self.mask_in_observation:
+            return {"target": target, "action_mask": self._mask.copy()}, {}
+        return target, {"action_mask": self._mask.astype(bool)}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        return self._draw()
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        action = int(action)
+        self._t += 1
+        if not self._mask[action]:
+            self.invalid_actions = getattr(self, "invalid_actions", 0) + 1
+            obs, info = self._draw()
+            return obs, -1.0, True, False, info
+        reward = float(action == self._target)
+        obs, info = self._draw()
+        return obs, reward, False, self._t >= self.length, info

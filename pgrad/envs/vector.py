@@ -24,9 +24,10 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 class LeanSyncVectorEnv(SyncVectorEnv):
     """SyncVectorEnv whose ``step`` skips the generic batching work for flat observation spaces."""
 
-    def __init__(self, *args: Any, keep_infos: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, keep_infos: bool | tuple[str, ...] = True, **kwargs: Any) -> None:
         """``keep_infos``: batch every per-step env info as the parent does; False keeps only the
-        episode-end entries (``final_obs``, ``final_info``) of SAME_STEP autoreset."""
+        episode-end entries (``final_obs``, ``final_info``) of SAME_STEP autoreset; a tuple of
+        keys keeps those too (pgrad's collector reads ``action_mask``)."""
         super().__init__(*args, **kwargs)
         self.keep_infos = keep_infos
         # The parent's buffers this step writes into (Gymnasium 1.x); without them, the parent's step.
@@ -62,8 +63,12 @@ class LeanSyncVectorEnv(SyncVectorEnv):
                     obs, env_info = env.reset()
             self._env_obs[i] = obs
             observations[i] = obs
-            if self.keep_infos:
+            if self.keep_infos is True:
                 infos = self._add_info(infos, env_info, i)
+            elif self.keep_infos and env_info:
+                kept = {key: env_info[key] for key in self.keep_infos if key in env_info}
+                if kept:
+                    infos = self._add_info(infos, kept, i)
         self._autoreset_envs = np.logical_or(self._terminations, self._truncations)
         return (
             observations.copy() if self.copy else observations,

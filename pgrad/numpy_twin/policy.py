@@ -50,6 +50,8 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
     """
     if type(policy) is not ActorCriticPolicy:
         return f"the policy class {type(policy).__name__} (covered: the MLP ActorCriticPolicy)"
+    if policy.mask_size:
+        return "invalid-action masking"
     if not isinstance(policy.observation_space, spaces.Box) or not policy.layout.plain:
         kinds = "/".join(sorted({piece.kind for piece in policy.layout.pieces}))
         return f"observations of type {type(policy.observation_space).__name__} ({kinds}; only flat Box is covered)"

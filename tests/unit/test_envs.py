@@ -158,6 +158,7 @@ def test_bundled_ids_are_registered_once():
         "pgrad/MatchDigits-v0",
         "pgrad/MatchBits-v0",
         "pgrad/FindTheLight-v0",
+        "pgrad/MaskedChoice-v0",
     }
     assert all(env_id in gym.registry for env_id in REGISTERED_IDS)
     with warnings.catch_warnings():
