@@ -7,7 +7,6 @@ import pytest
 
 import pgrad
 from pgrad.cli import main
-from pgrad.errors import UnsupportedSpaceError
 from pgrad.export import export_onnx, run_onnx
 
 pytest.importorskip("onnxruntime")
@@ -41,14 +40,68 @@ def test_onnx_matches_predict(env_id, overrides, tmp_path):
     agent.close()
 
 
-def test_export_cli_and_unsupported_observation(tmp_path, capsys):
+def test_export_cli_and_a_discrete_observation(tmp_path):
     agent = pgrad.PPO("CartPole-v1", seed=0, preset="none", **TINY)
     agent.save(tmp_path / "run")
     assert main(["export", str(tmp_path / "run"), "--onnx", str(tmp_path / "p.onnx")]) == 0
     assert (tmp_path / "p.onnx").stat().st_size > 0
-    frozen = pgrad.PPO("FrozenLake-v1", seed=0, preset="none", **TINY)
-    with pytest.raises(UnsupportedSpaceError, match="Box observations"):
-        export_onnx(frozen, tmp_path / "f.onnx")
+    frozen = pgrad.PPO("FrozenLake-v1", seed=0, preset="none", **TINY)  # Discrete(16): one-hot in the graph
+    frozen.learn(128, quiet=True)
     frozen.save(tmp_path / "frozen")
-    assert main(["export", str(tmp_path / "frozen"), "--onnx", str(tmp_path / "f.onnx")]) == 2
-    assert "Box observations" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "frozen"), "--onnx", str(tmp_path / "f.onnx")]) == 0
+    states = np.arange(16)
+    np.testing.assert_array_equal(run_onnx(tmp_path / "f.onnx", states), frozen.predict(states))
+
+
+def _batch(env_factory, count):
+    from pgrad.observations import stack_rows
+
+    env = env_factory()
+    rows, masks = [], []
+    obs, info = env.reset(seed=0)
+    for _ in range(count):
+        rows.append(obs)
+        masks.append(info.get("action_mask"))
+        obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, info = env.reset()
+    return stack_rows(rows), (np.stack(masks) if masks[0] is not None else None)
+
+
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        "pgrad/MatchDigits-v0",  # Dict observation (MultiDiscrete + Box), MultiDiscrete action
+        "pgrad/MatchBits-v0",  # MultiBinary observation and action
+        "pgrad/FindTheLight-v0",  # an image through the CNN
+        "pgrad/MaskedChoice-v0",  # the action mask as an input
+        "Blackjack-v1",  # Tuple of Discrete observations
+    ],
+)
+def test_onnx_matches_predict_on_other_spaces(env_id, tmp_path):
+    import gymnasium as gym
+
+    agent = pgrad.PPO(env_id, seed=0, preset="none", cnn_features=16, **TINY)
+    agent.learn(256, quiet=True)
+    path = export_onnx(agent, tmp_path / "policy.onnx")
+    obs, masks = _batch(lambda: gym.make(env_id), 40)
+    expected = agent.predict(obs, action_mask=masks) if masks is not None else agent.predict(obs)
+    got = run_onnx(path, obs, action_mask=masks)
+    np.testing.assert_array_equal(got, expected)
+    agent.close()
+
+
+def test_onnx_of_an_image_policy_in_both_layouts_and_a_matrix_action(tmp_path):
+    from pgrad.envs.spaces_demo import FindTheLightEnv
+    from tests.integration.test_spaces import MatrixActionEnv
+
+    for name, factory in [
+        ("chw", lambda: FindTheLightEnv(size=6, channels_last=False, dtype="float32")),
+        ("matrix", MatrixActionEnv),
+    ]:
+        agent = pgrad.PPO(factory, seed=0, preset="none", cnn_features=16, **TINY)
+        agent.learn(256, quiet=True)
+        path = export_onnx(agent, tmp_path / f"{name}.onnx")
+        obs, _ = _batch(factory, 20)
+        np.testing.assert_allclose(run_onnx(path, obs), agent.predict(obs), atol=1e-5)
+        agent.close()
