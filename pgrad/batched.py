@@ -94,6 +94,19 @@ def check_batchable(policy: ActorCriticPolicy) -> None:
         raise ConfigError(f"seed batching supports the MLP ActorCriticPolicy, not {type(policy).__name__}")
     if policy.mask_size:
         raise ConfigError("seed batching does not support invalid-action masking; train these seeds with --no-batched")
+    unsupported = [
+        name
+        for name, present in (
+            ("share_trunk", policy.trunk is not None),
+            ("layer_norm", any(isinstance(m, nn.LayerNorm) for m in policy.modules())),
+            ("trainable_std=false", "trainable_std" in policy.spec),
+        )
+        if present
+    ]
+    if unsupported:
+        raise ConfigError(
+            f"seed batching does not support {', '.join(unsupported)}; train these seeds with --no-batched"
+        )
     if not policy.layout.plain:
         raise ConfigError(
             f"seed batching supports flat Box and Discrete observations, not {policy.observation_space}; "

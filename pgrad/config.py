@@ -235,7 +235,19 @@ class OnPolicyConfig(Config):
     n_envs: int = param(1, "parallel environments stepped per rollout", low=1)
     gamma: float = param(0.99, "discount factor", low=0.0, high=1.0)
     lr: float = param(3e-4, "optimizer learning rate", low=0.0, low_open=True)
-    hidden_sizes: tuple[int, ...] = param((64, 64), "hidden layer widths of the policy and value networks, e.g. 64,64")
+    hidden_sizes: tuple[int, ...] = param(
+        (64, 64), "hidden layer widths of the policy and value networks, e.g. 64,64 (empty: linear)"
+    )
+    pi_hidden_sizes: tuple[int, ...] | None = param(
+        None, "the actor's hidden widths if not hidden_sizes (with share_trunk: widths after the trunk)"
+    )
+    vf_hidden_sizes: tuple[int, ...] | None = param(
+        None, "the critic's hidden widths if not hidden_sizes (with share_trunk: widths after the trunk)"
+    )
+    share_trunk: bool = param(
+        False, "actor and critic share an MLP of hidden_sizes (the image encoder is always shared)"
+    )
+    layer_norm: bool = param(False, "LayerNorm after each hidden layer (Ba et al. 2016)")
     activation: str = param("tanh", "hidden activation", choices=("tanh", "relu", "elu", "gelu", "silu"))
     action_dist: str = param(
         "auto",
@@ -244,6 +256,7 @@ class OnPolicyConfig(Config):
     )
     log_std_init: float = param(0.0, "initial log standard deviation of continuous policies")
     state_dependent_std: bool = param(False, "std from the network via softplus instead of a free log-std parameter")
+    trainable_std: bool = param(True, "learn the state-independent log std (false: fixed at log_std_init)")
     ortho_init: bool = param(
         True,
         "orthogonal init (gains sqrt 2, 0.01 policy output, 1 value output); false: PyTorch's default init, as SB3's "
@@ -277,7 +290,8 @@ class OnPolicyConfig(Config):
 
     def validate(self) -> None:
         super().validate()
-        check_hidden_sizes(self.hidden_sizes, allow_empty=True)
+        for sizes in (self.hidden_sizes, self.pi_hidden_sizes or (), self.vf_hidden_sizes or ()):
+            check_hidden_sizes(sizes, allow_empty=True)
 
 
 def check_hidden_sizes(hidden_sizes: tuple[int, ...], allow_empty: bool = False) -> None:

@@ -45,11 +45,16 @@ class MLP(nn.Sequential):
         activation: str = "tanh",
         out_features: int | None = None,
         out_gain: float = 1.0,
+        layer_norm: bool = False,
     ) -> None:
+        """``layer_norm``: a LayerNorm (Ba et al. 2016) between each hidden layer and its activation."""
         layers: list[nn.Module] = []
         width = in_features
         for size in hidden_sizes:
-            layers += [layer_init(nn.Linear(width, size)), ACTIVATIONS[activation]()]
+            layers.append(layer_init(nn.Linear(width, size)))
+            if layer_norm:
+                layers.append(nn.LayerNorm(size))
+            layers.append(ACTIVATIONS[activation]())
             width = size
         if out_features is not None:
             layers.append(layer_init(nn.Linear(width, out_features), out_gain))

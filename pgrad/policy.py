@@ -16,6 +16,7 @@ from torch import nn
 
 from pgrad.distributions import make_action_head
 from pgrad.encoders import ObservationEncoder
+from pgrad.errors import ConfigError
 from pgrad.masking import MASK_KEY, check_action_mask, mask_size, observation_without_mask
 from pgrad.nets import MLP, VALUE_OUTPUT_GAIN
 from pgrad.normalize import ObservationNormalizer, RewardScaler
@@ -54,6 +55,19 @@ def box_env_action(raw_action: np.ndarray, space: spaces.Box, rescale: bool) -> 
     return np.minimum(np.maximum(raw_action, space.low), space.high).astype(space.dtype)
 
 
+def fix_std(head: nn.Module, state_dependent: bool) -> None:
+    """Make a continuous head's state-independent log-std a constant (``trainable_std=False``): a
+    buffer, so no optimiser steps it; it keeps its name in the state dict."""
+    if state_dependent:
+        raise ConfigError("trainable_std=false needs a state-independent std (state_dependent_std=false)")
+    std = getattr(head, "std", None)
+    if std is None:
+        raise ConfigError("trainable_std=false applies to continuous (Box) actions only")
+    log_std = std.log_std.detach().clone()
+    del std.log_std
+    std.register_buffer("log_std", log_std)
+
+
 class ActorCriticPolicy(nn.Module):
     """Separate actor and critic MLPs on (optionally normalised) flat observations.
 
@@ -77,12 +91,23 @@ class ActorCriticPolicy(nn.Module):
         cnn: str = "auto",
         cnn_features: int = 512,
         action_mask: str | None = None,
+        pi_hidden_sizes: tuple[int, ...] | None = None,
+        vf_hidden_sizes: tuple[int, ...] | None = None,
+        share_trunk: bool = False,
+        layer_norm: bool = False,
+        trainable_std: bool = True,
     ) -> None:
         """``features_size``: input width of the actor and critic MLPs, if not the encoder's output
         (a recurrent policy feeds them its LSTM output instead). ``cnn``, ``cnn_features``: the CNN
         for image observations (:mod:`pgrad.encoders`). ``action_mask``: where the env reports
         the allowed actions, ``"info"`` or ``"observation"`` (:mod:`pgrad.masking`); None: no
-        masking."""
+        masking.
+
+        Network shape: without ``share_trunk`` the actor is an MLP of ``pi_hidden_sizes`` and the
+        critic one of ``vf_hidden_sizes`` (each defaulting to ``hidden_sizes``); with it, an MLP
+        of ``hidden_sizes`` (the trunk) is shared, and ``pi_hidden_sizes`` / ``vf_hidden_sizes``
+        (default: none) follow it for each. ``layer_norm``: LayerNorm after every hidden layer.
+        ``trainable_std=False``: a state-independent std fixed at ``exp(log_std_init)``."""
         super().__init__()
         self.observation_space = observation_space
         self.action_space = action_space
@@ -110,7 +135,14 @@ class ActorCriticPolicy(nn.Module):
         self._features_cache: tuple | None = None
         encoded = self.input_size if self.encoder is None else self.encoder.out_features
         in_features = encoded if features_size is None else features_size
-        self.actor_body = MLP(in_features, hidden_sizes, activation)
+        self.trunk = MLP(in_features, hidden_sizes, activation, layer_norm=layer_norm) if share_trunk else None
+        if share_trunk:
+            in_features = self.trunk.out_features
+            pi_sizes, vf_sizes = pi_hidden_sizes or (), vf_hidden_sizes or ()
+        else:
+            pi_sizes = hidden_sizes if pi_hidden_sizes is None else pi_hidden_sizes
+            vf_sizes = hidden_sizes if vf_hidden_sizes is None else vf_hidden_sizes
+        self.actor_body = MLP(in_features, pi_sizes, activation, layer_norm=layer_norm)
         self.head = make_action_head(
             action_space,
             action_dist,
@@ -118,8 +150,10 @@ class ActorCriticPolicy(nn.Module):
             state_dependent_std=state_dependent_std,
             log_std_init=log_std_init,
         )
+        if not trainable_std:
+            fix_std(self.head, state_dependent_std)
         self.critic = (
-            MLP(in_features, hidden_sizes, activation, out_features=1, out_gain=VALUE_OUTPUT_GAIN)
+            MLP(in_features, vf_sizes, activation, out_features=1, out_gain=VALUE_OUTPUT_GAIN, layer_norm=layer_norm)
             if with_critic
             else None
         )
@@ -137,6 +171,12 @@ class ActorCriticPolicy(nn.Module):
         }
         if self.encoder is not None:
             self.spec.update(cnn=cnn, cnn_features=cnn_features)
+        # recorded only where they differ from the defaults, so older policy files read the same
+        shape = {"pi_hidden_sizes": pi_hidden_sizes, "vf_hidden_sizes": vf_hidden_sizes}
+        self.spec.update({k: list(v) for k, v in shape.items() if v is not None})
+        self.spec.update({k: True for k, v in (("share_trunk", share_trunk), ("layer_norm", layer_norm)) if v})
+        if not trainable_std:
+            self.spec["trainable_std"] = False
         if not self.layout.plain:  # which key goes where in the flat input, for readers of policy.json
             self.spec["observation_layout"] = self.layout.describe()
         if action_mask is not None:
@@ -191,22 +231,26 @@ class ActorCriticPolicy(nn.Module):
     # -- networks on normalised observations ------------------------------------------------
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        """The encoder's features of normalised observations: the observations themselves unless
-        they hold images.
+        """The features the actor and critic MLPs read: normalised observations (without their
+        mask columns) through the image encoder and the shared trunk, where the policy has them.
 
-        The actor and the critic share the encoder, and the algorithms ask for the distribution
+        The actor and the critic share the encoder and trunk, and the algorithms ask for the distribution
         and the value of one batch in two calls; the second call reuses the first one's features
         (same tensor, encoder weights unchanged since, same grad mode) instead of running the CNN
         again.
         """
-        if self.encoder is None:
-            return obs[..., : self.input_size] if self.mask_size else obs
-        versions = tuple(p._version for p in self.encoder.parameters())
+        inputs = obs[..., : self.input_size] if self.mask_size else obs
+        if self.encoder is None and self.trunk is None:
+            return inputs
+        shared = [module for module in (self.encoder, self.trunk) if module is not None]
+        versions = tuple(p._version for module in shared for p in module.parameters())
         key = (versions, torch.is_grad_enabled())
         cached = self._features_cache
         if cached is not None and cached[0] is obs and cached[1] == key:
             return cached[2]
-        features = self.encoder(obs[..., : self.input_size] if self.mask_size else obs)
+        features = inputs if self.encoder is None else self.encoder(inputs)
+        if self.trunk is not None:
+            features = self.trunk(features)
         self._features_cache = (obs, key, features)
         return features
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
+from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate, parameter_groups
 from pgrad.config import OnPolicyConfig, param
 from pgrad.distributions import action_std
 from pgrad.losses import explained_variance, normalize_advantages, policy_gradient_loss, value_loss
@@ -45,6 +45,7 @@ class A2CConfig(OnPolicyConfig):
 
     lr: float = param(7e-4, "optimizer learning rate (A3C/baselines/SB3: 7e-4)", low=0.0, low_open=True)
     n_steps: int = param(5, "steps per env per update (A3C's t_max)", low=1)
+    vf_lr: float | None = param(None, "the critic's learning rate if not lr (annealed like lr)", low=0.0, low_open=True)
     gae_lambda: float = param(1.0, "GAE lambda; 1 gives A3C's n-step returns", low=0.0, high=1.0)
     ent_coef: float = param(0.0, "entropy bonus coefficient (baselines: 0.01)", low=0.0)
     vf_coef: float = param(0.5, "value loss coefficient", low=0.0)
@@ -74,10 +75,16 @@ class A2C(Algorithm):
             # foreach: a few multi-tensor kernels instead of a Python loop over the parameters,
             # which dominates an update on a 5-step batch (benchmarks/speed.py)
             self.optimizer = torch.optim.RMSprop(
-                self.policy.parameters(), lr=c.lr, alpha=c.rmsprop_alpha, eps=c.optimizer_eps, foreach=True
+                parameter_groups(self.policy, c.lr, c.vf_lr),
+                lr=c.lr,
+                alpha=c.rmsprop_alpha,
+                eps=c.optimizer_eps,
+                foreach=True,
             )
         else:
-            self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr, eps=c.optimizer_eps, fused=True)
+            self.optimizer = torch.optim.Adam(
+                parameter_groups(self.policy, c.lr, c.vf_lr), lr=c.lr, eps=c.optimizer_eps, fused=True
+            )
         # The gradient by hand in numpy where the policy allows (pgrad/numpy_twin/gradient.py): the same numbers
         # as autograd up to float32 rounding, ~5x faster on A2C's small batches. Tests turn it off.
         self.use_numpy_gradient = True

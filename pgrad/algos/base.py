@@ -95,9 +95,23 @@ def check_learn_arguments(total_steps: Any, checkpoint_every: Any) -> None:
 
 
 def decay_learning_rate(optimizer: torch.optim.Optimizer, initial_lr: float, progress_remaining: float) -> None:
-    """Linear decay to 0 over a ``learn`` call: set every group's lr to ``initial_lr * progress_remaining``."""
+    """Linear decay to 0 over a ``learn`` call: set every group's lr to its initial one (``initial_lr``,
+    or the group's own ``base_lr``, see :func:`parameter_groups`) times ``progress_remaining``."""
     for group in optimizer.param_groups:
-        group["lr"] = initial_lr * progress_remaining
+        group["lr"] = group.get("base_lr", initial_lr) * progress_remaining
+
+
+def parameter_groups(policy: torch.nn.Module, lr: float, vf_lr: float | None) -> Any:
+    """The policy's parameters for its optimiser: all in one group, or with ``vf_lr`` (when it
+    differs from ``lr``) the critic's (``critic.*``, ``critic_lstm.*``) in a group of their own.
+    Each group records its ``base_lr`` for :func:`decay_learning_rate`. A shared image encoder or
+    trunk learns at ``lr``."""
+    if vf_lr is None or vf_lr == lr:
+        return policy.parameters()
+    critic, actor = [], []
+    for name, parameter in policy.named_parameters():
+        (critic if name.startswith(("critic.", "critic_lstm.")) else actor).append(parameter)
+    return [{"params": actor, "lr": lr, "base_lr": lr}, {"params": critic, "lr": vf_lr, "base_lr": vf_lr}]
 
 
 def set_compute_threads(n_threads: int) -> None:
@@ -239,6 +253,11 @@ class Algorithm:
             cnn=c.cnn,
             cnn_features=c.cnn_features,
             action_mask=self.action_mask_source,
+            pi_hidden_sizes=c.pi_hidden_sizes,
+            vf_hidden_sizes=c.vf_hidden_sizes,
+            share_trunk=c.share_trunk,
+            layer_norm=c.layer_norm,
+            trainable_std=c.trainable_std,
         )
 
     def finish_policy(self, policy: torch.nn.Module) -> torch.nn.Module:

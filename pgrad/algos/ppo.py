@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
+from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate, parameter_groups
 from pgrad.config import OnPolicyConfig, param
 from pgrad.distributions import action_std
 from pgrad.errors import ConfigError
@@ -39,6 +39,7 @@ class PPOConfig(OnPolicyConfig):
 
     n_steps: int = param(2048, "steps per env per rollout (the paper's horizon T)", low=1)
     n_epochs: int = param(10, "passes over each rollout batch", low=1)
+    vf_lr: float | None = param(None, "the critic's learning rate if not lr (annealed like lr)", low=0.0, low_open=True)
     batch_size: int = param(64, "minibatch size (transitions)", low=1)
     gae_lambda: float = param(0.95, "GAE lambda (bias/variance trade-off of the advantage)", low=0.0, high=1.0)
     clip_coef: float = param(0.2, "surrogate clipping epsilon", low=0.0, low_open=True)
@@ -99,7 +100,10 @@ class PPO(Algorithm):
         # fused: one C++ kernel for all parameters instead of a Python loop over them (a quarter of
         # a minibatch step for 2x64 networks; BENCHMARKS.md, "Speed").
         self.optimizer = torch.optim.Adam(
-            self.policy.parameters(), lr=self.config.lr, eps=self.config.adam_eps, fused=True
+            parameter_groups(self.policy, self.config.lr, self.config.vf_lr),
+            lr=self.config.lr,
+            eps=self.config.adam_eps,
+            fused=True,
         )
         # Minibatch gradients by hand in numpy where the policy allows (pgrad/numpy_twin/gradient.py): the
         # same numbers as autograd up to float32 rounding, in a fraction of the time. Not a

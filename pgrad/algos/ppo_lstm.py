@@ -35,7 +35,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate
+from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate, parameter_groups
 from pgrad.algos.ppo import PPOConfig, minibatch_step_metrics
 from pgrad.config import param
 from pgrad.errors import ConfigError
@@ -275,7 +275,8 @@ class RecurrentPPO(Algorithm):
         return self.finish_policy(policy)
 
     def setup(self) -> None:
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
+        c = self.config
+        self.optimizer = torch.optim.Adam(parameter_groups(self.policy, c.lr, c.vf_lr), lr=c.lr, eps=c.adam_eps)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}

@@ -29,6 +29,7 @@ from gymnasium.envs.registration import EnvSpec  # noqa: E402
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv  # noqa: E402
 
 from pgrad.env_ids import REGISTERED_IDS, env_package_of, register_bundled_envs  # noqa: E402
+from pgrad.envs.atari import atari_env, is_atari_id  # noqa: E402
 from pgrad.envs.mujoco_messages import filtered_mujoco_warnings  # noqa: E402
 from pgrad.envs.recorder import with_recorder  # noqa: E402
 from pgrad.envs.vector import LeanSyncVectorEnv  # noqa: E402
@@ -45,7 +46,14 @@ _AUTORESET_MODES = {"same_step": AutoresetMode.SAME_STEP, "next_step": Autoreset
 _ACCEPTED_ENVS = "Accepted: any Gymnasium id, a pgrad/ id (pgrad list), or module:Class"
 
 
-def make_env(env: EnvLike, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+def make_env(
+    env: EnvLike,
+    render_mode: str | None = None,
+    *,
+    atari_preprocessing: bool = True,
+    atari_training: bool = False,
+    **kwargs: Any,
+) -> gym.Env:
     """Build one environment.
 
     Args:
@@ -58,6 +66,13 @@ def make_env(env: EnvLike, render_mode: str | None = None, **kwargs: Any) -> gym
             ``ALE/``, ``MinAtar/``, ``dm_control/``: ``pgrad.env_ids.ENV_PACKAGES``) import their
             package first; a missing one is a ConfigError naming the pgrad extra that installs it.
         render_mode: passed to the environment's constructor when not None.
+        atari_preprocessing: ``ALE/`` ids only (ignored for others): True (the default) builds
+            them through :func:`pgrad.envs.atari.atari_env`, the standard Atari preprocessing
+            (84x84 greyscale, frame skip 4, a 4-frame stack: ``Box(0, 255, (4, 84, 84), uint8)``);
+            False gives the raw ALE env, as ``gymnasium.make`` does.
+        atari_training: ``ALE/`` ids with preprocessing only (ignored for others): True adds the
+            training-only steps, episodic life and reward clipping; False (the default, for
+            evaluation) reports unclipped scores of whole games. Training envs set it.
         **kwargs: constructor keywords (for ids, anything ``gymnasium.make`` takes, such as
             ``max_episode_steps``).
 
@@ -72,10 +87,11 @@ def make_env(env: EnvLike, render_mode: str | None = None, **kwargs: Any) -> gym
         name = env if isinstance(env, EnvSpec) else env.strip()
         if isinstance(name, str) and name not in gym.registry:
             _register_from_package(name)
+        atari = _atari_mode(atari_preprocessing, atari_training)
         if isinstance(name, EnvSpec) or name in gym.registry:
-            build = functools.partial(_make_registered, name, render_mode, kwargs)
+            build = functools.partial(_make_registered, name, render_mode, kwargs, atari)
         elif ":" in name:
-            build = functools.partial(_make_entry_point, name, render_mode, kwargs)
+            build = functools.partial(_make_entry_point, name, render_mode, kwargs, atari)
         else:
             raise ConfigError(_unknown_id_message(name))
     elif callable(env):
@@ -217,17 +233,31 @@ def _any_registered(prefix: str) -> bool:
     return any(env_id.casefold().startswith(folded) for env_id in gym.registry)
 
 
-def _make_registered(env_id: str | EnvSpec, render_mode: str | None, kwargs: dict[str, Any]) -> gym.Env:
+def _atari_mode(preprocessing: bool, training: bool) -> bool | None:
+    """How to build an ``ALE/`` id: None raw, else ``atari_env``'s ``training`` flag."""
+    return bool(training) if preprocessing else None
+
+
+def _make_registered(
+    env_id: str | EnvSpec, render_mode: str | None, kwargs: dict[str, Any], atari: bool | None = False
+) -> gym.Env:
+    """``gymnasium.make(env_id)``; an ``ALE/`` id through ``atari_env(training=atari)`` unless ``atari`` is None."""
     name = env_id.id if isinstance(env_id, EnvSpec) else env_id
+    if atari is not None and is_atari_id(name):
+        factory = functools.partial(atari_env, env_id, atari)
+    else:
+        factory = functools.partial(gym.make, env_id)
     try:
-        return _call_factory(functools.partial(gym.make, env_id), name, render_mode, kwargs)
+        return _call_factory(factory, name, render_mode, kwargs)
     except gym.error.DependencyNotInstalled as error:
         raise ConfigError(f"environment {name!r} needs a package that is not installed: {_one_line(error)}") from error
     except ImportError as error:
         raise ConfigError(f"environment {name!r} cannot be imported: {_one_line(error)}") from error
 
 
-def _make_entry_point(entry_point: str, render_mode: str | None, kwargs: dict[str, Any]) -> gym.Env:
+def _make_entry_point(
+    entry_point: str, render_mode: str | None, kwargs: dict[str, Any], atari: bool | None = False
+) -> gym.Env:
     module_name, _, attribute = entry_point.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"bad entry point {entry_point!r}; expected 'module.path:Name'. {_ACCEPTED_ENVS}")
@@ -245,7 +275,7 @@ def _make_entry_point(entry_point: str, render_mode: str | None, kwargs: dict[st
     if factory is None:
         # gymnasium.make's "module:Env-v0": importing the module registered the id.
         if attribute in gym.registry:
-            return _make_registered(attribute, render_mode, kwargs)
+            return _make_registered(attribute, render_mode, kwargs, atari)
         raise ConfigError(f"module {module_name!r} has no attribute {attribute!r} (entry point {entry_point!r})")
     if not callable(factory):
         raise ConfigError(f"entry point {entry_point!r} is a {type(factory).__name__}, not a class or function")
@@ -269,7 +299,12 @@ def _call_factory(factory: Callable[..., Any], name: str, render_mode: str | Non
     return env
 
 
+# make_env's own options, which say how to build an id; an instance is already built.
+_BUILD_OPTIONS = ("atari_preprocessing", "atari_training")
+
+
 def _check_instance_options(env: gym.Env, render_mode: str | None, kwargs: dict[str, Any]) -> None:
+    kwargs = {key: value for key, value in kwargs.items() if key not in _BUILD_OPTIONS}
     if kwargs:
         raise ConfigError(
             f"keywords {sorted(kwargs)} cannot be applied to an environment instance "

@@ -52,6 +52,11 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
         return f"the policy class {type(policy).__name__} (covered: the MLP ActorCriticPolicy)"
     if policy.mask_size:
         return "invalid-action masking"
+    if policy.trunk is not None:
+        return "a shared trunk (share_trunk=true)"
+    std = getattr(policy.head, "std", None)
+    if std is not None and not std.state_dependent and not isinstance(std.log_std, nn.Parameter):
+        return "a fixed std (trainable_std=false)"
     if not isinstance(policy.observation_space, spaces.Box) or not policy.layout.plain:
         kinds = "/".join(sorted({piece.kind for piece in policy.layout.pieces}))
         return f"observations of type {type(policy.observation_space).__name__} ({kinds}; only flat Box is covered)"
@@ -66,7 +71,7 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
         if network is not None and not (
             isinstance(network, nn.Sequential) and all(is_supported_module(module) for module in network)
         ):
-            return f"a layer of the {name} other than Linear, Tanh or ReLU"
+            return f"a layer of the {name} other than Linear, Tanh or ReLU (LayerNorm, another activation)"
     return None
 
 
