@@ -42,7 +42,7 @@ Evaluation envs (``training=False``: ``pgrad eval``, ``pgrad.evaluate``, early s
 and 7, so that returns are unclipped game scores over whole games, as Machado et al. report them.
 Training and evaluation envs have the same observation and action spaces. Time limits: ALE v5 ends
 a game after 108,000 frames (30 minutes of play: 27,000 agent steps); ``max_episode_steps`` counts
-agent steps here, over whole games.
+agent steps here, over whole games (the automatic FIRE presses included).
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def atari_env(env_id: str | EnvSpec, training: bool = False, **kwargs: Any) -> g
             whole games.
         **kwargs: keywords of ``gymnasium.make`` and the ALE env (``render_mode``,
             ``repeat_action_probability``, ``mode``, ``difficulty``, ...), except ``frameskip``:
-            the preprocessing skips frames itself. ``max_episode_steps`` counts agent steps.
+            the preprocessing skips frames itself. ``max_episode_steps`` counts agent steps of
+            whole games, the automatic FIRE presses included.
 
     Raises:
         ConfigError: OpenCV is missing, or a keyword contradicts the preprocessing.
@@ -186,7 +187,9 @@ class FireReset(gym.Wrapper):
     def __init__(self, env: gym.Env, after_life_loss: bool = False) -> None:
         super().__init__(env)
         if not needs_fire(env):
-            raise ValueError(f"FireReset needs a game whose action 1 is FIRE, got {env.unwrapped.get_action_meanings()}")
+            raise ValueError(
+                f"FireReset needs a game whose action 1 is FIRE, got {env.unwrapped.get_action_meanings()}"
+            )
         self.after_life_loss = after_life_loss
         self.lives = 0
 
