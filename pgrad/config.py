@@ -294,6 +294,22 @@ class OnPolicyConfig(Config):
             check_hidden_sizes(sizes, allow_empty=True)
 
 
+@dataclass(frozen=True)
+class TargetCriticConfig(OnPolicyConfig):
+    """The fields of algorithms that bootstrap from a critic (one-step actor-critic, A2C, PPO) and
+    can take those bootstrap values from a slowly moving copy of it, a target critic (Mnih et al.
+    2015's target network, applied to V)."""
+
+    target_critic: str = param(
+        "none",
+        "bootstrap V(s') from a target copy of the critic: none, hard (copied every target_period updates), "
+        "polyak (moved by target_tau every update)",
+        choices=("none", "hard", "polyak"),
+    )
+    target_period: int = param(100, "updates between hard target-critic copies", low=1)
+    target_tau: float = param(0.005, "polyak step of the target critic towards the critic", low=0.0, high=1.0)
+
+
 def check_hidden_sizes(hidden_sizes: tuple[int, ...], allow_empty: bool = False) -> None:
     """ConfigError unless ``hidden_sizes`` is one or more positive ints (or none, if ``allow_empty``:
     a linear policy)."""

@@ -7,6 +7,7 @@ computed, is never altered in the rollout buffer (docs/architecture.md, "Correct
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -133,6 +134,8 @@ class ActorCriticPolicy(nn.Module):
         encoder = ObservationEncoder(self.layout, cnn, cnn_features)
         self.encoder = None if encoder.identity else encoder
         self._features_cache: tuple | None = None
+        # a slowly moving copy of the critic for bootstrap values (add_target_critic), or None
+        self.target: nn.ModuleDict | None = None
         encoded = self.input_size if self.encoder is None else self.encoder.out_features
         in_features = encoded if features_size is None else features_size
         self.trunk = MLP(in_features, hidden_sizes, activation, layer_norm=layer_norm) if share_trunk else None
@@ -268,6 +271,37 @@ class ActorCriticPolicy(nn.Module):
             raise RuntimeError("this policy was built without a critic")
         features = self.encode(obs)
         return self.critic(features if train_encoder else features.detach()).squeeze(-1)
+
+    # -- the target critic ---------------------------------------------------------------------
+
+    def add_target_critic(self) -> None:
+        """Give the policy a target critic: frozen copies of its image encoder, shared trunk and
+        critic, saved with the policy (``target.*``) and moved by :meth:`update_target`; no
+        optimiser steps them (:func:`pgrad.algos.base.parameter_groups` leaves them out)."""
+        parts = {
+            name: getattr(self, name) for name in ("encoder", "trunk", "critic") if getattr(self, name) is not None
+        }
+        self.target = nn.ModuleDict({name: copy.deepcopy(module) for name, module in parts.items()})
+        self.target.requires_grad_(False)
+
+    def bootstrap_value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V of normalised observations for bootstrapping: the target critic's if there is one."""
+        if self.target is None:
+            return self.value(obs)
+        x = obs[..., : self.input_size] if self.mask_size else obs
+        for name in ("encoder", "trunk"):
+            if name in self.target:
+                x = self.target[name](x)
+        return self.target["critic"](x).squeeze(-1)
+
+    @torch.no_grad()
+    def update_target(self, tau: float) -> None:
+        """Move the target critic towards the critic: ``target += tau * (online - target)`` (tau=1:
+        a copy). Polyak averaging as in Lillicrap et al. 2016 (DDPG), sec. 3."""
+        for name, target in self.target.items():
+            for target_tensor, tensor in zip(target.state_dict().values(), getattr(self, name).state_dict().values()):
+                if target_tensor.is_floating_point():
+                    target_tensor.lerp_(tensor, tau)
 
     @torch.no_grad()
     def act(

@@ -205,7 +205,7 @@ class RolloutCollector:
         collector values each row with its seed's policy; one policy ignores it)."""
         if self.fast is not None:
             return torch.from_numpy(self.fast.value(self.fast.normalize(raw_obs)))
-        return self.policy.value(self.policy.normalize(self.policy.obs_to_tensor(raw_obs)))
+        return self.policy.bootstrap_value(self.policy.normalize(self.policy.obs_to_tensor(raw_obs)))
 
     def _check_finite(self, array: np.ndarray, what: str, step: int) -> None:
         if isinstance(array, (dict, tuple)):  # Dict / Tuple observations: check each key's array
@@ -344,7 +344,11 @@ class RolloutCollector:
         value_buf = torch.from_numpy(value_buf)
         next_value_buf = torch.zeros(n_steps, n_envs)  # (T, N)
         if policy.critic is not None:
-            next_value_buf[:-1] = value_buf[1:]
+            if policy.target is None:
+                next_value_buf[:-1] = value_buf[1:]
+            elif n_steps > 1:  # bootstraps from the target critic, on the stored (normalised) observations
+                stored = torch.from_numpy(obs_buf[1:]).reshape((n_steps - 1) * n_envs, policy.obs_size)
+                next_value_buf[:-1] = policy.bootstrap_value(stored).reshape(n_steps - 1, n_envs)
             next_value_buf[-1] = self._values(self.obs)
             if final_obs_slots:
                 final_values = self._values(

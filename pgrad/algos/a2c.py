@@ -33,14 +33,14 @@ from dataclasses import dataclass
 import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate, parameter_groups
-from pgrad.config import OnPolicyConfig, param
+from pgrad.config import TargetCriticConfig, param
 from pgrad.distributions import action_std
 from pgrad.losses import explained_variance, normalize_advantages, policy_gradient_loss, value_loss
 from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
 
 
 @dataclass(frozen=True)
-class A2CConfig(OnPolicyConfig):
+class A2CConfig(TargetCriticConfig):
     """A2C hyperparameters; defaults are Stable-Baselines3's A2C defaults (see the module doc)."""
 
     lr: float = param(7e-4, "optimizer learning rate (A3C/baselines/SB3: 7e-4)", low=0.0, low_open=True)
@@ -124,6 +124,7 @@ class A2C(Algorithm):
             metrics = self._autograd_step(b_obs, b_actions, b_advantages, b_returns)
             optimizer_step = self.optimizer.step  # the gradient is in .grad, not in the numpy buffer
         optimizer_step()
+        self.update_target_critic()
         metrics["explained_variance"] = explained_variance(b_values, b_returns)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)

@@ -37,13 +37,13 @@ from dataclasses import dataclass
 import torch
 
 from pgrad.algos.base import Algorithm, IterationResult
-from pgrad.config import OnPolicyConfig, param
+from pgrad.config import TargetCriticConfig, param
 from pgrad.distributions import action_std
 from pgrad.losses import explained_variance, policy_gradient_loss, value_loss
 
 
 @dataclass(frozen=True)
-class ActorCriticConfig(OnPolicyConfig):
+class ActorCriticConfig(TargetCriticConfig):
     """One-step actor-critic hyperparameters (Sutton & Barto 2018, sec. 13.5).
 
     The book gives the algorithm, not step sizes; the defaults (Adam at 1e-3 for both networks,
@@ -71,7 +71,9 @@ class ActorCritic(Algorithm):
 
     def setup(self) -> None:
         c = self.config
-        self.actor_parameters = [p for name, p in self.policy.named_parameters() if not name.startswith("critic.")]
+        self.actor_parameters = [
+            p for name, p in self.policy.named_parameters() if not name.startswith(("critic.", "target."))
+        ]
         self.critic_parameters = list(self.policy.critic.parameters())
         if c.optimizer == "adam":
             self.actor_optimizer = torch.optim.Adam(self.actor_parameters, lr=c.lr, eps=c.adam_eps)
@@ -124,6 +126,7 @@ class ActorCritic(Algorithm):
             metrics["critic_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.critic_parameters, c.max_grad_norm).item()
         self.actor_optimizer.step()
         self.critic_optimizer.step()
+        self.update_target_critic()
 
         # A variance needs two samples: with one env there is none to report.
         metrics["explained_variance"] = (

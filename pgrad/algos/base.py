@@ -105,11 +105,12 @@ def parameter_groups(policy: torch.nn.Module, lr: float, vf_lr: float | None) ->
     """The policy's parameters for its optimiser: all in one group, or with ``vf_lr`` (when it
     differs from ``lr``) the critic's (``critic.*``, ``critic_lstm.*``) in a group of their own.
     Each group records its ``base_lr`` for :func:`decay_learning_rate`. A shared image encoder or
-    trunk learns at ``lr``."""
+    trunk learns at ``lr``. A target critic (``target.*``) is in neither: it moves by copying."""
+    trained = [(name, p) for name, p in policy.named_parameters() if not name.startswith("target.")]
     if vf_lr is None or vf_lr == lr:
-        return policy.parameters()
+        return policy.parameters() if getattr(policy, "target", None) is None else [p for _, p in trained]
     critic, actor = [], []
-    for name, parameter in policy.named_parameters():
+    for name, parameter in trained:
         (critic if name.startswith(("critic.", "critic_lstm.")) else actor).append(parameter)
     return [{"params": actor, "lr": lr, "base_lr": lr}, {"params": critic, "lr": vf_lr, "base_lr": vf_lr}]
 
@@ -199,6 +200,7 @@ class Algorithm:
             record_episodes=True,  # replayed on resume
             # the collector reads only final_obs and action_mask; batching every info costs time every step
             keep_infos=(MASK_KEY,),
+            atari_training=True,  # ALE/ ids: episodic life and reward clipping (pgrad/envs/atari.py)
         )
 
     def env_spaces(self) -> tuple[gymnasium.Space, gymnasium.Space]:
@@ -265,9 +267,21 @@ class Algorithm:
         c = self.config
         if not c.ortho_init:
             policy.use_torch_default_init()
+        if getattr(c, "target_critic", "none") != "none":
+            policy.add_target_critic()
         # The return statistics travel with the policy's weights, like the observation ones.
         policy.reward_scaler = RewardScaler(c.n_envs, c.gamma) if c.normalize_reward else None
         return policy
+
+    def update_target_critic(self) -> None:
+        """After an update: move the target critic (``target_critic=hard``: a copy every
+        ``target_period`` updates; ``polyak``: a step of ``target_tau``). Nothing without one."""
+        c = self.config
+        mode = getattr(c, "target_critic", "none")
+        if mode == "polyak":
+            self.policy.update_target(c.target_tau)
+        elif mode == "hard" and (self.updates + 1) % c.target_period == 0:
+            self.policy.update_target(1.0)
 
     def setup(self) -> None:
         """Create optimisers and anything else the algorithm keeps between iterations."""

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate, parameter_groups
-from pgrad.config import OnPolicyConfig, param
+from pgrad.config import TargetCriticConfig, param
 from pgrad.distributions import action_std
 from pgrad.errors import ConfigError
 from pgrad.losses import clipped_surrogate_loss, explained_variance, normalize_advantages, value_loss
@@ -34,7 +34,7 @@ from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient
 
 
 @dataclass(frozen=True)
-class PPOConfig(OnPolicyConfig):
+class PPOConfig(TargetCriticConfig):
     """PPO hyperparameters; defaults are the PPO paper's MuJoCo settings (its Table 3)."""
 
     n_steps: int = param(2048, "steps per env per rollout (the paper's horizon T)", low=1)
@@ -173,6 +173,7 @@ class PPO(Algorithm):
             if c.target_kl is not None and approx_kl > c.target_kl:
                 break
 
+        self.update_target_critic()
         metrics = {key: value / n_minibatch_updates for key, value in metrics_sum.items()}
         metrics.update(
             {

@@ -73,6 +73,8 @@ def unsupported_for_batching(config: Any) -> str | None:
     """Why seed batching cannot train with this PPO config (a one-line message), or None."""
     if config.vectorization != "sync":
         return "seed batching steps every seed's envs in this process: vectorization must be sync"
+    if config.target_critic != "none":
+        return "seed batching does not support a target critic (target_critic)"
     if config.vf_lr is not None and config.vf_lr != config.lr:
         return "seed batching does not support a separate critic learning rate (vf_lr)"
     return None

@@ -259,6 +259,8 @@ class RecurrentPPO(Algorithm):
 
     def build_policy(self) -> RecurrentActorCriticPolicy:
         c = self.config
+        if c.target_critic != "none":
+            raise ConfigError("ppo-lstm does not support a target critic yet; set target_critic=none")
         if self.action_mask_source is not None:
             raise ConfigError(
                 f"ppo-lstm does not support invalid-action masking yet (this env reports masks in its "

@@ -54,6 +54,8 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
         return "invalid-action masking"
     if policy.trunk is not None:
         return "a shared trunk (share_trunk=true)"
+    if policy.target is not None:
+        return "a target critic (target_critic)"
     std = getattr(policy.head, "std", None)
     if std is not None and not std.state_dependent and not isinstance(std.log_std, nn.Parameter):
         return "a fixed std (trainable_std=false)"

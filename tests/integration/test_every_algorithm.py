@@ -199,10 +199,27 @@ def test_unsupported_spaces_name_what_is_supported(algorithm, settings, steps):
 
 
 def shipped_presets() -> list:
+    import importlib.util
+
     from pgrad.config import preset_names
+    from pgrad.env_ids import env_package_of
+
+    def missing_package(env_id: str) -> str | None:
+        found = env_package_of(env_id)
+        module = None if found is None else found[1].module.split(".")[0]
+        return module if module is not None and importlib.util.find_spec(module) is None else None
 
     return [
-        pytest.param(name, env_id, id=f"{name}-{env_id}") for name in pgrad.ALGORITHMS for env_id in preset_names(name)
+        pytest.param(
+            name,
+            env_id,
+            id=f"{name}-{env_id}",
+            marks=pytest.mark.skipif(
+                missing_package(env_id) is not None, reason=f"{missing_package(env_id)} is not installed"
+            ),
+        )
+        for name in pgrad.ALGORITHMS
+        for env_id in preset_names(name)
     ]
 
 

@@ -98,3 +98,55 @@ def test_seed_batching_says_what_it_does_not_support(tmp_path, capsys, setting, 
     argv += ["--set", setting, "--out", str(tmp_path / "run")]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+# -- the target critic -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "algorithm, settings",
+    [
+        (pgrad.PPO, dict(n_envs=2, n_steps=32, batch_size=32)),
+        (pgrad.A2C, dict(n_envs=2, n_steps=8)),
+        (pgrad.ActorCritic, dict(n_envs=2)),
+    ],
+)
+def test_bootstrap_values_come_from_the_target_critic(algorithm, settings):
+    agent = algorithm("Pendulum-v1", preset="none", target_critic="hard", target_period=1000, **settings)
+    trained = {id(p) for optimizer in agent.optimizers().values() for g in optimizer.param_groups for p in g["params"]}
+    assert not trained & {id(p) for p in agent.policy.target.parameters()}  # no optimiser steps the target
+    agent.learn(64, quiet=True)  # the online critic moves away from the target
+    agent._ensure_collector()
+    n_steps = settings.get("n_steps", 1)
+    rollout, _ = agent.collector.collect(n_steps)
+    with torch.no_grad():
+        stored = rollout.obs.reshape(-1, agent.policy.obs_size)
+        target_values = agent.policy.bootstrap_value(stored).reshape(rollout.values.shape)
+        online_values = agent.policy.value(stored).reshape(rollout.values.shape)
+    if n_steps > 1:  # V(s_{t+1}) of the stored next observations (Pendulum never terminates early)
+        torch.testing.assert_close(rollout.next_values[:-1], target_values[1:])
+        assert not torch.allclose(rollout.next_values[:-1], online_values[1:])
+    torch.testing.assert_close(rollout.values, online_values)  # V(s_t), the baseline, stays online
+    agent.close()
+
+
+def test_hard_copies_every_period_and_polyak_moves_by_tau():
+    agent = pgrad.A2C("CartPole-v1", preset="none", target_critic="hard", target_period=3)
+    agent.learn(2 * 5, quiet=True)  # two updates: no copy yet
+    assert not torch.equal(agent.policy.target["critic"][0].weight, agent.policy.critic[0].weight)
+    agent.learn(5, quiet=True)  # the third update copies
+    torch.testing.assert_close(agent.policy.target["critic"][0].weight, agent.policy.critic[0].weight, rtol=0, atol=0)
+    agent.close()
+    polyak = pgrad.A2C("CartPole-v1", preset="none", target_critic="polyak", target_tau=0.25)
+    before = polyak.policy.target["critic"][0].weight.clone()
+    polyak.learn(5, quiet=True)
+    expected = before + 0.25 * (polyak.policy.critic[0].weight - before)
+    torch.testing.assert_close(polyak.policy.target["critic"][0].weight, expected)
+    polyak.close()
+
+
+def test_target_critic_is_refused_where_it_is_not_built():
+    with pytest.raises(ConfigError, match="ppo-lstm does not support a target critic"):
+        pgrad.RecurrentPPO("pgrad/CartPoleNoVel-v1", preset="none", target_critic="hard")
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'target_critic'"):
+        pgrad.Reinforce("CartPole-v1", preset="none", target_critic="hard")

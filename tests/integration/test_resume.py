@@ -78,6 +78,8 @@ CASES = {
         5,
         {"n_envs": 3, "cnn_features": 16},
     ),
+    # the target critic's weights travel in the checkpoint
+    "a2c-target-critic": ("a2c", "CartPole-v1", 800, 60, {"n_envs": 2, "target_critic": "polyak", "layer_norm": True}),
     # the LSTM state of the running episodes is part of what a checkpoint holds
     "ppo-lstm": (
         "ppo-lstm",

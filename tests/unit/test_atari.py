@@ -157,13 +157,8 @@ def test_the_cleanrl_preset_is_picked_for_ale_games():
     assert _preset_entry("ppo", BREAKOUT)["source"].startswith("CleanRL ppo_atari.py")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs pgrad/algos/base.py make_envs to pass atari_training=True to make_vector_env; "
-    "until then training envs are built as evaluation envs (no episodic life, unclipped rewards)",
-)
 def test_agents_train_on_training_envs():
-    agent = pgrad.PPO(BREAKOUT, n_envs=1)
+    agent = pgrad.PPO(BREAKOUT, n_envs=1, batch_size=128)
     try:
         assert EpisodicLife in wrappers(agent.envs.envs[0])
     finally:
