@@ -97,6 +97,7 @@ def check_batchable(policy: ActorCriticPolicy) -> None:
     unsupported = [
         name
         for name, present in (
+            ("a custom encoder", policy.encoder is not None),
             ("share_trunk", policy.trunk is not None),
             ("layer_norm", any(isinstance(m, nn.LayerNorm) for m in policy.modules())),
             ("trainable_std=false", "trainable_std" in policy.spec),

@@ -119,3 +119,44 @@ class ObservationEncoder(nn.Module):
         if len(self.other_columns):
             parts.append(flat.index_select(1, self.other_columns))
         return torch.cat(parts, dim=1)
+
+
+class CustomEncoder(nn.Module):
+    """A user's ``torch.nn.Module`` class as the observation encoder.
+
+    Built as ``encoder_class(observation_space, **encoder_kwargs)``. Its ``forward`` receives the
+    observation as pgrad encodes it, normalised, as float32 tensors with a leading batch axis: for a
+    Dict or Tuple observation a dict ``{key: tensor}`` (layout keys: ``"image"``, ``"0"``,
+    ``"a.b"``), otherwise one tensor; images as ``(B, C, H, W)`` on [0, 1], Discrete and
+    MultiDiscrete one-hot, others flattened to ``(B, size)``. It must return ``(B, F)`` features;
+    ``F`` is read from a trial forward at construction.
+    """
+
+    def __init__(self, layout: ObservationLayout, encoder_class: type, encoder_kwargs: dict | None = None) -> None:
+        super().__init__()
+        name = getattr(encoder_class, "__name__", repr(encoder_class))
+        if not (isinstance(encoder_class, type) and issubclass(encoder_class, nn.Module)):
+            raise ConfigError(f"encoder must be a torch.nn.Module class, got {name}")
+        self.layout = layout
+        self.net = encoder_class(layout.space, **(encoder_kwargs or {}))
+        self.identity = False
+        with torch.no_grad():
+            out = self.forward(torch.zeros(2, layout.size))
+        self.out_features = int(out.shape[1])
+
+    def inputs(self, flat: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The flat vector ``(B, size)`` cut into the pieces the user's module receives."""
+        batch = flat.shape[0]
+        parts = {}
+        for piece in self.layout.pieces:
+            part = flat[:, piece.offset : piece.offset + piece.size]
+            parts[piece.key] = part.reshape(batch, *piece.image_shape) if piece.image_shape is not None else part
+        return parts if self.layout.nested else parts[self.layout.pieces[0].key]
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        out = self.net(self.inputs(flat))
+        name = type(self.net).__name__
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != flat.shape[0]:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ConfigError(f"encoder {name} returned {got}; expected features of shape (batch, F)")
+        return out

@@ -16,7 +16,7 @@ from gymnasium import spaces
 from torch import nn
 
 from pgrad.distributions import make_action_head
-from pgrad.encoders import ObservationEncoder
+from pgrad.encoders import CustomEncoder, ObservationEncoder
 from pgrad.errors import ConfigError
 from pgrad.masking import MASK_KEY, check_action_mask, mask_size, observation_without_mask
 from pgrad.nets import MLP, VALUE_OUTPUT_GAIN
@@ -97,6 +97,8 @@ class ActorCriticPolicy(nn.Module):
         share_trunk: bool = False,
         layer_norm: bool = False,
         trainable_std: bool = True,
+        encoder_class: type | None = None,
+        encoder_kwargs: dict | None = None,
     ) -> None:
         """``features_size``: input width of the actor and critic MLPs, if not the encoder's output
         (a recurrent policy feeds them its LSTM output instead). ``cnn``, ``cnn_features``: the CNN
@@ -108,7 +110,9 @@ class ActorCriticPolicy(nn.Module):
         critic one of ``vf_hidden_sizes`` (each defaulting to ``hidden_sizes``); with it, an MLP
         of ``hidden_sizes`` (the trunk) is shared, and ``pi_hidden_sizes`` / ``vf_hidden_sizes``
         (default: none) follow it for each. ``layer_norm``: LayerNorm after every hidden layer.
-        ``trainable_std=False``: a state-independent std fixed at ``exp(log_std_init)``."""
+        ``trainable_std=False``: a state-independent std fixed at ``exp(log_std_init)``.
+        ``encoder_class``: a ``torch.nn.Module`` class to use as the observation encoder
+        (:class:`pgrad.encoders.CustomEncoder`), built with ``encoder_kwargs``."""
         super().__init__()
         self.observation_space = observation_space
         self.action_space = action_space
@@ -131,7 +135,10 @@ class ActorCriticPolicy(nn.Module):
         self.reward_scaler: RewardScaler | None = None
         # Only image observations need an encoder with weights; without one the MLPs read the
         # flat vector itself (and the module tree, hence every MLP policy's numbers, is as it was).
-        encoder = ObservationEncoder(self.layout, cnn, cnn_features)
+        if encoder_class is not None:
+            encoder = CustomEncoder(self.layout, encoder_class, encoder_kwargs)
+        else:
+            encoder = ObservationEncoder(self.layout, cnn, cnn_features)
         self.encoder = None if encoder.identity else encoder
         self._features_cache: tuple | None = None
         # a slowly moving copy of the critic for bootstrap values (add_target_critic), or None
@@ -172,7 +179,9 @@ class ActorCriticPolicy(nn.Module):
             "normalize_obs": normalize_obs,
             "with_critic": with_critic,
         }
-        if self.encoder is not None:
+        if encoder_class is not None:
+            self.spec["encoder"] = {"class": encoder_class.__name__, "kwargs": dict(encoder_kwargs or {})}
+        elif self.encoder is not None:
             self.spec.update(cnn=cnn, cnn_features=cnn_features)
         # recorded only where they differ from the defaults, so older policy files read the same
         shape = {"pi_hidden_sizes": pi_hidden_sizes, "vf_hidden_sizes": vf_hidden_sizes}

@@ -374,6 +374,8 @@ class ARS(Algorithm):
 
     def build_policy(self) -> ARSPolicy:
         c = self.config
+        if self.encoder_class is not None:
+            raise ConfigError("ars searches linear or MLP maps of flat observations and takes no custom encoder")
         policy = ARSPolicy(
             self.observation_space, self.action_space, c.policy_type, c.hidden_sizes, c.activation, c.normalize_obs
         )

@@ -8,6 +8,7 @@ loop, logging, checkpoints, ``predict``, ``save`` and loading. One level of inhe
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import platform
 import time
@@ -94,6 +95,19 @@ def check_learn_arguments(total_steps: Any, checkpoint_every: Any) -> None:
         raise ConfigError(f"checkpoint_every={checkpoint_every!r} must be a positive number of steps")
 
 
+def check_encoder_kwargs(encoder: type | None, encoder_kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``encoder_kwargs`` as saved in policy.json: ConfigError unless it is JSON data (a policy
+    file holds no pickled objects) and given with an ``encoder``."""
+    if encoder_kwargs is None:
+        return None
+    if encoder is None:
+        raise ConfigError("encoder_kwargs given without an encoder class")
+    try:
+        return json.loads(json.dumps(encoder_kwargs))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"encoder_kwargs must be JSON data (numbers, strings, lists, dicts): {exc}") from None
+
+
 def decay_learning_rate(optimizer: torch.optim.Optimizer, initial_lr: float, progress_remaining: float) -> None:
     """Linear decay to 0 over a ``learn`` call: set every group's lr to its initial one (``initial_lr``,
     or the group's own ``base_lr``, see :func:`parameter_groups`) times ``progress_remaining``."""
@@ -149,7 +163,16 @@ class Algorithm:
     # Recurrent algorithms' predict takes and returns a state: (action, state) = predict(obs, state, episode_start).
     recurrent: ClassVar[bool] = False
 
-    def __init__(self, env: Any, seed: int = 0, *, preset: str | None = "auto", **hyperparameters: Any) -> None:
+    def __init__(
+        self,
+        env: Any,
+        seed: int = 0,
+        *,
+        preset: str | None = "auto",
+        encoder: type | None = None,
+        encoder_kwargs: dict[str, Any] | None = None,
+        **hyperparameters: Any,
+    ) -> None:
         """Build envs and policy.
 
         Args:
@@ -158,6 +181,11 @@ class Algorithm:
             seed: seeds the policy initialisation, action sampling, minibatch order and the envs.
             preset: ``"auto"`` applies the shipped preset for this env if there is one, ``None`` or
                 ``"none"`` applies none, any other string names a preset (``pgrad list``).
+            encoder: a ``torch.nn.Module`` class to encode observations instead of pgrad's
+                (:class:`pgrad.encoders.CustomEncoder` says what it receives and returns); saved
+                as its class name and ``encoder_kwargs`` (which must be JSON data), so loading
+                needs ``pgrad.load(path, custom_objects={"Name": Name})``.
+            encoder_kwargs: keyword arguments of ``encoder``.
             **hyperparameters: fields of ``Config``; they override the preset.
         """
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -165,6 +193,7 @@ class Algorithm:
         self.env = env
         self.env_id = env_id_of(env)
         self.seed = seed
+        self.encoder_class, self.encoder_kwargs = encoder, check_encoder_kwargs(encoder, encoder_kwargs)
         auto = preset == "auto"
         self.preset, preset_values = resolve_preset(self.name, self.env_id, None if auto else (preset or "none"))
         self.config = self.Config.build({**preset_values, **hyperparameters})
@@ -260,6 +289,8 @@ class Algorithm:
             share_trunk=c.share_trunk,
             layer_norm=c.layer_norm,
             trainable_std=c.trainable_std,
+            encoder_class=self.encoder_class,
+            encoder_kwargs=self.encoder_kwargs,
         )
 
     def finish_policy(self, policy: torch.nn.Module) -> torch.nn.Module:
@@ -627,8 +658,15 @@ class Algorithm:
         self.learn_budget = LearnBudget(**budget) if budget is not None else None
 
     @classmethod
-    def from_policy_file(cls, description: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Algorithm:
-        """Rebuild an agent that can ``predict`` from a saved policy (no envs are created)."""
+    def from_policy_file(
+        cls,
+        description: dict[str, Any],
+        state_dict: dict[str, torch.Tensor],
+        custom_objects: dict[str, type] | None = None,
+    ) -> Algorithm:
+        """Rebuild an agent that can ``predict`` from a saved policy (no envs are created).
+        ``custom_objects``: the classes the policy names (a custom encoder), by name; nothing is
+        imported because a file names it."""
         agent = cls.__new__(cls)
         agent.name = description.get("algo", cls.name)  # one class may serve several names
         agent.env = agent.env_id = description.get("env")
@@ -645,6 +683,17 @@ class Algorithm:
         agent.observation_space = space_from_json(description["observation_space"])
         agent.action_space = space_from_json(description["action_space"])
         agent.action_mask_source = description.get("policy", {}).get("action_mask")
+        agent.encoder_class, agent.encoder_kwargs = None, None
+        saved_encoder = description.get("policy", {}).get("encoder")
+        if saved_encoder is not None:
+            name = saved_encoder.get("class")
+            found = (custom_objects or {}).get(name)
+            if found is None:
+                raise PolicyFileError(
+                    f"this policy uses the custom encoder class {name!r}; pass it: "
+                    f"pgrad.load(path, custom_objects={{{name!r}: {name}}})"
+                )
+            agent.encoder_class, agent.encoder_kwargs = found, saved_encoder.get("kwargs") or {}
         agent.policy = agent.build_policy()
         try:
             agent.policy.load_state_dict(state_dict)
