@@ -23,54 +23,45 @@ CNNS = ("auto", "nature", "small")
 NATURE_MIN_SIDE = 36
 
 
-class NatureCNN(nn.Module):
+class ConvFeatures(nn.Module):
+    """Convolutions (ReLU after each), flattened, then a linear layer to ``features`` with ReLU.
+
+    ``layers``: ``(out_channels, kernel, stride, padding)`` per convolution; orthogonal init with
+    gain sqrt(2), as every hidden layer in pgrad (pgrad/nets.py).
+    """
+
+    def __init__(
+        self, channels: int, height: int, width: int, features: int, layers: list[tuple[int, int, int, int]]
+    ) -> None:
+        super().__init__()
+        modules: list[nn.Module] = []
+        for out_channels, kernel, stride, padding in layers:
+            modules += [layer_init(nn.Conv2d(channels, out_channels, kernel, stride, padding)), nn.ReLU()]
+            channels = out_channels
+        self.convs = nn.Sequential(*modules, nn.Flatten())
+        with torch.no_grad():
+            flat = int(self.convs(torch.zeros(1, modules[0].in_channels, height, width)).shape[1])
+        self.linear = nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convs(images))
+
+
+class NatureCNN(ConvFeatures):
     """The DQN network's convolutions (Mnih et al. 2015, "Human-level control through deep RL",
-    Methods): 32 8x8/4, 64 4x4/2, 64 3x3/1, ReLU, then a linear layer to ``features`` (512 there)."""
+    Methods): 32 8x8/4, 64 4x4/2, 64 3x3/1, then a linear layer to ``features`` (512 there)."""
 
     def __init__(self, channels: int, height: int, width: int, features: int) -> None:
-        super().__init__()
-        self.convs = nn.Sequential(
-            layer_init(nn.Conv2d(channels, 32, 8, stride=4)),
-            nn.ReLU(),
-            layer_init(nn.Conv2d(32, 64, 4, stride=2)),
-            nn.ReLU(),
-            layer_init(nn.Conv2d(64, 64, 3, stride=1)),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
-        self.linear = nn.Sequential(
-            layer_init(nn.Linear(_flat_size(self.convs, channels, height, width), features)), nn.ReLU()
-        )
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.convs(images))
+        super().__init__(channels, height, width, features, [(32, 8, 4, 0), (64, 4, 2, 0), (64, 3, 1, 0)])
 
 
-class SmallCNN(nn.Module):
-    """Two 3x3 stride-1 convolutions (16 and 32 channels, ReLU) and a linear layer to ``features``:
-    for small grids, after the MinAtar paper's one-layer network (Young & Tian 2019, sec. 4) with
-    a second layer so that a 7x7 view still sees 5x5 neighbourhoods."""
+class SmallCNN(ConvFeatures):
+    """Two 3x3 stride-1 convolutions of 16 and 32 channels (padding 1), then a linear layer to
+    ``features``: for small grids, after the MinAtar paper's one-layer network (Young & Tian 2019,
+    sec. 4) with a second layer so that a 7x7 view still sees 5x5 neighbourhoods."""
 
     def __init__(self, channels: int, height: int, width: int, features: int) -> None:
-        super().__init__()
-        self.convs = nn.Sequential(
-            layer_init(nn.Conv2d(channels, 16, 3, stride=1, padding=1)),
-            nn.ReLU(),
-            layer_init(nn.Conv2d(16, 32, 3, stride=1, padding=1)),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
-        self.linear = nn.Sequential(
-            layer_init(nn.Linear(_flat_size(self.convs, channels, height, width), features)), nn.ReLU()
-        )
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.convs(images))
-
-
-def _flat_size(convs: nn.Module, channels: int, height: int, width: int) -> int:
-    with torch.no_grad():
-        return int(convs(torch.zeros(1, channels, height, width)).shape[1])
+        super().__init__(channels, height, width, features, [(16, 3, 1, 1), (32, 3, 1, 1)])
 
 
 def make_cnn(kind: str, piece: Piece, features: int) -> nn.Module:
