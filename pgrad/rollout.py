@@ -233,7 +233,8 @@ class RolloutCollector:
             obs = self.fast.normalize(self.obs, update=True)  # (N, obs_size)
             action, log_prob, value = self.fast.act(obs)
         else:
-            where = f"of the observation at step {self.total_transitions}"
+            # (the step only names where a bad mask came from; formatted only for a masked policy)
+            where = f"of the observation at step {self.total_transitions}" if policy.mask_size else ""
             obs_t = policy.normalize(
                 policy.obs_to_tensor(self.obs, self.action_mask, where), update=True
             )  # (N, obs_size)
