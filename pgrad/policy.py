@@ -169,6 +169,14 @@ class ActorCriticPolicy(nn.Module):
         )
         self.discrete = isinstance(action_space, spaces.Discrete)
         self.action_shape, self.action_dtype = action_storage(action_space)
+        # a Box action as the head produces it: the space itself if 1-D, else its bounds flattened
+        self._flat_box = None
+        if isinstance(action_space, spaces.Box):
+            self._flat_box = (
+                action_space
+                if len(action_space.shape) == 1
+                else spaces.Box(action_space.low.reshape(-1), action_space.high.reshape(-1), dtype=action_space.dtype)
+            )
         self.rescale_actions = has_finite_bounds(action_space)
         self.spec = {
             "hidden_sizes": list(hidden_sizes),
@@ -334,15 +342,14 @@ class ActorCriticPolicy(nn.Module):
         to whatever bounds are finite.
         """
         space = self.action_space
+        # the two common cases first, with one test each (this runs every env step)
         if self.discrete:
             return raw_action.astype(np.int64) + int(space.start)
+        if self._flat_box is space:
+            return box_env_action(raw_action, space, self.rescale_actions)
+        batch = raw_action.shape[0]
         if isinstance(space, spaces.MultiDiscrete):
-            batch = raw_action.shape[0]
             return (raw_action.reshape(batch, *space.shape) + space.start).astype(space.dtype)
         if isinstance(space, spaces.MultiBinary):
-            return raw_action.reshape(raw_action.shape[0], *space.shape).astype(space.dtype)
-        if len(space.shape) != 1:
-            batch = raw_action.shape[0]
-            flat = spaces.Box(space.low.reshape(-1), space.high.reshape(-1), dtype=space.dtype)
-            return box_env_action(raw_action, flat, self.rescale_actions).reshape(batch, *space.shape)
-        return box_env_action(raw_action, space, self.rescale_actions)
+            return raw_action.reshape(batch, *space.shape).astype(space.dtype)
+        return box_env_action(raw_action, self._flat_box, self.rescale_actions).reshape(batch, *space.shape)

@@ -156,6 +156,7 @@ class RolloutCollector:
         # the allowed actions of each env's current observation, when the env reports them in its
         # info (policy.action_mask == "info"); None: all allowed. A resume restores it.
         self.action_mask: np.ndarray | None = None
+        self.masks_in_info = policy.action_mask == "info"
         if initial_obs is None:
             obs, info = envs.reset(seed=seed)
             self._read_action_mask(info, 0)
@@ -190,7 +191,7 @@ class RolloutCollector:
 
     def _read_action_mask(self, info: dict, step: int) -> None:
         """Keep the masks of ``info`` (a reset's or a step's) for the next step's observations."""
-        if self.policy.action_mask == "info":
+        if self.policy.action_mask == "info" and info:
             masks = info_masks(info, self.n_envs, self.policy.mask_size)
             where = f"in info['action_mask'] at step {step}"
             self.action_mask = (
@@ -245,7 +246,8 @@ class RolloutCollector:
         next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
         step_number = self.total_transitions + 1
         self._check_finite(next_obs, "observation", step_number)
-        self._read_action_mask(info, step_number)
+        if self.masks_in_info:
+            self._read_action_mask(info, step_number)
         self._check_finite(reward, "reward", step_number)
 
         if self.mode is AutoresetMode.NEXT_STEP:  # an env whose last step ended an episode just reset

@@ -26,6 +26,7 @@ from pgrad import __version__, checkpointing
 from pgrad.config import Config, resolve_preset
 from pgrad.early_stopping import EarlyStopping
 from pgrad.envs import env_id_of, make_env, make_vector_env
+from pgrad.envs.vector import LeanSyncVectorEnv
 from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
 from pgrad.io import (
     save_policy,
@@ -204,6 +205,8 @@ class Algorithm:
         self.envs = self.make_envs()
         self.observation_space, self.action_space = self.env_spaces()
         self.action_mask_source = self.find_action_mask_source()
+        if self.action_mask_source != "info" and isinstance(self.envs, LeanSyncVectorEnv):
+            self.envs.keep_infos = False  # no info key is read: the vector env's leanest step
         self.policy = self.build_policy()
         self.collector: RolloutCollector | None = None
         self.total_steps = 0

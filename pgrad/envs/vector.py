@@ -66,9 +66,9 @@ class LeanSyncVectorEnv(SyncVectorEnv):
             if self.keep_infos is True:
                 infos = self._add_info(infos, env_info, i)
             elif self.keep_infos and env_info:
-                kept = {key: env_info[key] for key in self.keep_infos if key in env_info}
-                if kept:
-                    infos = self._add_info(infos, kept, i)
+                for key in self.keep_infos:
+                    if key in env_info:
+                        infos = self._add_info(infos, {key: env_info[key]}, i)
         self._autoreset_envs = np.logical_or(self._terminations, self._truncations)
         return (
             observations.copy() if self.copy else observations,
