@@ -538,28 +538,23 @@ class Algorithm:
         ``info["action_mask"]``) for a policy trained with masking; a Dict observation's
         ``action_mask`` key is read by itself. None: every action allowed.
         """
-        if action_mask is not None and not self.policy.mask_size:
+        policy = self.policy
+        if action_mask is not None and not policy.mask_size:
             raise ConfigError("action_mask given, but this policy was trained without masking (action_mask=off)")
-        if not self.policy.layout.plain or self.policy.mask_size:  # torch only
-            with torch.no_grad():
-                tensor = self.policy.normalize(self.policy.obs_to_tensor(obs, action_mask, "given to predict"))
-                dist = self.policy.distribution(tensor)
-                raw = (self.policy.head.deterministic(dist) if deterministic else dist.sample()).numpy()
-            action = self.policy.env_action(raw)
-            return action[0] if is_single_observation(obs, self.observation_space) else action
-        obs_array = np.asarray(obs)
-        single_shape = self.observation_space.shape
-        single = obs_array.shape == tuple(single_shape)
-        fast = self._numpy_twin(read_std=not deterministic)
+        fast = self._numpy_twin(read_std=not deterministic)  # None where it does not cover the policy
         if fast is not None:
-            obs_np = fast.normalize(obs_array)
+            obs_np = fast.normalize(np.asarray(obs))
             raw = fast.deterministic_action(obs_np) if deterministic else fast.act(obs_np)[0]
         else:
             with torch.no_grad():
-                tensor = self.policy.normalize(self.policy.obs_to_tensor(obs_array))
-                dist = self.policy.distribution(tensor)
-                raw = (self.policy.head.deterministic(dist) if deterministic else dist.sample()).numpy()
-        action = self.policy.env_action(raw)
+                tensor = policy.normalize(policy.obs_to_tensor(obs, action_mask, "given to predict"))
+                dist = policy.distribution(tensor)
+                raw = (policy.head.deterministic(dist) if deterministic else dist.sample()).numpy()
+        action = policy.env_action(raw)
+        if policy.layout.plain:
+            single = np.shape(obs) == tuple(self.observation_space.shape)
+        else:
+            single = is_single_observation(obs, self.observation_space)
         return action[0] if single else action
 
     def _numpy_twin(self, read_std: bool) -> NumpyActorCritic | None:
