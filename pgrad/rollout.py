@@ -58,11 +58,6 @@ def copy_observation(obs: object) -> object:
     return np.array(obs, copy=True)
 
 
-def observation_batch(rows: list) -> object:
-    """Single-env observations stacked into one batch ``(B, ...)`` (dicts and tuples per key)."""
-    return stack_rows(rows)
-
-
 @dataclass
 class Rollout:
     """One batch of experience, time-first ``(T, N, ...)``; see the module doc for conventions."""
@@ -159,7 +154,8 @@ class RolloutCollector:
         self.masks_in_info = policy.action_mask == "info"
         if initial_obs is None:
             obs, info = envs.reset(seed=seed)
-            self._read_action_mask(info, 0)
+            if self.masks_in_info:
+                self._read_action_mask(info, 0)
         else:
             obs = initial_obs
         self._check_finite(obs, "observation", 0)
@@ -190,13 +186,13 @@ class RolloutCollector:
             self.fast = None
 
     def _read_action_mask(self, info: dict, step: int) -> None:
-        """Keep the masks of ``info`` (a reset's or a step's) for the next step's observations."""
-        if self.policy.action_mask == "info" and info:
-            masks = info_masks(info, self.n_envs, self.policy.mask_size)
-            where = f"in info['action_mask'] at step {step}"
-            self.action_mask = (
-                None if masks is None else check_action_mask(masks, self.n_envs, self.policy.action_space, where)
-            )
+        """Keep the masks of ``info`` (a reset's or a step's) for the next step's observations
+        (called where the policy reads masks from info)."""
+        masks = info_masks(info, self.n_envs, self.policy.mask_size)
+        where = f"in info['action_mask'] at step {step}"
+        self.action_mask = (
+            None if masks is None else check_action_mask(masks, self.n_envs, self.policy.action_space, where)
+        )
 
     @torch.no_grad()
     def _values(self, raw_obs: np.ndarray, env_indices: np.ndarray | None = None) -> torch.Tensor:
@@ -355,7 +351,7 @@ class RolloutCollector:
             next_value_buf[-1] = self._values(self.obs)
             if final_obs_slots:
                 final_values = self._values(
-                    observation_batch([f for _, _, f in final_obs_slots]),
+                    stack_rows([f for _, _, f in final_obs_slots]),
                     np.array([env_index for _, env_index, _ in final_obs_slots]),
                 )
                 for (t, env_index, _), final_value in zip(final_obs_slots, final_values):
@@ -513,7 +509,7 @@ class RolloutCollector:
 
         next_value_flat = torch.cat(next_values)  # (T,)
         if final_obs:
-            next_value_flat[final_slots] = self._values(observation_batch(final_obs))  # (n_truncated,)
+            next_value_flat[final_slots] = self._values(stack_rows(final_obs))  # (n_truncated,)
         total = length_so_far
         return Rollout(
             obs=torch.cat(pieces["obs"]).unsqueeze(1),  # (T, 1, obs_size)
