@@ -259,6 +259,8 @@ class RecurrentPPO(Algorithm):
 
     def build_policy(self) -> RecurrentActorCriticPolicy:
         c = self.config
+        if c.share_trunk:
+            raise ConfigError("ppo-lstm shares its recurrent torso with shared_lstm=true; share_trunk is not supported")
         if c.target_critic != "none":
             raise ConfigError("ppo-lstm does not support a target critic yet; set target_critic=none")
         if self.action_mask_source is not None:

@@ -148,5 +148,7 @@ def test_hard_copies_every_period_and_polyak_moves_by_tau():
 def test_target_critic_is_refused_where_it_is_not_built():
     with pytest.raises(ConfigError, match="ppo-lstm does not support a target critic"):
         pgrad.RecurrentPPO("pgrad/CartPoleNoVel-v1", preset="none", target_critic="hard")
+    with pytest.raises(ConfigError, match="ppo-lstm shares its recurrent torso with shared_lstm=true"):
+        pgrad.RecurrentPPO("pgrad/CartPoleNoVel-v1", preset="none", share_trunk=True)
     with pytest.raises(ConfigError, match="unknown hyperparameter 'target_critic'"):
         pgrad.Reinforce("CartPole-v1", preset="none", target_critic="hard")
