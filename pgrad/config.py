@@ -279,6 +279,11 @@ class OnPolicyConfig(Config):
         "or has an action_mask observation key",
         choices=("auto", "on", "off"),
     )
+    device: str = param(
+        "cpu",
+        "where updates run (auto: cuda when torch sees a GPU and the policy has a CNN); acting stays on the CPU",
+        choices=("cpu", "cuda", "auto"),
+    )
     vectorization: str = param(
         "sync", "how vector envs step: in this process or one subprocess each", choices=("sync", "async")
     )

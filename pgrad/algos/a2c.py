@@ -66,6 +66,7 @@ class A2C(Algorithm):
 
     name = "a2c"
     Config = A2CConfig
+    updates_on_device = True
 
     def setup(self) -> None:
         c = self.config
@@ -75,7 +76,7 @@ class A2C(Algorithm):
             # foreach: a few multi-tensor kernels instead of a Python loop over the parameters,
             # which dominates an update on a 5-step batch (benchmarks/speed.py)
             self.optimizer = torch.optim.RMSprop(
-                parameter_groups(self.policy, c.lr, c.vf_lr),
+                parameter_groups(self.learner, c.lr, c.vf_lr),
                 lr=c.lr,
                 alpha=c.rmsprop_alpha,
                 eps=c.optimizer_eps,
@@ -83,7 +84,7 @@ class A2C(Algorithm):
             )
         else:
             self.optimizer = torch.optim.Adam(
-                parameter_groups(self.policy, c.lr, c.vf_lr), lr=c.lr, eps=c.optimizer_eps, fused=True
+                parameter_groups(self.learner, c.lr, c.vf_lr), lr=c.lr, eps=c.optimizer_eps, fused=True
             )
         # The gradient by hand in numpy where the policy allows (pgrad/numpy_twin/gradient.py): the same numbers
         # as autograd up to float32 rounding, ~5x faster on A2C's small batches. Tests turn it off.
@@ -104,16 +105,18 @@ class A2C(Algorithm):
         advantages, returns = rollout.gae(c.gamma, c.gae_lambda)  # (T, N) each
         # Flatten (T, N) to the batch, keeping only real transitions (NEXT_STEP reset steps are not).
         valid = rollout.valid.reshape(-1)
-        b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]  # (B, obs_size)
-        b_actions = rollout.actions.reshape(-1, *rollout.actions.shape[2:])[valid]  # (B, *action_shape)
-        b_values = rollout.values.reshape(-1)[valid]  # (B,)
-        b_advantages = advantages.reshape(-1)[valid]  # (B,)
-        b_returns = returns.reshape(-1)[valid]  # (B,)
+        # on the device the update runs on (pgrad/devices.py)
+        b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid].to(self.device)  # (B, obs_size)
+        b_actions = rollout.actions.reshape(-1, *rollout.actions.shape[2:])[valid].to(self.device)  # (B, ...)
+        b_values = rollout.values.reshape(-1)[valid].to(self.device)  # (B,)
+        b_advantages = advantages.reshape(-1)[valid].to(self.device)  # (B,)
+        b_returns = returns.reshape(-1)[valid].to(self.device)  # (B,)
         batch_size = b_obs.shape[0]
         if batch_size == 0:  # every env was taking a NEXT_STEP reset step: nothing to learn from
             return IterationResult(n_transitions=0, episodes=episodes)
 
-        if self.use_numpy_gradient and NumpyPolicyGradient.supports(self.policy):
+        self.learner_from_policy()
+        if self.use_numpy_gradient and NumpyPolicyGradient.supports(self.learner):
             metrics = self._numpy_gradient_step(b_obs, b_actions, b_advantages, b_returns)
             # RMSprop or Adam in numpy on the gradient's flat buffer (same numbers; torch's foreach
             # RMSprop was an eighth of a 5-step iteration on HalfCheetah-v5, BENCHMARKS.md "Speed")
@@ -125,6 +128,7 @@ class A2C(Algorithm):
             optimizer_step = self.optimizer.step  # the gradient is in .grad, not in the numpy buffer
         optimizer_step()
         self.update_target_critic()
+        self.policy_from_learner()
         metrics["explained_variance"] = explained_variance(b_values, b_returns)
         metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)
@@ -137,17 +141,17 @@ class A2C(Algorithm):
     ) -> dict[str, float]:
         """Set ``.grad`` to the clipped gradient of A2C's loss on the batch, by torch autograd."""
         c = self.config
-        dist = self.policy.distribution(obs)
+        dist = self.learner.distribution(obs)
         entropy = dist.entropy().mean()
         policy_loss, policy_metrics = policy_gradient_loss(
             dist.log_prob(actions), self._normalized_advantages(advantages)
         )
         # The critic regresses on the TD(lambda) targets R_t = A_t + V_old(s_t) (GAE paper, sec. 5).
-        critic_loss, critic_metrics = value_loss(self.policy.value(obs), returns)
+        critic_loss, critic_metrics = value_loss(self.learner.value(obs), returns)
         loss = policy_loss + c.vf_coef * critic_loss - c.ent_coef * entropy
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm, foreach=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.learner.parameters(), c.max_grad_norm, foreach=True)
         metrics = {**policy_metrics, **critic_metrics, "entropy": entropy.item(), "grad_norm": grad_norm.item()}
         std = action_std(dist)
         if std is not None:  # continuous: watch exploration shrink
@@ -159,7 +163,7 @@ class A2C(Algorithm):
     ) -> dict[str, float]:
         """The same as :meth:`_autograd_step`, by hand in numpy (pgrad/numpy_twin/gradient.py)."""
         c = self.config
-        self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.policy, self._numpy_gradient)
+        self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.learner, self._numpy_gradient)
         self._numpy_gradient.bind()
         return self._numpy_gradient.step_gradient(
             obs.numpy(),

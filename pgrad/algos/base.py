@@ -8,6 +8,7 @@ loop, logging, checkpoints, ``predict``, ``save`` and loading. One level of inhe
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import platform
@@ -24,6 +25,7 @@ from gymnasium.vector import VectorEnv
 
 from pgrad import __version__, checkpointing
 from pgrad.config import Config, resolve_preset
+from pgrad.devices import resolve_device
 from pgrad.early_stopping import EarlyStopping
 from pgrad.envs import env_id_of, make_env, make_vector_env
 from pgrad.envs.vector import LeanSyncVectorEnv
@@ -161,6 +163,8 @@ class Algorithm:
     name: ClassVar[str]
     Config: ClassVar[type[Config]]
     uses_critic: ClassVar[bool] = True
+    # Whether updates can run on a GPU (pgrad/devices.py): batch updates only.
+    updates_on_device: ClassVar[bool] = False
     # Recurrent algorithms' predict takes and returns a state: (action, state) = predict(obs, state, episode_start).
     recurrent: ClassVar[bool] = False
 
@@ -208,6 +212,14 @@ class Algorithm:
         if self.action_mask_source != "info" and isinstance(self.envs, LeanSyncVectorEnv):
             self.envs.keep_infos = False  # no info key is read: the vector env's leanest step
         self.policy = self.build_policy()
+        # the policy's copy that updates run on: the policy itself on the CPU, a GPU copy on cuda
+        self.device = resolve_device(
+            getattr(self.config, "device", "cpu"),
+            getattr(self.policy, "encoder", None) is not None,
+            self.name,
+            self.updates_on_device,
+        )
+        self.learner = self.policy if self.device.type == "cpu" else copy.deepcopy(self.policy).to(self.device)
         self.collector: RolloutCollector | None = None
         self.total_steps = 0
         self.updates = 0
@@ -307,15 +319,26 @@ class Algorithm:
         policy.reward_scaler = RewardScaler(c.n_envs, c.gamma) if c.normalize_reward else None
         return policy
 
+    def learner_from_policy(self) -> None:
+        """Before an update on a GPU: copy the acting policy's weights and statistics (which a
+        resume or a rollout may have changed) into the learner. Nothing on the CPU."""
+        if self.learner is not self.policy:
+            self.learner.load_state_dict(self.policy.state_dict())
+
+    def policy_from_learner(self) -> None:
+        """After an update on a GPU: copy the learner's weights back to the acting policy."""
+        if self.learner is not self.policy:
+            self.policy.load_state_dict(self.learner.state_dict())
+
     def update_target_critic(self) -> None:
         """After an update: move the target critic (``target_critic=hard``: a copy every
         ``target_period`` updates; ``polyak``: a step of ``target_tau``). Nothing without one."""
         c = self.config
         mode = getattr(c, "target_critic", "none")
         if mode == "polyak":
-            self.policy.update_target(c.target_tau)
+            self.learner.update_target(c.target_tau)
         elif mode == "hard" and (self.updates + 1) % c.target_period == 0:
-            self.policy.update_target(1.0)
+            self.learner.update_target(1.0)
 
     def setup(self) -> None:
         """Create optimisers and anything else the algorithm keeps between iterations."""
@@ -351,7 +374,7 @@ class Algorithm:
         """Why the numpy twin (pgrad/numpy_twin/) cannot serve this agent's policy, or None if it
         does: the run then acts (and, for PPO and A2C, updates) on torch throughout, with the same
         maths, slower. Recorded as ``fast_path`` in summary.json; ``pgrad train`` says it once."""
-        return unsupported_reason(self.policy)
+        return unsupported_reason(self.policy) or unsupported_reason(self.learner)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Named optimisers whose state goes into checkpoints."""
@@ -693,6 +716,7 @@ class Algorithm:
                 )
             agent.encoder_class, agent.encoder_kwargs = found, saved_encoder.get("kwargs") or {}
         agent.policy = agent.build_policy()
+        agent.device, agent.learner = torch.device("cpu"), agent.policy  # acting only
         try:
             agent.policy.load_state_dict(state_dict)
         except RuntimeError as exc:

@@ -95,12 +95,13 @@ class PPO(Algorithm):
 
     name = "ppo"
     Config = PPOConfig
+    updates_on_device = True
 
     def setup(self) -> None:
         # fused: one C++ kernel for all parameters instead of a Python loop over them (a quarter of
         # a minibatch step for 2x64 networks; BENCHMARKS.md, "Speed").
         self.optimizer = torch.optim.Adam(
-            parameter_groups(self.policy, self.config.lr, self.config.vf_lr),
+            parameter_groups(self.learner, self.config.lr, self.config.vf_lr),
             lr=self.config.lr,
             eps=self.config.adam_eps,
             fused=True,
@@ -123,14 +124,20 @@ class PPO(Algorithm):
         rollout, episodes = self.collector.collect(c.n_steps)
 
         advantages, returns = rollout.gae(c.gamma, c.gae_lambda)
-        # Flatten (T, N) to the batch, keeping only real transitions (NEXT_STEP reset steps are not).
+        # Flatten (T, N) to the batch, keeping only real transitions (NEXT_STEP reset steps are not),
+        # on the device the updates run on (pgrad/devices.py).
         valid = rollout.valid.reshape(-1)
-        b_obs = rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid]
-        b_actions = rollout.actions.reshape(-1, *rollout.actions.shape[2:])[valid]
-        b_log_probs = rollout.log_probs.reshape(-1)[valid]
-        b_values = rollout.values.reshape(-1)[valid]
-        b_advantages = advantages.reshape(-1)[valid]
-        b_returns = returns.reshape(-1)[valid]
+        b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns = (
+            tensor.to(self.device)
+            for tensor in (
+                rollout.obs.reshape(-1, rollout.obs.shape[-1])[valid],
+                rollout.actions.reshape(-1, *rollout.actions.shape[2:])[valid],
+                rollout.log_probs.reshape(-1)[valid],
+                rollout.values.reshape(-1)[valid],
+                advantages.reshape(-1)[valid],
+                returns.reshape(-1)[valid],
+            )
+        )
         batch_size = b_obs.shape[0]
         n_minibatches = max(1, round(batch_size / c.batch_size))
 
@@ -138,11 +145,12 @@ class PPO(Algorithm):
         n_minibatch_updates = 0
         epochs_done = 0
         approx_kl = 0.0
-        use_numpy = self.use_numpy_gradient and NumpyPolicyGradient.supports(self.policy)
+        self.learner_from_policy()
+        use_numpy = self.use_numpy_gradient and NumpyPolicyGradient.supports(self.learner)
         gradient_step = self._numpy_gradient_step if use_numpy else self._autograd_step
         optimizer_step = self.optimizer.step
         if use_numpy:
-            self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.policy, self._numpy_gradient)
+            self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.learner, self._numpy_gradient)
             # Adam in numpy on the gradient's flat buffer where it applies (same numbers, a third of the time)
             self._numpy_adam, optimizer_step = NumpyOptimizer.prepared_step(
                 self.optimizer, self._numpy_gradient, self._numpy_adam
@@ -154,7 +162,7 @@ class PPO(Algorithm):
             # Shuffle the whole batch once per epoch; each minibatch is then a contiguous slice,
             # the same samples as indexing by the permutation's chunks, for one gather per tensor
             # and epoch instead of one per tensor and minibatch.
-            permutation = torch.from_numpy(self.rng.permutation(batch_size))
+            permutation = torch.from_numpy(self.rng.permutation(batch_size)).to(self.device)
             epoch_batch = [
                 tensor[permutation] for tensor in (b_obs, b_actions, b_log_probs, b_values, b_advantages, b_returns)
             ]
@@ -174,6 +182,7 @@ class PPO(Algorithm):
                 break
 
         self.update_target_critic()
+        self.policy_from_learner()
         metrics = {key: value / n_minibatch_updates for key, value in metrics_sum.items()}
         metrics.update(
             {
@@ -199,18 +208,18 @@ class PPO(Algorithm):
     ) -> dict[str, float]:
         """Set ``.grad`` to the clipped gradient of PPO's loss on one minibatch, by torch autograd."""
         c = self.config
-        dist = self.policy.distribution(obs)
+        dist = self.learner.distribution(obs)
         entropy = dist.entropy().mean()
         policy_loss, policy_metrics = clipped_surrogate_loss(
             dist.log_prob(actions), old_log_probs, self._normalized_advantages(advantages), c.clip_coef
         )
         critic_loss, critic_metrics = value_loss(
-            self.policy.value(obs), returns, old_values, c.vf_clip_coef if c.clip_vloss else None
+            self.learner.value(obs), returns, old_values, c.vf_clip_coef if c.clip_vloss else None
         )
         loss = policy_loss + c.vf_coef * critic_loss - c.ent_coef * entropy
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(list(self.policy.parameters()), c.max_grad_norm, foreach=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(list(self.learner.parameters()), c.max_grad_norm, foreach=True)
         return minibatch_step_metrics(policy_metrics, critic_metrics, entropy, grad_norm, dist)
 
     def _numpy_gradient_step(

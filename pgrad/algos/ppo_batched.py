@@ -127,6 +127,8 @@ class SeedBatchedPPO(Algorithm):
         self.collector: SeedBatchedCollector | None = None  # built at the first rollout, as PPO's
         c = self.config = self.agents[0].config
         problem = unsupported_for_batching(c)
+        if problem is None and self.agents[0].device.type != "cpu":
+            problem = f"seed batching updates every seed on the CPU as one model: device must be cpu, not {c.device}"
         if problem is not None:
             self.close()  # the agents' envs (async ones have worker processes)
             raise ConfigError(problem)

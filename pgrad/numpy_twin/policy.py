@@ -52,6 +52,8 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
         return f"the policy class {type(policy).__name__} (covered: the MLP ActorCriticPolicy)"
     if policy.mask_size:
         return "invalid-action masking"
+    if any(parameter.device.type != "cpu" for parameter in policy.parameters()):
+        return "a policy on a GPU (device=cuda updates with torch there)"
     if policy.trunk is not None:
         return "a shared trunk (share_trunk=true)"
     if policy.target is not None:
