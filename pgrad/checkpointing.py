@@ -367,6 +367,7 @@ def save_agent(
         "numpy_rng": agent.rng.bit_generator.state,
         "observation_space": space_to_json(agent.observation_space),
         "action_space": space_to_json(agent.action_space),
+        "policy": agent.policy.spec,  # what pgrad.load(checkpoint, env=...) rebuilds (a custom encoder's name)
         "learn_budget": asdict(agent.learn_budget) if agent.learn_budget is not None else None,
         "logger": {"metrics_rows": len(agent.logger.metrics), "episode_rows": len(agent.logger.episodes)},
         "early_stopping": agent.early_stopping.state() if agent.early_stopping is not None else None,

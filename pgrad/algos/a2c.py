@@ -101,6 +101,7 @@ class A2C(Algorithm):
             # Linear decay to 0 over this learn() call (baselines a2c, lrschedule="linear").
             decay_learning_rate(self.optimizer, c.lr, progress_remaining)
         rollout, episodes = self.collector.collect(c.n_steps)
+        self.rollout_end()
 
         advantages, returns = rollout.gae(c.gamma, c.gae_lambda)  # (T, N) each
         # Flatten (T, N) to the batch, keeping only real transitions (NEXT_STEP reset steps are not).

@@ -90,6 +90,7 @@ class ActorCritic(Algorithm):
         # One vector step: S, A, R and v(S') for every env, with the weights of the last update, so
         # delta below is the book's delta (nothing has changed w between collecting and updating).
         rollout, episodes = self.collector.collect(1)
+        self.rollout_end()
         td_errors, td_targets = rollout.gae(c.gamma, 0.0)  # (1, N) each: delta and R + gamma * v(S')
         valid = rollout.valid[0]  # (N,) False only for NEXT_STEP reset steps, which are not transitions
         n_transitions = int(valid.sum())

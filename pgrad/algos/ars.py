@@ -51,7 +51,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from pgrad.algos.base import Algorithm, IterationResult
+from pgrad.algos.base import NOT_TRAINABLE, Algorithm, IterationResult
 from pgrad.config import Config, check_hidden_sizes, param
 from pgrad.envs import make_env
 from pgrad.errors import ConfigError, NonFiniteError, UnsupportedSpaceError
@@ -417,7 +417,7 @@ class ARS(Algorithm):
     def _ensure_collector(self) -> None:
         # ARS does not use the shared collector: workers roll out whole episodes themselves.
         if not self.trainable:
-            raise ConfigError("this agent was loaded from a policy file; build a new agent to train")
+            raise ConfigError(NOT_TRAINABLE)
 
     def _start_pool(self) -> WorkerPool:
         c = self.config
@@ -465,6 +465,7 @@ class ARS(Algorithm):
         payload = self._payload()
         theta = payload["theta"]
         results = self.pool.map(payload, [("direction", k) for k in range(c.n_directions)])
+        self.rollout_end()
 
         shifted = np.array([r["shifted"] for r in results])  # (N, 2): r(+), r(-) with the shift
         directions = np.stack([perturbation(self.seed, self.updates, k, theta.size) for k in range(c.n_directions)])

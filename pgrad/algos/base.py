@@ -13,7 +13,6 @@ import json
 import math
 import platform
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,10 +23,12 @@ import torch
 from gymnasium.vector import VectorEnv
 
 from pgrad import __version__, checkpointing
+from pgrad.callbacks import CheckpointCallback, EvalCallback, as_callbacks
 from pgrad.config import Config, resolve_preset
 from pgrad.devices import resolve_device
 from pgrad.early_stopping import EarlyStopping
 from pgrad.envs import env_id_of, make_env, make_vector_env
+from pgrad.envs.options import env_options_of, with_options
 from pgrad.envs.vector import LeanSyncVectorEnv
 from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
 from pgrad.io import (
@@ -43,6 +44,11 @@ from pgrad.numpy_twin import NumpyActorCritic, unsupported_reason
 from pgrad.observations import is_single_observation, select_keys
 from pgrad.policy import ActorCriticPolicy
 from pgrad.rollout import EpisodeLog, RolloutCollector
+
+NOT_TRAINABLE = (
+    "this agent was loaded to act only; to train it, load it with an env: pgrad.load(path, env=ENV) "
+    "(pgrad train ... --init RUN)"
+)
 
 
 @dataclass
@@ -132,6 +138,25 @@ def parameter_groups(policy: torch.nn.Module, lr: float, vf_lr: float | None) ->
     return [{"params": actor, "lr": lr, "base_lr": lr}, {"params": critic, "lr": vf_lr, "base_lr": vf_lr}]
 
 
+def built_in_callbacks(
+    callbacks: list[Any], checkpoint_every: int | None, early_stopping: EarlyStopping | None
+) -> tuple[int | None, EarlyStopping | None]:
+    """``learn``'s ``checkpoint_every`` and ``early_stopping`` with the :class:`CheckpointCallback`
+    and :class:`EvalCallback` of ``callbacks`` folded in: the learn loop carries those two out
+    itself (their state goes into checkpoints; each seed of a group evaluates its own policy).
+    ConfigError if one is given both ways."""
+    for item in callbacks:
+        if isinstance(item, CheckpointCallback):
+            if checkpoint_every is not None and checkpoint_every != item.every:
+                raise ConfigError("checkpoint_every given twice: as an argument and as a CheckpointCallback")
+            checkpoint_every = item.every
+        elif isinstance(item, EvalCallback):
+            if early_stopping is not None and early_stopping is not item.stopping:
+                raise ConfigError("periodic evaluation given twice: early_stopping and an EvalCallback")
+            early_stopping = item.stopping
+    return checkpoint_every, early_stopping
+
+
 def set_compute_threads(n_threads: int) -> None:
     """Use ``n_threads`` for torch's intra-op work and for numpy's BLAS (OpenBLAS), process-wide.
 
@@ -176,6 +201,8 @@ class Algorithm:
         preset: str | None = "auto",
         encoder: type | None = None,
         encoder_kwargs: dict[str, Any] | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        wrappers: list[Any] | None = None,
         **hyperparameters: Any,
     ) -> None:
         """Build envs and policy.
@@ -191,16 +218,25 @@ class Algorithm:
                 as its class name and ``encoder_kwargs`` (which must be JSON data), so loading
                 needs ``pgrad.load(path, custom_objects={"Name": Name})``.
             encoder_kwargs: keyword arguments of ``encoder``.
+            env_kwargs: constructor keywords of every env the agent builds (JSON data; recorded
+                in config.json), e.g. ``{"continuous": True}``; they extend a preset's.
+            wrappers: wrapper classes applied in order to every env the agent builds, each as
+                ``"module:Class"`` or ``'module:Class:{"kwarg": 1}'``
+                (:mod:`pgrad.envs.options`); they replace a preset's.
             **hyperparameters: fields of ``Config``; they override the preset.
         """
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ConfigError(f"seed={seed!r} must be a non-negative int")
-        self.env = env
         self.env_id = env_id_of(env)
         self.seed = seed
         self.encoder_class, self.encoder_kwargs = encoder, check_encoder_kwargs(encoder, encoder_kwargs)
         auto = preset == "auto"
         self.preset, preset_values = resolve_preset(self.name, self.env_id, None if auto else (preset or "none"))
+        # a preset's env options: its env_kwargs under the given ones, its wrappers unless others are given
+        env_kwargs = {**preset_values.pop("env_kwargs", {}), **(env_kwargs or {})}
+        wrappers = wrappers if wrappers is not None else preset_values.pop("wrappers", None)
+        preset_values.pop("wrappers", None)
+        self.env = with_options(env, env_kwargs, wrappers)
         self.config = self.Config.build({**preset_values, **hyperparameters})
         set_compute_threads(self.config.torch_threads)
         torch.manual_seed(seed)
@@ -330,6 +366,12 @@ class Algorithm:
         if self.learner is not self.policy:
             self.policy.load_state_dict(self.learner.state_dict())
 
+    def rollout_end(self) -> None:
+        """Called by :meth:`train_iteration` once its rollout is collected, before the update:
+        runs the callbacks' ``on_rollout_end``."""
+        for item in getattr(self, "callbacks", ()):
+            item.on_rollout_end(self)
+
     def update_target_critic(self) -> None:
         """After an update: move the target critic (``target_critic=hard``: a copy every
         ``target_period`` updates; ``polyak``: a step of ``target_tau``). Nothing without one."""
@@ -391,7 +433,7 @@ class Algorithm:
 
     def _ensure_collector(self) -> RolloutCollector:
         if not self.trainable:
-            raise ConfigError("this agent was loaded from a policy file; build a new agent to train")
+            raise ConfigError(NOT_TRAINABLE)
         if self.collector is None:
             self.collector = RolloutCollector(
                 self.envs,
@@ -408,7 +450,7 @@ class Algorithm:
         run_dir: str | Path | None = None,
         quiet: bool = False,
         checkpoint_seconds: float = 60.0,
-        callback: Callable[[Algorithm, dict[str, Any]], bool | None] | None = None,
+        callback: Any = None,
         *,
         checkpoint_every: int | None = None,
         early_stopping: EarlyStopping | None = None,
@@ -426,15 +468,22 @@ class Algorithm:
                 then finishes the current iteration, writes the checkpoint and raises
                 :class:`pgrad.errors.Interrupted`.
             quiet: no progress display.
-            callback: called after every update with the metrics row; returning False stops.
-            checkpoint_every: also checkpoint each time the step count crosses a multiple of this.
+            callback: :mod:`pgrad.callbacks` objects (one or a list), or a function ``f(agent, row)``
+                called after every update with the metrics row (returning False stops), or a list
+                mixing both.
+            checkpoint_every: also checkpoint each time the step count crosses a multiple of this
+                (the same as a :class:`pgrad.callbacks.CheckpointCallback` in ``callback``).
             early_stopping: evaluate periodically and maybe stop early (:class:`EarlyStopping`);
-                evaluations go to ``run_dir/evaluations.csv``, the best policy to ``run_dir/best/``.
+                evaluations go to ``run_dir/evaluations.csv``, the best policy to ``run_dir/best/``
+                (the same as a :class:`pgrad.callbacks.EvalCallback` in ``callback``).
             resume: continue the ``learn`` call a loaded checkpoint (:meth:`load_checkpoint_state`)
                 interrupted: ``total_steps`` is then that call's whole budget, as first given, and
                 the steps it already did count towards it.
         """
         check_learn_arguments(total_steps, checkpoint_every)
+        callbacks = as_callbacks(callback)
+        checkpoint_every, early_stopping = built_in_callbacks(callbacks, checkpoint_every, early_stopping)
+        self.callbacks = callbacks
         if early_stopping is not None and isinstance(self.env, gymnasium.Env):
             raise ConfigError(
                 "early stopping evaluates on a fresh env: pass an env id or a callable, not an env instance"
@@ -457,6 +506,8 @@ class Algorithm:
                 # On resume, TensorBoard hides what the stopped run logged after its checkpoint.
                 agent.logger.attach(run_dir / folder, purge_step=agent.total_steps + 1 if resume else None)
                 write_json(run_dir / folder / "config.json", agent.describe_run())
+        for item in callbacks:
+            item.on_training_start(self, run_dir)
         progress = None if quiet else Progress(budget.end_step, lead.total_steps)
         start = time.perf_counter()
         wall_before = self.wall_seconds
@@ -487,6 +538,7 @@ class Algorithm:
                     # every member's transitions over the iteration's wall time: this process's rate
                     n_transitions = sum(result.n_transitions for result in results if result is not None)
                     sps = n_transitions / max(now - iteration_start, 1e-9)
+                    rows = []  # one per member that ran; the callbacks get the first
                     for (agent, _), result in zip(members, results, strict=True):
                         if result is None:
                             continue
@@ -503,11 +555,13 @@ class Algorithm:
                             **result.metrics,
                         }
                         agent.logger.log_update(row)
+                        rows.append(row)
                     if progress is not None:
                         progress.update(lead.total_steps, lead.logger.recent_return)
                     if early_stopping is not None:
                         self.evaluate_members(running, run_dir)
-                    stop = callback is not None and callback(self, row) is False
+                    # every callback sees every update, even after one of them asked to stop
+                    stop = [item.on_update_end(self, rows[0]) for item in callbacks].count(False) > 0
                     if run_dir is not None and schedule.due(now, lead.total_steps):
                         self.write_checkpoint(run_dir)
                         schedule.written(now, lead.total_steps)
@@ -519,7 +573,10 @@ class Algorithm:
                 if progress is not None:
                     progress.update(lead.total_steps, lead.logger.recent_return, final=True)
                 self.end_learning(run_dir)
+                for item in callbacks:
+                    item.on_training_end(self, run_dir)
         finally:
+            self.callbacks = []
             for agent, _ in members:
                 agent.logger.flush()
         return self
@@ -607,6 +664,8 @@ class Algorithm:
             "env": self.env_id,
             "seed": self.seed,
             "preset": self.preset,
+            **env_options_of(self.env),
+            **({"init_from": self.init_from} if getattr(self, "init_from", None) else {}),
             "config": self.config.to_dict(),
             "versions": versions(),
         }

@@ -122,6 +122,7 @@ class PPO(Algorithm):
             # Linear decay to 0 over this learn() call (baselines ppo1 run_mujoco, schedule="linear").
             decay_learning_rate(self.optimizer, c.lr, progress_remaining)
         rollout, episodes = self.collector.collect(c.n_steps)
+        self.rollout_end()
 
         advantages, returns = rollout.gae(c.gamma, c.gae_lambda)
         # Flatten (T, N) to the batch, keeping only real transitions (NEXT_STEP reset steps are not),

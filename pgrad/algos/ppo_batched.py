@@ -261,6 +261,7 @@ class SeedBatchedPPO(Algorithm):
             if finished_now:
                 self.save_checkpoints(self._run_dir, final=finished_now)
         collected = self.collect()
+        self.rollout_end()
 
         # Per seed: GAE over its (T, N) rollout, flattened to its batch of real transitions (next-step
         # autoreset steps are not: then each seed has its own batch size).

@@ -394,6 +394,7 @@ class RecurrentPPO(Algorithm):
         if c.anneal_lr:
             decay_learning_rate(self.optimizer, c.lr, progress_remaining)
         rollout, episodes, starts, grid_states = self.collect(c.n_steps)
+        self.rollout_end()
         batch = self.sequences(rollout, starts, grid_states)
         n_sequences = batch.obs.shape[1]
         n_transitions = rollout.n_transitions

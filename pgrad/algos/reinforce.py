@@ -170,6 +170,7 @@ class Reinforce(Algorithm):
         rollout, episodes = collector.collect_episodes(
             c.episodes_per_update, max_steps=budget_left, min_transitions=c.min_steps_per_update
         )
+        self.rollout_end()
         steps_taken = collector.total_transitions - steps_before
         n_episodes = int((rollout.terminated | rollout.truncated).sum())
         if n_episodes == 0:

@@ -31,6 +31,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv  # noqa: E
 from pgrad.env_ids import REGISTERED_IDS, env_package_of, register_bundled_envs  # noqa: E402
 from pgrad.envs.atari import atari_env, is_atari_id  # noqa: E402
 from pgrad.envs.mujoco_messages import filtered_mujoco_warnings  # noqa: E402
+from pgrad.envs.options import ConfiguredEnv  # noqa: E402
 from pgrad.envs.recorder import with_recorder  # noqa: E402
 from pgrad.envs.vector import LeanSyncVectorEnv  # noqa: E402
 from pgrad.errors import ConfigError  # noqa: E402
@@ -57,7 +58,8 @@ def make_env(
     """Build one environment.
 
     Args:
-        env: a Gymnasium id (``"CartPole-v1"``), a pgrad id (``"pgrad/ContinuousCartPole-v0"``),
+        env: a Gymnasium id (``"CartPole-v1"``), a :class:`pgrad.envs.options.ConfiguredEnv` (an
+            id with keywords and wrappers), a pgrad id (``"pgrad/ContinuousCartPole-v0"``),
             an ``EnvSpec``, an entry point ``"some.module:EnvClass"`` or ``"some.module:make_fn"``
             (the module is imported and the attribute called with ``kwargs``; ``"module:Env-v0"``,
             an id the module registers on import, works as in ``gymnasium.make``), a callable
@@ -83,6 +85,9 @@ def make_env(
     if isinstance(env, gym.Env):
         _check_instance_options(env, render_mode, kwargs)
         return env
+    if isinstance(env, ConfiguredEnv):  # an env with its --env-kwarg and --wrapper options
+        options = dict(atari_preprocessing=atari_preprocessing, atari_training=atari_training)
+        return env.wrap(make_env(env.env, render_mode, **options, **{**env.kwargs, **kwargs}))
     if isinstance(env, (str, EnvSpec)):
         name = env if isinstance(env, EnvSpec) else env.strip()
         if isinstance(name, str) and name not in gym.registry:
@@ -186,6 +191,8 @@ def env_id_of(env: EnvLike | VectorEnv) -> str:
     """A printable name for ``env``: its id, its entry point ``module:Name``, or its class name."""
     if isinstance(env, str):
         return env.strip()
+    if isinstance(env, ConfiguredEnv):
+        return env_id_of(env.env)
     if isinstance(env, EnvSpec):
         return env.id
     if isinstance(env, (gym.Env, VectorEnv)):

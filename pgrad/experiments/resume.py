@@ -48,6 +48,13 @@ def resume_changes(state: dict[str, Any], agent: Any, steps: int, early_stopping
     for key, then, now in (("env", state.get("env"), agent.env_id), ("seed", state.get("seed"), agent.seed)):
         if then != now:
             changes.append(f"{key}: {then} -> {now}")
+    from pgrad.envs.options import env_options_of
+
+    # env options: checkpoints of runs from before they existed hold none
+    for key, now in env_options_of(agent.env).items():
+        then = state.get(key, type(now)())
+        if then != now:
+            changes.append(f"{key}: {then} -> {now}")
     changes += config_changes(agent.Config.saved_values(state.get("config", {})), agent.config.to_dict())
     budget = state.get("learn_budget")
     if budget is not None and budget["total_steps"] != steps:
