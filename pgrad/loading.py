@@ -171,7 +171,7 @@ def check_spaces_fit(path: Any, description: dict[str, Any], agent: Algorithm) -
         if saved is not None and saved != space_to_json(getattr(agent, key)):
             raise ConfigError(
                 f"the policy at {path} was trained on {key.replace('_', ' ')} {short(space_from_json(saved))}, "
-                f"but {agent.env_id} has {short(getattr(agent, key))}; start from a policy of an env with the same spaces"
+                f"but {agent.env_id} has {short(getattr(agent, key))}; start from a policy of an env with these spaces"
             )
 
 
