@@ -44,6 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # its config; for several seeds they distribute the seeds, as for every algorithm.
     from pgrad.algos import ALGORITHMS
     from pgrad.config import parse_set_args
+    from pgrad.envs.options import parse_env_kwargs, parse_wrappers
     from pgrad.errors import ConfigError, Interrupted, TrainingError
     from pgrad.experiments.runner import (
         TrainSpec,
@@ -103,7 +104,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             periodic_eval_episodes=args.periodic_eval_episodes or 5,
             resume=args.resume is not None,
             allow_changes=args.allow_changes,
+            init=args.init,
+            env_kwargs=parse_env_kwargs(args.env_kwarg or []),
+            wrappers=tuple(args.wrapper or []),
+            stop_at_return=args.stop_at_return,
+            track=args.track,
         )
+        parse_wrappers(spec.wrappers)  # a malformed --wrapper is an error before anything is built
         # Build the first seed's agent here: every input error surfaces before any work starts.
         agent = build_agent(spec)
         steps = resolve_steps(spec, agent)
@@ -134,6 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {' '.join(map(str, seeds))}"
         seed_text += " as seed-batched models" if args.batched else ""
         verb = "resuming" if spec.resume else "training"
+        seed_text += f", starting from {spec.init}" if spec.init and not spec.resume else ""
         print(
             f"{verb} {agent.name} on {agent.env_id}{preset} for {steps:,} steps, {seed_text} -> {out}", file=sys.stderr
         )
@@ -219,13 +227,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     import pgrad
+    from pgrad.envs.options import parse_env_kwargs, parse_wrappers, with_options
     from pgrad.errors import ConfigError
 
     try:
-        agent = pgrad.load(args.run)
+        env_kwargs, wrappers = parse_env_kwargs(args.env_kwarg or []), parse_wrappers(args.wrapper or [])
+        agent = pgrad.load(args.run, env_kwargs=env_kwargs, wrappers=wrappers)  # with the run's env options
         result = pgrad.evaluate(
             agent,
-            args.env if args.env else agent.env,
+            with_options(args.env, env_kwargs, wrappers) if args.env else agent.env,
             episodes=args.episodes,
             deterministic=not args.stochastic,
             seed=args.seed,
@@ -417,6 +427,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 # -- entry point -----------------------------------------------------------------------------
 
 
+def add_env_option_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--env-kwarg`` and ``--wrapper`` (pgrad/envs/options.py)."""
+    parser.add_argument(
+        "--env-kwarg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="env constructor keyword, VALUE as JSON (continuous=true); repeatable; recorded with the run",
+    )
+    parser.add_argument(
+        "--wrapper",
+        action="append",
+        metavar="MODULE:CLASS[:JSON]",
+        help='wrap the env: gymnasium.wrappers:ClipReward:{"min_reward": -1}; repeatable, applied in order',
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pgrad", description="Policy-gradient reinforcement learning for Gymnasium.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -484,6 +510,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--eval-episodes", type=int, default=10, help="deterministic evaluation episodes after training (0: none)"
     )
+    train.add_argument(
+        "--init",
+        metavar="RUN",
+        help="start from RUN's trained policy (or a policy file, or RUN/checkpoint with its optimiser state); "
+        "a new run, with the saved config and --set on top",
+    )
+    add_env_option_arguments(train)
+    train.add_argument(
+        "--stop-at-return",
+        type=float,
+        metavar="R",
+        help="stop once the mean return reaches R (the --eval-every evaluation's if given, else the last 100 "
+        "training episodes')",
+    )
+    train.add_argument(
+        "--track", choices=("wandb", "mlflow"), help="also log config, metrics and the final evaluation there"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)
 
@@ -495,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--stochastic", action="store_true", help="sample actions")
     evaluate.add_argument("--seed", type=int, default=10_000, help="episode i is reset with seed+i")
     evaluate.add_argument("--env", help="evaluate on another env than the one trained on")
+    add_env_option_arguments(evaluate)
     evaluate.add_argument("--video", metavar="PATH.mp4", help="render the evaluated episodes into this MP4")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     evaluate.set_defaults(func=cmd_eval)

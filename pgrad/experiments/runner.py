@@ -46,22 +46,52 @@ class TrainSpec:
     periodic_eval_episodes: int = 5  # episodes per periodic evaluation
     resume: bool = False  # continue from out/checkpoint (checked against this spec first)
     allow_changes: bool = False  # resume even if the spec differs from the run
+    init: str | None = None  # start from this run's (or policy's, or checkpoint's) weights: pgrad.load(init, env=...)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # the env's constructor keywords (--env-kwarg)
+    wrappers: tuple[str, ...] = ()  # module:Class[:json] wrappers applied in order (--wrapper)
+    stop_at_return: float | None = None  # stop once the mean return reaches this (callbacks.StopOnReward)
+    track: str | None = None  # also log to "wandb" or "mlflow" (pgrad.tracking)
 
 
-def early_stopping_of(spec: TrainSpec):
-    """The :class:`pgrad.early_stopping.EarlyStopping` a spec asks for, or None."""
-    from pgrad.early_stopping import EarlyStopping
+def eval_callback_of(spec: TrainSpec):
+    """The :class:`pgrad.callbacks.EvalCallback` of ``--eval-every``/``--patience``, or None."""
+    from pgrad.callbacks import EvalCallback
 
     if spec.eval_every is None:
         if spec.patience is not None:
             raise ConfigError("--patience needs --eval-every: early stopping watches the periodic evaluation return")
         return None
-    return EarlyStopping(
-        eval_every=spec.eval_every,
-        patience=spec.patience,
-        min_delta=spec.min_delta,
-        episodes=spec.periodic_eval_episodes,
-    )
+    return EvalCallback(spec.eval_every, spec.periodic_eval_episodes, spec.patience, spec.min_delta)
+
+
+def early_stopping_of(spec: TrainSpec):
+    """The :class:`pgrad.early_stopping.EarlyStopping` a spec asks for, or None."""
+    callback = eval_callback_of(spec)
+    return None if callback is None else callback.stopping
+
+
+def callbacks_of(spec: TrainSpec, run_name: str | None = None) -> list[Any]:
+    """The callbacks ``pgrad train``'s flags ask for: periodic evaluation (``--eval-every``,
+    ``--patience``), ``--checkpoint-every``, ``--stop-at-return`` and ``--track``."""
+    from pgrad.callbacks import CheckpointCallback, StopOnReward
+
+    evaluation = eval_callback_of(spec)
+    callbacks: list[Any] = [] if evaluation is None else [evaluation]
+    if spec.checkpoint_every is not None:
+        callbacks.append(CheckpointCallback(spec.checkpoint_every))
+    if spec.stop_at_return is not None:
+        # the evaluation return where there is one: deterministic, on fixed start states
+        callbacks.append(StopOnReward(spec.stop_at_return, "training" if evaluation is None else "evaluation"))
+    if spec.track is not None:
+        from pgrad.tracking import TrackingCallback
+
+        callbacks.append(TrackingCallback(spec.track, run_name=run_name))
+    return callbacks
+
+
+def tracked_run_name(out: Path) -> str:
+    """The name a run is tracked under: its folder's, with the multi-seed run's for a seed folder."""
+    return f"{out.parent.name}-{out.name}" if out.name.startswith("seed_") else out.name
 
 
 def prepare_resume(spec: TrainSpec, agent, steps: int) -> None:
@@ -89,7 +119,23 @@ def build_agent(spec: TrainSpec):
         raise ConfigError(
             f"--set {key} is fixed to {fixed[key]!r} by algorithm {spec.algo!r}; choose another algorithm name instead"
         )
-    return ALGORITHMS[spec.algo](spec.env, seed=spec.seed, preset=spec.preset, **fixed, **spec.overrides)
+    env_options = dict(env_kwargs=spec.env_kwargs or None, wrappers=list(spec.wrappers) or None)
+    if spec.init is not None:
+        return agent_from_init(spec, env_options)
+    return ALGORITHMS[spec.algo](spec.env, seed=spec.seed, preset=spec.preset, **env_options, **fixed, **spec.overrides)
+
+
+def agent_from_init(spec: TrainSpec, env_options: dict[str, Any]):
+    """``--init RUN``: a new agent on the spec's env from RUN's weights, config and normalisers,
+    with the spec's ``--set`` on top (:func:`pgrad.loading.load` with an env)."""
+    from pgrad.loading import load, read_saved
+
+    if spec.preset not in ("auto", None):
+        raise ConfigError("--init starts from the saved run's config; use --set to change it, not --preset")
+    saved_algo = read_saved(spec.init)[0].get("algo")
+    if saved_algo != spec.algo:
+        raise ConfigError(f"--init {spec.init} is a {saved_algo} run; start from it with: pgrad train {saved_algo} ...")
+    return load(spec.init, env=spec.env, seed=spec.seed, **env_options, **spec.overrides)
 
 
 def budget(algo: str, preset: str | None, steps: int | None) -> int:
@@ -141,25 +187,26 @@ def run_training(spec: TrainSpec, agent=None, resumed: bool = False) -> dict[str
         return read_json(out / "summary.json", "run summary")
     agent = agent if agent is not None else build_agent(spec)
     steps = resolve_steps(spec, agent)
+    callbacks = callbacks_of(spec, tracked_run_name(out))
     try:
         if spec.resume and not resumed:
             prepare_resume(spec, agent, steps)
         if not spec.resume:
             agent.save_checkpoint(out / "checkpoint")
-        agent.learn(
-            steps,
-            run_dir=out,
-            quiet=spec.quiet,
-            checkpoint_every=spec.checkpoint_every,
-            early_stopping=early_stopping_of(spec),
-            resume=spec.resume,
-        )
+        agent.learn(steps, run_dir=out, quiet=spec.quiet, callback=callbacks, resume=spec.resume)
         result = pgrad.evaluate(agent, agent.env, episodes=spec.eval_episodes) if spec.eval_episodes > 0 else None
         agent.save(out, evaluation=result)
-        return summary_with_early_stopping(agent, agent.summary(result), out)
+        summary = summary_with_early_stopping(agent, agent.summary(result), out)
+        for callback in callbacks:
+            if hasattr(callback, "log_final"):  # a tracker: the final evaluation beside the curves
+                callback.log_final(summary)
+        return summary
     except TrainingError as exc:
         raise TrainingError(f"{exc}; last good checkpoint kept in {out / 'checkpoint'}") from None
     finally:
+        for callback in callbacks:
+            if hasattr(callback, "finish"):
+                callback.finish()
         agent.close()
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from pgrad.algos.ppo_batched import SeedBatchedPPO, not_in_lockstep, unsupported_for_batching
 from pgrad.batched import check_batchable
 from pgrad.errors import ConfigError, Interrupted, NonFiniteError, TrainingError
-from pgrad.experiments.runner import TrainSpec, early_stopping_of, resolve_steps, summary_with_early_stopping
+from pgrad.experiments.runner import TrainSpec, callbacks_of, resolve_steps, summary_with_early_stopping
 
 BATCHED_ALGORITHMS = ("ppo",)
 
@@ -34,6 +34,10 @@ def batching_problem(spec: TrainSpec, seeds: list[int], config: Any = None, poli
         return f"--batched supports {', '.join(BATCHED_ALGORITHMS)}, not {spec.algo!r}"
     if len(seeds) < 2:
         return "--batched needs several --seeds"
+    if spec.init is not None:
+        return "--init starts each seed from a saved policy in its own process: use --no-batched"
+    if spec.track is not None:
+        return "--track logs one tracked run per seed process: use --no-batched"
     if policy is not None:
         try:
             check_batchable(policy)
@@ -121,7 +125,8 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
         resuming = None not in positions.values()
     if not seeds:
         return summaries
-    batched = SeedBatchedPPO(spec.env, seeds, preset=spec.preset, **spec.overrides)
+    env_options = dict(env_kwargs=spec.env_kwargs or None, wrappers=list(spec.wrappers) or None)
+    batched = SeedBatchedPPO(spec.env, seeds, preset=spec.preset, **env_options, **spec.overrides)
     try:
         steps = resolve_steps(spec, batched.agents[0])
         if resuming:
@@ -129,14 +134,7 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
         else:
             batched.save_checkpoints(root)
         try:
-            batched.learn(
-                steps,
-                run_dir=root,
-                quiet=True,
-                checkpoint_every=spec.checkpoint_every,
-                early_stopping=early_stopping_of(spec),
-                resume=resuming,
-            )
+            batched.learn(steps, run_dir=root, quiet=True, callback=callbacks_of(spec), resume=resuming)
         except NonFiniteError as exc:
             raise TrainingError(f"{exc}; last good checkpoints kept in {root}/seed_*/checkpoint") from None
         for seed, agent in zip(seeds, batched.agents):
