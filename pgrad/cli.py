@@ -325,6 +325,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     import shlex
 
     from pgrad.config import parse_set_args, preset_steps
+    from pgrad.envs.options import parse_env_kwargs, parse_wrappers
     from pgrad.errors import ConfigError
     from pgrad.experiments.runner import TrainSpec, build_agent, import_ray
     from pgrad.experiments.tune import TuneSpec, default_out, import_optuna, tune
@@ -345,8 +346,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
             import_ray()
         overrides = parse_set_args(args.set or [])
         preset = args.preset if args.preset is not None else "auto"
+        env_kwargs, wrappers = parse_env_kwargs(args.env_kwarg or []), tuple(args.wrapper or [])
+        parse_wrappers(wrappers)
         probe = TrainSpec(
-            algo=args.algo, env=args.env, seed=args.seed, out="", steps=args.steps, preset=preset, overrides=overrides
+            algo=args.algo,
+            env=args.env,
+            seed=args.seed,
+            out="",
+            steps=args.steps,
+            preset=preset,
+            overrides=overrides,
+            env_kwargs=env_kwargs,
+            wrappers=wrappers,
         )
         agent = build_agent(probe)  # the algorithm, env, preset and --set values are valid
         steps = args.steps if args.steps is not None else (preset_steps(agent.name, agent.preset) or 100_000)
@@ -363,6 +374,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
             seed=args.seed,
             preset=preset,
             overrides=overrides,
+            env_kwargs=env_kwargs,
+            wrappers=wrappers,
             evaluations=args.evaluations,
             eval_episodes=args.eval_episodes,
             command="pgrad " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["tune"] else "",
@@ -577,6 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--set", action="append", metavar="KEY=VALUE", help="fix a hyperparameter for every trial")
     tuning.add_argument("--evaluations", type=int, default=4, help="evaluations per trial, each reported to the pruner")
     tuning.add_argument("--eval-episodes", type=int, default=5, help="deterministic episodes per evaluation")
+    add_env_option_arguments(tuning)
     tuning.add_argument("--quiet", action="store_true")
     tuning.set_defaults(func=cmd_tune)
 

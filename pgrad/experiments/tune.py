@@ -147,6 +147,8 @@ class TuneSpec:
     seed: int = 0
     preset: str | None = "auto"
     overrides: dict[str, Any] = field(default_factory=dict)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # every trial's env options (--env-kwarg)
+    wrappers: tuple[str, ...] = ()  # and wrappers (--wrapper)
     evaluations: int = 4  # evaluations per trial (the pruner sees each)
     eval_episodes: int = 5
     command: str = ""  # recorded in the preset's source
@@ -221,6 +223,8 @@ def run_trial(
         out="",
         preset=spec.preset,
         overrides=trial_overrides(spec, params),
+        env_kwargs=spec.env_kwargs,
+        wrappers=spec.wrappers,
     )
     try:
         agent = build_agent(train_spec)
@@ -385,6 +389,8 @@ def _toml_value(value: Any) -> str:
         )
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table (env_kwargs, a wrapper)
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(str(value))  # a TOML basic string
 
 
@@ -419,6 +425,12 @@ def write_best(spec: TuneSpec, study) -> dict[str, Any]:
     ]
     # TOML has no null; optional fields read the string "none" as None.
     lines += [f"{key} = {_toml_value('none' if value is None else value)}" for key, value in values.items()]
+    if spec.env_kwargs:  # the env the study trained on, so that the preset reproduces it
+        lines.append(f"env_kwargs = {_toml_value(spec.env_kwargs)}")
+    if spec.wrappers:
+        from pgrad.envs.options import parse_wrappers
+
+        lines.append(f"wrappers = {_toml_value([w.to_json() for w in parse_wrappers(spec.wrappers)])}")
     from pgrad.io import atomic_write_text
 
     path = Path(spec.out) / "best_preset.toml"
