@@ -437,6 +437,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- check -----------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import functools
+
+    from pgrad.doctor import run_doctor
+    from pgrad.envs import env_id_of, make_env
+    from pgrad.envs.options import parse_env_kwargs, with_options
+    from pgrad.errors import ConfigError
+
+    try:
+        env = with_options(args.env, parse_env_kwargs(args.env_kwarg or []), args.wrapper or None)
+        make_env(env).close()  # an unknown id or a bad option is bad input (exit 2), not a finding
+        return run_doctor(functools.partial(make_env, env), env_id_of(env), steps=args.steps, seed=args.seed)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 
@@ -542,6 +561,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)
+
+    check = sub.add_parser(
+        "check", help="the env doctor: what would break training on ENV (exit 1 on an error, 0 otherwise)"
+    )
+    check.add_argument("env", help="Gymnasium id, pgrad/ id, or module:Class")
+    check.add_argument("--steps", type=int, default=2000, help="random steps to examine (default 2000)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the resets and random actions")
+    add_env_option_arguments(check)
+    check.set_defaults(func=cmd_check)
 
     evaluate = sub.add_parser("eval", help="evaluate a saved policy")
     evaluate.add_argument("run", help="run folder, policy.json or policy.safetensors")

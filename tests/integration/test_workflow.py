@@ -287,3 +287,19 @@ def test_loaded_policy_predicts_as_before(trained_cartpole):
     obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
     assert np.array_equal(a.predict(obs), b.predict(obs))
     b.close()
+
+
+# -- pgrad check -------------------------------------------------------------------------------
+
+
+def test_check_command_exit_status_and_findings():
+    repo = str(__import__("pathlib").Path(__file__).resolve().parents[2])
+    clean = cli("check", "CartPole-v1", "--steps", "500")
+    assert clean.returncode == 0 and "no errors" in clean.stdout
+    broken = cli("check", "tests.integration.test_doctor:NaNObservation", "--steps", "500", cwd=repo)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert any(line.startswith("error") and "non-finite" in line for line in broken.stdout.splitlines())
+    unknown = cli("check", "CartPol-v1")
+    assert unknown.returncode == 2 and "did you mean CartPole-v1" in unknown.stderr
+    options = cli("check", "LunarLander-v3", "--env-kwarg", "continuous=true", "--steps", "300")
+    assert options.returncode == 0 and "action Box(-1.0, 1.0, (2,)" in options.stdout
