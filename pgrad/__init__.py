@@ -43,11 +43,18 @@ __all__ = [
     "ALGORITHMS",
     "evaluate",
     "load",
+    "callbacks",
     "__version__",
 ]
 
 
+# submodules reachable as attributes after `import pgrad` (pgrad.callbacks.EvalCallback, ...)
+_SUBMODULES = ("callbacks", "tracking", "doctor")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"pgrad.{name}")  # the import system sets it on this module
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pgrad' has no attribute {name!r}")
