@@ -506,14 +506,14 @@ class Algorithm:
                 # On resume, TensorBoard hides what the stopped run logged after its checkpoint.
                 agent.logger.attach(run_dir / folder, purge_step=agent.total_steps + 1 if resume else None)
                 write_json(run_dir / folder / "config.json", agent.describe_run())
-        for item in callbacks:
-            item.on_training_start(self, run_dir)
         progress = None if quiet else Progress(budget.end_step, lead.total_steps)
         start = time.perf_counter()
         wall_before = self.wall_seconds
         schedule = checkpointing.CheckpointSchedule(checkpoint_seconds, checkpoint_every, lead.total_steps, start)
         signals = checkpointing.StopSignals() if run_dir is not None else contextlib.nullcontext()
         try:
+            for item in callbacks:
+                item.on_training_start(self, run_dir)
             with signals:
                 while True:
                     # a member is done once its periodic evaluation stopped it or it reached the

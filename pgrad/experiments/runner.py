@@ -188,6 +188,7 @@ def run_training(spec: TrainSpec, agent=None, resumed: bool = False) -> dict[str
     agent = agent if agent is not None else build_agent(spec)
     steps = resolve_steps(spec, agent)
     callbacks = callbacks_of(spec, tracked_run_name(out))
+    finished = False
     try:
         if spec.resume and not resumed:
             prepare_resume(spec, agent, steps)
@@ -200,13 +201,14 @@ def run_training(spec: TrainSpec, agent=None, resumed: bool = False) -> dict[str
         for callback in callbacks:
             if hasattr(callback, "log_final"):  # a tracker: the final evaluation beside the curves
                 callback.log_final(summary)
+        finished = True
         return summary
     except TrainingError as exc:
         raise TrainingError(f"{exc}; last good checkpoint kept in {out / 'checkpoint'}") from None
     finally:
         for callback in callbacks:
-            if hasattr(callback, "finish"):
-                callback.finish()
+            if hasattr(callback, "finish"):  # a tracker: its run ends, marked failed unless training finished
+                callback.finish(failed=not finished)
         agent.close()
 
 

@@ -303,3 +303,40 @@ def test_check_command_exit_status_and_findings():
     assert unknown.returncode == 2 and "did you mean CartPole-v1" in unknown.stderr
     options = cli("check", "LunarLander-v3", "--env-kwarg", "continuous=true", "--steps", "300")
     assert options.returncode == 0 and "action Box(-1.0, 1.0, (2,)" in options.stdout
+
+
+# -- --track -------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning")
+def test_track_mlflow_from_the_command_line(tmp_path):
+    """--track mlflow on a local SQLite store: config, metrics and the final evaluation arrive."""
+    pytest.importorskip("mlflow")
+    import os
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "DO_NOT_TRACK": "true", "MLFLOW_EXPERIMENT_NAME": "pgrad-test"}
+    run = tmp_path / "run"
+    args = ["train", "ppo", "CartPole-v1", "--steps", "256", "--preset", "none", "--set", "n_steps=64"]
+    args += ["--set", "batch_size=64"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pgrad.cli", *args, "--out", str(run), "--quiet", "--eval-episodes", "2"]
+        + ["--track", "mlflow"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("pgrad-test")
+    (tracked,) = client.search_runs([experiment.experiment_id])
+    assert tracked.info.run_name == "run" and tracked.info.status == "FINISHED"
+    assert tracked.data.params["config.n_steps"] == "64"
+    history = client.get_metric_history(tracked.info.run_id, "episode_return_mean")
+    assert [m.step for m in history] == [64, 128, 192, 256]
+    summary = json.loads((run / "summary.json").read_text())
+    assert tracked.data.metrics["eval_mean_return"] == pytest.approx(summary["eval_mean_return"])
