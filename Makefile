@@ -5,13 +5,14 @@
 #   make test-fast   the same lint, then every test not marked slow (none of tests/learning)
 #   make lint        ruff check + ruff format --check, as run by both test targets
 #   make format      rewrites the code: ruff format, then ruff check --fix (prints what needs a hand)
+#   make docs        the documentation site into site/ (mkdocs build --strict: warnings are errors)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUFF := $(BIN)/ruff
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test test-fast lint format install clean
+.PHONY: demo test test-fast lint format install clean docs
 
 # torch==2.13.0 first and exactly: it is the CPU wheel these machines hold on disk; any other
 # resolution would download a multi-GB CUDA build. The stamp reinstalls when pyproject changes.
@@ -41,6 +42,14 @@ test: lint
 
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# the docs extra (mkdocs.yml's packages; the test extra has them too), without touching torch
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
