@@ -23,6 +23,9 @@ _ALGORITHM_PATHS: dict[str, str] = {
     "ars": "pgrad.algos.ars:ARS",
     "ppo": "pgrad.algos.ppo:PPO",
     "ppo-lstm": "pgrad.algos.ppo_lstm:RecurrentPPO",
+    # One file, two classes: NPG is TRPO without the line search.
+    "trpo": "pgrad.algos.trpo:TRPO",
+    "npg": "pgrad.algos.trpo:NPG",
     # One class, two names: REINFORCE without and with its learned state-value baseline.
     "reinforce": "pgrad.algos.reinforce:Reinforce",
     "reinforce-baseline": "pgrad.algos.reinforce:Reinforce",
