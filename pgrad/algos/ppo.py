@@ -16,16 +16,26 @@ Implementation details beyond the paper follow the ones Huang et al. (2022, "The
 Implementation Details of PPO", ICLR blog track) list for continuous control, each named where
 it appears: per-minibatch advantage normalisation, Adam eps 1e-5, linear lr annealing, global
 gradient clipping, orthogonal init, observation normalisation.
+
+``objective`` picks the policy term among the paper's (its sec. 3-4 and Table 1): ``clip`` above
+(the default), ``kl_penalty`` (sec. 4: ``-E[r A] + beta KL[pi_old, pi]``, the exact mean KL of
+pgrad/algos/trpo.py's :func:`~pgrad.algos.trpo.policy_kl`, with ``beta`` halved or doubled after
+each update as :func:`adapt_kl_beta` says) or ``none`` (``-E[r A]``, the table's "no clipping or
+penalty" row); the rest of the update (epochs, minibatches, value and entropy terms, gradient
+clipping) is the same for all three. The numpy fast path computes the clipped loss only; the other
+two update with autograd.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from pgrad.algos.base import Algorithm, IterationResult, decay_learning_rate, parameter_groups
+from pgrad.algos.trpo import policy_kl, surrogate_loss
 from pgrad.config import TargetCriticConfig, param
 from pgrad.distributions import action_std
 from pgrad.errors import ConfigError
@@ -54,9 +64,20 @@ class PPOConfig(TargetCriticConfig):
     norm_adv: bool = param(True, "normalise advantages per minibatch")
     anneal_lr: bool = param(True, "decay lr linearly to 0 over the run (as the paper's MuJoCo code did)")
     adam_eps: float = param(1e-5, "Adam epsilon (1e-5 as in baselines ppo2 and CleanRL)", low=0.0, low_open=True)
+    objective: str = param(
+        "clip",
+        "policy objective (PPO paper Table 1): clip, kl_penalty (surrogate minus beta KL, beta adapted), none",
+        choices=("clip", "kl_penalty", "none"),
+    )
+    kl_target: float = param(0.01, "objective=kl_penalty: target mean KL d_targ per update", low=0.0, low_open=True)
+    kl_beta: float = param(1.0, "objective=kl_penalty: initial KL penalty coefficient beta", low=0.0)
+    adapt_kl_beta: bool = param(True, "objective=kl_penalty: halve or double beta after each update (false: fixed)")
 
     def validate(self) -> None:
         super().validate()
+        if self.objective != "clip" and type(self) is not PPOConfig:
+            # the other objectives are this class's algorithm's (PPO); recurrent PPO computes the clipped one
+            raise ConfigError(f"objective={self.objective} is implemented for ppo only; this algorithm uses clip")
         if self.batch_size > self.n_steps * self.n_envs:
             raise ConfigError(
                 f"batch_size={self.batch_size} is larger than a rollout (n_steps*n_envs={self.n_steps * self.n_envs}); "
@@ -73,6 +94,18 @@ def loss_settings(config: PPOConfig) -> dict[str, float | None]:
         "ent_coef": config.ent_coef,
         "max_grad_norm": config.max_grad_norm,
     }
+
+
+def adapt_kl_beta(beta: float, kl: float, kl_target: float) -> float:
+    """The KL penalty coefficient for the next update, from the mean KL ``kl`` of this one (PPO
+    paper, sec. 4): halved if ``kl < kl_target / 1.5``, doubled if ``kl > kl_target * 1.5``, else
+    kept. (The paper: "the parameters 1.5 and 2 above are chosen heuristically, but the algorithm
+    is not very sensitive to them".)"""
+    if kl < kl_target / 1.5:
+        return beta / 2.0
+    if kl > kl_target * 1.5:
+        return beta * 2.0
+    return beta
 
 
 def minibatch_step_metrics(
@@ -112,9 +145,19 @@ class PPO(Algorithm):
         self.use_numpy_gradient = True
         self._numpy_gradient: NumpyPolicyGradient | None = None
         self._numpy_adam: NumpyOptimizer | None = None
+        # objective=kl_penalty: the coefficient beta (adapted, saved in checkpoints) and a frozen
+        # copy of the policy that collected the rollout, for KL[pi_old, pi] on each minibatch
+        self.kl_beta = self.config.kl_beta
+        self._old_policy: torch.nn.Module | None = None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
+
+    def checkpoint_extra(self) -> tuple[dict, dict]:
+        return ({"kl_beta": self.kl_beta} if self.config.objective == "kl_penalty" else {}), {}
+
+    def restore_checkpoint_extra(self, state: dict, tensors: dict) -> None:
+        self.kl_beta = state.get("kl_beta", self.config.kl_beta)
 
     def train_iteration(self, progress_remaining: float) -> IterationResult:
         c = self.config
@@ -147,7 +190,9 @@ class PPO(Algorithm):
         epochs_done = 0
         approx_kl = 0.0
         self.learner_from_policy()
-        use_numpy = self.use_numpy_gradient and NumpyPolicyGradient.supports(self.learner)
+        use_numpy = c.objective == "clip" and self.use_numpy_gradient and NumpyPolicyGradient.supports(self.learner)
+        if c.objective == "kl_penalty":
+            self._old_policy = copy.deepcopy(self.learner).requires_grad_(False)
         gradient_step = self._numpy_gradient_step if use_numpy else self._autograd_step
         optimizer_step = self.optimizer.step
         if use_numpy:
@@ -182,6 +227,13 @@ class PPO(Algorithm):
             if c.target_kl is not None and approx_kl > c.target_kl:
                 break
 
+        kl_metrics = {}
+        if c.objective == "kl_penalty":
+            with torch.no_grad():  # d = E[KL[pi_old, pi]] over the whole batch, then beta for the next update
+                mean_kl = policy_kl(self._old_policy.distribution(b_obs), self.learner.distribution(b_obs)).mean()
+            kl_metrics = {"kl_mean": mean_kl.item(), "kl_beta": self.kl_beta}  # the beta this update used
+            if c.adapt_kl_beta:
+                self.kl_beta = adapt_kl_beta(self.kl_beta, mean_kl.item(), c.kl_target)
         self.update_target_critic()
         self.policy_from_learner()
         metrics = {key: value / n_minibatch_updates for key, value in metrics_sum.items()}
@@ -191,6 +243,7 @@ class PPO(Algorithm):
                 "epochs": epochs_done,
                 "explained_variance": explained_variance(b_values, b_returns),
                 "lr": self.optimizer.param_groups[0]["lr"],
+                **kl_metrics,
             }
         )
         return IterationResult(n_transitions=int(batch_size), episodes=episodes, metrics=metrics)
@@ -211,9 +264,18 @@ class PPO(Algorithm):
         c = self.config
         dist = self.learner.distribution(obs)
         entropy = dist.entropy().mean()
-        policy_loss, policy_metrics = clipped_surrogate_loss(
-            dist.log_prob(actions), old_log_probs, self._normalized_advantages(advantages), c.clip_coef
-        )
+        if c.objective == "clip":
+            policy_loss, policy_metrics = clipped_surrogate_loss(
+                dist.log_prob(actions), old_log_probs, self._normalized_advantages(advantages), c.clip_coef
+            )
+        else:
+            policy_loss, policy_metrics = surrogate_loss(
+                dist.log_prob(actions), old_log_probs, self._normalized_advantages(advantages)
+            )
+            if c.objective == "kl_penalty":
+                with torch.no_grad():
+                    old_dist = self._old_policy.distribution(obs)
+                policy_loss = policy_loss + self.kl_beta * policy_kl(old_dist, dist).mean()
         critic_loss, critic_metrics = value_loss(
             self.learner.value(obs), returns, old_values, c.vf_clip_coef if c.clip_vloss else None
         )

@@ -77,6 +77,8 @@ def unsupported_for_batching(config: Any) -> str | None:
         return "seed batching does not support a target critic (target_critic)"
     if config.vf_lr is not None and config.vf_lr != config.lr:
         return "seed batching does not support a separate critic learning rate (vf_lr)"
+    if config.objective != "clip":
+        return f"seed batching trains the clipped objective only, not objective={config.objective}"
     return None
 
 
