@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -45,7 +46,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pgrad.algos import ALGORITHMS
     from pgrad.config import parse_set_args
     from pgrad.envs.options import parse_env_kwargs, parse_wrappers
-    from pgrad.errors import ConfigError, Interrupted, TrainingError
+    from pgrad.errors import ConfigError
     from pgrad.experiments.runner import (
         TrainSpec,
         build_agent,
@@ -53,8 +54,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         import_ray,
         prepare_resume,
         resolve_steps,
-        run_seeds,
-        run_training,
     )
     from pgrad.startup import skip_optimizer_dynamo_import
 
@@ -136,6 +135,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_USAGE)
     out = Path(args.resume or args.out or _default_out(agent.name, agent.env_id, seeds[0]))
     spec = replace(spec, out=str(out))
+    from pgrad.experiments.run_folder import RunFolderLock, check_new_run_folder
+
+    lock = RunFolderLock(out)
+    try:
+        lock.acquire()  # first: --overwrite must not clear a folder another run is writing
+        if not spec.resume:
+            check_new_run_folder(out, overwrite=args.overwrite)
+    except ConfigError as exc:
+        lock.release()
+        agent.close()
+        return _fail(str(exc), EXIT_USAGE)
+    try:
+        return _train_in_folder(args, spec, agent, seeds, steps, out, runs_workers)
+    finally:
+        lock.release()
+
+
+def _train_in_folder(
+    args: argparse.Namespace, spec: Any, agent: Any, seeds: list[int], steps: int, out: Path, runs_workers: bool
+) -> int:
+    """The rest of ``pgrad train``, once the run folder is ours (checked and locked)."""
+    from pgrad.errors import ConfigError, Interrupted, TrainingError
+    from pgrad.experiments.runner import run_seeds, run_training
+
     if not args.quiet:
         preset = f" (preset {agent.preset})" if agent.preset else ""
         seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {' '.join(map(str, seeds))}"
@@ -218,6 +241,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         if summary.get("early_stopping", {}).get("stopped"):
             line += f"; {summary['early_stopping']['stopped']}"
+        if summary.get("eval_cut_episodes"):
+            from pgrad.evaluation import DEFAULT_MAX_EPISODE_STEPS
+
+            line += (
+                f" (the env has no time limit: {summary['eval_cut_episodes']} evaluation episodes were cut at "
+                f"{DEFAULT_MAX_EPISODE_STEPS} steps)"
+            )
         print(line, file=sys.stderr)
     return EXIT_OK
 
@@ -245,6 +275,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_USAGE)
     if args.video and not args.json:
         print(f"wrote {args.video}", file=sys.stderr)
+    if result.get("cut_episodes"):
+        print(
+            f"pgrad: note: the env has no time limit; {result['cut_episodes']} of {result['episodes']} episodes were "
+            f"cut at {result['max_steps_per_episode']} steps",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(result))
     else:
@@ -523,6 +559,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--allow-changes", action="store_true", help="with --resume: accept settings that differ from the run's"
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="clear --out first if it holds a run (without it, a folder that holds a run is refused)",
     )
     train.add_argument(
         "--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps (default: every 60 s)"

@@ -7,8 +7,14 @@ from typing import Any
 import numpy as np
 
 from pgrad.envs import env_id_of, make_env
+from pgrad.envs.options import ConfiguredEnv
 from pgrad.errors import ConfigError
 from pgrad.io import atomic_write_bytes
+
+# Episodes of an env without a time limit end here in evaluation: a deterministic policy can walk
+# in circles for ever (CliffWalking-v1 does), and an evaluation must return. Gymnasium's own
+# envs that have limits use 200 to 1000 steps; this stays far above them.
+DEFAULT_MAX_EPISODE_STEPS = 10_000
 
 
 def write_video(path: str, frames: list[np.ndarray], fps: int) -> None:
@@ -42,6 +48,11 @@ def evaluate(
     ``seed + i``, so results are reproducible and differ from the training seeds by default.
     Observation normalisation is applied frozen (``predict`` never updates statistics).
     With ``video_path``, every episode is rendered (``rgb_array``) into one MP4 file there.
+
+    Episodes end at ``max_steps_per_episode`` steps if given; else an env without a time limit
+    of its own (no ``max_episode_steps`` in its spec) is cut at :data:`DEFAULT_MAX_EPISODE_STEPS`,
+    and the result then says so (``"max_steps_per_episode"`` and ``"cut_episodes"``, how many
+    episodes it cut).
     """
     if not isinstance(episodes, int) or episodes < 1:
         raise ConfigError(f"episodes={episodes!r} must be a positive int")
@@ -50,7 +61,7 @@ def evaluate(
         raise ConfigError("no environment to evaluate on: pass one (the agent does not record its env)")
     frames: list[np.ndarray] | None = None
     if video_path is not None:
-        if not isinstance(env, str):
+        if not isinstance(env, (str, ConfiguredEnv)):
             raise ConfigError(
                 "--video needs an environment id or entry point, so it can be built with render_mode='rgb_array'"
             )
@@ -58,8 +69,14 @@ def evaluate(
         frames = []
     else:
         env_instance = make_env(env)
+    spec = getattr(env_instance, "spec", None)
+    has_time_limit = spec is not None and spec.max_episode_steps is not None
+    cap = max_steps_per_episode
+    if cap is None and not has_time_limit:
+        cap = DEFAULT_MAX_EPISODE_STEPS
     returns: list[float] = []
     lengths: list[int] = []
+    cut_episodes = 0
     masks_in_info = getattr(getattr(agent, "policy", None), "action_mask", None) == "info"
     try:
         for index in range(episodes):
@@ -82,9 +99,9 @@ def evaluate(
                     frames.append(env_instance.render())
                 episode_return += float(reward)
                 length += 1
-                done = (
-                    terminated or truncated or (max_steps_per_episode is not None and length >= max_steps_per_episode)
-                )
+                done = terminated or truncated
+                if not done and cap is not None and length >= cap:
+                    done, cut_episodes = True, cut_episodes + 1
             returns.append(episode_return)
             lengths.append(length)
     finally:
@@ -92,7 +109,7 @@ def evaluate(
             env_instance.close()
     if frames is not None:
         write_video(video_path, frames, fps=int(env_instance.metadata.get("render_fps", 30)))
-    return {
+    result = {
         "env": env_id_of(env),
         "episodes": episodes,
         "mean_return": float(np.mean(returns)),
@@ -100,3 +117,6 @@ def evaluate(
         "returns": returns,
         "lengths": lengths,
     }
+    if cut_episodes:
+        result.update(max_steps_per_episode=cap, cut_episodes=cut_episodes)
+    return result

@@ -323,6 +323,37 @@ def _import_ray():
     return ray
 
 
+# How long to wait for a TCP answer from the cluster RAY_ADDRESS names before calling it unreachable:
+# ray.init itself retries for minutes (5.5 measured here) before raising a ConnectionError.
+RAY_CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+def connect_ray(ray: Any, **init_kwargs: Any) -> None:
+    """``ray.init`` unless Ray is already initialised, with a one-line ConfigError (exit status 2)
+    when the cluster ``RAY_ADDRESS`` names does not answer, within seconds rather than minutes."""
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    host_port = (address or "").removeprefix("ray://")
+    if ":" in host_port and address not in ("auto", "local"):
+        host, _, port = host_port.rpartition(":")
+        import socket
+
+        try:
+            socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_SECONDS).close()
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise ConfigError(
+                f"cannot reach the Ray cluster at {address} (RAY_ADDRESS): {reason}; start it there with "
+                "`ray start --head`, or unset RAY_ADDRESS to run on a local Ray"
+            ) from None
+    try:
+        ray.init(address=address, **init_kwargs)
+    except (ConnectionError, RuntimeError, TimeoutError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot start or join a Ray cluster ({address or 'local'}): {first_line}") from None
+
+
 class RayPool(_SeparateWorkersPool):
     """Workers as Ray actors (one CPU each) on the cluster ``ray.init()`` reaches.
 
@@ -334,8 +365,7 @@ class RayPool(_SeparateWorkersPool):
     def __init__(self, factory: Callable[[], Worker], n_workers: int | None) -> None:
         ray = _import_ray()
         self.ray = ray
-        if not ray.is_initialized():
-            ray.init(log_to_driver=False)
+        connect_ray(ray, log_to_driver=False)
         if n_workers is None or n_workers == 0:
             n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.n_workers = n_workers

@@ -678,14 +678,15 @@ class Algorithm:
             "policy": self.policy.spec,
         }
 
-    def save(self, path: str | Path, evaluation: dict[str, Any] | None = None) -> None:
-        """Write the run-folder files (config, CSVs, policy, summary) into ``path``."""
+    def save(self, path: str | Path, evaluation: dict[str, Any] | None = None, summary: bool = True) -> None:
+        """Write the run-folder files (config, CSVs, policy, and with ``summary`` summary.json) into ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         write_json(path / "config.json", self.describe_run())
         self.logger.write_csvs(path)
         save_policy(path, self.policy_description(), self.policy.state_dict())
-        write_json(path / "summary.json", self.summary(evaluation))
+        if summary:
+            write_json(path / "summary.json", self.summary(evaluation))
 
     def summary(self, evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
         recent = self.logger.recent_return
@@ -702,6 +703,10 @@ class Algorithm:
             "eval_mean_return": evaluation["mean_return"] if evaluation else None,
             "eval_std_return": evaluation["std_return"] if evaluation else None,
             "eval_episodes": evaluation["episodes"] if evaluation else None,
+            # an env without a time limit: evaluation episodes cut at this many steps (pgrad/evaluation.py)
+            **(
+                {"eval_cut_episodes": evaluation["cut_episodes"]} if evaluation and "cut_episodes" in evaluation else {}
+            ),
         }
 
     def save_checkpoint(

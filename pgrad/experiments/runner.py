@@ -195,6 +195,9 @@ def run_training(spec: TrainSpec, agent=None, resumed: bool = False) -> dict[str
         if not spec.resume:
             agent.save_checkpoint(out / "checkpoint")
         agent.learn(steps, run_dir=out, quiet=spec.quiet, callback=callbacks, resume=spec.resume)
+        # the policy first: a final evaluation that fails or is stopped cannot lose it (summary.json,
+        # which marks the run as finished, comes after the evaluation)
+        agent.save(out, summary=False)
         result = pgrad.evaluate(agent, agent.env, episodes=spec.eval_episodes) if spec.eval_episodes > 0 else None
         agent.save(out, evaluation=result)
         summary = summary_with_early_stopping(agent, agent.summary(result), out)
@@ -383,16 +386,12 @@ def import_ray():
 
 def init_ray(ray) -> None:
     """Join the cluster RAY_ADDRESS names, else start a local one, unless already connected."""
-    if not ray.is_initialized():
-        # Workers must import this pgrad: pass its location on (an editable install needs nothing).
-        package_root = str(Path(__file__).resolve().parents[2])
-        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
-        ray.init(
-            address=os.environ.get("RAY_ADDRESS"),
-            log_to_driver=False,
-            include_dashboard=False,
-            runtime_env={"env_vars": {"PYTHONPATH": path}},
-        )
+    from pgrad.parallel import connect_ray
+
+    # Workers must import this pgrad: pass its location on (an editable install needs nothing).
+    package_root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+    connect_ray(ray, log_to_driver=False, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
 
 
 def ray_completed(submit: Callable[[], tuple[Any, Any] | None], limit: int, failed: Callable[[str], Any]):

@@ -138,6 +138,7 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
         except NonFiniteError as exc:
             raise TrainingError(f"{exc}; last good checkpoints kept in {root}/seed_*/checkpoint") from None
         for seed, agent in zip(seeds, batched.agents):
+            agent.save(root / f"seed_{seed}", summary=False)  # the policy before the evaluation (runner.py)
             result = pgrad.evaluate(agent, agent.env, episodes=spec.eval_episodes) if spec.eval_episodes > 0 else None
             agent.save(root / f"seed_{seed}", evaluation=result)
             summaries[seed] = summary_with_early_stopping(agent, agent.summary(result), root / f"seed_{seed}")

@@ -249,16 +249,21 @@ def _load_study(spec: TuneSpec):
     optuna = import_optuna()
     Path(spec.out).mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=spec.study_name,
         storage=spec.storage,
         direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=spec.seed),
         # A trial is pruned once it falls below the median of earlier trials at the same step;
         # the first 3 trials and each trial's first evaluation are never pruned.
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(1, spec.steps // spec.evaluations)),
     )
+    # The sampler's generator is not stored with the study: seeded with spec.seed again on a
+    # resume, TPE's random start-up draws would repeat the first trials' parameters exactly. Seeded
+    # with seed + trials so far, a resumed study draws new points (reproducibly for the same
+    # sequence of commands, though not the points an uninterrupted study would have drawn).
+    study.sampler = optuna.samplers.TPESampler(seed=spec.seed + len(study.get_trials(deepcopy=False)))
+    return study
 
 
 def _recover(study) -> int:

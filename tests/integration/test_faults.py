@@ -1,0 +1,169 @@
+"""Faults and hostile input: each test is a bug that was found, or a promise under a fault."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import pgrad
+from pgrad.errors import ConfigError
+
+SMALL = ["--preset", "none", "--set", "n_steps=64", "--set", "batch_size=64", "--quiet"]
+
+
+def cli(*args, timeout=300, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "pgrad.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+# -- two runs, one folder -------------------------------------------------------------------------
+
+
+def test_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overwritten(tmp_path):
+    run = tmp_path / "run"
+    first = cli("train", "ppo", "CartPole-v1", "--steps", "128", "--seed", "0", "--out", str(run), *SMALL)
+    assert first.returncode == 0, first.stderr
+    before = (run / "policy.safetensors").read_bytes()
+    second = cli("train", "ppo", "CartPole-v1", "--steps", "128", "--seed", "1", "--out", str(run), *SMALL)
+    assert second.returncode == 2 and "already holds a pgrad run" in second.stderr
+    assert json.loads((run / "config.json").read_text())["seed"] == 0  # untouched
+    assert (run / "policy.safetensors").read_bytes() == before
+    (run / "best").mkdir()  # what a run with --eval-every leaves beside the rest
+    overwrite = ["--seed", "1", "--out", str(run), "--overwrite"]
+    again = cli("train", "ppo", "CartPole-v1", "--steps", "128", *overwrite, *SMALL)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run / "config.json").read_text())["seed"] == 1 and not (run / "best").exists()
+    other = tmp_path / "not-a-run"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    refused = cli("train", "ppo", "CartPole-v1", "--steps", "64", "--out", str(other), "--overwrite", *SMALL)
+    assert refused.returncode == 2 and "does not hold a pgrad run" in refused.stderr
+    assert (other / "thesis.tex").read_text() == "precious"
+
+
+def hold_lock(run):
+    """A child process that holds RUN's lock as a running pgrad train does, until killed."""
+    code = (
+        "import sys, time; from pathlib import Path; from pgrad.experiments.run_folder import RunFolderLock; "
+        "lock = RunFolderLock(Path(sys.argv[1])); lock.acquire(); print('locked', flush=True); time.sleep(600)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_folder_in_use_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
+    run = tmp_path / "run"
+    holder = hold_lock(run)
+    try:
+        for extra in ([], ["--overwrite"]):
+            refused = cli("train", "ppo", "CartPole-v1", "--steps", "64", "--out", str(run), *extra, *SMALL)
+            assert refused.returncode == 2 and f"process {holder.pid}" in refused.stderr, refused.stderr
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # the kernel dropped the dead process's flock: the file it left is no obstacle
+    assert (run / ".lock").exists()
+    done = cli("train", "ppo", "CartPole-v1", "--steps", "64", "--out", str(run), *SMALL)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_second_train_while_the_first_runs_cannot_take_over_its_folder(tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "pgrad.cli", "train", "ppo", "CartPole-v1", "--steps", "10000000"]
+    first = subprocess.Popen([*command, "--out", str(run), *SMALL], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoint" / "state.json").exists():
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.2)
+        second = cli("train", "ppo", "CartPole-v1", "--steps", "64", "--seed", "1", "--out", str(run), *SMALL)
+        assert second.returncode == 2 and "in use by another pgrad train" in second.stderr
+        resumed = cli("train", "ppo", "CartPole-v1", "--steps", "10000000", "--resume", str(run), *SMALL)
+        assert resumed.returncode == 2 and "in use by another pgrad train" in resumed.stderr
+        assert json.loads((run / "config.json").read_text())["seed"] == 0
+    finally:
+        first.send_signal(signal.SIGTERM)  # checkpoints, then stops
+        first.wait(timeout=120)
+
+
+# -- episodes that never end ------------------------------------------------------------------------
+
+
+def test_evaluation_of_an_env_without_a_time_limit_ends_and_the_policy_is_saved_first(tmp_path):
+    """CliffWalking-v1 has no time limit and a deterministic policy can walk in circles: the final
+    evaluation hung for ever, and the policy was never written."""
+    run = tmp_path / "run"
+    done = cli("train", "ppo", "CliffWalking-v1", "--steps", "256", "--out", str(run), "--eval-episodes", "2", *SMALL)
+    assert done.returncode == 0, done.stderr
+    assert (run / "policy.json").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    agent = pgrad.load(run)
+    result = pgrad.evaluate(agent, episodes=2)
+    assert max(result["lengths"]) <= 10_000
+    if summary.get("eval_cut_episodes"):  # the policy walked in circles: said so
+        assert result["cut_episodes"] == summary["eval_cut_episodes"]
+    capped = pgrad.evaluate(agent, episodes=1, max_steps_per_episode=5)
+    assert capped["lengths"] == [5] or capped["lengths"][0] < 5
+
+
+def test_an_env_with_a_time_limit_is_not_cut():
+    agent = pgrad.PPO("CartPole-v1", preset="none")
+    result = pgrad.evaluate(agent, episodes=2)
+    assert "cut_episodes" not in result
+    agent.close()
+
+
+# -- resumed tuning ----------------------------------------------------------------------------------
+
+
+def test_a_resumed_study_draws_new_points(tmp_path):
+    pytest.importorskip("optuna")
+    out = tmp_path / "study"
+    common = ["tune", "ppo", "CartPole-v1", "--steps", "512", "--out", str(out), "--quiet", "--preset", "none"]
+    assert cli(*common, "--trials", "2").returncode == 0
+    resumed = cli(*common, "--trials", "3")
+    assert resumed.returncode == 0, resumed.stderr
+    import optuna
+
+    trials = optuna.load_study(study_name="ppo-CartPole-v1", storage=f"sqlite:///{out / 'study.db'}").trials
+    assert len(trials) == 3
+    assert trials[2].params not in (trials[0].params, trials[1].params)
+
+
+# -- an unreachable Ray cluster ------------------------------------------------------------------------
+
+
+def test_an_unreachable_ray_cluster_is_a_one_line_error(tmp_path):
+    pytest.importorskip("ray")
+    env = {**os.environ, "RAY_ADDRESS": "127.0.0.1:1"}  # nothing listens there
+    started = time.monotonic()
+    result = cli(
+        "train", "ppo", "CartPole-v1", "--seeds", "0", "1", "--backend", "ray", "--steps", "64",
+        "--out", str(tmp_path / "run"), *SMALL, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("pgrad")]
+    assert len(lines) == 1 and "Ray" in lines[0] and "127.0.0.1:1" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - started < 300
+
+
+def test_learning_results_are_unaffected_by_the_lock(tmp_path):
+    """The lock file sits in the run folder; the run's numbers are those of a run without it."""
+    a = pgrad.PPO("CartPole-v1", preset="none", n_steps=64, batch_size=64)
+    a.learn(128, quiet=True)
+    run = tmp_path / "run"
+    assert cli("train", "ppo", "CartPole-v1", "--steps", "128", "--out", str(run), *SMALL).returncode == 0
+    b = pgrad.load(run)
+    obs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    assert np.array_equal(a.predict(obs), b.predict(obs))
+    a.close()
+    with pytest.raises(ConfigError):
+        pgrad.load(run).learn(64)
