@@ -163,6 +163,60 @@ def space_from_json(obj: dict[str, Any]) -> spaces.Space:
 # -- policy and checkpoint files --------------------------------------------------------------
 
 
+def _flat_size(space: dict[str, Any], image_features: int) -> int:
+    """How many numbers the policy's input (observations) or output (actions) takes for a space
+    described in JSON, computed from the description alone (nothing is built or allocated): an
+    image Box (3-D) counts as ``image_features``, what its CNN hands on."""
+    kind = space.get("type")
+    if kind == "Box":
+        shape = [int(n) for n in space.get("shape", [])]
+        return image_features if len(shape) == 3 else int(np.prod(shape, dtype=object))
+    if kind == "Discrete":
+        return int(space.get("n", 1))
+    if kind == "MultiDiscrete":
+        return int(sum(int(n) for n in np.ravel(np.asarray(space.get("nvec", []), dtype=object))))
+    if kind == "MultiBinary":
+        return int(np.prod([int(n) for n in space.get("shape", [])], dtype=object))
+    if kind == "Dict":
+        return sum(_flat_size(sub, image_features) for _, sub in space.get("spaces", []))
+    if kind == "Tuple":
+        return sum(_flat_size(sub, image_features) for sub in space.get("spaces", []))
+    return 0
+
+
+def implied_weight_count(description: dict[str, Any]) -> int:
+    """A lower bound on the number of weights the network policy.json describes: the products of
+    consecutive layer widths (input, hidden layers, action outputs; LSTM gates), from the JSON
+    alone. :func:`check_policy_size` compares it with the weights file before anything is built,
+    so a file naming absurd widths (a memory bomb) is refused instead of reaching the allocator."""
+    try:
+        config = description.get("config", {}) or {}
+        features = int(config.get("cnn_features", 512) or 512)
+        inputs = _flat_size(description.get("observation_space", {}), features)
+        outputs = _flat_size(description.get("action_space", {}), features)
+        hidden = [int(w) for w in config.get("hidden_sizes") or []]
+        bound = sum(a * b for a, b in zip([inputs, *hidden], [*hidden, outputs]))
+        for key in ("pi_hidden_sizes", "vf_hidden_sizes"):  # after a shared trunk or not: widths only
+            widths = [int(w) for w in config.get(key) or []]
+            bound = max(bound, sum(a * b for a, b in zip(widths, widths[1:])))
+        lstm = int(config.get("lstm_hidden_size", 0) or 0)
+        return max(bound, 4 * lstm * lstm)  # the recurrent weights of one LSTM layer
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise PolicyFileError(f"policy.json has an invalid network description: {exc}") from None
+
+
+def check_policy_size(description: dict[str, Any], state_dict: dict[str, torch.Tensor], where: Any) -> None:
+    """PolicyFileError unless the weights file holds at least as many numbers as the network the
+    description implies (:func:`implied_weight_count`): checked before building the network."""
+    held = sum(int(tensor.numel()) for tensor in state_dict.values())
+    implied = implied_weight_count(description)
+    if implied > held:
+        raise PolicyFileError(
+            f"{where} describes a network of at least {implied:,} weights, but its weights file holds {held:,} "
+            "numbers in all; refusing to build it (a tampered or mismatched policy.json?)"
+        )
+
+
 def policy_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     """``(policy.json, policy.safetensors)`` for a run folder or either file's path."""
     path = Path(path)
@@ -178,11 +232,22 @@ def save_policy(folder: str | os.PathLike, description: dict[str, Any], state_di
     write_json(json_path, {"format": POLICY_FORMAT, "format_version": FORMAT_VERSION, **description, "sha256": digest})
 
 
+def check_inside(file: Path, folder: Path) -> None:
+    """PolicyFileError if ``file`` is a symlink (or has one on its way) leading out of ``folder``:
+    a run folder's files are its own, and a planted link must not make pgrad read elsewhere."""
+    if file.exists() and not file.resolve().is_relative_to(folder.resolve()):
+        raise PolicyFileError(
+            f"{file} leads out of its folder (to {file.resolve()}); pgrad reads run files in place only"
+        )
+
+
 def load_policy(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read and verify a saved policy; return ``(description, state_dict)``."""
     json_path, tensor_path = policy_paths(path)
     if not json_path.exists() and not tensor_path.exists():
         raise PolicyFileError(f"no saved policy at {path} (expected policy.json and policy.safetensors)")
+    for file in (json_path, tensor_path):
+        check_inside(file, json_path.parent)
     description = read_json(json_path, "policy description")
     if description.get("format") != POLICY_FORMAT:
         raise PolicyFileError(f"{json_path} is not a pgrad policy description (format {description.get('format')!r})")
@@ -211,6 +276,8 @@ def save_checkpoint(folder: str | os.PathLike, state: dict[str, Any], tensors: d
 def load_checkpoint(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read and verify a checkpoint written by :func:`save_checkpoint`."""
     folder = Path(folder)
+    for name in ("state.json", "state.safetensors"):
+        check_inside(folder / name, folder)
     state = read_json(folder / "state.json", "checkpoint state")
     if state.get("format") != CHECKPOINT_FORMAT:
         raise PolicyFileError(f"{folder} is not a pgrad checkpoint")

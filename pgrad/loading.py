@@ -20,7 +20,14 @@ from pgrad.algos import ALGORITHM_ARGUMENTS, ALGORITHMS
 from pgrad.algos.base import Algorithm
 from pgrad.envs.options import parse_wrappers, recorded_env
 from pgrad.errors import ConfigError, PolicyFileError
-from pgrad.io import load_checkpoint, load_policy, optimizer_from_tensors, space_from_json, space_to_json
+from pgrad.io import (
+    check_policy_size,
+    load_checkpoint,
+    load_policy,
+    optimizer_from_tensors,
+    space_from_json,
+    space_to_json,
+)
 
 
 def load(
@@ -100,6 +107,7 @@ def start_from(
 ) -> Algorithm:
     """A new agent on ``env`` with the saved config (``hyperparameters`` on top), weights and
     normaliser statistics, and the optimiser state when there is one; records ``init_from``."""
+    check_policy_size(description, state_dict, path)  # before building anything
     algo = description["algo"]
     cls = ALGORITHMS[algo]
     encoder_class, encoder_kwargs = saved_encoder(description, custom_objects)

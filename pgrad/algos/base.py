@@ -32,6 +32,7 @@ from pgrad.envs.options import env_options_of, with_options
 from pgrad.envs.vector import LeanSyncVectorEnv
 from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
 from pgrad.io import (
+    check_policy_size,
     save_policy,
     space_from_json,
     space_to_json,
@@ -752,6 +753,7 @@ class Algorithm:
         """Rebuild an agent that can ``predict`` from a saved policy (no envs are created).
         ``custom_objects``: the classes the policy names (a custom encoder), by name; nothing is
         imported because a file names it."""
+        check_policy_size(description, state_dict, "policy.json")  # before building anything
         agent = cls.__new__(cls)
         agent.name = description.get("algo", cls.name)  # one class may serve several names
         agent.env = agent.env_id = description.get("env")

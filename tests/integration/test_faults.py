@@ -167,3 +167,82 @@ def test_learning_results_are_unaffected_by_the_lock(tmp_path):
     a.close()
     with pytest.raises(ConfigError):
         pgrad.load(run).learn(64)
+
+
+# -- hostile files ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("saved") / "run"
+    agent = pgrad.PPO("CartPole-v1", preset="none", n_steps=64, batch_size=64)
+    agent.learn(64, quiet=True)
+    agent.save(run)
+    agent.close()
+    return run
+
+
+def tampered_copy(saved_run, tmp_path, change):
+    import shutil
+
+    run = tmp_path / "tampered"
+    shutil.copytree(saved_run, run)
+    description = json.loads((run / "policy.json").read_text())
+    change(description)
+    (run / "policy.json").write_text(json.dumps(description))
+    return run
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d["config"].update(hidden_sizes=[4_000_000, 4_000_000]),  # 16e12 weights: 64 TB
+        lambda d: d["config"].update(hidden_sizes=[40_000, 40_000]),  # 1.6e9 weights: 6 GB
+        lambda d: d.update(observation_space={"type": "Discrete", "n": 10**12, "start": 0}),
+        lambda d: d.update(action_space={"type": "Discrete", "n": 10**12, "start": 0}),
+        lambda d: d["config"].update(pi_hidden_sizes=[100_000, 100_000]),
+    ],
+    ids=["64TB", "6GB", "huge-one-hot-input", "huge-action-head", "huge-actor"],
+)
+def test_absurd_shapes_are_refused_before_allocating(saved_run, tmp_path, change):
+    import resource
+
+    run = tampered_copy(saved_run, tmp_path, change)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(pgrad.errors.PolicyFileError, match="refusing to build it"):
+        pgrad.load(run)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing big was allocated
+    result = cli("eval", str(run), "--episodes", "1")
+    assert result.returncode == 2 and "refusing to build it" in result.stderr
+
+
+def test_a_newer_format_a_tampered_header_and_symlinks_out_are_refused(saved_run, tmp_path):
+    newer = tampered_copy(saved_run, tmp_path, lambda d: d.update(format_version=d["format_version"] + 1))
+    with pytest.raises(pgrad.errors.PolicyFileError, match="format_version"):
+        pgrad.load(newer)
+    import shutil
+
+    header = tmp_path / "header"
+    shutil.copytree(saved_run, header)
+    data = bytearray((header / "policy.safetensors").read_bytes())
+    data[8:40] = b'{"x":{"dtype":"F32","shape":[99'  # a header that no longer parses
+    (header / "policy.safetensors").write_bytes(bytes(data))
+    with pytest.raises(pgrad.errors.PolicyFileError, match="corrupted"):
+        pgrad.load(header)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    shutil.copy(saved_run / "policy.json", linked / "policy.json")
+    (linked / "policy.safetensors").symlink_to(saved_run / "policy.safetensors")
+    with pytest.raises(pgrad.errors.PolicyFileError, match="leads out of its folder"):
+        pgrad.load(linked)
+
+
+def test_a_policy_naming_a_class_imports_nothing(saved_run, tmp_path):
+    def name_a_module(description):
+        description["policy"]["encoder"] = {"class": "os.system", "kwargs": {"command": "touch pwned"}}
+
+    run = tampered_copy(saved_run, tmp_path, name_a_module)
+    modules = set(sys.modules)
+    with pytest.raises(pgrad.errors.PolicyFileError, match="custom_objects"):
+        pgrad.load(run)
+    assert not (tmp_path / "pwned").exists() and set(sys.modules) - modules <= {"pgrad.loading"}
