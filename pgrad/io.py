@@ -194,12 +194,14 @@ def implied_weight_count(description: dict[str, Any]) -> int:
         features = int(config.get("cnn_features", 512) or 512)
         inputs = _flat_size(description.get("observation_space", {}), features)
         outputs = _flat_size(description.get("action_space", {}), features)
-        hidden = [int(w) for w in config.get("hidden_sizes") or []]
+        lstm = int(config.get("lstm_hidden_size", 0) or 0)
+        inputs = lstm or inputs  # a recurrent policy's MLPs read the LSTM's output
+        linear = config.get("policy_type") == "linear"  # ARS's default: no hidden layers
+        hidden = [] if linear else [int(w) for w in config.get("hidden_sizes") or []]
         bound = sum(a * b for a, b in zip([inputs, *hidden], [*hidden, outputs]))
         for key in ("pi_hidden_sizes", "vf_hidden_sizes"):  # after a shared trunk or not: widths only
             widths = [int(w) for w in config.get(key) or []]
             bound = max(bound, sum(a * b for a, b in zip(widths, widths[1:])))
-        lstm = int(config.get("lstm_hidden_size", 0) or 0)
         return max(bound, 4 * lstm * lstm)  # the recurrent weights of one LSTM layer
     except (TypeError, ValueError, AttributeError) as exc:
         raise PolicyFileError(f"policy.json has an invalid network description: {exc}") from None
