@@ -37,7 +37,7 @@ def _agent(policy_case: str, loss_case: str) -> pgrad.PPO:
             parameter.add_(0.3 * torch.randn_like(parameter))
     agent = pgrad.PPO.__new__(pgrad.PPO)  # the minibatch steps need only a config and a policy
     agent.config = pgrad.PPO.Config.build(dict(LOSSES[loss_case], vf_clip_coef=0.1, clip_coef=0.2))
-    agent.policy = policy
+    agent.policy = agent.learner = policy  # on the CPU the learner (pgrad/devices.py) is the policy
     agent.setup()
     agent._numpy_gradient = NumpyPolicyGradient(policy)  # what train_iteration builds before its minibatch steps
     return agent
@@ -154,7 +154,7 @@ def test_a2c_numpy_gradient_equals_autograd(policy_case, normalize_advantage):
     agent.config = pgrad.A2C.Config.build(
         dict(ent_coef=0.03, max_grad_norm=0.5, normalize_advantage=normalize_advantage)
     )
-    agent.policy = policy
+    agent.policy = agent.learner = policy  # on the CPU the learner (pgrad/devices.py) is the policy
     agent.setup()
     obs, actions, _, _, advantages, returns = _minibatch(policy, batch=5)  # A2C's 5-step batch
     plain = agent._autograd_step(*(torch.from_numpy(a) for a in (obs, actions, advantages, returns)))
