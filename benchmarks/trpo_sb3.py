@@ -1,0 +1,121 @@
+"""pgrad's TRPO beside sb3-contrib's at one of pgrad's RL Zoo TRPO presets: does pgrad's TRPO learn
+comparably on the same env, settings, budget and seeds?
+
+Run (each side and seed in turn, one core each; sb3-contrib is never a pgrad dependency):
+    pip install sb3-contrib    # the version matching the installed stable-baselines3
+    .venv/bin/python benchmarks/trpo_sb3.py Hopper-v5 --steps 100000 --seeds 0 1
+
+The preset is read from ``pgrad/presets/trpo.toml`` (one spelling) and mapped to sb3-contrib's
+names as that file's header describes; VecNormalize normalises observations and rewards during
+training for sb3-contrib (the Zoo's ``normalize: true``), which pgrad's ``normalize_obs`` and
+``normalize_reward`` do. Printed: one JSON line per side and seed with a 10-episode deterministic
+evaluation (raw rewards, frozen statistics, reset seeds 10000-10009, as ``pgrad.evaluate``), the
+mean return of the last 100 training episodes, and the wall time; then the mean of each side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PRESETS = Path(__file__).resolve().parents[1] / "pgrad" / "presets" / "trpo.toml"
+# pgrad preset key -> sb3-contrib TRPO argument
+SB3_NAMES = {
+    "n_steps": "n_steps",
+    "batch_size": "batch_size",
+    "gamma": "gamma",
+    "gae_lambda": "gae_lambda",
+    "lr": "learning_rate",
+    "max_kl": "target_kl",
+    "cg_iters": "cg_max_steps",
+    "cg_damping": "cg_damping",
+    "n_critic_epochs": "n_critic_updates",
+    "line_search_steps": "line_search_max_iter",
+    "line_search_shrink": "line_search_shrinking_factor",
+}
+HANDLED = {"source", "steps", "n_envs", "normalize_obs", "normalize_reward"}
+
+
+def sb3_arguments(preset: dict) -> dict:
+    """sb3-contrib TRPO keyword arguments for a pgrad TRPO preset table; refuses what it cannot map."""
+    unknown = set(preset) - set(SB3_NAMES) - HANDLED
+    if unknown:
+        raise SystemExit(f"cannot map {sorted(unknown)} to sb3-contrib's TRPO")
+    return {SB3_NAMES[key]: value for key, value in preset.items() if key in SB3_NAMES}
+
+
+def run_pgrad(env_id: str, seed: int, steps: int) -> dict:
+    import pgrad
+
+    agent = pgrad.TRPO(env_id, seed=seed)  # the env's preset from trpo.toml
+    start = time.perf_counter()
+    agent.learn(steps, quiet=True)
+    seconds = time.perf_counter() - start
+    evaluation = pgrad.evaluate(agent, episodes=10)
+    last_100 = agent.logger.recent_return
+    agent.close()
+    return {"eval_mean_return": evaluation["mean_return"], "last_100": last_100, "wall_seconds": seconds}
+
+
+def run_sb3(env_id: str, seed: int, steps: int, preset: dict) -> dict:
+    import gymnasium as gym
+    from sb3_contrib import TRPO
+    from sb3_evaluation import evaluate_like_pgrad
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    kwargs = sb3_arguments(preset)
+    monitors = [Monitor(gym.make(env_id)) for _ in range(preset.get("n_envs", 1))]
+    venv = VecNormalize(
+        DummyVecEnv([lambda monitor=monitor: monitor for monitor in monitors]),
+        norm_obs=preset.get("normalize_obs", True),
+        norm_reward=preset.get("normalize_reward", False),
+        gamma=kwargs.get("gamma", 0.99),
+    )
+    model = TRPO("MlpPolicy", venv, seed=seed, device="cpu", **kwargs)
+    start = time.perf_counter()
+    model.learn(steps)
+    seconds = time.perf_counter() - start
+    returns = evaluate_like_pgrad(model, venv, env_id)
+    # the last 100 episodes to finish, over all envs, in the order they ended
+    ends = sorted(
+        (time_ended, reward)
+        for monitor in monitors
+        for time_ended, reward in zip(monitor.get_episode_times(), monitor.get_episode_rewards(), strict=True)
+    )
+    last_100 = float(np.mean([reward for _, reward in ends[-100:]]))
+    return {"eval_mean_return": float(np.mean(returns)), "last_100": last_100, "wall_seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("env")
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--sides", nargs="+", default=["pgrad", "sb3-contrib"], choices=["pgrad", "sb3-contrib"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    preset = tomllib.loads(PRESETS.read_text())[args.env]
+    results: dict[str, list[dict]] = {side: [] for side in args.sides}
+    for side in args.sides:
+        for seed in args.seeds:
+            if side == "pgrad":
+                result = run_pgrad(args.env, seed, args.steps)
+            else:
+                result = run_sb3(args.env, seed, args.steps, preset)
+            results[side].append(result)
+            rounded = {key: round(value, 1) for key, value in result.items()}
+            print(json.dumps({"side": side, "env": args.env, "seed": seed, "steps": args.steps, **rounded}), flush=True)
+    for side, rows in results.items():
+        means = {key: round(float(np.mean([row[key] for row in rows])), 1) for key in rows[0]}
+        print(json.dumps({"side": side, "seeds": args.seeds, "mean": means}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
