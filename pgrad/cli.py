@@ -46,7 +46,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pgrad.algos import ALGORITHMS
     from pgrad.config import parse_set_args
     from pgrad.envs.options import parse_env_kwargs, parse_wrappers
-    from pgrad.errors import ConfigError
+    from pgrad.errors import ConfigError, TrainingError
     from pgrad.experiments.runner import (
         TrainSpec,
         build_agent,
@@ -133,6 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             check_seed_resumes(spec, seeds)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except TrainingError as exc:  # the env failed while the agent was being built
+        return _fail(f"training failed: {exc}", EXIT_FAILURE)
     out = Path(args.resume or args.out or _default_out(agent.name, agent.env_id, seeds[0]))
     spec = replace(spec, out=str(out))
     from pgrad.experiments.run_folder import RunFolderLock, check_new_run_folder

@@ -30,6 +30,14 @@ class NonFiniteError(TrainingError):
     """An environment or the optimisation produced NaN or inf."""
 
 
+class EnvError(TrainingError):
+    """The environment raised in ``reset`` or ``step`` (``env_index``: which copy, where known)."""
+
+    def __init__(self, message: str, env_index: int | None = None) -> None:
+        super().__init__(message)
+        self.env_index = env_index
+
+
 class Interrupted(PgradError):
     """Training stopped on SIGINT or SIGTERM after writing a checkpoint; resume with ``--resume``."""
 

@@ -36,7 +36,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from pgrad.envs.recorder import EpisodeRecorder
 from pgrad.envs.vector import LeanSyncVectorEnv
-from pgrad.errors import ConfigError, NonFiniteError
+from pgrad.errors import ConfigError, EnvError, NonFiniteError
 from pgrad.masking import check_action_mask, info_masks
 from pgrad.normalize import RewardScaler
 from pgrad.numpy_twin import NumpyActorCritic, SeedBatchedNumpyActorCritic
@@ -123,6 +123,21 @@ def autoreset_mode_of(envs: VectorEnv) -> AutoresetMode:
     return mode
 
 
+def env_failure(exc: Exception, call: str, step: int) -> EnvError:
+    """The one-line TrainingError for an exception the envs raised in ``call`` at ``step``,
+    naming the env copy where the vector env knows it (pgrad/envs/vector.py)."""
+    if isinstance(exc, EnvError):
+        return exc
+    index = getattr(exc, "pgrad_env_index", None)
+    where = f"step {step}" + (f", env {index}" if index is not None else "")
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, (EOFError, BrokenPipeError, ConnectionResetError)):
+        detail = "an env worker process died" + (f" ({detail})" if detail else "")
+    return EnvError(
+        f"the environment raised {type(exc).__name__} in {call} at {where}: {detail or 'no message'}", index
+    )
+
+
 class RolloutCollector:
     """Steps ``envs`` with ``policy`` and keeps the between-rollout state (current obs, episodes)."""
 
@@ -153,7 +168,10 @@ class RolloutCollector:
         self.action_mask: np.ndarray | None = None
         self.masks_in_info = policy.action_mask == "info"
         if initial_obs is None:
-            obs, info = envs.reset(seed=seed)
+            try:
+                obs, info = envs.reset(seed=seed)
+            except Exception as exc:
+                raise env_failure(exc, "reset", start_step) from exc
             if self.masks_in_info:
                 self._read_action_mask(info, 0)
         else:
@@ -239,8 +257,11 @@ class RolloutCollector:
             obs, action, log_prob = obs_t.numpy(), action_t.numpy(), log_prob_t.numpy()
             value = value_t.numpy() if value_t is not None else None
         env_action = policy.env_action(action)
-        next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
         step_number = self.total_transitions + 1
+        try:
+            next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
+        except Exception as exc:
+            raise env_failure(exc, "step", step_number) from exc
         self._check_finite(next_obs, "observation", step_number)
         if self.masks_in_info:
             self._read_action_mask(info, step_number)

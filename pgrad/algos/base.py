@@ -29,7 +29,7 @@ from pgrad.devices import resolve_device
 from pgrad.early_stopping import EarlyStopping
 from pgrad.envs import env_id_of, make_env, make_vector_env
 from pgrad.envs.options import env_options_of, with_options
-from pgrad.envs.vector import LeanSyncVectorEnv
+from pgrad.envs.vector import LeanSyncVectorEnv, close_vector_env
 from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
 from pgrad.io import (
     check_policy_size,
@@ -44,7 +44,7 @@ from pgrad.normalize import RewardScaler
 from pgrad.numpy_twin import NumpyActorCritic, unsupported_reason
 from pgrad.observations import is_single_observation, select_keys
 from pgrad.policy import ActorCriticPolicy
-from pgrad.rollout import EpisodeLog, RolloutCollector
+from pgrad.rollout import EpisodeLog, RolloutCollector, env_failure
 
 NOT_TRAINABLE = (
     "this agent was loaded to act only; to train it, load it with an env: pgrad.load(path, env=ENV) "
@@ -304,6 +304,8 @@ class Algorithm:
         probe = make_env(self.env)
         try:
             info = probe.reset(seed=self.seed)[1]
+        except Exception as exc:
+            raise env_failure(exc, "reset", 0) from exc
         finally:
             if probe is not self.env:  # an env instance is the user's (and the vector env's)
                 probe.close()
@@ -797,5 +799,5 @@ class Algorithm:
     def close(self) -> None:
         """Close the envs and log files."""
         if self.envs is not None:
-            self.envs.close()
+            close_vector_env(self.envs)
         self.logger.close()

@@ -51,18 +51,22 @@ class LeanSyncVectorEnv(SyncVectorEnv):
         next_step = self.autoreset_mode is AutoresetMode.NEXT_STEP
         observations = self._observations  # (N, *obs_shape), the parent's batch buffer
         for i, env in enumerate(self.envs):
-            if next_step and self._autoreset_envs[i]:
-                obs, env_info = env.reset()
-                self._rewards[i] = 0.0
-                self._terminations[i] = False
-                self._truncations[i] = False
-            else:
-                obs, self._rewards[i], self._terminations[i], self._truncations[i], env_info = env.step(actions[i])
-                if not next_step and (self._terminations[i] or self._truncations[i]):
-                    infos = self._add_info(infos, {"final_obs": obs, "final_info": env_info}, i)
+            try:
+                if next_step and self._autoreset_envs[i]:
                     obs, env_info = env.reset()
-            self._env_obs[i] = obs
-            observations[i] = obs
+                    self._rewards[i] = 0.0
+                    self._terminations[i] = False
+                    self._truncations[i] = False
+                else:
+                    obs, self._rewards[i], self._terminations[i], self._truncations[i], env_info = env.step(actions[i])
+                    if not next_step and (self._terminations[i] or self._truncations[i]):
+                        infos = self._add_info(infos, {"final_obs": obs, "final_info": env_info}, i)
+                        obs, env_info = env.reset()
+                self._env_obs[i] = obs
+                observations[i] = obs  # a wrong shape or dtype fails here
+            except Exception as exc:  # which env failed: the collector's error message names it
+                exc.pgrad_env_index = i
+                raise
             if self.keep_infos is True:
                 infos = self._add_info(infos, env_info, i)
             elif self.keep_infos and env_info:
@@ -77,3 +81,20 @@ class LeanSyncVectorEnv(SyncVectorEnv):
             self._truncations.copy(),
             infos,
         )
+
+
+def close_vector_env(envs: Any) -> None:
+    """Close ``envs``; if that fails (an async worker died mid-step, so Gymnasium's close waits on
+    a pipe that only raises), kill the worker processes and close the pipes: no process is left
+    behind after a failed run."""
+    try:
+        envs.close()
+    except Exception:
+        for process in getattr(envs, "processes", ()):
+            if process.is_alive():
+                process.kill()
+            process.join(timeout=10)
+        for pipe in getattr(envs, "parent_pipes", ()):
+            if pipe is not None:
+                pipe.close()
+        envs.closed = True

@@ -208,11 +208,19 @@ def run_training(spec: TrainSpec, agent=None, resumed: bool = False) -> dict[str
         return summary
     except TrainingError as exc:
         raise TrainingError(f"{exc}; last good checkpoint kept in {out / 'checkpoint'}") from None
+    except OSError as exc:  # a full disk or an I/O error while writing the run's files
+        raise TrainingError(f"{write_failure(exc)}; last good checkpoint kept in {out / 'checkpoint'}") from None
     finally:
         for callback in callbacks:
             if hasattr(callback, "finish"):  # a tracker: its run ends, marked failed unless training finished
                 callback.finish(failed=not finished)
         agent.close()
+
+
+def write_failure(exc: OSError) -> str:
+    """One line for an OSError writing run files: what failed, where, and the system's reason."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write{where}: {exc.strerror or exc}"
 
 
 def _run_in_worker(spec: TrainSpec) -> dict[str, Any]:

@@ -13,8 +13,14 @@ from typing import Any
 
 from pgrad.algos.ppo_batched import SeedBatchedPPO, not_in_lockstep, unsupported_for_batching
 from pgrad.batched import check_batchable
-from pgrad.errors import ConfigError, Interrupted, NonFiniteError, TrainingError
-from pgrad.experiments.runner import TrainSpec, callbacks_of, resolve_steps, summary_with_early_stopping
+from pgrad.errors import ConfigError, Interrupted, TrainingError
+from pgrad.experiments.runner import (
+    TrainSpec,
+    callbacks_of,
+    resolve_steps,
+    summary_with_early_stopping,
+    write_failure,
+)
 
 BATCHED_ALGORITHMS = ("ppo",)
 
@@ -135,8 +141,12 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
             batched.save_checkpoints(root)
         try:
             batched.learn(steps, run_dir=root, quiet=True, callback=callbacks_of(spec), resume=resuming)
-        except NonFiniteError as exc:
+        except TrainingError as exc:
             raise TrainingError(f"{exc}; last good checkpoints kept in {root}/seed_*/checkpoint") from None
+        except OSError as exc:  # a full disk or an I/O error while writing the run's files
+            raise TrainingError(
+                f"{write_failure(exc)}; last good checkpoints kept in {root}/seed_*/checkpoint"
+            ) from None
         for seed, agent in zip(seeds, batched.agents):
             agent.save(root / f"seed_{seed}", summary=False)  # the policy before the evaluation (runner.py)
             result = pgrad.evaluate(agent, agent.env, episodes=spec.eval_episodes) if spec.eval_episodes > 0 else None

@@ -246,3 +246,131 @@ def test_a_policy_naming_a_class_imports_nothing(saved_run, tmp_path):
     with pytest.raises(pgrad.errors.PolicyFileError, match="custom_objects"):
         pgrad.load(run)
     assert not (tmp_path / "pwned").exists() and set(sys.modules) - modules <= {"pgrad.loading"}
+
+
+# -- the env fails ------------------------------------------------------------------------------------
+
+
+class FailingEnv(__import__("gymnasium").Env):
+    """CartPole-like dynamics that break in a chosen way at a chosen step of the second env copy."""
+
+    def __init__(self, fault: str = "step", at: int = 40):
+        import gymnasium
+
+        self.observation_space = gymnasium.spaces.Box(-10, 10, (4,), np.float32)
+        self.action_space = gymnasium.spaces.Discrete(2)
+        self.fault, self.at, self.t, self.calls = fault, at, 0, 0
+        self.copy_index = FailingEnv.copies = getattr(FailingEnv, "copies", -1) + 1
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        if self.fault == "reset" and self.copy_index % 2 == 1:
+            raise RuntimeError("the simulator could not start")
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        self.calls += 1
+        obs = np.full(4, 0.1 * self.t, np.float32)
+        if self.copy_index % 2 == 1 and self.calls == self.at:
+            if self.fault == "step":
+                raise RuntimeError("lost contact with the robot")
+            if self.fault == "shape":
+                obs = np.zeros(5, np.float32)
+            if self.fault == "die":
+                os._exit(3)  # an async worker process that dies
+        return obs, 1.0, False, self.t >= 20, {}
+
+
+@pytest.mark.parametrize(
+    "fault, vectorization, expected",
+    [
+        ("step", "sync", "RuntimeError in step at step 7"),
+        ("shape", "sync", "in step at step 7"),
+        ("reset", "sync", "RuntimeError in reset at step 0"),
+        ("step", "async", "RuntimeError in step at step 7"),
+        ("die", "async", "in step at step 7"),
+    ],
+)
+def test_an_env_that_fails_ends_training_with_one_line_and_the_checkpoint_kept(
+    tmp_path, fault, vectorization, expected
+):
+    from pgrad.errors import TrainingError
+    from pgrad.experiments.runner import TrainSpec, run_training
+
+    FailingEnv.copies = -1
+    run = tmp_path / "run"
+    spec = TrainSpec(
+        algo="ppo",
+        env="tests.integration.test_faults:FailingEnv",
+        seed=0,
+        out=str(run),
+        steps=256,
+        preset="none",
+        overrides=dict(n_envs=2, n_steps=8, batch_size=16, vectorization=vectorization),
+        quiet=True,
+        env_kwargs={"fault": fault, "at": 4},  # the second copy fails on its 4th step: vector step 4
+    )
+    started = time.monotonic()
+    with pytest.raises(TrainingError) as failure:
+        run_training(spec)
+    message = str(failure.value)
+    assert "\n" not in message and expected in message and "last good checkpoint kept" in message, message
+    if fault != "reset" and vectorization == "sync":
+        assert "env 1" in message
+    assert time.monotonic() - started < 120
+    from pgrad.io import load_checkpoint
+
+    state, _ = load_checkpoint(run / "checkpoint")  # the one written before training: loadable
+    assert state["total_steps"] == 0
+
+
+# -- the disk fails -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", ["ENOSPC", "EIO"])
+@pytest.mark.parametrize("target", ["checkpoint", "policy", "metrics"])
+def test_a_write_that_fails_is_one_line_and_the_previous_checkpoint_stays(tmp_path, monkeypatch, error, target):
+    import errno
+
+    import pgrad.io
+    import pgrad.logger
+    from pgrad.errors import TrainingError
+    from pgrad.experiments.runner import TrainSpec, run_training
+    from pgrad.io import load_checkpoint
+
+    code = getattr(errno, error)
+    run = tmp_path / "run"
+    calls = {"n": 0}
+    real_atomic, real_row = pgrad.io.atomic_write_bytes, pgrad.logger.CsvStream.write
+
+    def failing_atomic(path, data):
+        name = str(path)
+        hit = (target == "checkpoint" and name.endswith("state.safetensors")) or (
+            target == "policy" and name.endswith("policy.safetensors")
+        )
+        if hit:
+            calls["n"] += 1
+            if target == "policy" or calls["n"] == 3:  # the third checkpoint: two complete ones before it
+                raise OSError(code, os.strerror(code), name)
+        return real_atomic(path, data)
+
+    def failing_row(self, row):
+        if target == "metrics" and self.path.name == "metrics.csv" and row.get("step", 0) >= 192:
+            raise OSError(code, os.strerror(code), str(self.path))
+        return real_row(self, row)
+
+    monkeypatch.setattr(pgrad.io, "atomic_write_bytes", failing_atomic)
+    monkeypatch.setattr(pgrad.logger.CsvStream, "write", failing_row)
+    spec = TrainSpec(
+        algo="ppo", env="CartPole-v1", seed=0, out=str(run), steps=512, preset="none", quiet=True,
+        overrides=dict(n_steps=64, batch_size=64), checkpoint_every=64,
+    )  # fmt: skip
+    with pytest.raises(TrainingError) as failure:
+        run_training(spec)
+    message = str(failure.value)
+    assert "\n" not in message and os.strerror(code) in message and "last good checkpoint kept" in message
+    state, _ = load_checkpoint(run / "checkpoint")
+    assert state["total_steps"] in (0, 64, 128, 192, 256, 320, 384, 448, 512)
+    assert not list((run / "checkpoint").glob(".*.tmp"))  # no half-written file left behind
