@@ -28,13 +28,15 @@ The faults (rows of the table):
   (drawn uniformly from every write the reference run made: config, checkpoints, policy,
   summary), leaving a complete temp file and the previous file.
 - ``csv-rewrite``: the run kills itself after a complete checkpoint; the resume kills itself
-  right after it reopened ``metrics.csv`` for writing (a resume rewrites the CSVs from the rows
-  the checkpoint covers); then a last resume.
+  as it first rewrites ``metrics.csv`` or ``episodes.csv`` (a resume rewrites the CSVs from the
+  rows the checkpoint covers): right after opening it for writing in place, or just before the
+  rename of an atomic write, whichever it does; then a last resume.
 - ``main-only`` (configurations with child processes): SIGKILL to the main process only, as
-  ``kill -9 PID`` does; the resume starts at once. Child processes of the killed run still alive
-  when that resume has ended are "orphans" (they outlived a whole resume, writing into the run
-  folder or hanging); they get until they use no CPU for 2 s (at most a minute) before they are
-  killed and the files checked.
+  ``kill -9 PID`` does, at a time uniform over the first 80% of the part of the reference run
+  that writes files (so that its children are at work); the resume starts at once. Child
+  processes of the killed run still alive when that resume has ended are "orphans" (they
+  outlived a whole resume, writing into the run folder or hanging); they get until they use no
+  CPU for 2 s (at most a minute) before they are killed and the files checked.
 
 After every kill the trial checks that each file in RUN loads: JSON parses, safetensors loads,
 CSV rows are whole, TensorBoard event files read, ``pgrad.io.load_checkpoint`` accepts the
@@ -82,6 +84,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING_COLUMNS = ("wall_time", "sps")  # metrics.csv columns that are timings, not numbers of the run
+CHECKPOINT_FILES = ("state.json", "state.safetensors")  # a checkpoint's files in RUN/checkpoint/
 HOOK_VARIABLE = "PGRAD_FAULTS_HOOK"  # JSON {"log": path or null, "kill": {"event", "path", "nth"} or null}
 MODULE_VARIABLE = "PGRAD_FAULTS_MODULE"  # this file, for the sitecustomize of the run's processes
 ORPHAN_GRACE_SECONDS = 60.0  # at most this long a main-only trial lets orphaned children work before killing them
@@ -103,10 +106,10 @@ FAULT_ORDER = [
     "checkpoint",
     "between-files",
     "main-only",
-    "random",
     "before-rename",
     "csv-rewrite",
     "policy",
+    "main-only",
     "random",
     "checkpoint",
 ]
@@ -165,8 +168,10 @@ def install_hook(spec_json: str) -> None:
     Runs in every Python process of a run under test (the ``sitecustomize`` written by
     :func:`hook_environment`). ``kill`` is ``{"event", "path", "nth"}``: at this process's nth
     ``event`` on the absolute ``path``, where the event is ``before-replace`` (the temp file is
-    complete, the rename not done), ``after-replace`` (renamed) or ``truncate`` (a CSV opened for
-    writing, so emptied). The run was started in its own process group, so the group is the run.
+    complete, the rename not done), ``after-replace`` (renamed), ``truncate`` (a CSV opened for
+    writing, so emptied) or ``rewrite`` (the first two of these, whichever comes: a file
+    rewritten in place or atomically). The run was started in its own process group, so the
+    group is the run.
     """
     spec = json.loads(spec_json)
     log_path: str | None = spec.get("log")
@@ -183,7 +188,8 @@ def install_hook(spec_json: str) -> None:
                 os.write(fd, f"{time.time():.6f}\t{name}\t{path}\n".encode())
             finally:
                 os.close(fd)
-        if name == kill["event"] and path == kill["path"]:
+        wanted = ("truncate", "before-replace") if kill["event"] == "rewrite" else (kill["event"],)
+        if name in wanted and path == kill["path"]:
             count += 1
             if count == kill["nth"]:
                 os.killpg(os.getpgrp(), signal.SIGKILL)
@@ -328,11 +334,14 @@ def plan_trial(trial_id: str, config: Config, fault: str, reference: Reference, 
     folder = rng.choice(config.folders)
     prefix = f"{folder}/" if folder else ""
     replaced = Counter(path for event, path in reference.writes if event == "after-replace")
-    checkpoints = replaced[f"{prefix}checkpoint/state.json"]
+    # the tensor file is written by every checkpoint, whichever file commits it
+    checkpoints = replaced[f"{prefix}checkpoint/state.safetensors"]
     if fault == "random":
         kills = tuple(Kill(after=reference.kill_time(rng)) for _ in range(rng.choice([1, 1, 2, 3])))
     elif fault == "main-only":
-        kills = (Kill(after=reference.kill_time(rng), main_only=True),)
+        # while it trains (children exist and the run is not about to end): the first 80% of its writing part
+        start, end = reference.first_write, reference.seconds
+        kills = (Kill(after=rng.uniform(start, start + 0.8 * (end - start)), main_only=True),)
     elif fault == "checkpoint":
         # the poller sees a fraction of the temp files (most live for a millisecond): aim early enough
         kills = (Kill(watch="state.", nth=rng.randint(1, max(1, checkpoints // 2))),)
@@ -352,7 +361,7 @@ def plan_trial(trial_id: str, config: Config, fault: str, reference: Reference, 
         csv_name = rng.choice(["metrics.csv", "episodes.csv"])
         kills = (
             Kill(hook=f"after-replace:{prefix}checkpoint/state.json:{nth}"),
-            Kill(hook=f"truncate:{prefix}{csv_name}:1"),
+            Kill(hook=f"rewrite:{prefix}{csv_name}:1"),
         )
     else:
         raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
@@ -540,7 +549,7 @@ def check_run_folder(folder: Path, run: Path) -> list[str]:
 
     problems = []
     name = folder.relative_to(run)
-    if (folder / "checkpoint" / "state.json").is_file():
+    if any((folder / "checkpoint" / name).is_file() for name in CHECKPOINT_FILES):
         try:
             state, _ = load_checkpoint(folder / "checkpoint")
             logged = state.get("logger", {})
@@ -655,9 +664,9 @@ def without_wall_seconds(obj: Any) -> Any:
 
 def has_checkpoint(run: Path, config: Config) -> bool:
     """Whether ``--resume`` has something to continue: a seed folder (RUN itself for one seed) with
-    config.json and checkpoint/state.json, what ``--resume`` looks for."""
+    config.json and a checkpoint file, what ``--resume`` looks for."""
     return any(
-        (run / f / "config.json").is_file() and (run / f / "checkpoint" / "state.json").is_file()
+        (run / f / "config.json").is_file() and any((run / f / "checkpoint" / n).is_file() for n in CHECKPOINT_FILES)
         for f in config.folders
     )
 
@@ -755,7 +764,8 @@ def last_line(text: str) -> str:
 
 
 def table(results: list[TrialResult]) -> str:
-    """The Markdown table: per fault, trials, survived, data lost, longest last resume, and what the kills did."""
+    """The Markdown table: per fault, trials, survived, data lost, longest last resume, and what the kills did
+    (delivered of planned: a run may end before its kill is due; "mid-write": landed inside a write)."""
 
     def row(title: str, rows: list[TrialResult]) -> str:
         cells = [
@@ -764,14 +774,15 @@ def table(results: list[TrialResult]) -> str:
             sum(r.survived for r in rows),
             sum(r.data_lost for r in rows),
             f"{max((r.resume_seconds for r in rows), default=0.0):.1f}",
-            f"{sum(r.kills for r in rows)} ({sum(r.mid_write for r in rows)})",
+            f"{sum(r.kills for r in rows)}/{sum(len(r.trial.kills) for r in rows)} ({sum(r.mid_write for r in rows)})",
             sum(r.fresh_restarts for r in rows),
             sum(r.orphans for r in rows),
         ]
         return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
     lines = [
-        "| fault | trials | survived | data lost | max resume s | kills (mid-write) | fresh restarts | orphans |",
+        "| fault | trials | survived | data lost | max resume s | kills/planned (mid-write) | fresh restarts "
+        "| orphans |",
         "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
