@@ -47,6 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pgrad.config import parse_set_args
     from pgrad.envs.options import parse_env_kwargs, parse_wrappers
     from pgrad.errors import ConfigError, TrainingError
+    from pgrad.experiments.run_folder import never_checkpointed
     from pgrad.experiments.runner import (
         TrainSpec,
         build_agent,
@@ -73,6 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None and args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
         return _fail("--resume RUN continues RUN in place; drop --out or give the same folder", EXIT_USAGE)
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
+    start_over = False  # --resume of a run killed before its first checkpoint
     if any(seed < 0 for seed in seeds):
         return _fail(f"seeds must be non-negative ints, got {seeds}", EXIT_USAGE)
     try:
@@ -124,7 +126,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.batched = args.backend == "local" and batched_by_default(
                 spec, seeds, agent.config, args.workers, agent.policy
             )
-        if spec.resume and len(seeds) == 1:
+        if spec.resume and len(seeds) == 1 and never_checkpointed(Path(spec.out)):
+            # killed before its first checkpoint: nothing to continue, so the run starts over
+            print(f"pgrad: note: {spec.out} has no checkpoint yet; starting the run over", file=sys.stderr)
+            spec, start_over = replace(spec, resume=False), True
+        elif spec.resume and len(seeds) == 1:
             if args.seeds is None and any(Path(spec.out).glob("seed_*/checkpoint/state.json")):
                 raise ConfigError(f"--resume {spec.out} is a multi-seed run; resume it with its --seeds")
             prepare_resume(spec, agent, steps)
@@ -143,7 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         lock.acquire()  # first: --overwrite must not clear a folder another run is writing
         if not spec.resume:
-            check_new_run_folder(out, overwrite=args.overwrite)
+            check_new_run_folder(out, overwrite=args.overwrite or start_over)
     except ConfigError as exc:
         lock.release()
         agent.close()

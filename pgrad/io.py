@@ -261,29 +261,79 @@ def load_policy(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torc
     return description, state_dict
 
 
+# The checkpoint's JSON state travels inside the tensor file's header (safetensors metadata), so
+# one atomic rename commits a whole checkpoint: a kill between writing two files could otherwise
+# leave new tensors beside an old state (or the reverse), with the previous checkpoint gone.
+# state.json is written after it as a readable copy; readers take the state from the tensor file.
+STATE_KEY, TENSORS_DIGEST_KEY = "pgrad_state", "pgrad_tensors_sha256"
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, shapes, dtypes and bytes, in name order: what a checkpoint
+    file records about its own data (a file cannot hold the digest of its own bytes)."""
+    hasher = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        hasher.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return hasher.hexdigest()
+
+
 def save_checkpoint(folder: str | os.PathLike, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    """Write a resumable checkpoint: ``state.safetensors`` (tensors) and ``state.json`` (the rest).
-
-    The JSON is written last and carries the tensor file's digest, so a checkpoint interrupted
-    between the two files is detected as inconsistent rather than half-loaded.
-    """
+    """Write a resumable checkpoint: ``state.safetensors`` (the tensors, and the JSON state in its
+    header; one atomic write commits both) and ``state.json`` (a readable copy of the state)."""
     folder = Path(folder)
-    digest = write_tensors(folder / "state.safetensors", tensors)
-    write_json(
-        folder / "state.json",
-        {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, **state, "sha256": digest},
-    )
+    record = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, **state}
+    cpu = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}
+    metadata = {STATE_KEY: json.dumps(record), TENSORS_DIGEST_KEY: tensors_digest(cpu)}
+    data = safetensors_save(cpu, metadata=metadata)
+    atomic_write_bytes(folder / "state.safetensors", data)
+    write_json(folder / "state.json", {**record, "sha256": hashlib.sha256(data).hexdigest()})
 
 
-def load_checkpoint(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Read and verify a checkpoint written by :func:`save_checkpoint`."""
+def _header_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's header, reading the header only."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if size <= 0 or size > 100_000_000:  # safetensors' own limit on a header
+                raise ValueError(f"header size {size}")
+            return json.loads(handle.read(size)).get("__metadata__") or {}
+    except (OSError, ValueError, AttributeError) as exc:
+        raise PolicyFileError(f"checkpoint {path} is corrupted (unreadable header: {exc})") from None
+
+
+def checkpoint_file_state(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The state a checkpoint tensor file commits (its header), or None if it holds none."""
+    text = _header_metadata(Path(path)).get(STATE_KEY)
+    return None if text is None else json.loads(text)
+
+
+def read_checkpoint_state(folder: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's state without its tensors: from the tensor file's header, or state.json for
+    a checkpoint written before the state moved there."""
     folder = Path(folder)
     for name in ("state.json", "state.safetensors"):
         check_inside(folder / name, folder)
-    state = read_json(folder / "state.json", "checkpoint state")
+    tensor_file = folder / "state.safetensors"
+    text = _header_metadata(tensor_file).get(STATE_KEY) if tensor_file.is_file() else None
+    state = json.loads(text) if text is not None else read_json(folder / "state.json", "checkpoint state")
     if state.get("format") != CHECKPOINT_FORMAT:
         raise PolicyFileError(f"{folder} is not a pgrad checkpoint")
+    return state
+
+
+def load_checkpoint(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read and verify a checkpoint written by :func:`save_checkpoint` (or by an earlier pgrad,
+    whose state is in state.json with the tensor file's digest)."""
+    folder = Path(folder)
+    state = read_checkpoint_state(folder)
+    tensor_file = folder / "state.safetensors"
+    recorded = _header_metadata(tensor_file).get(TENSORS_DIGEST_KEY) if tensor_file.is_file() else None
+    # an earlier pgrad's checkpoint: state.json holds the digest of the whole tensor file
     tensors = read_tensors(folder / "state.safetensors", "checkpoint tensors", sha256=state.get("sha256"))
+    if recorded is not None and recorded != tensors_digest(tensors):
+        raise PolicyFileError(f"checkpoint {folder} is corrupted (its tensors do not match their recorded digest)")
     return state, tensors
 
 

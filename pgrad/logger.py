@@ -26,18 +26,21 @@ RECENT_EPISODES = 100  # "recent return" = mean of the last 100 finished episode
 class CsvStream:
     """Append rows to a CSV file whose header is fixed by the first row's keys."""
 
-    def __init__(self, path: Path, fieldnames: list[str] | None = None) -> None:
+    def __init__(self, path: Path, fieldnames: list[str] | None = None, append: bool = False) -> None:
+        """``append``: the file already holds the header and rows (written whole by
+        :func:`write_csv`); new rows go after them."""
         self.path = path
         self.handle: TextIO | None = None
         self.writer: csv.DictWriter | None = None
         if fieldnames is not None:  # header now, so the file exists even if no row ever comes
-            self._open(fieldnames)
+            self._open(fieldnames, append)
 
-    def _open(self, fieldnames: list[str]) -> None:
+    def _open(self, fieldnames: list[str], append: bool = False) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.path, "w", newline="", encoding="utf-8")
+        self.handle = open(self.path, "a" if append else "w", newline="", encoding="utf-8")
         self.writer = csv.DictWriter(self.handle, fieldnames=fieldnames, extrasaction="ignore")
-        self.writer.writeheader()
+        if not append:
+            self.writer.writeheader()
         self.handle.flush()
 
     def write(self, row: dict[str, Any]) -> None:
@@ -49,6 +52,20 @@ class CsvStream:
     def close(self) -> None:
         if self.handle is not None:
             self.handle.close()
+
+
+def continued_csv(path: Path, rows: list[dict[str, Any]], fieldnames: list[str] | None) -> CsvStream:
+    """A stream into ``path`` that starts with ``rows`` (a resumed run's rows up to its checkpoint).
+
+    The kept rows are written whole and atomically, then appended to: rewriting the file in place
+    row by row would leave it short if the process were killed meanwhile, and the checkpoint,
+    which counts the rows it expects, could then never resume.
+    """
+    if not rows:
+        return CsvStream(path, fieldnames)
+    names = fieldnames or list(rows[0])
+    write_csv(path, rows, names)
+    return CsvStream(path, names, append=True)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], fieldnames: list[str]) -> None:
@@ -140,12 +157,8 @@ class RunLogger:
         if self.run_dir is None:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._metrics_csv = CsvStream(self.run_dir / "metrics.csv")
-        self._episodes_csv = CsvStream(self.run_dir / "episodes.csv", EPISODE_FIELDS)
-        for row in self.metrics:
-            self._metrics_csv.write(row)
-        for row in self.episodes:
-            self._episodes_csv.write(row)
+        self._metrics_csv = continued_csv(self.run_dir / "metrics.csv", self.metrics, None)
+        self._episodes_csv = continued_csv(self.run_dir / "episodes.csv", self.episodes, EPISODE_FIELDS)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: it costs ~1 s
 

@@ -48,6 +48,7 @@ below), with its own Adam step count, so a batched run resumes like any other.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,8 @@ class SeedBatchedPPO(Algorithm):
         if run_dir is not None:
             self.save_checkpoints(run_dir)
             for seed, agent in zip(self.seeds, self.agents):
-                agent.save(run_dir / f"seed_{seed}")
+                # no summary.json yet: it marks a seed as finished, and comes after its final evaluation
+                agent.save(run_dir / f"seed_{seed}", summary=False)
 
     def fast_path_problem(self) -> str | None:
         return seed_batched_unsupported_reason(self.model)
@@ -558,6 +560,11 @@ class SeedBatchedPPO(Algorithm):
             if final is not None:
                 done.add(agent)
             collector = self.collector.seed_state(s) if self.collector is not None else None  # else the agent's own
+            # keep the seed's last checkpoint until every seed has its new one: a kill between two
+            # seeds' writes then resumes from the step all of them still have (seed_batched.py)
+            current = Path(run_dir) / f"seed_{seed}" / "checkpoint" / "state.safetensors"
+            if current.is_file():
+                os.replace(current, current.with_name("previous.safetensors"))
             agent.save_checkpoint(
                 Path(run_dir) / f"seed_{seed}" / "checkpoint",
                 collector=collector,

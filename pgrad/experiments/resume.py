@@ -12,25 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from pgrad.errors import ConfigError, PolicyFileError
-from pgrad.io import read_json, space_from_json, space_to_json
+from pgrad.io import read_checkpoint_state, space_from_json, space_to_json
 
 
-def read_checkpoint_state(run: Path) -> dict[str, Any]:
+def read_run_checkpoint_state(run: Path) -> dict[str, Any]:
     """``RUN/checkpoint/state.json`` of a pgrad run folder, or ConfigError saying what RUN is not."""
     if not run.is_dir():
         raise ConfigError(f"--resume {run}: no such run folder")
-    state_path = run / "checkpoint" / "state.json"
-    if not (run / "config.json").is_file() or not state_path.is_file():
+    committed = any((run / "checkpoint" / name).is_file() for name in ("state.json", "state.safetensors"))
+    if not (run / "config.json").is_file() or not committed:
         if any(run.glob("seed_*/checkpoint/state.json")):
             raise ConfigError(f"--resume {run} is a multi-seed run; resume it with its --seeds")
         raise ConfigError(f"--resume {run} is not a pgrad run folder (expected config.json and checkpoint/state.json)")
     try:
-        state = read_json(state_path, "checkpoint state")
+        return read_checkpoint_state(run / "checkpoint")  # the state the tensor file commits (pgrad/io.py)
     except PolicyFileError as exc:
         raise ConfigError(f"--resume {run}: {exc}") from None
-    if state.get("format") != "pgrad-checkpoint":
-        raise ConfigError(f"--resume {run}: {state_path} is not a pgrad checkpoint")
-    return state
 
 
 def config_changes(then: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -72,7 +69,7 @@ def check_resume(
     run: Path, agent: Any, steps: int, early_stopping: dict[str, Any] | None, allow_changes: bool
 ) -> dict[str, Any]:
     """Validate ``--resume RUN`` against the agent the command built; return the checkpoint state."""
-    state = read_checkpoint_state(run)
+    state = read_run_checkpoint_state(run)
     if state.get("algo") != agent.name:
         raise ConfigError(f"--resume {run}: its checkpoint is from algorithm {state.get('algo')!r}, not {agent.name!r}")
     for key in ("observation_space", "action_space"):

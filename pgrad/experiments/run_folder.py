@@ -34,6 +34,18 @@ def holds_a_run(folder: Path) -> bool:
     return any((folder / name).exists() for name in markers) or any(folder.glob("seed_*/config.json"))
 
 
+def never_checkpointed(folder: Path) -> bool:
+    """Whether ``folder`` holds the start of a single run killed before its first checkpoint
+    (a run writes config.json, then its step-0 checkpoint, before it trains)."""
+    return (
+        folder.is_dir()
+        and holds_a_run(folder)
+        and not (folder / "checkpoint" / "state.json").is_file()
+        and not (folder / "checkpoint" / "state.safetensors").is_file()
+        and not any(folder.glob("seed_*"))
+    )
+
+
 def check_new_run_folder(folder: Path, overwrite: bool) -> None:
     """Raise ConfigError unless a new run may be written into ``folder``; with ``overwrite``,
     clear a folder that holds a run first."""

@@ -193,6 +193,9 @@ def run_training(spec: TrainSpec, agent=None, resumed: bool = False) -> dict[str
         if spec.resume and not resumed:
             prepare_resume(spec, agent, steps)
         if not spec.resume:
+            # config.json first, then the step-0 checkpoint: a run killed at any moment after
+            # this has both files --resume needs (killed before it, --resume starts it over)
+            write_json(out / "config.json", agent.describe_run())
             agent.save_checkpoint(out / "checkpoint")
         agent.learn(steps, run_dir=out, quiet=spec.quiet, callback=callbacks, resume=spec.resume)
         # the policy first: a final evaluation that fails or is stopped cannot lose it (summary.json,

@@ -69,21 +69,58 @@ def batched_by_default(
     return all(len(set(resume_positions(root, group)[1].values())) <= 1 for group in seed_groups(seeds, workers))
 
 
-def resume_positions(root: Path, seeds: list[int]) -> tuple[list[int], dict[int, int | None]]:
-    """On a resume of ``root``: the seeds that had finished, and each other seed's checkpoint step
-    (None: no checkpoint)."""
-    from pgrad.experiments.resume import run_is_complete
-    from pgrad.io import read_json
+def checkpoint_steps(folder: Path) -> dict[str, int]:
+    """The steps of a seed's checkpoint files in ``folder/checkpoint``: the current one
+    (``state.safetensors``) and the one before it a seed-batched group keeps (``previous.safetensors``)."""
+    from pgrad.io import checkpoint_file_state, read_checkpoint_state
 
-    finished, positions = [], {}
+    steps = {}
+    checkpoint = folder / "checkpoint"
+    if (checkpoint / "state.safetensors").is_file():  # (moved to previous.safetensors while a new one is written)
+        steps["state.safetensors"] = read_checkpoint_state(checkpoint).get("total_steps")
+    if (checkpoint / "previous.safetensors").is_file():
+        steps["previous.safetensors"] = (checkpoint_file_state(checkpoint / "previous.safetensors") or {}).get(
+            "total_steps"
+        )
+    return steps
+
+
+def resume_positions(root: Path, seeds: list[int]) -> tuple[list[int], dict[int, int | None]]:
+    """On a resume of ``root``: the seeds that had finished, and the step each other seed resumes
+    from (None: no checkpoint).
+
+    A group writes its seeds' checkpoints one after the other, each keeping the one before it
+    (``previous.safetensors``); a kill in between leaves some seeds a checkpoint ahead. The step
+    is then the latest one every unfinished seed has, current or previous (:func:`settle_checkpoints`
+    makes it current).
+    """
+    from pgrad.experiments.resume import run_is_complete
+
+    finished, steps = [], {}
     for seed in seeds:
         folder = root / f"seed_{seed}"
-        state = folder / "checkpoint" / "state.json"
         if run_is_complete(folder):
             finished.append(seed)
         else:
-            positions[seed] = read_json(state, "checkpoint state").get("total_steps") if state.is_file() else None
-    return finished, positions
+            steps[seed] = checkpoint_steps(folder)
+    shared = set.intersection(*(set(s.values()) for s in steps.values())) if steps else set()
+    shared.discard(None)
+    if shared:
+        return finished, {seed: max(shared) for seed in steps}
+    return finished, {seed: s.get("state.safetensors") for seed, s in steps.items()}
+
+
+def settle_checkpoints(root: Path, positions: dict[int, int | None]) -> None:
+    """Make each seed's checkpoint at its ``positions`` step the current one: a seed a checkpoint
+    ahead of the group goes back to its previous one (whose state.json is written again)."""
+    from pgrad.io import checkpoint_file_state, write_json
+
+    for seed, step in positions.items():
+        checkpoint = root / f"seed_{seed}" / "checkpoint"
+        steps = checkpoint_steps(root / f"seed_{seed}")
+        if step is not None and steps.get("state.safetensors") != step and steps.get("previous.safetensors") == step:
+            os.replace(checkpoint / "previous.safetensors", checkpoint / "state.safetensors")
+            write_json(checkpoint / "state.json", checkpoint_file_state(checkpoint / "state.safetensors"))
 
 
 def seed_groups(seeds: list[int], workers: int | None) -> list[list[int]]:
@@ -127,6 +164,7 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
             summaries[seed] = read_json(root / f"seed_{seed}" / "summary.json", "run summary")
         if len(set(positions.values())) > 1:
             raise not_in_lockstep(positions)
+        settle_checkpoints(root, positions)
         seeds = list(positions)
         resuming = None not in positions.values()
     if not seeds:

@@ -9,7 +9,10 @@ compared with an uninterrupted run's. The kills here are injected at exact write
 so every run dies at the same moment on every machine and no test depends on timing; the
 benchmark adds kills at random times and while a poller sees a write in progress.
 
-The tests marked xfail are bugs found this way (strict: each fails loudly once fixed).
+Each of the bugs found this way has its test here (they were fixed in pgrad: a checkpoint is one
+file, CSVs are rewritten atomically on resume, config.json comes before the first checkpoint, a
+seed-batched group keeps each seed's previous checkpoint until all have their new one, and
+summary.json comes after the final evaluation).
 """
 
 from __future__ import annotations
@@ -85,53 +88,29 @@ def test_a_run_killed_before_a_rename_keeps_the_previous_file_and_resumes(trial_
     assert result.survived, report(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: save_checkpoint replaces state.safetensors, then state.json: a kill between the two leaves a "
-    "checkpoint whose SHA-256 does not match, and --resume refuses it (the previous checkpoint is gone)",
-)
 def test_a_run_killed_between_a_checkpoints_two_files_resumes(trial_runner):
     result = trial_runner(PPO, "between-files", "after-replace:checkpoint/state.safetensors:3")
     assert result.survived, report(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a resume rewrites metrics.csv and episodes.csv in place (open 'w', then row by row); a kill "
-    "in between leaves them with fewer rows than the checkpoint expects, and every later --resume refuses",
-)
 def test_a_resume_killed_while_it_rewrites_the_csvs_loses_no_rows(trial_runner):
-    result = trial_runner(PPO, "csv-rewrite", "after-replace:checkpoint/state.json:3", "truncate:metrics.csv:1")
+    # a resume writes the rows it keeps whole and atomically, then appends (it once rewrote them in
+    # place, row by row, and a kill meanwhile left the file short of the checkpoint's rows for good)
+    result = trial_runner(PPO, "csv-rewrite", "after-replace:checkpoint/state.json:3", "before-replace:metrics.csv:1")
     assert result.survived, report(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: a run killed before its first complete checkpoint (here: checkpoint/state.json written, "
-    "config.json not yet) cannot be resumed (--resume: 'not a pgrad run folder') nor rerun (the same command: "
-    "'already holds a pgrad run'); only --overwrite starts it over",
-)
 def test_a_run_killed_before_its_first_complete_checkpoint_resumes(trial_runner):
     result = trial_runner(PPO, "random", "after-replace:checkpoint/state.json:1")
     assert result.survived, report(result)  # the trial itself starts over with --overwrite
     assert not result.fresh_restarts, report(result)  # what is asked: --resume starts it over by itself
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a seed-batched group writes its seeds' checkpoints one after the other; a kill in between "
-    "leaves them at different steps and --resume (with --batched) refuses: 'not in lockstep'",
-)
 def test_a_seed_batched_run_killed_between_two_seeds_checkpoints_resumes(trial_runner):
     result = trial_runner(SEEDS, "random", "after-replace:seed_0/checkpoint/state.json:2")
     assert result.survived, report(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SeedBatchedPPO.end_learning saves each seed's summary.json before the final evaluation; a kill "
-    "during that evaluation leaves seeds that look finished, and --resume keeps their summaries without it",
-)
 def test_a_seed_batched_run_killed_during_its_final_evaluation_resumes(trial_runner):
     result = trial_runner(SEEDS, "random", "after-replace:seed_2/summary.json:1")
     assert result.survived, report(result)
