@@ -6,11 +6,14 @@ Run (each side and seed in turn, one core each; sb3-contrib is never a pgrad dep
     .venv/bin/python benchmarks/trpo_sb3.py Hopper-v5 --steps 100000 --seeds 0 1
 
 The preset is read from ``pgrad/presets/trpo.toml`` (one spelling) and mapped to sb3-contrib's
-names as that file's header describes; VecNormalize normalises observations and rewards during
-training for sb3-contrib (the Zoo's ``normalize: true``), which pgrad's ``normalize_obs`` and
-``normalize_reward`` do. Printed: one JSON line per side and seed with a 10-episode deterministic
-evaluation (raw rewards, frozen statistics, reset seeds 10000-10009, as ``pgrad.evaluate``), the
-mean return of the last 100 training episodes, and the wall time; then the mean of each side.
+names as that file's header describes, including its one conversion: for a Box action of d
+dimensions sb3-contrib's KL is the mean over the dimensions, pgrad's their sum, so
+``target_kl = max_kl / d`` and sb3-contrib's ``cg_damping`` is pgrad's divided by d.
+VecNormalize normalises observations and rewards during training for sb3-contrib (the Zoo's
+``normalize: true``), which pgrad's ``normalize_obs`` and ``normalize_reward`` do. Printed: one
+JSON line per side and seed with a 10-episode deterministic evaluation (raw rewards, frozen
+statistics, reset seeds 10000-10009, as ``pgrad.evaluate``), the mean return of the last 100
+training episodes, and the wall time; then the mean of each side.
 """
 
 from __future__ import annotations
@@ -42,12 +45,17 @@ SB3_NAMES = {
 HANDLED = {"source", "steps", "n_envs", "normalize_obs", "normalize_reward"}
 
 
-def sb3_arguments(preset: dict) -> dict:
-    """sb3-contrib TRPO keyword arguments for a pgrad TRPO preset table; refuses what it cannot map."""
+def sb3_arguments(preset: dict, kl_dimensions: int) -> dict:
+    """sb3-contrib TRPO keyword arguments for a pgrad TRPO preset table; refuses what it cannot map.
+    ``kl_dimensions``: the d that sb3-contrib averages its KL over (a Box action's size, else 1)."""
     unknown = set(preset) - set(SB3_NAMES) - HANDLED
     if unknown:
         raise SystemExit(f"cannot map {sorted(unknown)} to sb3-contrib's TRPO")
-    return {SB3_NAMES[key]: value for key, value in preset.items() if key in SB3_NAMES}
+    # pgrad's defaults where the preset sets none (the same as sb3-contrib's, before the conversion)
+    values = {"max_kl": 0.01, "cg_damping": 0.1, **preset}
+    for key in ("max_kl", "cg_damping"):
+        values[key] = round(values[key] / kl_dimensions, 12)  # 0.1, not 0.09999999999999999
+    return {SB3_NAMES[key]: value for key, value in values.items() if key in SB3_NAMES}
 
 
 def run_pgrad(env_id: str, seed: int, steps: int) -> dict:
@@ -70,7 +78,11 @@ def run_sb3(env_id: str, seed: int, steps: int, preset: dict) -> dict:
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    kwargs = sb3_arguments(preset)
+    probe = gym.make(env_id)
+    box = isinstance(probe.action_space, gym.spaces.Box)
+    kwargs = sb3_arguments(preset, int(np.prod(probe.action_space.shape)) if box else 1)
+    probe.close()
+    print(json.dumps({"side": "sb3-contrib", "arguments": kwargs}), flush=True)
     monitors = [Monitor(gym.make(env_id)) for _ in range(preset.get("n_envs", 1))]
     venv = VecNormalize(
         DummyVecEnv([lambda monitor=monitor: monitor for monitor in monitors]),

@@ -42,7 +42,10 @@ encoder and the shared trunk where the policy has them); the critic's regression
 shared features detached, so only the KL-constrained step changes them (sb3-contrib's TRPO drops
 the critic's gradient on actor parameters the same way). Defaults are sb3-contrib's TRPO
 defaults (sb3_contrib/trpo/trpo.py), so that the RL Zoo's presets, written as changes to those,
-map one to one (pgrad/presets/trpo.toml).
+map key by key (pgrad/presets/trpo.toml), with one conversion: for a Box action of ``d``
+dimensions sb3-contrib's KL is the mean of the dimensions' KLs where this one (the paper's) is
+their sum, so its ``target_kl`` and ``cg_damping`` are ``max_kl / d`` and ``cg_damping / d``
+here; so converted, the policy step is sb3-contrib's to float rounding.
 
 This module also holds the two pieces PPO's other objectives use (``--set objective=kl_penalty``
 or ``none``, pgrad/algos/ppo.py): :func:`policy_kl` and :func:`surrogate_loss`.
@@ -263,7 +266,7 @@ class NPGConfig(TargetCriticConfig):
     gae_lambda: float = param(0.95, "GAE lambda (bias/variance trade-off of the advantage)", low=0.0, high=1.0)
     max_kl: float = param(
         0.01,
-        "trust-region radius delta: mean KL(pi_old || pi) of a step (sb3-contrib: target_kl)",
+        "trust-region radius delta: mean KL(pi_old || pi) of a step (sb3-contrib: target_kl x Box action size)",
         low=0.0,
         low_open=True,
     )
