@@ -549,7 +549,9 @@ def check_run_folder(folder: Path, run: Path) -> list[str]:
 
     problems = []
     name = folder.relative_to(run)
-    if any((folder / "checkpoint" / name).is_file() for name in CHECKPOINT_FILES):
+    # state.json is the last file of a checkpoint in every layout pgrad has had (a tensor file
+    # without it may be an interrupted first checkpoint, which holds nothing yet)
+    if (folder / "checkpoint" / "state.json").is_file():
         try:
             state, _ = load_checkpoint(folder / "checkpoint")
             logged = state.get("logger", {})
@@ -714,6 +716,10 @@ def run_trial(trial: Trial, reference: Reference, workdir: Path) -> TrialResult:
             result.log.append(f"  {len(ended.orphans)} child processes alive 0.2 s later: {ended.orphans}")
         if not ended.killed and ended.returncode != 0:
             result.log.append(f"  stderr: {last_line(ended.stderr)}")
+        if ended.orphans:
+            # children still write: what a check sees now may be a write in progress, not a loss
+            result.log.append("  files not checked until the orphans are done")
+            continue
         for problem in check_files(run, config):
             if problem not in result.problems:
                 result.problems.append(problem)
