@@ -204,7 +204,7 @@ def test_the_critic_fit_moves_the_critic_only(share_trunk):
 def test_cli_trains_lists_and_refuses_what_is_not_supported(tmp_path, capsys):
     run = tmp_path / "run"
     argv = ["train", "trpo", "CartPole-v1", "--steps", "256", "--out", str(run), "--quiet", "--eval-episodes", "2"]
-    assert cli_main([*argv, "--set", "n_steps=128", "--set", "n_envs=2"]) == 0
+    assert cli_main([*argv, "--preset", "none", "--set", "n_steps=128", "--set", "n_envs=2"]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["algo"] == "trpo" and summary["steps"] == 256 and summary["eval_episodes"] == 2
     assert cli_main(["list", "npg"]) == 0
