@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -99,7 +100,11 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, str):
-            try:
+            try:  # exactly, where float() would round an int beyond 2**53
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+            try:  # "1e3", "64.0"
                 number = float(value.replace("_", ""))
             except ValueError:
                 raise bad from None
@@ -110,13 +115,22 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value.replace("_", ""))
+                number = float(value)
+            except OverflowError:  # an int beyond float's range, as TOML can hold
+                raise bad from None
+        elif isinstance(value, str):
+            try:
+                number = float(value.replace("_", ""))
             except ValueError:
                 raise bad from None
-        raise bad
+        else:
+            raise bad
+        # nan passes no range check (every comparison is False) and would reach training from a
+        # field without a range (log_std_init), to fail there; no hyperparameter means nan.
+        if math.isnan(number):
+            raise bad
+        return number
     if annotation is str:
         if isinstance(value, str):
             return value.strip()
@@ -144,8 +158,10 @@ class Config:
     calls :meth:`validate` for cross-field checks.
     """
 
+    # high: torch.set_num_threads takes a C int and fails with ValueError above it; no machine has
+    # more cores than this, so a larger value is a typo
     torch_threads: int = param(
-        1, "torch intra-op and numpy BLAS threads per process (1 is fastest for small networks)", low=1
+        1, "torch intra-op and numpy BLAS threads per process (1 is fastest for small networks)", low=1, high=1024
     )
 
     # Fields an earlier pgrad wrote into this algorithm's config.json, policy.json and checkpoints
@@ -287,6 +303,13 @@ class OnPolicyConfig(Config):
     vectorization: str = param(
         "sync", "how vector envs step: in this process or one subprocess each", choices=("sync", "async")
     )
+    env_timeout: float | None = param(
+        600.0,
+        "vectorization=async: fail the run if an env's reset or step takes longer than this many seconds "
+        "(none: wait for ever)",
+        low=0.0,
+        low_open=True,
+    )
     autoreset_mode: str = param(
         "same_step",
         "Gymnasium vector-env autoreset mode used for the envs pgrad builds",
@@ -364,16 +387,42 @@ def _user_preset_entry(algo: str, name: str) -> dict[str, Any]:
 
     path, _, table = name.partition("#")
     try:
-        presets = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read preset file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"preset file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"cannot read preset file {_shown(path)}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not UTF-8 (UnicodeDecodeError), or a NUL in the path
+        raise ConfigError(f"cannot read preset file {_shown(path)}: {exc}") from None
+    try:
+        presets = tomllib.loads(text)
+    except (ValueError, RecursionError) as exc:
+        # TOMLDecodeError is a ValueError; tomllib also raises a plain ValueError for an int of
+        # more than 4300 digits and RecursionError for arrays or tables nested too deep
+        raise ConfigError(f"preset file {_shown(path)} is not valid TOML: {exc}") from None
     if table not in presets or not isinstance(presets[table], dict):
-        raise ConfigError(f"preset file {path} has no table [{table}]; tables: {', '.join(presets) or 'none'}")
+        tables = ", ".join(_shown(t) for t in presets) or "none"
+        raise ConfigError(f"preset file {_shown(path)} has no table [{_shown(table)}]; tables: {tables}")
     entry = presets[table]
     if entry.get("algo", algo) != algo:
-        raise ConfigError(f"preset file {path} [{table}] is for algorithm {entry['algo']!r}, not {algo!r}")
+        raise ConfigError(
+            f"preset file {_shown(path)} [{_shown(table)}] is for algorithm {entry['algo']!r}, not {algo!r}"
+        )
+    return _checked_entry(f"preset file {_shown(path)} [{_shown(table)}]", entry)
+
+
+def _shown(text: str) -> str:
+    """``text`` in a one-line message: as it is if printable, else as its repr (a file or table
+    name with a newline would split the message over lines)."""
+    return text if text.isprintable() else repr(text)
+
+
+def _checked_entry(where: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` after checking the values that are not hyperparameters (Config.build checks those):
+    pgrad would take them as they are, and fail later on a bad one with a TypeError."""
+    steps = entry.get("steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"{where}: steps={steps!r} must be a positive int")
+    if not isinstance(entry.get("env_kwargs", {}), dict):
+        raise ConfigError(f"{where}: env_kwargs={entry['env_kwargs']!r} must be a table of env constructor keywords")
     return entry
 
 

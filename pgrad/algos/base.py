@@ -278,6 +278,7 @@ class Algorithm:
             seed=self.seed,
             vectorization=c.vectorization,
             autoreset_mode=c.autoreset_mode,
+            vector_kwargs={"step_timeout": c.env_timeout} if c.vectorization == "async" else None,
             record_episodes=True,  # replayed on resume
             # the collector reads only final_obs and action_mask; batching every info costs time every step
             keep_infos=(MASK_KEY,),

@@ -26,14 +26,14 @@ from typing import Any  # noqa: E402
 
 import gymnasium as gym  # noqa: E402
 from gymnasium.envs.registration import EnvSpec  # noqa: E402
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, VectorEnv  # noqa: E402
+from gymnasium.vector import AutoresetMode, VectorEnv  # noqa: E402
 
 from pgrad.env_ids import REGISTERED_IDS, env_package_of, register_bundled_envs  # noqa: E402
 from pgrad.envs.atari import atari_env, is_atari_id  # noqa: E402
 from pgrad.envs.mujoco_messages import filtered_mujoco_warnings  # noqa: E402
 from pgrad.envs.options import ConfiguredEnv  # noqa: E402
 from pgrad.envs.recorder import with_recorder  # noqa: E402
-from pgrad.envs.vector import LeanSyncVectorEnv  # noqa: E402
+from pgrad.envs.vector import LeanSyncVectorEnv, TimedAsyncVectorEnv  # noqa: E402
 from pgrad.errors import ConfigError  # noqa: E402
 
 __all__ = ["REGISTERED_IDS", "env_id_of", "make_env", "make_vector_env"]
@@ -42,7 +42,7 @@ EnvLike = str | EnvSpec | gym.Env | Callable[..., gym.Env]
 
 register_bundled_envs(gym)
 
-_VECTORIZATIONS = {"sync": LeanSyncVectorEnv, "async": AsyncVectorEnv}
+_VECTORIZATIONS = {"sync": LeanSyncVectorEnv, "async": TimedAsyncVectorEnv}
 _AUTORESET_MODES = {"same_step": AutoresetMode.SAME_STEP, "next_step": AutoresetMode.NEXT_STEP}
 _ACCEPTED_ENVS = "Accepted: any Gymnasium id, a pgrad/ id (pgrad list), or module:Class"
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+from gymnasium.vector.async_vector_env import AsyncState
 
 
 class LeanSyncVectorEnv(SyncVectorEnv):
@@ -83,12 +84,42 @@ class LeanSyncVectorEnv(SyncVectorEnv):
         )
 
 
+class TimedAsyncVectorEnv(AsyncVectorEnv):
+    """Gymnasium's AsyncVectorEnv whose ``reset`` and ``step`` give up after ``step_timeout``
+    seconds (None: wait for ever, Gymnasium's behaviour): a worker whose env hangs then fails the
+    run with a one-line error instead of hanging it (``env_timeout``)."""
+
+    def __init__(self, env_fns: Any, step_timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(env_fns, **kwargs)
+        self.step_timeout = step_timeout
+        self.failed = False  # a call timed out or a worker died: close must not wait for the workers
+
+    def reset(self, *, seed: Any = None, options: Any = None):
+        self.reset_async(seed=seed, options=options)
+        return self._wait(self.reset_wait)
+
+    def step(self, actions: Any):
+        self.step_async(actions)
+        return self._wait(self.step_wait)
+
+    def _wait(self, wait: Any):
+        try:
+            return wait(timeout=self.step_timeout)
+        except Exception:
+            self.failed = True
+            raise
+
+
 def close_vector_env(envs: Any) -> None:
     """Close ``envs``; if that fails (an async worker died mid-step, so Gymnasium's close waits on
     a pipe that only raises), kill the worker processes and close the pipes: no process is left
     behind after a failed run."""
+    # a worker that hangs or died: Gymnasium's close would wait on its pipe for ever
+    failed = getattr(envs, "failed", False) or (
+        isinstance(envs, AsyncVectorEnv) and envs._state is not AsyncState.DEFAULT
+    )
     try:
-        envs.close()
+        envs.close(terminate=True) if failed else envs.close()
     except Exception:
         for process in getattr(envs, "processes", ()):
             if process.is_alive():

@@ -30,13 +30,29 @@ def read_run_checkpoint_state(run: Path) -> dict[str, Any]:
         raise ConfigError(f"--resume {run}: {exc}") from None
 
 
-def config_changes(then: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """Every hyperparameter that differs between two resolved configs (``"lr: 0.001 -> 0.0003"``), by name."""
+def config_changes(then: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[str]:
+    """Every hyperparameter that differs between two resolved configs (``"lr: 0.001 -> 0.0003"``), by name.
+
+    ``defaults``: the values of fields a config saved by an earlier pgrad does not have (added
+    since, e.g. ``device``); such a field is a change only if ``now`` differs from its default.
+    """
+    then = {**(defaults or {}), **then}
     return [
         f"{key}: {then.get(key)!r} -> {now.get(key)!r}"
         for key in sorted(then.keys() | now.keys())
         if then.get(key) != now.get(key)
     ]
+
+
+def field_defaults(config_class: Any) -> dict[str, Any]:
+    """The default of every field of a config class, as ``to_dict`` writes values (tuples as lists)."""
+    import dataclasses
+
+    defaults = {}
+    for f in dataclasses.fields(config_class):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = list(f.default) if isinstance(f.default, tuple) else f.default
+    return defaults
 
 
 def resume_changes(state: dict[str, Any], agent: Any, steps: int, early_stopping: dict[str, Any] | None) -> list[str]:
@@ -52,7 +68,8 @@ def resume_changes(state: dict[str, Any], agent: Any, steps: int, early_stopping
         then = state.get(key, type(now)())
         if then != now:
             changes.append(f"{key}: {then} -> {now}")
-    changes += config_changes(agent.Config.saved_values(state.get("config", {})), agent.config.to_dict())
+    saved = agent.Config.saved_values(state.get("config", {}))
+    changes += config_changes(saved, agent.config.to_dict(), field_defaults(agent.Config))
     budget = state.get("learn_budget")
     if budget is not None and budget["total_steps"] != steps:
         changes.append(f"steps: {budget['total_steps']} -> {steps}")

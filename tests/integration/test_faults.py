@@ -374,3 +374,48 @@ def test_a_write_that_fails_is_one_line_and_the_previous_checkpoint_stays(tmp_pa
     state, _ = load_checkpoint(run / "checkpoint")
     assert state["total_steps"] in (0, 64, 128, 192, 256, 320, 384, 448, 512)
     assert not list((run / "checkpoint").glob(".*.tmp"))  # no half-written file left behind
+
+
+class HangingEnv(FailingEnv):
+    """Its second copy's step never returns (a simulator deadlock)."""
+
+    def step(self, action):
+        self.calls += 1
+        if self.copy_index % 2 == 1 and self.calls == self.at:
+            time.sleep(3600)
+        return np.zeros(4, np.float32), 1.0, False, False, {}
+
+
+def test_a_hanging_async_env_fails_within_the_timeout_and_leaves_no_process(tmp_path):
+    from pgrad.errors import TrainingError
+    from pgrad.experiments.runner import TrainSpec, run_training
+
+    FailingEnv.copies = -1
+    spec = TrainSpec(
+        algo="ppo",
+        env="tests.integration.test_faults:HangingEnv",
+        seed=0,
+        out=str(tmp_path / "run"),
+        steps=256,
+        preset="none",
+        overrides=dict(n_envs=2, n_steps=8, batch_size=16, vectorization="async", env_timeout=2.0),
+        quiet=True,
+        env_kwargs={"at": 4},
+    )
+    import multiprocessing
+
+    started = time.monotonic()
+    with pytest.raises(TrainingError, match="TimeoutError in step at step 7"):
+        run_training(spec)
+    assert time.monotonic() - started < 60
+    assert not [p for p in multiprocessing.active_children() if p.is_alive()]  # the hung worker was killed
+
+
+def test_fields_added_since_a_checkpoint_are_not_changes_on_resume():
+    from pgrad.experiments.resume import config_changes, field_defaults
+
+    defaults = field_defaults(pgrad.PPO.Config)
+    now = pgrad.PPO.Config.build({}).to_dict()
+    then = {key: value for key, value in now.items() if key not in ("device", "env_timeout")}  # an older run
+    assert config_changes(then, now, defaults) == []
+    assert config_changes(then, {**now, "device": "auto"}, defaults) == ["device: 'cpu' -> 'auto'"]
