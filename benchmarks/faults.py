@@ -166,12 +166,13 @@ def install_hook(spec_json: str) -> None:
     to SIGKILL this process's group at one of them.
 
     Runs in every Python process of a run under test (the ``sitecustomize`` written by
-    :func:`hook_environment`). ``kill`` is ``{"event", "path", "nth"}``: at this process's nth
+    :func:`hook_environment`). ``kill`` is ``{"event", "path", "nth", "target"}``: at this process's nth
     ``event`` on the absolute ``path``, where the event is ``before-replace`` (the temp file is
     complete, the rename not done), ``after-replace`` (renamed), ``truncate`` (a CSV opened for
     writing, so emptied) or ``rewrite`` (the first two of these, whichever comes: a file
     rewritten in place or atomically). The run was started in its own process group, so the
-    group is the run.
+    group is the run; ``target`` ``"parent"`` kills the parent process only instead (a child of
+    the main process kills it at a moment the child chooses, as a ``kill -9 PID`` would).
     """
     spec = json.loads(spec_json)
     log_path: str | None = spec.get("log")
@@ -192,7 +193,10 @@ def install_hook(spec_json: str) -> None:
         if name in wanted and path == kill["path"]:
             count += 1
             if count == kill["nth"]:
-                os.killpg(os.getpgrp(), signal.SIGKILL)
+                if kill.get("target") == "parent":  # a child kills the run's main process only
+                    os.kill(os.getppid(), signal.SIGKILL)
+                else:
+                    os.killpg(os.getpgrp(), signal.SIGKILL)
 
     real_replace, real_open = os.replace, builtins.open
 
@@ -246,11 +250,11 @@ class Kill:
     watch: str | None = None  # external: SIGKILL the group at the nth new temp file named .<watch>*.tmp
     nth: int = 1
     hook: str | None = None  # injected: the run kills its own group at "EVENT:PATH:N", PATH in RUN (install_hook)
-    main_only: bool = False  # with after: SIGKILL the main process only, not its children
+    main_only: bool = False  # SIGKILL the main process only, not its children (with hook: a child kills it)
 
     def describe(self) -> str:
         if self.hook is not None:
-            return f"kill itself at {self.hook}"
+            return f"{'a child kills the main process' if self.main_only else 'kill itself'} at {self.hook}"
         if self.watch is not None:
             return f"kill at the {self.nth}. temp file .{self.watch}*.tmp seen"
         return f"kill {'the main process' if self.main_only else 'the group'} at {self.after:.3f} s"
@@ -467,7 +471,9 @@ def launch(
     env = dict(os.environ) if env is None else env
     if kill is not None and kill.hook is not None:
         event, path, nth = kill.hook.split(":")
-        env = hook_environment(run.parent, kill={"event": event, "path": str((run / path).resolve()), "nth": int(nth)})
+        target = "parent" if kill.main_only else "group"
+        spec = {"event": event, "path": str((run / path).resolve()), "nth": int(nth), "target": target}
+        env = hook_environment(run.parent, kill=spec)
     before = temp_files(run, config)
     stderr_file = tempfile.TemporaryFile()
     start = time.monotonic()
@@ -510,7 +516,8 @@ def launch(
     stderr = stderr_file.read().decode(errors="replace")
     stderr_file.close()
     # landed inside a write: injected at one, or a temp file of it was left behind
-    mid_write = killed and (bool(temp_files(run, config) - before) or (kill is not None and kill.hook is not None))
+    injected = kill is not None and kill.hook is not None and not kill.main_only
+    mid_write = killed and (bool(temp_files(run, config) - before) or injected)
     return Launch(process.pid, process.returncode, seconds, killed, mid_write, stderr, orphans)
 
 
@@ -725,10 +732,15 @@ def run_trial(trial: Trial, reference: Reference, workdir: Path) -> TrialResult:
                 result.problems.append(problem)
                 result.log.append(f"  after launch {index}: {problem}")
     resumable = has_checkpoint(run, config)
+    # orphans of a killed main process may still write: then a refused resume is no proof that
+    # there was nothing to resume, and counts as a failure
+    orphans_at_work = any(group_members(pgid) for pgid, _ in orphan_groups)
     final = launch(train_command(config, run, resume=True), config, run, None)
     result.resume_seconds = final.seconds
     result.log.append(f"last resume: exit {final.returncode} after {final.seconds:.2f} s")
-    if final.returncode != 0 and not resumable:
+    if final.returncode != 0 and orphans_at_work:
+        result.log.append("  (refused while processes of the killed run were still alive)")
+    elif final.returncode != 0 and not resumable:
         # nothing to resume: the run starts over with its own command (as a user would have to)
         result.fresh_restarts += 1
         result.log.append(f"  --resume refused a run without a checkpoint: {last_line(final.stderr)}")
