@@ -564,7 +564,12 @@ class SeedBatchedPPO(Algorithm):
             # seeds' writes then resumes from the step all of them still have (seed_batched.py)
             current = Path(run_dir) / f"seed_{seed}" / "checkpoint" / "state.safetensors"
             if current.is_file():
-                os.replace(current, current.with_name("previous.safetensors"))
+                # previous.safetensors becomes a second name of the current file (a hard link swapped
+                # in atomically), so the folder has a complete state.safetensors at every moment
+                link = current.with_name(".previous.safetensors.tmp")
+                link.unlink(missing_ok=True)
+                os.link(current, link)
+                os.replace(link, current.with_name("previous.safetensors"))
             agent.save_checkpoint(
                 Path(run_dir) / f"seed_{seed}" / "checkpoint",
                 collector=collector,

@@ -329,14 +329,31 @@ def gather_outcomes(
     return summary, errors
 
 
-def _start_pool_worker(cores_per_worker: int) -> None:
-    """Initializer of a multi-seed pool worker: deferred stop signals, its share of the cores (so
-    an ARS seed with default ``n_workers`` starts one rollout worker per core it has, not per core
-    of the machine while other seeds run beside it), and pgrad's start-up savings (pgrad.startup)."""
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies (``prctl
+    PR_SET_PDEATHSIG``). A seed process outliving a ``kill -9`` of ``pgrad train`` would go on
+    writing its seed folder, no longer guarded by the run folder's lock, while a ``--resume`` may
+    write the same files; killed at once, it leaves its last complete checkpoint instead."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _start_pool_worker(cores_per_worker: int, parent_pid: int) -> None:
+    """Initializer of a multi-seed pool worker: death with the parent, deferred stop signals, its
+    share of the cores (so an ARS seed with default ``n_workers`` starts one rollout worker per core
+    it has, not per core of the machine while other seeds run beside it), and pgrad's start-up
+    savings (pgrad.startup)."""
     from pgrad.checkpointing import defer_signals
     from pgrad.parallel import share_cores
     from pgrad.startup import skip_optimizer_dynamo_import
 
+    die_with_parent(parent_pid)
     defer_signals()
     share_cores(cores_per_worker)
     skip_optimizer_dynamo_import()
@@ -358,7 +375,7 @@ def _outcomes_local(specs: dict[Any, Any], workers: int | None, work: Callable[[
         max_workers=workers,
         mp_context=get_context("spawn"),
         initializer=_start_pool_worker,
-        initargs=(cores_per_worker,),
+        initargs=(cores_per_worker, os.getpid()),
     ) as pool:
 
         def forward(signum: int, frame: Any) -> None:

@@ -21,6 +21,7 @@ from pgrad.experiments.runner import (
     summary_with_early_stopping,
     write_failure,
 )
+from pgrad.io import write_json
 
 BATCHED_ALGORITHMS = ("ppo",)
 
@@ -176,6 +177,10 @@ def _train_group(spec: TrainSpec, seeds: list[int]) -> dict[int, dict[str, Any]]
         if resuming:
             batched.load_checkpoints(root, keep_hyperparameters=spec.allow_changes)
         else:
+            # each seed's config.json before its step-0 checkpoint, as a single run writes them
+            # (runner.py): a group killed at any moment after has what --resume needs
+            for seed, agent in zip(seeds, batched.agents):
+                write_json(root / f"seed_{seed}" / "config.json", agent.describe_run())
             batched.save_checkpoints(root)
         try:
             batched.learn(steps, run_dir=root, quiet=True, callback=callbacks_of(spec), resume=resuming)

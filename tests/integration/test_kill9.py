@@ -12,8 +12,10 @@ benchmark adds kills at random times and while a poller sees a write in progress
 Each of the bugs found this way has its test here (the first ones were fixed in pgrad: a
 checkpoint is one file, CSVs are rewritten atomically on resume, config.json comes before the
 first checkpoint, a seed-batched group keeps each seed's previous checkpoint until all have their
-new one, and summary.json comes after the final evaluation). The tests marked xfail are bugs
-found since (strict: each fails loudly once fixed).
+new one, and summary.json comes after the final evaluation). Two found later have
+theirs too: a seed-batched checkpoint folder without state.safetensors while the previous one
+was set aside (it is now a hard link swapped in), and seed processes outliving a killed main
+process (they now die with it: PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -127,23 +129,11 @@ def test_a_seed_batched_run_killed_during_its_final_evaluation_resumes(trial_run
     assert result.survived, report(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a seed-batched checkpoint moves state.safetensors to previous.safetensors, then writes the new "
-    "one: a kill in between leaves RUN/seed_S/checkpoint without state.safetensors, which pgrad.io.load_checkpoint "
-    "(and --init RUN/seed_S/checkpoint) cannot load, although --resume copes",
-)
 def test_a_seed_batched_checkpoint_folder_loads_at_every_moment(trial_runner):
     result = trial_runner(SEEDS, "between-files", "after-replace:seed_0/checkpoint/previous.safetensors:1")
     assert result.survived, report(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: kill -9 of a multi-seed run's main process leaves its seed processes running: they go on training "
-    "and writing RUN/seed_* (the run folder's lock is gone, so a --resume may write the same files meanwhile), "
-    "then wait for ever, with multiprocessing's resource tracker",
-)
 def test_a_multi_seed_runs_main_process_killed_leaves_no_process_behind(trial_runner):
     # seed 0's process kills the main process once it has written its second checkpoint; the
     # resume starts at once, as a user's would
