@@ -5,6 +5,7 @@
 #   make test-fast   the same lint, then every test not marked slow (none of tests/learning)
 #   make lint        ruff check + ruff format --check, as run by both test targets
 #   make format      rewrites the code: ruff format, then ruff check --fix (prints what needs a hand)
+#   make faults      the kill -9 fault-injection suite (benchmarks/faults.py), its table
 #   make docs        the documentation site into site/ (mkdocs build --strict: warnings are errors)
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 RUFF := $(BIN)/ruff
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test test-fast lint format install clean docs
+.PHONY: demo test test-fast lint format install clean docs faults
 
 # torch==2.13.0 first and exactly: it is the CPU wheel these machines hold on disk; any other
 # resolution would download a multi-GB CUDA build. The stamp reinstalls when pyproject changes.
@@ -50,6 +51,10 @@ $(VENV)/.docs-installed: $(VENV)/.installed
 
 docs: $(VENV)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
+# the kill -9 fault suite (50 trials, ~10 min): its table is in BENCHMARKS.md, "Faults"
+faults: $(VENV)/.installed
+	$(BIN)/python benchmarks/faults.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
