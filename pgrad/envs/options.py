@@ -41,6 +41,10 @@ def parse_env_kwargs(items: list[str]) -> dict[str, Any]:
             kwargs[key] = json.loads(text)
         except json.JSONDecodeError:
             kwargs[key] = text
+        except (ValueError, RecursionError) as exc:
+            # JSON that Python's json module refuses: an int of more than 4300 digits, or nesting
+            # too deep
+            raise ConfigError(f"--env-kwarg {key}: cannot read its value as JSON ({exc})") from None
     return kwargs
 
 
@@ -82,7 +86,7 @@ class WrapperSpec:
             target = f"{module}:{name}"
             try:
                 kwargs = json.loads(raw_kwargs) if raw_kwargs.strip() else {}
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, an int too long, nesting too deep
                 message = f"wrapper {text!r}: its kwargs after module:Class: must be a JSON object ({exc})"
                 raise ConfigError(message) from None
         else:
@@ -131,6 +135,10 @@ def parse_wrappers(items: Any, user_named: bool = True) -> tuple[WrapperSpec, ..
         return ()
     if isinstance(items, (str, dict, WrapperSpec)):
         items = [items]
+    try:
+        items = list(items)
+    except TypeError:  # e.g. `wrappers = 5` in a preset file
+        raise ConfigError(f"wrappers={items!r} must be a list of module:Class wrappers") from None
     return tuple(WrapperSpec.parse(item, user_named) for item in items)
 
 
@@ -151,14 +159,26 @@ class ConfiguredEnv:
     kwargs: dict[str, Any] = field(default_factory=dict)
     wrappers: tuple[WrapperSpec, ...] = ()
 
+    def __post_init__(self) -> None:
+        # make_env takes these itself and passes the env kwargs on beside them: the same name
+        # twice would be a TypeError there
+        clash = [key for key in ("env", "render_mode", "atari_preprocessing", "atari_training") if key in self.kwargs]
+        if clash:
+            raise ConfigError(f"{clash[0]} is pgrad's to set, not an env kwarg (--env-kwarg/env_kwargs)")
+
     def wrap(self, env: Any) -> Any:
         """Apply the wrappers, in order, to a built env."""
+        import gymnasium
+
         for spec in self.wrappers:
             wrapper = spec.load()
             try:
                 env = wrapper(env, **spec.kwargs)
-            except TypeError as exc:
-                raise ConfigError(f"wrapper {spec.target} with {spec.kwargs}: {exc}") from None
+            # how wrappers reject their kwargs or the env: Gymnasium's raise all four
+            except (TypeError, ValueError, AssertionError, gymnasium.error.Error) as exc:
+                raise ConfigError(f"wrapper {spec.target} with {spec.kwargs}: {type(exc).__name__}: {exc}") from None
+            if not isinstance(env, gymnasium.Env):
+                raise ConfigError(f"wrapper {spec.target} returned {type(env).__name__}, not a gymnasium.Env")
         return env
 
     def describe(self) -> dict[str, Any]:
