@@ -24,12 +24,24 @@ class _Parser(argparse.ArgumentParser):
     """argparse with exit status 2 and a one-line message for usage errors (its default too)."""
 
     def error(self, message: str) -> None:  # noqa: D102
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: a newline or carriage return a user typed (in a path, say) shown escaped."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"pgrad: error: {message}", file=sys.stderr)
+    print(f"pgrad: error: {one_line(message)}", file=sys.stderr)
     return status
+
+
+# the largest training seed: numpy and torch take seeds of up to 64 bits
+MAX_SEED = 2**63 - 1
+# the largest moving-average window: more episodes than any run has
+MAX_SMOOTH = 10**9
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 
 def _default_out(algo: str, env_id: str, seed: int) -> Path:
@@ -51,6 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pgrad.experiments.runner import (
         TrainSpec,
         build_agent,
+        callbacks_of,
         check_seed_resumes,
         import_ray,
         prepare_resume,
@@ -75,8 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _fail("--resume RUN continues RUN in place; drop --out or give the same folder", EXIT_USAGE)
     seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
     start_over = False  # --resume of a run killed before its first checkpoint
-    if any(seed < 0 for seed in seeds):
-        return _fail(f"seeds must be non-negative ints, got {seeds}", EXIT_USAGE)
+    if any(seed < 0 or seed > MAX_SEED for seed in seeds):
+        return _fail(f"seeds must be ints from 0 to 2**63-1, got {seeds}", EXIT_USAGE)
     try:
         if args.backend == "ray":
             import_ray()
@@ -112,6 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             track=args.track,
         )
         parse_wrappers(spec.wrappers)  # a malformed --wrapper is an error before anything is built
+        callbacks_of(spec)  # --patience without --eval-every, before anything is built
         # Build the first seed's agent here: every input error surfaces before any work starts.
         agent = build_agent(spec)
         steps = resolve_steps(spec, agent)
@@ -266,8 +280,12 @@ def _train_in_folder(
 def cmd_eval(args: argparse.Namespace) -> int:
     import pgrad
     from pgrad.envs.options import parse_env_kwargs, parse_wrappers, with_options
-    from pgrad.errors import ConfigError
+    from pgrad.errors import ConfigError, TrainingError
 
+    if args.seed < 0 or args.seed > MAX_SEED:
+        return _fail(f"--seed {args.seed} must be an int from 0 to 2**63-1", EXIT_USAGE)
+    if args.episodes < 1:
+        return _fail(f"--episodes {args.episodes} must be at least 1", EXIT_USAGE)
     try:
         env_kwargs, wrappers = parse_env_kwargs(args.env_kwarg or []), parse_wrappers(args.wrapper or [])
         agent = pgrad.load(args.run, env_kwargs=env_kwargs, wrappers=wrappers)  # with the run's env options
@@ -281,6 +299,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except TrainingError as exc:  # the env failed during the evaluation
+        return _fail(f"evaluation failed: {exc}", EXIT_FAILURE)
+    except OSError as exc:  # --video: a folder, or a path under a file
+        return _fail(f"cannot write {exc.filename or args.video}: {exc.strerror or exc}", EXIT_USAGE)
     if args.video and not args.json:
         print(f"wrote {args.video}", file=sys.stderr)
     if result.get("cut_episodes"):
@@ -308,17 +330,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from pgrad.errors import ConfigError
     from pgrad.plotting import plot_runs
 
-    if args.smooth < 1:
-        return _fail(f"--smooth {args.smooth} must be a positive number of episodes", EXIT_USAGE)
+    if not 1 <= args.smooth <= MAX_SMOOTH:
+        return _fail(f"--smooth {args.smooth} must be a number of episodes from 1 to {MAX_SMOOTH:,}", EXIT_USAGE)
     out = (
         Path(args.out)
         if args.out
         else (Path(args.runs[0]) / "learning_curve.png" if len(args.runs) == 1 else Path("learning_curves.png"))
     )
+    if out.suffix.lower() not in PLOT_SUFFIXES:
+        return _fail(
+            f"--out {out}: the figure's format comes from its suffix, one of {', '.join(PLOT_SUFFIXES)}", EXIT_USAGE
+        )
     try:
         plot_runs([Path(r) for r in args.runs], out, smooth=args.smooth)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        return _fail(f"cannot write {exc.filename or out}: {exc.strerror or exc}", EXIT_USAGE)
     print(f"wrote {out}", file=sys.stderr)
     return EXIT_OK
 
@@ -330,10 +358,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pgrad.errors import ConfigError
     from pgrad.experiments.report import write_report
 
+    if not 1 <= args.smooth <= MAX_SMOOTH:
+        return _fail(f"--smooth {args.smooth} must be a number of episodes from 1 to {MAX_SMOOTH:,}", EXIT_USAGE)
     try:
         paths = write_report([Path(r) for r in args.runs], Path(args.out), smooth=args.smooth)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        return _fail(f"cannot write {exc.filename or args.out}: {exc.strerror or exc}", EXIT_USAGE)
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
     return EXIT_OK
 
@@ -351,6 +383,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         path = export_onnx(agent, args.onnx)
     except ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:  # --onnx: a folder, or a path under a file
+        return _fail(f"cannot write {exc.filename or args.onnx}: {exc.strerror or exc}", EXIT_USAGE)
     if getattr(agent, "recurrent", False):
         print(
             f"wrote {path} (inputs 'obs' (batch, *obs_shape), 'h', 'c' (layers, batch, hidden) float32 -> outputs "

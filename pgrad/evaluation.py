@@ -10,6 +10,7 @@ from pgrad.envs import env_id_of, make_env
 from pgrad.envs.options import ConfiguredEnv
 from pgrad.errors import ConfigError
 from pgrad.io import atomic_write_bytes
+from pgrad.rollout import env_failure
 
 # Episodes of an env without a time limit end here in evaluation: a deterministic policy can walk
 # in circles for ever (CliffWalking-v1 does), and an evaluation must return. Gymnasium's own
@@ -31,6 +32,29 @@ def write_video(path: str, frames: list[np.ndarray], fps: int) -> None:
             for frame in frames:
                 writer.append_data(np.asarray(frame, dtype=np.uint8))
         atomic_write_bytes(path, scratch_file.read_bytes())
+
+
+def check_spaces_fit(agent: Any, env: Any) -> None:
+    """ConfigError unless ``env``'s spaces are those the agent's policy was trained on (the
+    observation space restricted to the policy's ``obs_keys``), for ``--env`` of another env."""
+    from pgrad.io import space_to_json
+    from pgrad.observations import select_keys
+
+    expected_obs, expected_actions = getattr(agent, "observation_space", None), getattr(agent, "action_space", None)
+    if expected_obs is None or expected_actions is None:
+        return
+    keys = getattr(getattr(agent, "config", None), "obs_keys", ())
+    try:
+        observed = select_keys(env.observation_space, keys)
+        fits = space_to_json(observed) == space_to_json(expected_obs)
+        fits = fits and space_to_json(env.action_space) == space_to_json(expected_actions)
+    except ConfigError:
+        fits = False
+    if not fits:
+        raise ConfigError(
+            f"the env's spaces ({env.observation_space}, {env.action_space}) are not the ones the policy was "
+            f"trained on ({expected_obs}, {expected_actions}); evaluate on an env with the same spaces"
+        )
 
 
 def evaluate(
@@ -69,6 +93,7 @@ def evaluate(
         frames = []
     else:
         env_instance = make_env(env)
+    check_spaces_fit(agent, env_instance)
     spec = getattr(env_instance, "spec", None)
     has_time_limit = spec is not None and spec.max_episode_steps is not None
     cap = max_steps_per_episode
@@ -80,7 +105,10 @@ def evaluate(
     masks_in_info = getattr(getattr(agent, "policy", None), "action_mask", None) == "info"
     try:
         for index in range(episodes):
-            obs, info = env_instance.reset(seed=seed + index)
+            try:
+                obs, info = env_instance.reset(seed=seed + index)
+            except Exception as exc:
+                raise env_failure(exc, "reset", sum(lengths)) from exc
             episode_return, length, done = 0.0, 0, False
             if frames is not None:
                 frames.append(env_instance.render())
@@ -94,7 +122,10 @@ def evaluate(
                     action = agent.predict(obs, deterministic=deterministic, action_mask=info.get("action_mask"))
                 else:
                     action = agent.predict(obs, deterministic=deterministic)
-                obs, reward, terminated, truncated, info = env_instance.step(action)
+                try:
+                    obs, reward, terminated, truncated, info = env_instance.step(action)
+                except Exception as exc:
+                    raise env_failure(exc, "step", sum(lengths) + length + 1) from exc
                 if frames is not None:
                     frames.append(env_instance.render())
                 episode_return += float(reward)

@@ -158,6 +158,21 @@ def built_in_callbacks(
     return checkpoint_every, early_stopping
 
 
+@contextlib.contextmanager
+def allocation_errors_as_config_errors():
+    """Turn torch's failure to allocate a network (widths beyond memory) into a one-line ConfigError."""
+    try:
+        yield
+    except MemoryError:
+        raise ConfigError("the network is too large for this machine's memory; use smaller hidden sizes") from None
+    except RuntimeError as exc:
+        message = str(exc)
+        if "allocate" not in message and "overflow" not in message.lower():
+            raise
+        reason = message.strip().splitlines()[0]
+        raise ConfigError(f"the network cannot be allocated ({reason}); use smaller hidden sizes") from None
+
+
 def set_compute_threads(n_threads: int) -> None:
     """Use ``n_threads`` for torch's intra-op work and for numpy's BLAS (OpenBLAS), process-wide.
 
@@ -226,8 +241,8 @@ class Algorithm:
                 (:mod:`pgrad.envs.options`); they replace a preset's.
             **hyperparameters: fields of ``Config``; they override the preset.
         """
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"seed={seed!r} must be a non-negative int")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+            raise ConfigError(f"seed={seed!r} must be an int from 0 to 2**63-1")
         self.env_id = env_id_of(env)
         self.seed = seed
         self.encoder_class, self.encoder_kwargs = encoder, check_encoder_kwargs(encoder, encoder_kwargs)
@@ -321,9 +336,10 @@ class Algorithm:
 
     def build_policy(self) -> ActorCriticPolicy:
         """The policy network for this algorithm (override for another architecture)."""
-        policy = ActorCriticPolicy(
-            self.observation_space, self.action_space, with_critic=self.uses_critic, **self.policy_options()
-        )
+        with allocation_errors_as_config_errors():
+            policy = ActorCriticPolicy(
+                self.observation_space, self.action_space, with_critic=self.uses_critic, **self.policy_options()
+            )
         return self.finish_policy(policy)
 
     def policy_options(self) -> dict[str, Any]:

@@ -294,15 +294,19 @@ def _call_factory(factory: Callable[..., Any], name: str, render_mode: str | Non
     call_kwargs = dict(kwargs) if render_mode is None else {**kwargs, "render_mode": render_mode}
     try:
         env = factory(**call_kwargs)
-    except TypeError as error:
-        # A keyword the constructor does not take is a user input problem; anything else is a bug.
-        if call_kwargs and "argument" in str(error):
-            # gymnasium.make appends where the error came from, which this message already says.
-            reason = _one_line(error).split(" was raised from the environment creator")[0]
-            raise ConfigError(f"cannot build {name!r} with {call_kwargs}: {reason}") from error
-        raise
+    except (TypeError, ValueError, AssertionError, gym.error.Error) as error:
+        # With keywords given, the env refusing them (an unknown keyword, a value out of its range)
+        # is a user input problem; without any, it is the env's own failure.
+        if not kwargs:
+            raise
+        # gymnasium.make appends where the error came from, which this message already says.
+        reason = _one_line(error).split(" was raised from the environment creator")[0] or type(error).__name__
+        raise ConfigError(f"cannot build {name!r} with {call_kwargs}: {reason}") from error
     if not isinstance(env, gym.Env):
         raise ConfigError(f"{name!r} returned a {type(env).__name__}, not a gymnasium.Env")
+    for attribute in ("observation_space", "action_space"):
+        if not isinstance(getattr(env, attribute, None), gym.spaces.Space):
+            raise ConfigError(f"{name!r} built an env without an {attribute}; a gymnasium.Env must set both spaces")
     return env
 
 

@@ -89,7 +89,10 @@ class RunFolderLock:
         """Take the lock, creating the folder if needed; ConfigError if another process holds it."""
         import fcntl
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file, or a path under one
+            raise ConfigError(f"cannot make the run folder {self.folder}: {exc.strerror or exc}") from None
         path = self.folder / LOCK_NAME
         # O_NOFOLLOW: a symlink planted at RUN/.lock cannot make pgrad write elsewhere
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)

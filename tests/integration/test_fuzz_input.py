@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import gymnasium
 import pytest
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
@@ -320,140 +319,7 @@ IMAGE_SUFFIXES = {"", ".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".eps", 
 IMAGE_SUFFIXES |= {".gif", ".avif", ".raw", ".rgba", ".pgf"}  # what matplotlib's savefig writes
 
 
-KNOWN_BUGS = [
-    KnownBug(
-        "newline_in_unrecognized_arguments",
-        AssertionError,
-        "argparse's 'unrecognized arguments: ...' is raw: a newline splits the message (cli.py _Parser.error)",
-        ("train", "ppo", "CartPole-v1", "a\nb"),
-        lambda argv, args: args is None and any(re.search(r"[\r\n]", arg) for arg in argv),
-    ),
-    KnownBug(
-        "newline_in_a_path",
-        AssertionError,
-        "paths are printed raw in messages: a CR or newline splits the line (plotting.py; one fix: cli.py _fail)",
-        ("plot", "a\rb"),
-        lambda argv, args: args is not None and any(re.search(r"[\r\n]", arg) for arg in argv),
-    ),
-    KnownBug(
-        "seed_beyond_64_bits",
-        ValueError,
-        "--seed beyond 2**64-1: ValueError from torch.manual_seed (algos/base.py Algorithm.__init__)",
-        ("train", "ppo", "CartPole-v1", "--seed", str(2**64), *CHEAP_TRAIN),
-        lambda argv, args: (
-            args is not None
-            and args.command in ("train", "tune")
-            and max(getattr(args, "seeds", None) or [args.seed]) >= 2**64
-        ),
-    ),
-    KnownBug(
-        "patience_without_eval_every",
-        ConfigError,
-        "--patience without --eval-every: ConfigError raised in run_training, uncaught (cli.py _train_in_folder)",
-        ("train", "ppo", "CartPole-v1", "--patience", "3", *CHEAP_TRAIN),
-        lambda argv, args: (
-            args is not None and args.command == "train" and args.patience is not None and args.eval_every is None
-        ),
-    ),
-    KnownBug(
-        "out_is_a_file",
-        OSError,
-        "--out naming a file or a path under one: FileExistsError/NotADirectoryError (run_folder.py acquire)",
-        ("train", "ppo", "CartPole-v1", *CHEAP_TRAIN, "--out", "<SANDBOX>/note.txt"),
-        lambda argv, args: args is not None and args.command == "train" and _under_a_file(args.out),
-    ),
-    KnownBug(
-        "onnx_is_a_folder",
-        OSError,
-        "export --onnx naming a folder or a path under a file: IsADirectoryError/FileExistsError (export.py)",
-        ("export", "<RUN>", "--onnx", "<SANDBOX>/empty_dir"),
-        lambda argv, args: args is not None and args.command == "export" and _unwritable(args.onnx),
-    ),
-    KnownBug(
-        "eval_negative_seed",
-        gymnasium.error.Error,
-        "eval --seed below 0: gymnasium.error.Error from env.reset (cli.py cmd_eval or evaluation.py evaluate)",
-        ("eval", "<RUN>", "--episodes", "1", "--seed", "-1"),
-        lambda argv, args: args is not None and args.command == "eval" and args.seed < 0,
-    ),
-    KnownBug(
-        "eval_env_of_other_spaces",
-        ValueError,
-        "eval --env with other spaces than the run's: ValueError from a reshape (evaluation.py evaluate)",
-        ("eval", "<RUN>", "--episodes", "1", "--env", "Pendulum-v1"),
-        lambda argv, args: args is not None and args.command == "eval" and (args.env or "").strip() in NOT_CARTPOLE,
-    ),
-    KnownBug(
-        "video_is_a_folder",
-        OSError,
-        "eval --video naming a folder or a path under a file: IsADirectoryError (evaluation.py write_video)",
-        ("eval", "<RUN>", "--episodes", "1", "--video", "<SANDBOX>/empty_dir"),
-        lambda argv, args: args is not None and args.command == "eval" and _unwritable(args.video),
-    ),
-    KnownBug(
-        "plot_out_suffix",
-        ValueError,
-        "plot --out with a suffix matplotlib cannot write (.txt): its ValueError (cli.py cmd_plot or plotting.py)",
-        ("plot", "<RUN_COPY>", "--out", "<FRESH>.txt"),
-        lambda argv, args: (
-            args is not None
-            and args.command == "plot"
-            and (Path(args.out or "x.png").suffix.lower() not in IMAGE_SUFFIXES or _unwritable(args.out))
-        ),
-    ),
-    KnownBug(
-        "report_smooth_below_1",
-        IndexError,
-        "report --smooth below 1: IndexError (cli.py cmd_report does not check it, as cmd_plot does)",
-        ("report", "<RUN>", "--out", "<FRESH>/r.md", "--smooth", "-3"),
-        lambda argv, args: args is not None and args.command == "report" and args.smooth < 1,
-    ),
-    KnownBug(
-        "report_out_under_a_file",
-        OSError,
-        "report --out under a file: FileExistsError (experiments/report.py write_report)",
-        ("report", "<RUN>", "--out", "<SANDBOX>/note.txt/r.md"),
-        lambda argv, args: args is not None and args.command == "report" and _unwritable(args.out),
-    ),
-    KnownBug(
-        "env_kwarg_value_error",
-        ValueError,
-        "env kwargs an env rejects by ValueError, or TypeError naming no argument (envs/__init__.py _call_factory)",
-        ("check", "CartPole-v1", "--env-kwarg", "max_episode_steps=false"),
-        lambda argv, args: _env_failure(args) == "build",
-    ),
-    KnownBug(
-        "env_raises_in_evaluation",
-        AssertionError,
-        "an env or wrapper raising in reset/step (2 RecordEpisodeStatistics, Pendulum g='x'): evaluation.py evaluate",
-        ("eval", "<RUN>", "--episodes", "1", *["--wrapper", "gymnasium.wrappers:RecordEpisodeStatistics"] * 2),
-        lambda argv, args: (
-            _env_failure(args) == "step"
-            and (args.command == "eval" or (args.command == "train" and args.eval_episodes > 0))
-        ),
-    ),
-    KnownBug(
-        "smooth_beyond_c_long",
-        OverflowError,
-        "plot/report --smooth beyond a C long: OverflowError from numpy (plotting.py moving_average, or the CLI)",
-        ("plot", "<RUN_COPY>", "--out", "<FRESH>.png", "--smooth", str(10**30)),
-        lambda argv, args: args is not None and args.command in ("plot", "report") and args.smooth >= 2**63,
-    ),
-    KnownBug(
-        "hidden_sizes_beyond_memory",
-        RuntimeError,
-        "hidden_sizes beyond memory: RuntimeError from torch's allocator (algos/base.py build_policy)",
-        ("train", "ppo", "CartPole-v1", "--set", f"hidden_sizes={2**62}", *CHEAP_TRAIN),
-        lambda argv, args: args is not None and args.command in ("train", "tune") and _huge_network(args),
-    ),
-    KnownBug(
-        "env_without_spaces",
-        AttributeError,
-        "an entry point to an Env without spaces (gymnasium:Env): AttributeError (envs/__init__.py make_env)",
-        ("train", "ppo", "gymnasium:Env", *CHEAP_TRAIN),
-        lambda argv, args: args is not None and getattr(args, "env", None) == "gymnasium:Env",
-    ),
-]
+KNOWN_BUGS: list[KnownBug] = []  # every bug these tests found is fixed; a new one goes here first
 
 
 def known_bug(argv: list[str]) -> KnownBug | None:
