@@ -16,6 +16,17 @@ from pgrad.errors import ConfigError
 SMALL = ["--preset", "none", "--set", "n_steps=64", "--set", "batch_size=64", "--quiet"]
 
 
+@pytest.fixture(autouse=True)
+def _no_hang():
+    """These tests break envs and processes on purpose: a test that hangs ends the session with
+    every thread's traceback (after 5 minutes) instead of holding CI until its time limit."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(300, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
 def cli(*args, timeout=300, env=None):
     return subprocess.run(
         [sys.executable, "-m", "pgrad.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
