@@ -430,3 +430,54 @@ def test_fields_added_since_a_checkpoint_are_not_changes_on_resume():
     then = {key: value for key, value in now.items() if key not in ("device", "env_timeout")}  # an older run
     assert config_changes(then, now, defaults) == []
     assert config_changes(then, {**now, "device": "auto"}, defaults) == ["device: 'cpu' -> 'auto'"]
+
+
+# -- a Ray task killed mid-run ----------------------------------------------------------------------
+
+
+def test_a_killed_ray_seed_task_fails_the_seed_clearly_and_keeps_its_checkpoint(tmp_path):
+    """kill -9 of the Ray worker process training seed 1: the run ends within a bounded time with
+    one line naming the seed (exit 1), seed 0 finishes, seed 1's checkpoint loads, nothing hangs."""
+    pytest.importorskip("ray")
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own
+    command = [sys.executable, "-m", "pgrad.cli", "train", "ppo", "CartPole-v1", "--seeds", "0", "1"]
+    command += ["--no-batched", "--backend", "ray", "--workers", "2", "--out", str(run), "--eval-episodes", "1"]
+    command += [*SMALL, "--steps", "30000", "--checkpoint-every", "256"]
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        victim = None
+        while victim is None:
+            assert time.monotonic() - started < 240 and process.poll() is None, "seed 1 never started"
+            state = run / "seed_1" / "checkpoint" / "state.json"
+            if state.exists() and json.loads(state.read_text()).get("total_steps", 0) >= 256:
+                victim = ray_worker_writing(run / "seed_1")
+            time.sleep(0.2)
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, stderr
+    failures = [line for line in stderr.splitlines() if line.startswith("pgrad: error")]
+    assert len(failures) == 1 and "seed 1" in failures[0] and "Traceback" not in stderr, stderr
+    from pgrad.io import load_checkpoint
+
+    assert load_checkpoint(run / "seed_1" / "checkpoint")[0]["total_steps"] >= 256
+    assert (run / "seed_0" / "summary.json").is_file()
+
+
+def ray_worker_writing(seed_folder):
+    """The pid of the process that has ``seed_folder/metrics.csv`` open (the Ray worker training it)."""
+    target = str((seed_folder / "metrics.csv").resolve())
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{proc}/fd"):
+                if os.readlink(f"/proc/{proc}/fd/{fd}") == target:
+                    return int(proc)
+        except OSError:
+            continue
+    return None
