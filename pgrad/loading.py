@@ -17,7 +17,7 @@ import gymnasium
 import torch
 
 from pgrad.algos import ALGORITHM_ARGUMENTS, ALGORITHMS
-from pgrad.algos.base import Algorithm
+from pgrad.algos.base import Algorithm, saved_encoder
 from pgrad.envs.options import parse_wrappers, recorded_env
 from pgrad.errors import ConfigError, PolicyFileError
 from pgrad.io import (
@@ -155,21 +155,6 @@ def start_from(
         "sha256": description.get("sha256"),
     }
     return agent
-
-
-def saved_encoder(description: dict[str, Any], custom_objects: dict[str, type] | None) -> tuple[type | None, Any]:
-    """The custom encoder class and kwargs a saved policy names (looked up in ``custom_objects``)."""
-    saved = description.get("policy", {}).get("encoder")
-    if saved is None:
-        return None, None
-    name = saved.get("class")
-    found = (custom_objects or {}).get(name)
-    if found is None:
-        raise PolicyFileError(
-            f"this policy uses the custom encoder class {name!r}; pass it: "
-            f"pgrad.load(path, custom_objects={{{name!r}: {name}}})"
-        )
-    return found, saved.get("kwargs") or {}
 
 
 def check_spaces_fit(path: Any, description: dict[str, Any], agent: Algorithm) -> None:

@@ -118,6 +118,22 @@ def check_encoder_kwargs(encoder: type | None, encoder_kwargs: dict[str, Any] | 
         raise ConfigError(f"encoder_kwargs must be JSON data (numbers, strings, lists, dicts): {exc}") from None
 
 
+def saved_encoder(description: dict[str, Any], custom_objects: dict[str, type] | None) -> tuple[type | None, Any]:
+    """The custom encoder class (looked up in ``custom_objects``, never imported) and kwargs a
+    saved policy names, or ``(None, None)``; PolicyFileError naming the class to pass if missing."""
+    saved = description.get("policy", {}).get("encoder")
+    if saved is None:
+        return None, None
+    name = saved.get("class")
+    found = (custom_objects or {}).get(name)
+    if found is None:
+        raise PolicyFileError(
+            f"this policy uses the custom encoder class {name!r}; pass it: "
+            f"pgrad.load(path, custom_objects={{{name!r}: {name}}})"
+        )
+    return found, saved.get("kwargs") or {}
+
+
 def decay_learning_rate(optimizer: torch.optim.Optimizer, initial_lr: float, progress_remaining: float) -> None:
     """Linear decay to 0 over a ``learn`` call: set every group's lr to its initial one (``initial_lr``,
     or the group's own ``base_lr``, see :func:`parameter_groups`) times ``progress_remaining``."""
@@ -789,17 +805,7 @@ class Algorithm:
         agent.observation_space = space_from_json(description["observation_space"])
         agent.action_space = space_from_json(description["action_space"])
         agent.action_mask_source = description.get("policy", {}).get("action_mask")
-        agent.encoder_class, agent.encoder_kwargs = None, None
-        saved_encoder = description.get("policy", {}).get("encoder")
-        if saved_encoder is not None:
-            name = saved_encoder.get("class")
-            found = (custom_objects or {}).get(name)
-            if found is None:
-                raise PolicyFileError(
-                    f"this policy uses the custom encoder class {name!r}; pass it: "
-                    f"pgrad.load(path, custom_objects={{{name!r}: {name}}})"
-                )
-            agent.encoder_class, agent.encoder_kwargs = found, saved_encoder.get("kwargs") or {}
+        agent.encoder_class, agent.encoder_kwargs = saved_encoder(description, custom_objects)
         agent.policy = agent.build_policy()
         agent.device, agent.learner = torch.device("cpu"), agent.policy  # acting only
         try:
