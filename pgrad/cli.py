@@ -157,13 +157,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _fail(f"training failed: {exc}", EXIT_FAILURE)
     out = Path(args.resume or args.out or _default_out(agent.name, agent.env_id, seeds[0]))
     spec = replace(spec, out=str(out))
-    from pgrad.experiments.run_folder import RunFolderLock, check_new_run_folder
+    from pgrad.experiments.run_folder import RunFolderLock, check_new_run_folder, remove_stale_temp_files
 
     lock = RunFolderLock(out)
     try:
         lock.acquire()  # first: --overwrite must not clear a folder another run is writing
         if not spec.resume:
             check_new_run_folder(out, overwrite=args.overwrite or start_over)
+        remove_stale_temp_files(out)  # half-written files of a killed run (the complete ones are kept)
     except ConfigError as exc:
         lock.release()
         agent.close()

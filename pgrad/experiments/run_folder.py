@@ -71,6 +71,16 @@ def check_new_run_folder(folder: Path, overwrite: bool) -> None:
             path.unlink()
 
 
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete the temporary files of atomic writes (``.NAME.XXXX.tmp``, pgrad/io.py) that a
+    killed run left in ``folder`` and its subfolders; return them. Called with the folder's lock
+    held, so no process of this run is writing one."""
+    stale = [path for path in folder.rglob(".*.tmp") if path.is_file() and not path.is_symlink()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 class RunFolderLock:
     """An exclusive ``flock`` on ``RUN/.lock``, from :meth:`acquire` to :meth:`release` (or a ``with`` block)."""
 

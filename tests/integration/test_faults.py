@@ -58,6 +58,19 @@ def test_a_folder_that_holds_a_run_is_refused_unless_resumed_or_overwritten(tmp_
     assert (other / "thesis.tex").read_text() == "precious"
 
 
+def test_a_resume_removes_the_temp_files_a_killed_run_left(tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", "ppo", "CartPole-v1", "--steps", "128", "--out", str(run), *SMALL).returncode == 0
+    (run / "summary.json").unlink()  # as if killed before the end
+    stale = [run / "checkpoint" / ".state.json.k3j2l1.tmp", run / ".metrics.csv.x9y8z7.tmp"]
+    for path in stale:
+        path.write_text("half a file")
+    done = cli("train", "ppo", "CartPole-v1", "--steps", "128", "--resume", str(run), *SMALL)
+    assert done.returncode == 0, done.stderr
+    assert not any(path.exists() for path in stale)
+    assert (run / "checkpoint" / "state.json").is_file()
+
+
 def hold_lock(run):
     """A child process that holds RUN's lock as a running pgrad train does, until killed."""
     code = (
