@@ -127,9 +127,10 @@ def _coerce(name: str, annotation: Any, value: Any) -> Any:
         else:
             raise bad
         # nan passes no range check (every comparison is False) and would reach training from a
-        # field without a range (log_std_init), to fail there; no hyperparameter means nan.
-        if math.isnan(number):
-            raise bad
+        # field without a range (log_std_init), to fail there; inf passes a lower bound (lr=inf)
+        # and diverges at the first update. No hyperparameter means either.
+        if not math.isfinite(number):
+            raise ConfigError(f"{name}={value!r} is not a valid float: it must be finite")
         return number
     if annotation is str:
         if isinstance(value, str):

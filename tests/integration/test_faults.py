@@ -494,3 +494,11 @@ def ray_worker_writing(seed_folder):
         except OSError:
             continue
     return None
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
+def test_non_finite_hyperparameters_are_refused(value):
+    with pytest.raises(ConfigError, match="lr="):
+        pgrad.PPO.Config.build({"lr": value})
+    with pytest.raises(ConfigError, match="log_std_init="):
+        pgrad.PPO.Config.build({"log_std_init": value})
