@@ -18,18 +18,28 @@ since, or another --steps) is stale: it is neither counted in the table nor cont
 suite trains nothing for that pair but names the seeds and the differences, so that an old
 preset's result never passes for the current one. Move those folders away to retrain them.
 
+Seeds have roles, so that a result cannot flatter the preset it measures. Presets are chosen on
+the development seeds 0-4 (`--seeds dev`); results are reported on the evaluation seeds
+1000-1009 (`--seeds eval`, the default), which are never used to choose anything. A row is "met"
+only when its IQM on at least 10 evaluation seeds reaches the goal; a row run on development or
+other seeds shows its numbers and "not judged". The protocol is printed with every table.
+
 The table (OUT/suite.md, printed too) gives, per pair, the IQM and 95% stratified bootstrap
 interval over seeds (Agarwal et al. 2021) of the mean return of each seed's last 100 training
-episodes, the IQM of the deterministic evaluation (10 episodes per seed), the mean wall time per
-seed, and the goal (BENCHMARKS.md, "Reference numbers and goals") with "met" or "NOT met". Seeds are never dropped:
-a pair with fewer finished seeds than asked says so. `pgrad report` then writes the figures
-(learning curves, performance profiles) for all pairs into OUT/report.md.
+episodes and of the deterministic evaluation (10 episodes per seed), the goal (BENCHMARKS.md,
+"Reference numbers and goals") with "met", "NOT met" or "not judged", the mean wall time per seed
+and the core-hours the pair's training took (from OUT/ALGO/ENV/cost.json, which every training
+call of the suite adds to: its wall time times the processes it ran). A second table lists every
+seed's last-100 and evaluation return. Seeds are never dropped: a pair with fewer finished seeds
+than asked says so. `pgrad report` then writes the figures (learning curves, performance
+profiles) for all pairs into OUT/report.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,6 +73,48 @@ GOALS = {
     ("ars", "HalfCheetah-v5"): 4500,
     ("ars", "Hopper-v5"): 3300,
 }
+
+
+# The seed protocol (module docstring): presets are chosen on DEVELOPMENT_SEEDS; results are
+# reported on EVALUATION_SEEDS, which nothing was ever tuned on. A goal is judged only on at least
+# MIN_EVALUATION_SEEDS of them.
+DEVELOPMENT_SEEDS = [0, 1, 2, 3, 4]
+EVALUATION_SEEDS = list(range(1000, 1010))
+MIN_EVALUATION_SEEDS = 10
+SEED_SETS = {"dev": DEVELOPMENT_SEEDS, "eval": EVALUATION_SEEDS}
+
+PROTOCOL = (
+    f"Protocol: presets are chosen on the development seeds {DEVELOPMENT_SEEDS[0]}-{DEVELOPMENT_SEEDS[-1]}; "
+    f"results are reported on the evaluation seeds {EVALUATION_SEEDS[0]}-{EVALUATION_SEEDS[-1]}, never used to "
+    f"choose anything. A goal is met only when the IQM of the last-100 training return over at least "
+    f"{MIN_EVALUATION_SEEDS} evaluation seeds reaches it; rows on other seeds are not judged. "
+    "IQM with its 95% stratified bootstrap interval over seeds (Agarwal et al. 2021); "
+    "eval = 10 deterministic episodes per seed (reset seeds 10000-10009)."
+)
+
+
+def parse_seeds(words: list[str]) -> list[int]:
+    """``--seeds``: ``eval``, ``dev`` or integers (several of each are joined in order, without repeats)."""
+    seeds: list[int] = []
+    for word in words:
+        if word in SEED_SETS:
+            chosen = SEED_SETS[word]
+        else:
+            try:
+                chosen = [int(word)]
+            except ValueError:
+                raise SystemExit(f"--seeds: {word!r} is not a seed; accepted: integers, 'eval' or 'dev'") from None
+        seeds += [seed for seed in chosen if seed not in seeds]
+    return seeds
+
+
+def seed_role(seeds: list[int]) -> str:
+    """'evaluation', 'development' or 'other': which of the protocol's sets ``seeds`` all belong to."""
+    if set(seeds) <= set(EVALUATION_SEEDS):
+        return "evaluation"
+    if set(seeds) <= set(DEVELOPMENT_SEEDS):
+        return "development"
+    return "other"
 
 
 def planned_pairs(algos: list[str], envs: list[str]) -> list[tuple[str, str]]:
@@ -172,6 +224,7 @@ def train_pair(
         # seeds with a checkpoint continue from it (the others start): what --resume does
         resume = any((out / f"seed_{s}" / "checkpoint" / "state.json").is_file() for s in missing)
         spec = TrainSpec(algo=algo, env=env, seed=missing[0], out=str(out), steps=steps, quiet=True, resume=resume)
+        started = time.perf_counter()
         if batch:
             from pgrad.errors import ConfigError
 
@@ -181,6 +234,8 @@ def train_pair(
                 errors = [f"{algo} on {env}: {exc}"]
         else:
             _, errors = run_seeds(spec, missing, workers=workers)
+        processes = min(workers or os.cpu_count() or 1, len(missing))
+        add_cost(out, time.perf_counter() - started, processes, missing)
     # the aggregate over every finished seed, not only those trained in this call
     done = {s: seed_summary(out / f"seed_{s}") for s in seeds}
     spec = TrainSpec(algo=algo, env=env, seed=seeds[0], out=str(out), steps=steps)
@@ -188,11 +243,30 @@ def train_pair(
     return errors
 
 
+def add_cost(out: Path, seconds: float, processes: int, seeds: list[int]) -> None:
+    """Add one training call to ``out/cost.json``: its wall time, the processes it ran at once
+    (each on a core of its own) and the seeds it trained, so that a row states what it cost."""
+    from pgrad.io import write_json
+
+    path = out / "cost.json"
+    calls = json.loads(path.read_text()) if path.is_file() else []
+    calls.append({"wall_seconds": round(seconds, 1), "processes": processes, "seeds": seeds})
+    write_json(path, calls)
+
+
+def core_hours(out: Path) -> float | None:
+    """The core-hours the pair's training calls took (``out/cost.json``); None if not recorded."""
+    path = out / "cost.json"
+    if not path.is_file():
+        return None
+    return sum(call["wall_seconds"] * call["processes"] for call in json.loads(path.read_text())) / 3600.0
+
+
 def table_row(algo: str, env: str, seeds: list[int], out: Path, stale: dict[int, list[str]]) -> dict:
     """One row of the suite table from the summary.json files of the seeds not in ``stale`` (:func:`stale_seeds`)."""
     import numpy as np
 
-    from pgrad.experiments.stats import iqm, stratified_bootstrap_ci
+    from pgrad.experiments.stats import stratified_bootstrap_ci
 
     summaries = [
         s for s in (seed_summary(out / f"seed_{seed}") for seed in seeds if seed not in stale) if s is not None
@@ -207,46 +281,95 @@ def table_row(algo: str, env: str, seeds: list[int], out: Path, stale: dict[int,
         "seeds_done": len(summaries),
         "seeds_asked": len(seeds),
         "seeds_stale": sorted(stale),
+        "seed_role": seed_role(seeds),
         "steps": summaries[0]["steps"] if summaries else None,
         "goal": GOALS.get((algo, env)),
+        "per_seed": [
+            {
+                "seed": s["seed"],
+                "last_100": s.get("last_100_episode_return_mean"),
+                "eval": s.get("eval_mean_return"),
+            }
+            for s in summaries
+        ],
+        "core_hours": core_hours(out),
     }
     if last100:
         row["iqm"], row["ci_low"], row["ci_high"] = stratified_bootstrap_ci([last100])
     if evals:
-        row["eval_iqm"] = iqm(evals)
+        row["eval_iqm"], row["eval_ci_low"], row["eval_ci_high"] = stratified_bootstrap_ci([evals])
     if summaries:
         row["wall_seconds_mean"] = float(np.mean([s["wall_seconds"] for s in summaries]))
+    row["status"] = goal_status(row)
     return row
+
+
+def goal_status(row: dict) -> str:
+    """The row's verdict under the protocol: only enough evaluation seeds can meet a goal."""
+    if row["goal"] is None:
+        return "-"
+    if "iqm" not in row:
+        return f">= {row['goal']}: not run"
+    if row["seed_role"] != "evaluation" or row["seeds_done"] < MIN_EVALUATION_SEEDS:
+        return f">= {row['goal']}: not judged ({row['seed_role']} seeds, {row['seeds_done']} done)"
+    return f">= {row['goal']}: {'met' if row['iqm'] >= row['goal'] else 'NOT met'}"
 
 
 def format_table(rows: list[dict]) -> str:
     lines = [
-        "| algo | env | budget | seeds | last-100 return: IQM [95% CI] | eval IQM | goal | wall s / seed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| algo | env | budget | seeds | last-100 return: IQM [95% CI] | eval return: IQM [95% CI] | goal "
+        "| wall s / seed | core-h |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        seeds = f"{r['seeds_done']}" + ("" if r["seeds_done"] == r["seeds_asked"] else f" of {r['seeds_asked']} asked")
+        seeds = f"{r['seeds_done']} {r['seed_role']}" + (
+            "" if r["seeds_done"] == r["seeds_asked"] else f" of {r['seeds_asked']} asked"
+        )
         if r["seeds_stale"]:
             seeds += f" ({len(r['seeds_stale'])} stale, not counted)"
         score = f"{r['iqm']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]" if "iqm" in r else "-"
-        evaluation = f"{r['eval_iqm']:.1f}" if "eval_iqm" in r else "-"
-        if r["goal"] is None:
-            goal = "-"
-        elif "iqm" not in r:
-            goal = f">= {r['goal']}: not run"
-        else:
-            goal = f">= {r['goal']}: {'met' if r['iqm'] >= r['goal'] else 'NOT met'}"
+        evaluation = (
+            f"{r['eval_iqm']:.1f} [{r['eval_ci_low']:.1f}, {r['eval_ci_high']:.1f}]" if "eval_iqm" in r else "-"
+        )
         budget = f"{r['steps']:,}" if r["steps"] else "-"
         wall = f"{r['wall_seconds_mean']:.0f}" if "wall_seconds_mean" in r else "-"
-        lines.append(f"| {r['algo']} | {r['env']} | {budget} | {seeds} | {score} | {evaluation} | {goal} | {wall} |")
+        cost = f"{r['core_hours']:.2f}" if r.get("core_hours") is not None else "-"
+        cells = [r["algo"], r["env"], budget, seeds, score, evaluation, r["status"], wall, cost]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def format_seed_table(rows: list[dict]) -> str:
+    """Every finished seed's last-100 training return / deterministic evaluation return."""
+    lines = ["| algo | env | seed: last-100 / eval |", "|---|---|---|"]
+    for r in rows:
+        if r["per_seed"]:
+            cells = ", ".join(
+                f"{s['seed']}: {_number(s['last_100'])} / {_number(s['eval'])}"
+                for s in sorted(r["per_seed"], key=lambda s: s["seed"])
+            )
+            lines.append(f"| {r['algo']} | {r['env']} | {cells} |")
+    return "\n".join(lines)
+
+
+def _interval(row: dict, point: str, low: str, high: str) -> str:
+    return f"{row[point]:.1f} [{row[low]:.1f}, {row[high]:.1f}]" if point in row else "-"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algos", nargs="+", default=ALGOS)
     parser.add_argument("--envs", nargs="+", default=ENVS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        default=["eval"],
+        help="'eval' (1000-1009, the reported results; default), 'dev' (0-4, where presets are chosen) or integers",
+    )
     parser.add_argument("--steps", type=int, default=None, help="budget per seed (default: each preset's)")
     parser.add_argument("--out", default="runs/suite")
     parser.add_argument("--workers", type=int, default=None, help="seeds trained at once (default: all cores)")
@@ -258,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-report", action="store_true", help="skip `pgrad report` (figures)")
     args = parser.parse_args(argv)
+    args.seeds = parse_seeds(args.seeds)
 
     root = Path(args.out)
     pairs = planned_pairs(args.algos, args.envs)
@@ -271,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                 algo, env, args.seeds, args.steps, root / algo / env, args.workers, args.batched, stale[algo, env]
             )
     rows = [table_row(algo, env, args.seeds, root / algo / env, stale[algo, env]) for algo, env in pairs]
-    table = format_table(rows)
+    table = f"{PROTOCOL}\n\n{format_table(rows)}\n\nPer seed:\n\n{format_seed_table(rows)}"
     print(table)
     if args.list:  # (a training call reports stale seeds among its errors)
         for (algo, env), found in stale.items():

@@ -30,10 +30,40 @@ def test_suite_trains_missing_seeds_only_and_reports(tmp_path, capsys, monkeypat
     assert [(r["algo"], r["env"], r["seeds_done"]) for r in rows] == [("ppo", "CartPole-v1", 2)]
     assert rows[0]["ci_low"] <= rows[0]["iqm"] <= rows[0]["ci_high"]
     table = (out / "suite.md").read_text()
-    assert "| ppo | CartPole-v1 | 512 | 2 |" in table and ">= 475: NOT met" in table  # 512 steps cannot solve it
+    # seeds 0 and 1 are development seeds: numbers, but no verdict on the goal
+    assert "| ppo | CartPole-v1 | 512 | 2 development |" in table
+    assert ">= 475: not judged (development seeds, 2 done)" in table and ": met" not in table and "NOT met" not in table
+    assert "Protocol: presets are chosen on the development seeds 0-4" in table
+    assert "| ppo | CartPole-v1 | 0: " in table and ", 1: " in table  # the per-seed table
     assert (out / "report.md").is_file()
     aggregate = json.loads((out / "ppo" / "CartPole-v1" / "summary.json").read_text())
     assert aggregate["completed_seeds"] == [0, 1]
+    # two training calls, one process each: the row's cost adds them up
+    calls = json.loads((out / "ppo" / "CartPole-v1" / "cost.json").read_text())
+    assert [(c["processes"], c["seeds"]) for c in calls] == [(1, [0]), (1, [1])]
+    assert rows[0]["core_hours"] == sum(c["wall_seconds"] for c in calls) / 3600.0
+
+
+def test_suite_judges_goals_on_evaluation_seeds_only(tmp_path, capsys, monkeypatch):
+    suite = load_suite()
+    assert suite.parse_seeds(["eval"]) == list(range(1000, 1010))
+    assert suite.parse_seeds(["dev", "3", "7"]) == [0, 1, 2, 3, 4, 7]
+    assert suite.seed_role([1000, 1003]) == "evaluation" and suite.seed_role([0, 1000]) == "other"
+    monkeypatch.setitem(suite.GOALS, ("ppo", "CartPole-v1"), 475)
+    monkeypatch.setattr(suite, "MIN_EVALUATION_SEEDS", 2)
+    out = tmp_path / "suite"
+    argv = ["--algos", "ppo", "--envs", "CartPole-v1", "--steps", "512", "--out", str(out)]
+    assert suite.main([*argv, "--workers", "1", "--seeds", "1000", "1001", "--no-report"]) == 0
+    table = (out / "suite.md").read_text()
+    assert "| ppo | CartPole-v1 | 512 | 2 evaluation |" in table and ">= 475: NOT met" in table  # 512 steps
+    capsys.readouterr()
+    # a goal every policy reaches (an episode lasts at least 8 steps) is met on the same seeds...
+    monkeypatch.setitem(suite.GOALS, ("ppo", "CartPole-v1"), 5)
+    assert suite.main([*argv, "--seeds", "1000", "1001", "--list"]) == 0
+    assert ">= 5: met" in capsys.readouterr().out
+    # ...but not judged on one evaluation seed fewer than the protocol asks
+    assert suite.main([*argv, "--seeds", "1000", "--list"]) == 0
+    assert ">= 5: not judged (evaluation seeds, 1 done)" in capsys.readouterr().out
 
 
 def test_suite_skips_pairs_without_a_preset(tmp_path, capsys):
@@ -129,7 +159,7 @@ def test_suite_neither_counts_nor_continues_seeds_trained_with_other_settings(tm
 
     assert suite.main([*common, "--steps", "512", "--seeds", "0", "1", "--list"]) == 0
     listed = capsys.readouterr()
-    assert "| 1 of 2 asked (1 stale, not counted) |" in listed.out
+    assert "| 1 development of 2 asked (1 stale, not counted) |" in listed.out
     assert "seeds [1]" in listed.err and "lr: 0.123 -> 0.001" in listed.err
 
     # training refuses the pair instead of counting or continuing the stale seed, and says why
