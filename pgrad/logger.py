@@ -11,6 +11,7 @@ import io
 import math
 import os
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -131,6 +132,28 @@ class Progress:
         self.stream.flush()
 
 
+def quiet_tensorboard_thread_errors() -> None:
+    """Keep a TensorBoard write error to one report: the caller's.
+
+    TensorBoard writes events from a thread; when a write fails (a full disk), the thread stores
+    the OSError, which the next ``add_scalar``/``flush`` raises in the training thread (pgrad
+    turns it into one line), and then lets it end the thread, which makes Python print it as a
+    thread traceback too (tensorboard/summary/writer/event_file_writer.py, ``_AsyncWriterThread``).
+    This hook drops only that thread's OSErrors; every other thread error reaches the previous hook.
+    """
+    previous = threading.excepthook
+    if getattr(previous, "drops_tensorboard_write_errors", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+            return
+        previous(args)
+
+    hook.drops_tensorboard_write_errors = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
 class RunLogger:
     """Collects per-update metrics and finished episodes; streams them to a run folder if given."""
 
@@ -142,6 +165,7 @@ class RunLogger:
         self.recent_lengths: deque[int] = deque(maxlen=RECENT_EPISODES)
         self._metrics_csv = self._episodes_csv = None
         self._tb = None
+        self._tb_failed = False  # a TensorBoard write raised already (close() then stays quiet)
         self.attach(run_dir, tensorboard)
 
     def attach(
@@ -162,7 +186,9 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: it costs ~1 s
 
+            quiet_tensorboard_thread_errors()
             self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge_step)
+            self._tb_failed = False
 
     def restore(self, run_dir: Path, metrics_rows: int, episode_rows: int) -> None:
         """Reload the first rows of ``run_dir``'s CSVs (those logged up to a checkpoint) into memory."""
@@ -208,8 +234,8 @@ class RunLogger:
             if self._episodes_csv is not None:
                 self._episodes_csv.write(row)
             if self._tb is not None:
-                self._tb.add_scalar("episode/return", episode_return, row["step"])
-                self._tb.add_scalar("episode/length", length, row["step"])
+                self._tensorboard("add_scalar", "episode/return", episode_return, row["step"])
+                self._tensorboard("add_scalar", "episode/length", length, row["step"])
 
     def log_update(self, row: dict[str, Any]) -> None:
         """One row per update: ``step`` and ``wall_time`` first, then anything numeric."""
@@ -219,19 +245,35 @@ class RunLogger:
         if self._tb is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self._tb.add_scalar(f"train/{key}", value, row["step"])
+                    self._tensorboard("add_scalar", f"train/{key}", value, row["step"])
 
     def flush(self) -> None:
         if self._tb is not None:
-            self._tb.flush()
+            self._tensorboard("flush")
+
+    def _tensorboard(self, method: str, *args: Any) -> None:
+        """Call the SummaryWriter, remembering a failed write (a full disk: an OSError)."""
+        try:
+            getattr(self._tb, method)(*args)
+        except OSError:
+            self._tb_failed = True
+            raise
 
     def close(self) -> None:
         for stream in (self._metrics_csv, self._episodes_csv):
             if stream is not None:
                 stream.close()
-        if self._tb is not None:
-            self._tb.close()
-        self._metrics_csv = self._episodes_csv = self._tb = None
+        writer, self._tb = self._tb, None
+        self._metrics_csv = self._episodes_csv = None
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError:
+                # TensorBoard's writer keeps its first write error and raises it again at every
+                # call, close included; once raised to the caller, it is not raised a second time
+                # (from the cleanup of the failure it already reported).
+                if not self._tb_failed:
+                    raise
 
     def write_csvs(self, folder: Path) -> None:
         """Write both CSVs into ``folder`` from memory (no-op for the folder being streamed to)."""

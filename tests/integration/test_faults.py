@@ -354,9 +354,13 @@ def test_an_env_that_fails_ends_training_with_one_line_and_the_checkpoint_kept(
 
 
 @pytest.mark.parametrize("error", ["ENOSPC", "EIO"])
-@pytest.mark.parametrize("target", ["checkpoint", "policy", "metrics"])
-def test_a_write_that_fails_is_one_line_and_the_previous_checkpoint_stays(tmp_path, monkeypatch, error, target):
+@pytest.mark.parametrize("target", ["checkpoint", "policy", "metrics", "tensorboard"])
+def test_a_write_that_fails_is_one_line_and_the_previous_checkpoint_stays(
+    tmp_path, monkeypatch, capfd, error, target
+):
     import errno
+
+    import tensorboard.summary.writer.record_writer as record_writer
 
     import pgrad.io
     import pgrad.logger
@@ -385,8 +389,17 @@ def test_a_write_that_fails_is_one_line_and_the_previous_checkpoint_stays(tmp_pa
             raise OSError(code, os.strerror(code), str(self.path))
         return real_row(self, row)
 
+    real_event = record_writer.RecordWriter.write
+
+    def failing_event(self, data):  # TensorBoard's writer thread writes every event through this
+        calls["events"] = calls.get("events", 0) + 1
+        if target == "tensorboard" and calls["events"] >= 30:
+            raise OSError(code, os.strerror(code), "tb/events.out.tfevents")
+        return real_event(self, data)
+
     monkeypatch.setattr(pgrad.io, "atomic_write_bytes", failing_atomic)
     monkeypatch.setattr(pgrad.logger.CsvStream, "write", failing_row)
+    monkeypatch.setattr(record_writer.RecordWriter, "write", failing_event)
     spec = TrainSpec(
         algo="ppo", env="CartPole-v1", seed=0, out=str(run), steps=512, preset="none", quiet=True,
         overrides=dict(n_steps=64, batch_size=64), checkpoint_every=64,
@@ -398,6 +411,7 @@ def test_a_write_that_fails_is_one_line_and_the_previous_checkpoint_stays(tmp_pa
     state, _ = load_checkpoint(run / "checkpoint")
     assert state["total_steps"] in (0, 64, 128, 192, 256, 320, 384, 448, 512)
     assert not list((run / "checkpoint").glob(".*.tmp"))  # no half-written file left behind
+    assert "Traceback" not in capfd.readouterr().err  # TensorBoard's writer thread included
 
 
 class HangingEnv(FailingEnv):
