@@ -355,9 +355,7 @@ def test_an_env_that_fails_ends_training_with_one_line_and_the_checkpoint_kept(
 
 @pytest.mark.parametrize("error", ["ENOSPC", "EIO"])
 @pytest.mark.parametrize("target", ["checkpoint", "policy", "metrics", "tensorboard"])
-def test_a_write_that_fails_is_one_line_and_the_previous_checkpoint_stays(
-    tmp_path, monkeypatch, capfd, error, target
-):
+def test_a_write_that_fails_is_one_line_and_the_previous_checkpoint_stays(tmp_path, monkeypatch, capfd, error, target):
     import errno
 
     import tensorboard.summary.writer.record_writer as record_writer
