@@ -302,7 +302,10 @@ class OnPolicyConfig(Config):
         choices=("cpu", "cuda", "auto"),
     )
     vectorization: str = param(
-        "sync", "how vector envs step: in this process or one subprocess each", choices=("sync", "async")
+        "sync",
+        "how vector envs step: in this process (sync), one subprocess each (async), or EnvPool's C++ envs "
+        "for classic control, MuJoCo and ALE/ ids (envpool: pip install 'pgrad[envpool]'; resume starts new episodes)",
+        choices=("sync", "async", "envpool"),
     )
     env_timeout: float | None = param(
         600.0,

@@ -13,6 +13,7 @@ import json
 import math
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ from pgrad.config import Config, resolve_preset
 from pgrad.devices import resolve_device
 from pgrad.early_stopping import EarlyStopping
 from pgrad.envs import env_id_of, make_env, make_vector_env
+from pgrad.envs.envpool_backend import EnvPoolVectorEnv
 from pgrad.envs.options import env_options_of, with_options
 from pgrad.envs.vector import LeanSyncVectorEnv, close_vector_env
 from pgrad.errors import ConfigError, NonFiniteError, PolicyFileError
@@ -775,7 +777,13 @@ class Algorithm:
         Warns :class:`pgrad.checkpointing.ResumeNotExactWarning` if the envs cannot be restored
         exactly, and raises :class:`PolicyFileError` for a checkpoint of another algorithm or spaces.
         """
-        budget = checkpointing.load_agent(self, folder, run_dir, keep_hyperparameters)
+        envpool = isinstance(self.envs, EnvPoolVectorEnv)
+        with warnings.catch_warnings():
+            if envpool:  # restart_episodes' own warning says what a resume does with EnvPool's envs
+                warnings.simplefilter("ignore", checkpointing.ResumeNotExactWarning)
+            budget = checkpointing.load_agent(self, folder, run_dir, keep_hyperparameters)
+        if envpool and self.collector is not None:
+            self.envs.restart_episodes(self.collector, self.seed, self.total_steps)
         self.learn_budget = LearnBudget(**budget) if budget is not None else None
 
     @classmethod

@@ -134,9 +134,11 @@ def make_vector_env(
         n_envs: number of copies, >= 1.
         seed: seeds the samplers of the action and observation spaces (``envs.action_space
             .sample()``, used for random exploration); None leaves them unseeded.
-        vectorization: ``"sync"`` (one process, best for fast envs such as classic control) or
+        vectorization: ``"sync"`` (one process, best for fast envs such as classic control),
             ``"async"`` (one subprocess per copy, pays off when a step costs far more than the
-            inter-process round trip, e.g. heavy MuJoCo models).
+            inter-process round trip, e.g. heavy MuJoCo models) or ``"envpool"`` (EnvPool's C++
+            classic control, MuJoCo and ``ALE/`` envs on its thread pool, the ``envpool`` extra;
+            always NEXT_STEP autoreset; :mod:`pgrad.envs.envpool_backend` says what it refuses).
         autoreset_mode: ``"same_step"``: the step that ends an episode returns the new
             episode's first observation and keeps the final one in ``info["final_obs"]``;
             ``"next_step"`` (Gymnasium's default): the step after it is a reset step with reward
@@ -154,9 +156,16 @@ def make_vector_env(
     """
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
         raise ConfigError(f"n_envs must be an integer >= 1, got {n_envs!r}")
+    if str(vectorization).lower() == "envpool":
+        # EnvPool's own C++ copies, NEXT_STEP autoreset whatever autoreset_mode says; the copies
+        # cannot be wrapped, so record_episodes and keep_infos do not apply (pgrad/envs/envpool_backend.py).
+        from pgrad.envs.envpool_backend import make_envpool_vector_env
+
+        return make_envpool_vector_env(env, n_envs, seed, render_mode, vector_kwargs, **kwargs)
     vector_class = _VECTORIZATIONS.get(str(vectorization).lower())
     if vector_class is None:
-        raise ConfigError(f"unknown vectorization {vectorization!r}; accepted: {', '.join(_VECTORIZATIONS)}")
+        accepted = ", ".join([*_VECTORIZATIONS, "envpool"])
+        raise ConfigError(f"unknown vectorization {vectorization!r}; accepted: {accepted}")
     mode = _parse_autoreset_mode(autoreset_mode)
 
     if isinstance(env, gym.Env):
