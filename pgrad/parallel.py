@@ -382,7 +382,7 @@ class RayPool(_SeparateWorkersPool):
         try:
             return self.ray.get(refs)
         except self.ray.exceptions.RayActorError as exc:
-            raise WorkerError(f"Ray worker {index} died: {str(exc).strip().splitlines()[0]}") from None
+            raise WorkerError(f"Ray worker {index} died: {str(exc).strip().splitlines()[0].rstrip('.')}") from None
         except self.ray.exceptions.RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             raise WorkerError(f"Ray worker {index} {doing}: {type(cause).__name__}: {cause}") from None

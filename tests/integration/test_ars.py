@@ -205,7 +205,14 @@ def _kill_worker_when_running(agent, index, killed):
         time.sleep(0.01)
 
 
-def test_a_killed_worker_fails_the_run_and_keeps_the_checkpoint(tmp_path):
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_a_killed_worker_fails_the_run_and_keeps_the_checkpoint(tmp_path, backend):
+    """kill -9 of a rollout worker (a process of the pool, or a Ray actor): one line naming it,
+    within a bounded time, the checkpoint intact. The lost rollouts are not retried: an ARS
+    iteration's result depends on every direction, so the run fails and is resumed instead."""
+    if backend == "ray":
+        ray = pytest.importorskip("ray")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     out = tmp_path / "run"
     spec = TrainSpec(
         algo="ars",
@@ -214,20 +221,29 @@ def test_a_killed_worker_fails_the_run_and_keeps_the_checkpoint(tmp_path):
         out=str(out),
         steps=10**6,
         preset="none",
-        overrides={"n_workers": 2, "n_directions": 4, "lr": 0.1, "noise_std": 0.3, "eval_every": 0},
+        overrides={
+            "n_workers": 2, "n_directions": 4, "lr": 0.1, "noise_std": 0.3, "eval_every": 0, "backend": backend,
+        },
         quiet=True,
-    )
+    )  # fmt: skip
     agent = pgrad.ARS(spec.env, seed=0, preset="none", **spec.overrides)
     killed = []
     killer = threading.Thread(target=_kill_worker_when_running, args=(agent, 1, killed), daemon=True)
     killer.start()
     start = time.time()
-    with pytest.raises(TrainingError) as failure:
-        run_training(spec, agent)
+    try:
+        with pytest.raises(TrainingError) as failure:
+            run_training(spec, agent)
+    finally:
+        if backend == "ray":
+            ray.shutdown()
     killer.join()
     assert killed, "the worker was never killed"
     message = str(failure.value)
-    assert f"worker 1 (pid {killed[0]}) was killed by signal SIGKILL" in message
+    if backend == "local":
+        assert f"worker 1 (pid {killed[0]}) was killed by signal SIGKILL" in message
+    else:
+        assert "Ray worker 1 died" in message and "\n" not in message, message
     assert "last good checkpoint kept" in message
     assert time.time() - start < 60  # it failed, it did not hang
     restored = pgrad.ARS(CARTPOLE, seed=0, preset="none", **spec.overrides)
