@@ -493,6 +493,51 @@ def test_a_killed_ray_seed_task_fails_the_seed_clearly_and_keeps_its_checkpoint(
     assert (run / "seed_0" / "summary.json").is_file()
 
 
+def test_a_killed_ray_tuning_trial_fails_that_trial_clearly_and_the_study_goes_on(tmp_path):
+    """kill -9 of the Ray worker running trial 0: that trial is recorded failed with one line,
+    within a bounded time, the other trials complete and the best preset is written."""
+    pytest.importorskip("ray")
+    pytest.importorskip("optuna")
+    out = tmp_path / "study"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own
+    command = [sys.executable, "-m", "pgrad.cli", "tune", "ppo", "CartPole-v1", "--trials", "3", "--steps", "20000"]
+    command += ["--backend", "ray", "--workers", "1", "--out", str(out), "--preset", "none", "--eval-episodes", "1"]
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        victim = None
+        while victim is None:
+            assert time.monotonic() - started < 240 and process.poll() is None, "trial 0 never started"
+            victim = process_titled("ray::_ray_trial")
+            time.sleep(0.2)
+        time.sleep(1.0)  # well inside the trial
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=400)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    failed = [line for line in stderr.splitlines() if line.startswith("trial 0: failed: ray task failed")]
+    assert len(failed) == 1, stderr
+    assert "trial 1: complete" in stderr and "trial 2: complete" in stderr, stderr
+    assert "(2 complete, 0 pruned, 1 failed)" in stderr and (out / "best_preset.toml").is_file()
+
+
+def process_titled(prefix):
+    """The pid of a process whose command line starts with ``prefix`` (Ray titles a worker by its task)."""
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit():
+            continue
+        try:
+            with open(f"/proc/{proc}/cmdline", "rb") as cmdline:
+                if cmdline.read().startswith(prefix.encode()):
+                    return int(proc)
+        except OSError:
+            continue
+    return None
+
+
 def ray_worker_writing(seed_folder):
     """The pid of the process that has ``seed_folder/metrics.csv`` open (the Ray worker training it)."""
     target = str((seed_folder / "metrics.csv").resolve())
