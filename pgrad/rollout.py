@@ -232,9 +232,8 @@ class RolloutCollector:
         if math.isfinite(np.add.reduce(array, axis=None)):
             return
         if not np.isfinite(array).all():
-            bad_env = int(
-                np.argwhere(~np.isfinite(np.asarray(array, dtype=np.float64).reshape(self.n_envs, -1)).any(1))[0, 0]
-            )
+            not_finite = ~np.isfinite(np.asarray(array, dtype=np.float64).reshape(self.n_envs, -1))
+            bad_env = int(np.flatnonzero(not_finite.any(axis=1))[0])  # the first env with any NaN/inf entry
             raise NonFiniteError(f"environment returned a non-finite {what} (NaN or inf) at step {step}, env {bad_env}")
 
     @torch.no_grad()

@@ -304,6 +304,16 @@ class FailingEnv(__import__("gymnasium").Env):
                 obs = np.zeros(5, np.float32)
             if self.fault == "die":
                 os._exit(3)  # an async worker process that dies
+            if self.fault == "nan-obs":
+                obs[2] = np.nan
+            if self.fault == "inf-obs":
+                obs[0] = -np.inf
+            if self.fault == "dtype":
+                obs = np.array(["a", "b", "c", "d"])  # right shape, not numbers
+            if self.fault == "nan-reward":
+                return obs, np.nan, False, False, {}
+            if self.fault == "inf-reward":
+                return obs, np.inf, False, False, {}
         return obs, 1.0, False, self.t >= 20, {}
 
 
@@ -315,6 +325,12 @@ class FailingEnv(__import__("gymnasium").Env):
         ("reset", "sync", "RuntimeError in reset at step 0"),
         ("step", "async", "RuntimeError in step at step 7"),
         ("die", "async", "in step at step 7"),
+        ("nan-obs", "sync", "non-finite observation"),
+        ("inf-obs", "sync", "non-finite observation"),
+        ("dtype", "sync", "in step at step 7"),
+        ("nan-reward", "sync", "non-finite reward"),
+        ("inf-reward", "sync", "non-finite reward"),
+        ("nan-obs", "async", "non-finite observation"),
     ],
 )
 def test_an_env_that_fails_ends_training_with_one_line_and_the_checkpoint_kept(
