@@ -5,7 +5,7 @@
 #   make test-fast   the same lint, then every test not marked slow (none of tests/learning)
 #   make lint        ruff check + ruff format --check, as run by both test targets
 #   make format      rewrites the code: ruff format, then ruff check --fix (prints what needs a hand)
-#   make faults      the kill -9 fault-injection suite (benchmarks/faults.py), its table
+#   make faults      the fault-injection suite (benchmarks/faults.py): kill -9 trials, then every other fault, two tables
 #   make docs        the documentation site into site/ (mkdocs build --strict: warnings are errors)
 PYTHON ?= python3
 VENV ?= .venv

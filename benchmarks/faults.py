@@ -1,8 +1,14 @@
-"""Kill -9 at any moment of training, then resume: the kill -9 part of the issue "Faults and hostile input".
+"""Every fault of the issue "Faults and hostile input": kill -9 at any moment of training, then
+resume (this file's trials), and every other fault through its tests (benchmarks/faults_pytest.py).
 
-    .venv/bin/python benchmarks/faults.py                     # 50 trials over 6 configurations
-    .venv/bin/python benchmarks/faults.py --quick             # 12 trials, two per configuration
-    .venv/bin/python benchmarks/faults.py --trial ppo/between-files/0 --keep   # replay one trial
+    .venv/bin/python benchmarks/faults.py                     # 50 kill trials over 6 configurations, then the rest
+    .venv/bin/python benchmarks/faults.py --quick             # 12 kill trials, two per configuration, then the rest
+    .venv/bin/python benchmarks/faults.py --kills-only        # the kill -9 trials and their table only
+    .venv/bin/python benchmarks/faults.py --trial ppo/between-files/0 --keep   # replay one kill trial
+
+It prints two tables: the kill -9 trials (below), then one row per other fault (disk full and I/O
+errors, env failures, hangs, Ray workers killed, two runs on one folder, hostile files, endless
+episodes, resumed tuning, fuzzed input): see benchmarks/faults_pytest.py for its columns.
 
 Every configuration (PPO, A2C, ARS in-process and with rollout workers, PPO-LSTM, seed-batched
 PPO over three seeds) trains a few seconds with a small ``--checkpoint-every``, first once
@@ -823,6 +829,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="where the runs go (default: a temporary folder, removed)")
     parser.add_argument("--keep", action="store_true", help="keep the run folders")
     parser.add_argument("--json", type=Path, help="also write every trial's result here")
+    parser.add_argument("--kills-only", action="store_true", help="only the kill -9 trials, not the other faults")
     args = parser.parse_args(argv)
 
     configs = [c for c in CONFIGS if args.configs is None or c.name in args.configs]
@@ -869,6 +876,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  command: {' '.join(train_command(r.trial.config, Path('RUN'))[1:])}")
                 print(f"  kills: {', '.join(k.describe() for k in r.trial.kills)}")
         print(f"\n{len(results)} trials, seed {args.seed}, {time.monotonic() - started:.0f} s")
+        other_faults = []
+        if not (args.kills_only or args.trial):
+            sys.path.insert(0, str(Path(__file__).resolve().parent))  # faults_pytest.py is beside this file
+            import faults_pytest
+
+            other_faults = faults_pytest.run_all()
+            print(f"\nThe other faults (their tests):\n\n{faults_pytest.table(other_faults)}")
+            print(f"\nall faults: {time.monotonic() - started:.0f} s")
         if args.json:
             args.json.write_text(
                 json.dumps(
@@ -892,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
                     indent=2,
                 )
             )
-        return 0 if all(r.survived for r in results) else 1
+        return 0 if all(r.survived for r in results) and not any(r.failed for r in other_faults) else 1
     finally:
         if args.workdir is None and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
