@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,8 +153,11 @@ def _figure(args: argparse.Namespace, runs: list[dict]) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.2))
     for backend, colour in zip(BACKENDS, ("tab:blue", "tab:green")):
         curves = np.array([_curve(r["steps"], r["returns"], grid) for r in runs if r["backend"] == backend])
-        axes.plot(grid, np.nanmean(curves, 0), color=colour, label=f"vectorization={backend}")
-        axes.fill_between(grid, np.nanmin(curves, 0), np.nanmax(curves, 0), color=colour, alpha=0.2)
+        with warnings.catch_warnings():  # grid points before the first 100 episodes are NaN in every run
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, low, high = np.nanmean(curves, 0), np.nanmin(curves, 0), np.nanmax(curves, 0)
+        axes.plot(grid, mean, color=colour, label=f"vectorization={backend}")
+        axes.fill_between(grid, low, high, color=colour, alpha=0.2)
     axes.set_xlabel("environment steps")
     axes.set_ylabel("return (mean of the last 100 training episodes)")
     axes.set_title(f"PPO on {args.env}, shipped preset, range over {len(args.seeds)} seeds shaded")
