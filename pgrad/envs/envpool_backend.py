@@ -241,6 +241,7 @@ class EnvPoolVectorEnv(VectorEnv):
             self._envpool_kwargs.setdefault("max_episode_steps", time_limit)
         self._obs_dtype = getattr(self.single_observation_space, "dtype", None)
         self._pool: Any = None
+        self._env_order = np.arange(n_envs)
         self._action_dtype: np.dtype | None = None
         self._build(seed=None, check_only=True)
 
@@ -301,6 +302,7 @@ class EnvPoolVectorEnv(VectorEnv):
         if seed is not None or self._pool is None:
             self._build(seed)
         obs, info = self._pool.reset()
+        (obs,), info = self._in_env_order((obs,), info)
         return self._observations(obs), info
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -312,7 +314,29 @@ class EnvPoolVectorEnv(VectorEnv):
         if len(actions) != self.num_envs:
             raise ValueError(f"{len(actions)} actions for {self.num_envs} envs")
         obs, reward, terminated, truncated, info = self._pool.step(actions)
+        (obs, reward, terminated, truncated), info = self._in_env_order((obs, reward, terminated, truncated), info)
         return self._observations(obs), reward.astype(np.float64), terminated, truncated, info
+
+    def _in_env_order(
+        self, arrays: tuple[np.ndarray, ...], info: dict[str, Any]
+    ) -> tuple[tuple[np.ndarray, ...], dict[str, Any]]:
+        """The rows of a batch in env order. EnvPool's synchronous mode returns them so (each
+        copy writes the slot of its env_id), which costs one comparison to confirm; were they
+        ever in another order, rows and per-env info entries are sorted by ``info["env_id"]``
+        rather than credited to the wrong copy."""
+        env_ids = info.get("env_id")
+        if env_ids is None or np.array_equal(env_ids, self._env_order):
+            return arrays, info
+        order = np.argsort(env_ids, kind="stable")
+        rows = self.num_envs
+
+        def sorted_entry(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {key: sorted_entry(entry) for key, entry in value.items()}
+            is_rows = isinstance(value, np.ndarray) and value.ndim >= 1 and len(value) == rows
+            return value[order] if is_rows else value
+
+        return tuple(array[order] for array in arrays), sorted_entry(info)
 
     def close_extras(self, **kwargs: Any) -> None:
         if self._pool is not None:

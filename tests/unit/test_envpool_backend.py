@@ -204,6 +204,20 @@ def test_a_seeded_reset_starts_over_and_an_unseeded_one_continues():
     envs.close()
 
 
+def test_rows_come_in_env_order_and_would_be_sorted_otherwise():
+    envs = make_vector_env("Hopper-v5", 8, 0, "envpool")
+    envs.reset(seed=0)
+    actions = np.random.default_rng(1).uniform(-1, 1, (200, 8, 3)).astype(np.float32)
+    for action in actions:  # random actions: Hopper falls, so copies reset at different steps
+        info = envs._pool.step(action)[4]
+        assert np.array_equal(info["env_id"], np.arange(8))
+    shuffled = np.array([2, 0, 1, 3, 4, 5, 6, 7])
+    obs = np.arange(8.0)[shuffled, None]
+    (sorted_obs,), info = envs._in_env_order((obs,), {"env_id": shuffled, "x": shuffled * 10, "players": {}})
+    assert np.array_equal(sorted_obs[:, 0], np.arange(8.0)) and np.array_equal(info["x"], np.arange(8) * 10)
+    envs.close()
+
+
 def test_spaces_and_dtypes_are_the_gymnasium_envs():
     for env_id in ("HalfCheetah-v5", "Pendulum-v1", "CartPole-v1"):
         pool = make_vector_env(env_id, 2, 0, "envpool")
