@@ -407,7 +407,8 @@ def test_a_write_that_fails_is_one_line_and_the_previous_checkpoint_stays(tmp_pa
 
     def failing_event(self, data):  # TensorBoard's writer thread writes every event through this
         calls["events"] = calls.get("events", 0) + 1
-        if target == "tensorboard" and calls["events"] >= 30:
+        # about half way: this run writes 24 events (one per metrics row, one per episode)
+        if target == "tensorboard" and calls["events"] >= 12:
             raise OSError(code, os.strerror(code), "tb/events.out.tfevents")
         return real_event(self, data)
 

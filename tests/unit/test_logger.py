@@ -43,3 +43,46 @@ def test_run_logger_streams_csvs_and_writes_them_elsewhere_from_memory(tmp_path)
     assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1] == "32,0.1,0.5"
     logger.write_csvs(tmp_path / "copy")
     assert (tmp_path / "copy" / "episodes.csv").read_text() == (tmp_path / "run" / "episodes.csv").read_text()
+
+
+def test_tensorboard_holds_every_scalar_as_add_scalar_writes_it(tmp_path):
+    """A row's scalars go to TensorBoard as one event (pgrad/logger.py, _tensorboard_scalars):
+    a reader sees the same tags, steps and values as from one add_scalar per scalar."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    rows = [
+        {"step": 8 * i, "wall_time": 0.5 * i, "loss": 1.0 / (i + 1), "episodes": i, "nan": float("nan"), "ok": 2.5}
+        for i in range(1, 6)
+    ]
+    episodes = EpisodeLog(steps=[3, 9], returns=[10.0, -2.5], lengths=[3, 6])
+    logger = RunLogger(tmp_path / "batched")
+    logger.log_episodes(episodes)
+    for row in rows:
+        logger.log_update(row)
+    logger.close()
+    # what the logger wrote before: one add_scalar per finite number
+    writer = SummaryWriter(log_dir=str(tmp_path / "plain" / "tb"))
+    for step, episode_return, length in zip(episodes.steps, episodes.returns, episodes.lengths):
+        writer.add_scalar("episode/return", episode_return, step)
+        writer.add_scalar("episode/length", length, step)
+    for row in rows:
+        for key, value in row.items():
+            if key != "step" and value == value:
+                writer.add_scalar(f"train/{key}", value, row["step"])
+    writer.close()
+
+    def scalars(folder):
+        accumulator = EventAccumulator(str(folder)).Reload()
+        return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+    batched, plain = scalars(tmp_path / "batched" / "tb"), scalars(tmp_path / "plain" / "tb")
+    assert batched == plain
+    assert set(plain) == {
+        "episode/return",
+        "episode/length",
+        "train/wall_time",
+        "train/loss",
+        "train/episodes",
+        "train/ok",
+    }
