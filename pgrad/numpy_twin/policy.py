@@ -37,7 +37,15 @@ from torch import nn
 
 from pgrad.distributions import CategoricalHead, DiagGaussianHead
 from pgrad.numpy_twin.actions import GaussianStd, log_softmax, sample_categorical, take_log_prob
-from pgrad.numpy_twin.layers import Dense, forward, fuse, is_supported_module, read_network
+from pgrad.numpy_twin.layers import (
+    Dense,
+    all_parameters,
+    forward,
+    fuse,
+    is_supported_module,
+    read_network,
+    refill_fused,
+)
 from pgrad.policy import ActorCriticPolicy
 
 
@@ -52,7 +60,7 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
         return f"the policy class {type(policy).__name__} (covered: the MLP ActorCriticPolicy)"
     if policy.mask_size:
         return "invalid-action masking"
-    if any(parameter.device.type != "cpu" for parameter in policy.parameters()):
+    if any(parameter.device.type != "cpu" for parameter in all_parameters(policy)):
         return "a policy on a GPU (device=cuda updates with torch there)"
     if policy.trunk is not None:
         return "a shared trunk (share_trunk=true)"
@@ -79,10 +87,13 @@ def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
     return None
 
 
-def _head_layer(policy: ActorCriticPolicy) -> Dense:
+def _head_module(policy: ActorCriticPolicy) -> nn.Linear:
     head = policy.head
-    linear = head.logits if isinstance(head, CategoricalHead) else head.loc
-    return read_network([linear])[0]
+    return head.logits if isinstance(head, CategoricalHead) else head.loc
+
+
+def _head_layer(policy: ActorCriticPolicy) -> Dense:
+    return read_network([_head_module(policy)])[0]
 
 
 class NumpyActorCritic:
@@ -97,6 +108,8 @@ class NumpyActorCritic:
         self.policy = policy
         self.fused_requested = fused
         self._noise: torch.Tensor | None = None  # preallocated Gaussian noise, see act()
+        self.fused: list | None = None
+        self._read_from_before: list | None = None  # see refresh()
         self.refresh()
 
     @staticmethod
@@ -115,13 +128,36 @@ class NumpyActorCritic:
         if normalizer is not None:
             self.stats_mean, self.stats_var = normalizer.stats.mean.numpy(), normalizer.stats.var.numpy()
             self.eps, self.clip = normalizer.eps, np.float32(normalizer.clip)
+        self.read_std()
+        read_from = self._read_from()
+        if self.fused is not None and read_from == self._read_from_before:
+            # The same modules and parameter storages as last time: the unfused layers (views) see
+            # the update already; only the fused copy needs the new numbers. A rollout of one step
+            # (one-step actor-critic) refreshes before every step, where a rebuild cost more than
+            # the step's whole inference.
+            refill_fused(self.fused, self.actor + self.head, self.critic)
+            return
+        self._read_from_before = read_from
         self.actor = read_network(policy.actor_body)
         self.critic = read_network(policy.critic) if policy.critic is not None else None
         self.head = [_head_layer(policy)]
         self.fused = (
             fuse(self.actor + self.head, self.critic) if self.fused_requested and self.critic is not None else None
         )
-        self.read_std()
+
+    def _read_from(self) -> list:
+        """What the layers are read from: the modules and each parameter's storage address. The
+        layers hold views of those storages, which keeps them alive, so an address seen again is
+        the same storage; a replaced module or parameter (or moved data) changes this list."""
+        policy = self.policy
+        modules = [*policy.actor_body, _head_module(policy), *(policy.critic if policy.critic is not None else ())]
+        read_from: list = [policy.actor_body, policy.head, policy.critic]
+        for module in modules:
+            read_from.append(module)
+            if isinstance(module, nn.Linear):
+                read_from.append(module.weight.data_ptr())
+                read_from.append(None if module.bias is None else module.bias.data_ptr())
+        return read_from
 
     def read_std(self) -> None:
         """Recompute the Gaussian std from the current ``log_std`` (not a view: it is computed)."""

@@ -195,3 +195,50 @@ def test_predict_sees_weights_changed_in_place_and_replaced_parts():
         expected = policy.head.deterministic(policy.distribution(policy.normalize(policy.obs_to_tensor(obs))))
     np.testing.assert_allclose(agent.predict(obs), policy.env_action(expected.numpy()), rtol=1e-5, atol=1e-6)
     agent.close()
+
+
+def _fused_outputs(twin: NumpyActorCritic, obs: np.ndarray) -> np.ndarray:
+    from pgrad.numpy_twin.layers import forward
+
+    return forward(twin.fused, obs)
+
+
+@pytest.mark.parametrize("case", ["gaussian-tanh", "categorical"])
+def test_fused_refresh_in_place_equals_a_rebuild(case):
+    """The fused copy refreshed in place (same modules and storages) holds exactly what a new
+    fuse would; a replaced layer or parameter, or a parameter whose data moved, is read anew."""
+    policy = _policy(case)
+    twin = NumpyActorCritic(policy, fused=True)
+    fused_arrays = [layer.weight_t for layer in twin.fused if hasattr(layer, "weight_t")]
+    obs = np.random.default_rng(2).normal(size=(9, policy.obs_size)).astype(np.float32)
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.mul_(1.5).add_(0.1)  # an optimiser step: in place
+    twin.refresh()
+    assert all(a is layer.weight_t for a, layer in zip(fused_arrays, [x for x in twin.fused if hasattr(x, "weight_t")]))
+    np.testing.assert_array_equal(_fused_outputs(twin, obs), _fused_outputs(NumpyActorCritic(policy, fused=True), obs))
+    # the fused and the separate networks differ only by BLAS's summation order
+    np.testing.assert_allclose(twin.act(obs)[2], NumpyActorCritic(policy).value(obs), rtol=1e-5, atol=1e-5)
+
+    with torch.no_grad():
+        policy.critic[0].weight = torch.nn.Parameter(policy.critic[0].weight * 2.0)  # a new parameter
+    twin.refresh()
+    np.testing.assert_array_equal(_fused_outputs(twin, obs), _fused_outputs(NumpyActorCritic(policy, fused=True), obs))
+    policy.actor_body[0] = torch.nn.Linear(policy.obs_size, policy.actor_body[0].out_features)  # a new layer
+    twin.refresh()
+    np.testing.assert_array_equal(_fused_outputs(twin, obs), _fused_outputs(NumpyActorCritic(policy, fused=True), obs))
+    policy.critic[0].weight.data = policy.critic[0].weight.data * 3.0  # the same parameter, new storage
+    twin.refresh()
+    np.testing.assert_array_equal(_fused_outputs(twin, obs), _fused_outputs(NumpyActorCritic(policy, fused=True), obs))
+    policy.actor_body[1] = policy.critic[1] = torch.nn.ReLU()  # another activation: the same shapes, other maths
+    twin.refresh()
+    np.testing.assert_array_equal(_fused_outputs(twin, obs), _fused_outputs(NumpyActorCritic(policy, fused=True), obs))
+
+
+def test_parameter_walk_is_torchs_order():
+    from pgrad.numpy_twin.layers import all_parameters
+
+    for case in CASES:
+        policy = _policy(case)
+        policy.critic_copy = policy.critic  # a module registered twice: its parameters once, as torch does
+        assert [id(p) for p in all_parameters(policy)] == [id(p) for p in policy.parameters()]
