@@ -29,6 +29,7 @@ clip is per seed, so slice ``[s]`` of every gradient is exactly seed ``s``'s own
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,13 @@ from torch import nn
 from pgrad.batched import SeedBatchedActorCritic
 from pgrad.distributions import CategoricalHead, DiagGaussianHead
 from pgrad.numpy_twin.actions import HALF_LOG_2PI, LOG_SQRT_2PI, log_softmax, take_log_prob
-from pgrad.numpy_twin.layers import backward, forward_keeping_outputs, is_supported_module, read_network
+from pgrad.numpy_twin.layers import (
+    all_parameters,
+    backward,
+    forward_keeping_outputs,
+    is_supported_module,
+    read_network,
+)
 from pgrad.numpy_twin.policy import unsupported_reason
 from pgrad.policy import ActorCriticPolicy
 
@@ -117,7 +124,8 @@ class NumpyPolicyGradient:
         if (
             cached is not None
             and cached.policy is policy
-            and all(a is b for a, b in zip(cached.parameters, policy.parameters(), strict=True))
+            and len(cached.parameters) == len(current := all_parameters(policy))
+            and all(a is b for a, b in zip(cached.parameters, current))
         ):
             return cached
         return cls(policy)
@@ -131,6 +139,21 @@ class NumpyPolicyGradient:
     def supports_seed_batched(model: SeedBatchedActorCritic) -> bool:
         """True when :func:`seed_batched_unsupported_reason` finds nothing."""
         return seed_batched_unsupported_reason(model) is None
+
+    def run_start(self, parameters: Sequence[torch.Tensor]) -> int | None:
+        """The index where ``parameters`` start among this gradient's, if they are a contiguous
+        run of them in order (one network's, as a separate optimiser holds them); else None."""
+        first = next((index for index, p in enumerate(self.parameters) if parameters and p is parameters[0]), None)
+        if first is None or first + len(parameters) > len(self.parameters):
+            return None
+        return first if all(a is b for a, b in zip(parameters, self.parameters[first:])) else None
+
+    def flat_part(self, parameters: Sequence[torch.Tensor]) -> np.ndarray:
+        """The view of the flat gradient holding ``parameters`` (a run, see :meth:`run_start`)."""
+        first = self.run_start(parameters)
+        if first is None:
+            raise ValueError("the parameters are not a contiguous run of the gradient's")
+        return self.flat_grad[self.slices[first].start : self.slices[first + len(parameters) - 1].stop]
 
     def bind(self) -> None:
         """Make the flat buffer's slices the parameters' ``.grad`` (after anything reset them)."""
@@ -151,12 +174,13 @@ class NumpyPolicyGradient:
         vf_clip_coef: float | None,
         vf_coef: float,
         ent_coef: float,
-        max_grad_norm: float,
+        max_grad_norm: float | None,
         rows: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Write the clipped gradient of PPO's loss on one minibatch into ``.grad``; return the metrics
         the plain path logs (``policy_loss``, ``approx_kl``, ``clip_fraction``, ``value_loss``,
-        ``entropy``, ``grad_norm`` and, for a Gaussian, ``action_std``): floats for one policy,
+        ``entropy``, ``grad_norm`` unless ``max_grad_norm`` is None (no clipping here) and, for a
+        Gaussian, ``action_std``): floats for one policy,
         ``(S,)`` arrays for a seed-batched model. ``clip_coef=None``: A2C's vanilla surrogate
         ``-mean(A log pi)`` instead (``old_log_probs`` unused; no ``approx_kl``, ``clip_fraction``).
 
@@ -268,8 +292,11 @@ class NumpyPolicyGradient:
         backward(self.actor, actor_outputs, grad_out.astype(np.float32, copy=False), ones)
         backward(self.critic, critic_outputs, grad_values[..., None].astype(np.float32, copy=False), ones)
 
-        # global norm clipping as torch.nn.utils.clip_grad_norm_ (it always multiplies), per seed
-        if single:
+        # global norm clipping as torch.nn.utils.clip_grad_norm_ (it always multiplies), per seed;
+        # None: the caller clips (or not) itself, and no norm is computed
+        if max_grad_norm is None:
+            grad_norm = None
+        elif single:
             grad_norm = float(np.sqrt(np.dot(self.flat_grad, self.flat_grad)))
             self.flat_grad *= np.float32(min(max_grad_norm / (grad_norm + 1e-6), 1.0))
         else:
@@ -283,8 +310,23 @@ class NumpyPolicyGradient:
         if clip_coef is not None:
             metrics["approx_kl"] = mean((ratio - np.float32(1.0)) - log_ratio)
             metrics["clip_fraction"] = mean((np.abs(ratio - np.float32(1.0)) > clip_coef).astype(np.float32))
-        metrics.update({"value_loss": 0.5 * mean(squared_error), "entropy": entropy_mean, "grad_norm": grad_norm})
+        metrics.update({"value_loss": 0.5 * mean(squared_error), "entropy": entropy_mean})
+        if grad_norm is not None:
+            metrics["grad_norm"] = grad_norm
         if not self.discrete:
             action_std = scale.mean(axis=-1)
             metrics["action_std"] = float(action_std) if single else action_std
         return metrics
+
+
+def explained_variance_np(predictions: np.ndarray, targets: np.ndarray) -> float:
+    """:func:`pgrad.losses.explained_variance` on numpy arrays, ``1 - Var[t - p] / Var[t]`` (unbiased
+    variances, in float64): NaN for fewer than two targets or targets all equal. A logged metric
+    only, so float64 here against torch's float32 changes nothing but its last digits."""
+    if targets.size < 2:
+        return float("nan")
+    target_var = float(np.var(targets, ddof=1, dtype=np.float64))
+    if target_var == 0.0:
+        return float("nan")
+    residual = np.asarray(targets, dtype=np.float64) - predictions
+    return 1.0 - float(np.var(residual, ddof=1)) / target_var

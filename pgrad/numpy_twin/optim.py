@@ -43,13 +43,21 @@ class NumpyOptimizer:
         if not self.supports(optimizer, gradient):
             raise ValueError(f"this optimizer has no numpy step; check {type(self).__name__}.supports first")
         self.optimizer, self.gradient = optimizer, gradient
-        self.parameters = gradient.parameters
-        size = gradient.flat_grad.size
+        # The optimizer's parameters are a contiguous run of the gradient's (all of them, or one
+        # network's, where actor and critic have optimizers of their own): its part of the flat gradient.
+        first = gradient.run_start(optimizer.param_groups[0]["params"])
+        self.parameters = gradient.parameters[first : first + len(optimizer.param_groups[0]["params"])]
+        start, stop = gradient.slices[first].start, gradient.slices[first + len(self.parameters) - 1].stop
+        self.flat_grad = gradient.flat_grad[start:stop]  # a view: the gradient writes, the step reads
+        size = stop - start
         self.flat_params = np.empty(size, dtype=np.float32)
         self.state = {name: np.zeros(size, dtype=np.float32) for name in self.buffers}
         self.steps = np.zeros(len(self.parameters), dtype=np.float32)  # torch keeps a float32 count per parameter
         self._scratch = np.empty(size, dtype=np.float32)
-        self._slices = gradient.slices  # the parameters' parts of every flat buffer, as of the gradient's
+        # the parameters' parts of every flat buffer here (the gradient's slices, shifted to this run)
+        self._slices = [
+            slice(part.start - start, part.stop - start) for part in gradient.slices[first:][: len(self.parameters)]
+        ]
         # each parameter's storage as a flat numpy view (the step writes the new values there)
         self._param_views = [parameter.detach().numpy().reshape(-1) for parameter in self.parameters]
         self._state_views: list[dict[str, torch.Tensor]] = []
@@ -65,15 +73,15 @@ class NumpyOptimizer:
 
     @classmethod
     def supports(cls, optimizer: torch.optim.Optimizer, gradient: NumpyPolicyGradient) -> bool:
-        """This class's optimizer with its plain options, over exactly ``gradient``'s parameters (in order)."""
+        """This class's optimizer with its plain options, over ``gradient``'s parameters or a
+        contiguous run of them (in order)."""
         if type(optimizer) is not cls.optimizer_type or len(optimizer.param_groups) != 1:
             return False
         group = optimizer.param_groups[0]
         params = group["params"]
         return (
             cls._options_supported(group)
-            and len(params) == len(gradient.parameters)
-            and all(a is b for a, b in zip(params, gradient.parameters))
+            and gradient.run_start(params) is not None
             and all(p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous() for p in params)
         )
 
@@ -159,7 +167,7 @@ class NumpyOptimizer:
         seed_steps: np.ndarray | None = None,
         seed_lrs: np.ndarray | None = None,
     ) -> None:
-        """One step with the gradient in ``gradient.flat_grad``, as ``optimizer.step()`` takes it.
+        """One step with this optimizer's part of ``gradient.flat_grad``, as ``optimizer.step()`` takes it.
 
         Seed-batched, with seeds that step apart (``target_kl`` stops each seed's epochs on its own):
         ``active`` ``(S,)`` says which seeds take this step; the others' parameters and state do
@@ -226,7 +234,7 @@ class NumpyAdam(NumpyOptimizer):
     def _update(self, group: dict[str, Any], factors: tuple) -> None:
         inverse_correction2_sqrt, lr_over_correction1 = factors
         (beta1, beta2), eps = group["betas"], group["eps"]
-        grad, m, v, scratch = self.gradient.flat_grad, self.state["exp_avg"], self.state["exp_avg_sq"], self._scratch
+        grad, m, v, scratch = self.flat_grad, self.state["exp_avg"], self.state["exp_avg_sq"], self._scratch
         # m <- m + (1 - b1) (g - m), torch's lerp; v <- b2 v + (1 - b2) g^2
         np.subtract(grad, m, out=scratch)
         scratch *= np.float32(1.0 - beta1)
@@ -261,7 +269,7 @@ class NumpyRMSprop(NumpyOptimizer):
     def _update(self, group: dict[str, Any], factors: tuple) -> None:
         (lr,) = factors
         alpha, eps = group["alpha"], group["eps"]
-        grad, v, scratch = self.gradient.flat_grad, self.state["square_avg"], self._scratch
+        grad, v, scratch = self.flat_grad, self.state["square_avg"], self._scratch
         np.multiply(grad, grad, out=scratch)
         scratch *= np.float32(1.0 - alpha)
         v *= np.float32(alpha)

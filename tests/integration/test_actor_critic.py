@@ -43,32 +43,55 @@ def test_one_update_per_vector_step():
     agent.close()
 
 
-def test_update_is_the_books_one_step_actor_critic(monkeypatch):
-    """delta = R + gamma v(S') - v(S) (v(S') = 0 only if terminal), the critic regresses on
-    R + gamma v(S'), and with gamma_weighting the actor's weight is I * delta, I = gamma^t
-    restarting at 1 with every episode (Sutton & Barto 2018, sec. 13.5)."""
-    gamma = 0.9
-    agent = pgrad.ActorCritic("CartPole-v1", seed=0, preset="none", n_envs=2, gamma=gamma, gamma_weighting=True)
+def _record_updates(agent, monkeypatch, numpy_update: bool) -> list[dict]:
+    """What each update of ``agent`` learns from: its rollout, the actor's per-sample weights, the
+    critic's v(S) and targets, recorded from the autograd update's loss functions or from the
+    numpy update's gradient call (pgrad/numpy_twin/gradient.py)."""
+    agent.use_numpy_gradient = numpy_update
     seen = []
     collect = agent._ensure_collector().collect
-    pg_loss, v_loss = actor_critic_module.policy_gradient_loss, actor_critic_module.value_loss
 
     def recording_collect(n_steps):
         rollout, episodes = collect(n_steps)
         seen.append({"rollout": rollout})
         return rollout, episodes
 
-    def recording_pg_loss(log_probs, weights):
-        seen[-1]["actor_weights"] = weights.clone()
-        return pg_loss(log_probs, weights)
-
-    def recording_v_loss(values, targets):
-        seen[-1]["critic_values"], seen[-1]["critic_targets"] = values.detach().clone(), targets.clone()
-        return v_loss(values, targets)
-
     monkeypatch.setattr(agent.collector, "collect", recording_collect)
-    monkeypatch.setattr(actor_critic_module, "policy_gradient_loss", recording_pg_loss)
-    monkeypatch.setattr(actor_critic_module, "value_loss", recording_v_loss)
+    if numpy_update:
+        step_gradient = actor_critic_module.NumpyPolicyGradient.step_gradient
+
+        def recording_step_gradient(self, obs, actions, old_log_probs, old_values, advantages, returns, **options):
+            seen[-1]["actor_weights"] = torch.from_numpy(advantages.copy())
+            seen[-1]["critic_targets"] = torch.from_numpy(returns.copy())
+            with torch.no_grad():  # v(S) with the weights the update starts from
+                seen[-1]["critic_values"] = agent.policy.value(torch.from_numpy(obs))
+            return step_gradient(self, obs, actions, old_log_probs, old_values, advantages, returns, **options)
+
+        monkeypatch.setattr(actor_critic_module.NumpyPolicyGradient, "step_gradient", recording_step_gradient)
+    else:
+        pg_loss, v_loss = actor_critic_module.policy_gradient_loss, actor_critic_module.value_loss
+
+        def recording_pg_loss(log_probs, weights):
+            seen[-1]["actor_weights"] = weights.clone()
+            return pg_loss(log_probs, weights)
+
+        def recording_v_loss(values, targets):
+            seen[-1]["critic_values"], seen[-1]["critic_targets"] = values.detach().clone(), targets.clone()
+            return v_loss(values, targets)
+
+        monkeypatch.setattr(actor_critic_module, "policy_gradient_loss", recording_pg_loss)
+        monkeypatch.setattr(actor_critic_module, "value_loss", recording_v_loss)
+    return seen
+
+
+@pytest.mark.parametrize("numpy_update", [True, False], ids=["numpy", "autograd"])
+def test_update_is_the_books_one_step_actor_critic(monkeypatch, numpy_update):
+    """delta = R + gamma v(S') - v(S) (v(S') = 0 only if terminal), the critic regresses on
+    R + gamma v(S'), and with gamma_weighting the actor's weight is I * delta, I = gamma^t
+    restarting at 1 with every episode (Sutton & Barto 2018, sec. 13.5)."""
+    gamma = 0.9
+    agent = pgrad.ActorCritic("CartPole-v1", seed=0, preset="none", n_envs=2, gamma=gamma, gamma_weighting=True)
+    seen = _record_updates(agent, monkeypatch, numpy_update)
     agent.learn(200, quiet=True)
 
     previous_ended = torch.ones(2, dtype=torch.bool)  # the first step of all starts an episode
@@ -91,19 +114,16 @@ def test_update_is_the_books_one_step_actor_critic(monkeypatch):
     agent.close()
 
 
-def test_without_gamma_weighting_the_actor_weight_is_the_td_error(monkeypatch):
+@pytest.mark.parametrize("numpy_update", [True, False], ids=["numpy", "autograd"])
+def test_without_gamma_weighting_the_actor_weight_is_the_td_error(monkeypatch, numpy_update):
     agent = pgrad.ActorCritic("CartPole-v1", seed=0, preset="none", n_envs=2)
-    weights, rollouts = [], []
-    collect = agent._ensure_collector().collect
-    monkeypatch.setattr(agent.collector, "collect", lambda n: rollouts.append(collect(n)) or rollouts[-1])
-    pg_loss = actor_critic_module.policy_gradient_loss
-    monkeypatch.setattr(
-        actor_critic_module, "policy_gradient_loss", lambda lp, w: weights.append(w.clone()) or pg_loss(lp, w)
-    )
+    seen = _record_updates(agent, monkeypatch, numpy_update)
     agent.learn(60, quiet=True)
-    for (r, _), w in zip(rollouts, weights):
+    assert len(seen) == 30
+    for record in seen:
+        r = record["rollout"]
         delta, _ = gae(r.rewards, r.values, r.next_values, r.terminated, r.truncated, gamma=0.99, lam=0.0)
-        torch.testing.assert_close(w, delta[0])
+        torch.testing.assert_close(record["actor_weights"], delta[0], rtol=0, atol=0)  # the same arithmetic
     agent.close()
 
 

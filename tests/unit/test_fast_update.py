@@ -262,7 +262,7 @@ def test_numpy_optimizers_decline_what_they_do_not_compute():
         torch.optim.Adam(policy.parameters(), amsgrad=True),
         torch.optim.Adam(policy.parameters(), weight_decay=0.01),
         torch.optim.AdamW(policy.parameters()),
-        torch.optim.Adam(list(policy.parameters())[:-1]),
+        torch.optim.Adam(list(policy.parameters())[::2]),  # not a contiguous run of the gradient's parameters
         torch.optim.RMSprop(policy.parameters(), momentum=0.9),
         torch.optim.RMSprop(policy.parameters(), centered=True),
         torch.optim.SGD(policy.parameters(), lr=0.1),
@@ -271,6 +271,9 @@ def test_numpy_optimizers_decline_what_they_do_not_compute():
         assert NumpyOptimizer.reuse_or_build(optimizer, gradient, None) is None
     assert NumpyAdam.supports(torch.optim.Adam(policy.parameters(), eps=1e-5, fused=True), gradient)
     assert NumpyRMSprop.supports(torch.optim.RMSprop(policy.parameters(), foreach=True), gradient)
+    # one network's parameters (a contiguous run: actor-critic's actor and critic optimisers)
+    assert NumpyAdam.supports(torch.optim.Adam(list(policy.parameters())[:-1]), gradient)
+    assert NumpyAdam.supports(torch.optim.Adam(policy.critic.parameters()), gradient)
 
 
 @pytest.mark.parametrize("case", ["adam-fused", "rmsprop-foreach"])
