@@ -482,26 +482,18 @@ def test_a_killed_ray_seed_task_fails_the_seed_clearly_and_keeps_its_checkpoint(
     one line naming the seed (exit 1), seed 0 finishes, seed 1's checkpoint loads, nothing hangs."""
     pytest.importorskip("ray")
     run = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own
     command = [sys.executable, "-m", "pgrad.cli", "train", "ppo", "CartPole-v1", "--seeds", "0", "1"]
     command += ["--no-batched", "--backend", "ray", "--workers", "2", "--out", str(run), "--eval-episodes", "1"]
     command += [*SMALL, "--steps", "30000", "--checkpoint-every", "256"]
-    started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        victim = None
-        while victim is None:
-            assert time.monotonic() - started < 240 and process.poll() is None, "seed 1 never started"
-            state = run / "seed_1" / "checkpoint" / "state.json"
-            if state.exists() and json.loads(state.read_text()).get("total_steps", 0) >= 256:
-                victim = ray_worker_writing(run / "seed_1")
-            time.sleep(0.2)
-        os.kill(victim, signal.SIGKILL)
-        _, stderr = process.communicate(timeout=240)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 1, stderr
+
+    def seed_1_worker():
+        state = run / "seed_1" / "checkpoint" / "state.json"
+        if state.exists() and json.loads(state.read_text()).get("total_steps", 0) >= 256:
+            return ray_worker_writing(run / "seed_1")
+        return None
+
+    returncode, stderr = run_and_kill(command, seed_1_worker, "seed 1")
+    assert returncode == 1, stderr
     failures = [line for line in stderr.splitlines() if line.startswith("pgrad: error")]
     assert len(failures) == 1 and "seed 1" in failures[0] and "Traceback" not in stderr, stderr
     from pgrad.io import load_checkpoint
@@ -516,29 +508,37 @@ def test_a_killed_ray_tuning_trial_fails_that_trial_clearly_and_the_study_goes_o
     pytest.importorskip("ray")
     pytest.importorskip("optuna")
     out = tmp_path / "study"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own
     command = [sys.executable, "-m", "pgrad.cli", "tune", "ppo", "CartPole-v1", "--trials", "3", "--steps", "20000"]
     command += ["--backend", "ray", "--workers", "1", "--out", str(out), "--preset", "none", "--eval-episodes", "1"]
-    started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        victim = None
-        while victim is None:
-            assert time.monotonic() - started < 240 and process.poll() is None, "trial 0 never started"
-            victim = process_titled("ray::_ray_trial")
-            time.sleep(0.2)
-        time.sleep(1.0)  # well inside the trial
-        os.kill(victim, signal.SIGKILL)
-        _, stderr = process.communicate(timeout=400)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stderr
+    returncode, stderr = run_and_kill(command, lambda: process_titled("ray::_ray_trial"), "trial 0", settle=1.0)
+    assert returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
     failed = [line for line in stderr.splitlines() if line.startswith("trial 0: failed: ray task failed")]
     assert len(failed) == 1, stderr
     assert "trial 1: complete" in stderr and "trial 2: complete" in stderr, stderr
     assert "(2 complete, 0 pruned, 1 failed)" in stderr and (out / "best_preset.toml").is_file()
+
+
+def run_and_kill(command, find_victim, what, settle=0.0):
+    """Run ``command`` on a local Ray of its own; SIGKILL the pid ``find_victim()`` returns (polled
+    until it returns one) ``settle`` seconds after it appears; return the exit status and stderr.
+    Bounded: the victim must appear within 240 s and the command end within 400 s of the kill."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        victim = None
+        while victim is None:
+            assert time.monotonic() - started < 240 and process.poll() is None, f"{what} never started"
+            victim = find_victim()
+            time.sleep(0.2)
+        time.sleep(settle)
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=400)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, stderr
 
 
 def process_titled(prefix):
