@@ -195,15 +195,17 @@ def all_parameters(module: nn.Module) -> list[nn.Parameter]:
     algorithms that update every env step (one-step actor-critic)."""
     found: list[nn.Parameter] = []
     seen: set[int] = set()
-    pending = [module]
-    while pending:
-        current = pending.pop()
+
+    def visit(current: nn.Module) -> None:  # pre-order, children in registration order, as torch
         for parameter in current._parameters.values():
             if parameter is not None and id(parameter) not in seen:
                 seen.add(id(parameter))
                 found.append(parameter)
-        # children in reverse, so the first child is visited next: the pre-order torch uses
-        pending.extend(child for child in reversed(current._modules.values()) if child is not None)
+        for child in current._modules.values():
+            if child is not None:
+                visit(child)
+
+    visit(module)
     return found
 
 
