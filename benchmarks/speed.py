@@ -527,7 +527,8 @@ def _goal_command(name: str, payload: dict) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--goal-worker", name, "--worker-args", json.dumps(payload)]
 
 
-def _goal_finish(done: subprocess.CompletedProcess | tuple, what: str) -> dict:
+def _goal_finish(done: tuple[int, str, str], what: str) -> dict:
+    """A worker's (exit status, stdout, stderr): its JSON result, or exit with its error."""
     returncode, stdout, stderr = done
     if returncode != 0:
         sys.exit(f"{what} failed (exit {returncode}):\n{stderr[-4000:]}")
