@@ -205,13 +205,33 @@ def train_pair(
 
     ``batched`` (PPO, several seeds missing): train them as seed-batched models, as
     ``pgrad train ppo ENV --seeds ... --batched`` does; each seed learns as it would alone."""
-    from pgrad.experiments.runner import TrainSpec, aggregate, run_seeds
-    from pgrad.experiments.seed_batched import BATCHED_ALGORITHMS, run_seeds_batched
-    from pgrad.io import write_json
+    from pgrad.errors import ConfigError
+    from pgrad.experiments.run_folder import RunFolderLock
 
     stale = stale_seeds(algo, env, seeds, steps, out) if stale is None else stale
     if stale:  # neither continued nor counted (module docstring)
         return [stale_message(algo, env, out, stale)]
+    # The pair's folder is locked as `pgrad train --out` locks its run folder: a second suite (or a
+    # `pgrad train` on the same folder) is refused instead of training the same seeds over this one.
+    lock = RunFolderLock(out)
+    try:
+        lock.acquire()
+    except ConfigError as exc:
+        return [f"{algo} on {env}: {exc}"]
+    try:
+        return _train_locked_pair(algo, env, seeds, steps, out, workers, batched)
+    finally:
+        lock.release()
+
+
+def _train_locked_pair(
+    algo: str, env: str, seeds: list[int], steps: int | None, out: Path, workers: int, batched: bool
+) -> list[str]:
+    """:func:`train_pair` once the pair's folder is locked and has no stale seeds."""
+    from pgrad.experiments.runner import TrainSpec, aggregate, run_seeds
+    from pgrad.experiments.seed_batched import BATCHED_ALGORITHMS, run_seeds_batched
+    from pgrad.io import write_json
+
     missing = [s for s in seeds if seed_summary(out / f"seed_{s}") is None]
     errors: list[str] = []
     if missing:

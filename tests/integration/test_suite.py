@@ -174,3 +174,20 @@ def test_suite_neither_counts_nor_continues_seeds_trained_with_other_settings(tm
     # another budget than the seeds were trained for makes every seed stale
     assert suite.main([*common, "--steps", "1024", "--seeds", "0", "--list"]) == 0
     assert "steps: 512 -> 1024" in capsys.readouterr().err
+
+
+def test_suite_refuses_a_pair_folder_another_run_holds(tmp_path, capsys):
+    """Two suites (or a suite and `pgrad train --out`) on one pair folder: the second is refused and
+    trains nothing, where it used to resume the first one's seeds and write into the same files."""
+    from pgrad.experiments.run_folder import RunFolderLock
+
+    suite = load_suite()
+    out = tmp_path / "suite"
+    argv = ["--algos", "ppo", "--envs", "CartPole-v1", "--steps", "512", "--out", str(out), "--workers", "1"]
+    with RunFolderLock(out / "ppo" / "CartPole-v1"):  # another process's lock (flock: per open file)
+        assert suite.main([*argv, "--seeds", "1000", "--no-report"]) == 1
+    err = capsys.readouterr().err
+    assert "failed: ppo on CartPole-v1:" in err and "is in use by another pgrad train" in err, err
+    assert not (out / "ppo" / "CartPole-v1" / "seed_1000").exists()
+    # released: the same command trains
+    assert suite.main([*argv, "--seeds", "1000", "--no-report"]) == 0
