@@ -691,44 +691,47 @@ def _goal_batched_section(budget: dict, args: argparse.Namespace, rows: list, no
     return {"runs": runs, "medians": medians, "groups": groups, "capacity_from": capacity}
 
 
-def _goal_lstm_section(budget: dict, args: argparse.Namespace, rows: list, notes: list) -> dict:
-    goal = f"ppo-lstm / sb3-contrib RecurrentPPO steps/s, {LSTM_ENV}"
-    if not _has("sb3_contrib"):
-        rows.append({"goal": goal, "measured": None, "target": 3.0, "note": BENCH_HINT})
+def _goal_pair_section(
+    kind: str,
+    reference: str,
+    module: str,
+    goal: str,
+    target: float,
+    detail: str,
+    budget: dict,
+    args: argparse.Namespace,
+    rows: list,
+    notes: list,
+) -> dict:
+    """pgrad against one reference library (``reference``, importable as ``module``) on the workload
+    ``kind``: alternating runs, the goal row is the ratio of their medians of steps/s."""
+    if not _has(module):
+        rows.append({"goal": goal, "measured": None, "target": target, "note": BENCH_HINT})
         return {}
-    steps = budget["lstm"]
+    steps = budget[kind]
     runners = {
-        impl: (lambda impl=impl: _goal_run(f"{impl} lstm", "lstm", {"impl": impl, "steps": steps, "seed": args.seed}))
-        for impl in ("pgrad", "sb3-contrib")
+        impl: (lambda impl=impl: _goal_run(f"{impl} {kind}", kind, {"impl": impl, "steps": steps, "seed": args.seed}))
+        for impl in ("pgrad", reference)
     }
-    runs = _alternate("lstm", runners, args.repeats)
+    runs = _alternate(kind, runners, args.repeats)
     medians = {name: _median(mine) for name, mine in runs.items()}
     notes.append(
-        f"lstm: {LSTM_ENV}, {steps:,} steps per run; medians (steps/s): "
+        f"{kind}: {detail}, {steps:,} steps per run; medians (steps/s): "
         + ", ".join(f"{name} {value:,.0f}" for name, value in medians.items())
     )
-    rows.append({"goal": goal, "measured": medians["pgrad"] / medians["sb3-contrib"], "target": 3.0})
+    rows.append({"goal": goal, "measured": medians["pgrad"] / medians[reference], "target": target})
     return {"runs": runs, "medians": medians}
+
+
+def _goal_lstm_section(budget: dict, args: argparse.Namespace, rows: list, notes: list) -> dict:
+    goal = f"ppo-lstm / sb3-contrib RecurrentPPO steps/s, {LSTM_ENV}"
+    return _goal_pair_section("lstm", "sb3-contrib", "sb3_contrib", goal, 3.0, LSTM_ENV, budget, args, rows, notes)
 
 
 def _goal_cnn_section(budget: dict, args: argparse.Namespace, rows: list, notes: list) -> dict:
     goal = f"CNN PPO / SB3 (same CNN) steps/s, {CNN_ENV}"
-    if not _has("stable_baselines3"):
-        rows.append({"goal": goal, "measured": None, "target": 2.0, "note": BENCH_HINT})
-        return {}
-    steps = budget["cnn"]
-    runners = {
-        impl: (lambda impl=impl: _goal_run(f"{impl} cnn", "cnn", {"impl": impl, "steps": steps, "seed": args.seed}))
-        for impl in ("pgrad", "sb3")
-    }
-    runs = _alternate("cnn", runners, args.repeats)
-    medians = {name: _median(mine) for name, mine in runs.items()}
-    notes.append(
-        f"cnn: {CNN_ENV}, {steps:,} steps per run (benchmarks/image_sb3.py's runs); medians (steps/s): "
-        + ", ".join(f"{name} {value:,.0f}" for name, value in medians.items())
-    )
-    rows.append({"goal": goal, "measured": medians["pgrad"] / medians["sb3"], "target": 2.0})
-    return {"runs": runs, "medians": medians}
+    detail = f"{CNN_ENV} (benchmarks/image_sb3.py's runs)"
+    return _goal_pair_section("cnn", "sb3", "stable_baselines3", goal, 2.0, detail, budget, args, rows, notes)
 
 
 def _goal_per_update_section(budget: dict, args: argparse.Namespace, rows: list, notes: list) -> dict:
