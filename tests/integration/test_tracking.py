@@ -9,6 +9,7 @@ import json
 import math
 import struct
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,25 @@ def metrics_csv(run_dir: Path) -> list[dict[str, float]]:
     """pgrad's own metrics.csv, as floats: what the tracker should have logged."""
     with open(run_dir / "metrics.csv", newline="") as handle:
         return [{key: float(value) for key, value in row.items() if value != ""} for row in csv.DictReader(handle)]
+
+
+def finished_wandb_records(path: Path, timeout: float = 60.0) -> list[Any]:
+    """The records of a finished offline run, once wandb's service has written them all.
+
+    ``run.finish()`` returns when the service has taken the run's exit, but the service (a process
+    of its own) may write the file later: on a loaded machine the file has been read here with no
+    records yet. So this reads it until it holds the run's ``exit`` record, for at most ``timeout``
+    seconds, then returns what there is (the assertions then say what is missing).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            records = read_wandb_records(path)
+        except Exception:  # a record being written: read again
+            records = []
+        if any(record.WhichOneof("record_type") == "exit" for record in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
 
 
 def read_wandb_records(path: Path) -> list[Any]:
@@ -167,7 +187,7 @@ def test_wandb_offline_run_inside_the_run_folder(tmp_path, wandb_offline, monkey
     offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1, "the offline run is kept inside the run folder"
     (log,) = offline_runs[0].glob("run-*.wandb")
-    run = wandb_run_data(read_wandb_records(log))
+    run = wandb_run_data(finished_wandb_records(log))
     assert run["project"] == "from-the-environment" and run["name"] == "run"
     assert run["config"]["algo"] == "ppo" and run["config"]["env"] == "CartPole-v1"
     assert run["config"]["config.lr"] == pytest.approx(3e-4) and run["config"]["config.n_steps"] == 64
