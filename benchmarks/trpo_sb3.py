@@ -13,7 +13,12 @@ VecNormalize normalises observations and rewards during training for sb3-contrib
 ``normalize: true``), which pgrad's ``normalize_obs`` and ``normalize_reward`` do. Printed: one
 JSON line per side and seed with a 10-episode deterministic evaluation (raw rewards, frozen
 statistics, reset seeds 10000-10009, as ``pgrad.evaluate``), the mean return of the last 100
-training episodes, and the wall time; then the mean of each side.
+training episodes, and the wall time; then a table per side of the IQM over seeds with its 95%
+stratified bootstrap interval. ``--table LOG ...`` makes that table from saved output (the two
+sides may run in separate invocations, one core each):
+
+    .venv/bin/python benchmarks/trpo_sb3.py Hopper-v5 --steps 1000000 --seeds 1000 1001 --sides pgrad > pgrad.log
+    .venv/bin/python benchmarks/trpo_sb3.py --table pgrad.log sb3.log
 """
 
 from __future__ import annotations
@@ -105,28 +110,69 @@ def run_sb3(env_id: str, seed: int, steps: int, preset: dict) -> dict:
     return {"eval_mean_return": float(np.mean(returns)), "last_100": last_100, "wall_seconds": seconds}
 
 
+def format_table(rows: list[dict]) -> str:
+    """Per env, side and budget: the IQM with its 95% stratified bootstrap interval over seeds of the
+    last-100 training return and of the deterministic evaluation, and the mean wall time per seed."""
+    from pgrad.experiments.stats import stratified_bootstrap_ci
+
+    lines = [
+        "| env | side | steps | seeds | last-100 IQM [95% CI] | eval IQM [95% CI] | wall s per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["env"], row["side"], row["steps"]), []).append(row)
+    for (env, side, steps), group in groups.items():
+        cells = []
+        for key in ("last_100", "eval_mean_return"):
+            point, low, high = stratified_bootstrap_ci([[row[key] for row in group]])
+            cells.append(f"{point:.1f} [{low:.1f}, {high:.1f}]")
+        seeds = " ".join(str(row["seed"]) for row in group)
+        wall = np.mean([row["wall_seconds"] for row in group])
+        lines.append(f"| {env} | {side} | {steps:,} | {seeds} | {cells[0]} | {cells[1]} | {wall:.0f} |")
+    return "\n".join(lines)
+
+
+def read_logs(paths: list[Path]) -> list[dict]:
+    """The per-seed JSON lines this script printed, from saved logs (other lines are skipped)."""
+    rows = []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if line.startswith("{"):
+                row = json.loads(line)
+                if "seed" in row and "last_100" in row:
+                    rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("env")
+    parser.add_argument("env", nargs="?")
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--sides", nargs="+", default=["pgrad", "sb3-contrib"], choices=["pgrad", "sb3-contrib"])
+    parser.add_argument(
+        "--table", nargs="+", type=Path, metavar="LOG", help="tabulate saved output of earlier runs; train nothing"
+    )
     args = parser.parse_args()
+    if args.table:
+        print(format_table(read_logs(args.table)))
+        return
+    if args.env is None:
+        parser.error("an env id is needed (or --table LOG ...)")
     torch.set_num_threads(1)
     preset = tomllib.loads(PRESETS.read_text())[args.env]
-    results: dict[str, list[dict]] = {side: [] for side in args.sides}
+    rows = []
     for side in args.sides:
         for seed in args.seeds:
             if side == "pgrad":
                 result = run_pgrad(args.env, seed, args.steps)
             else:
                 result = run_sb3(args.env, seed, args.steps, preset)
-            results[side].append(result)
             rounded = {key: round(value, 1) for key, value in result.items()}
-            print(json.dumps({"side": side, "env": args.env, "seed": seed, "steps": args.steps, **rounded}), flush=True)
-    for side, rows in results.items():
-        means = {key: round(float(np.mean([row[key] for row in rows])), 1) for key in rows[0]}
-        print(json.dumps({"side": side, "seeds": args.seeds, "mean": means}), flush=True)
+            rows.append({"side": side, "env": args.env, "seed": seed, "steps": args.steps, **rounded})
+            print(json.dumps(rows[-1]), flush=True)
+    print(format_table(rows))
 
 
 if __name__ == "__main__":
