@@ -24,6 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PITCH, FORWARD_VELOCITY = 1, 8  # HalfCheetah-v5 observation entries (qpos[2], qvel[0])
 
 
+def wrapped_pitch(pitch: np.ndarray) -> np.ndarray:
+    """The torso's pitch in [-pi, pi): the hinge angle is not wrapped, so a cheetah that rolled
+    over once reads 2 pi when it is upright again."""
+    return (pitch + np.pi) % (2 * np.pi) - np.pi
+
+
 def posture(run: Path, episodes: int, first_reset_seed: int) -> dict:
     """Deterministic episodes of the run's policy on raw observations: return and posture figures."""
     import gymnasium as gym
@@ -45,8 +51,7 @@ def posture(run: Path, episodes: int, first_reset_seed: int) -> dict:
             done = terminated or truncated
         returns.append(total)
     env.close()
-    # the hinge angle is not wrapped: a cheetah that rolled over once reads 2 pi when upright again
-    pitch = np.abs((np.asarray(pitches) + np.pi) % (2 * np.pi) - np.pi)
+    pitch = np.abs(wrapped_pitch(np.asarray(pitches)))
     return {
         "run": str(run),
         "return": round(float(np.mean(returns)), 1),
