@@ -128,10 +128,12 @@ def row(objective: str, env: str, seeds: list[int], steps: int, out: Path) -> di
 
 
 def paper_ordering(rows: list[dict]) -> str:
-    """Whether one env's rows rank as the paper's Table 1 (by last-100 IQM); '-' until all are there."""
-    by_objective = {r["objective"]: r.get("iqm") for r in rows}
-    if any(by_objective.get(o) is None for o in PAPER_ORDER):
+    """Whether one env's rows rank as the paper's Table 1 (by last-100 IQM); '-' until every
+    objective has all its seeds (a partial row's IQM is not the row's)."""
+    complete = {r["objective"]: r.get("iqm") for r in rows if r["seeds_done"] == r["seeds_asked"]}
+    if any(complete.get(o) is None for o in PAPER_ORDER):
         return "-"
+    by_objective = complete
     ranked = sorted(PAPER_ORDER, key=lambda o: -by_objective[o])
     order = " > ".join(ranked)
     return f"{order}: {'as the paper' if tuple(ranked) == PAPER_ORDER else 'NOT as the paper'}"

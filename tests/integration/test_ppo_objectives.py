@@ -39,9 +39,13 @@ def test_each_objective_trains_with_its_setting_and_is_tabulated(tmp_path, monke
 def test_paper_ordering_is_read_from_the_last_100_iqms(monkeypatch):
     objectives = load_objectives(monkeypatch)
 
-    def rows(clip, kl_penalty, none):
-        return [{"objective": o, "iqm": v} for o, v in zip(objectives.PAPER_ORDER, (clip, kl_penalty, none))]
+    def rows(clip, kl_penalty, none, none_seeds_done=5):
+        return [
+            {"objective": o, "iqm": v, "seeds_done": 5 if o != "none" else none_seeds_done, "seeds_asked": 5}
+            for o, v in zip(objectives.PAPER_ORDER, (clip, kl_penalty, none), strict=True)
+        ]
 
     assert objectives.paper_ordering(rows(3.0, 2.0, 1.0)) == "clip > kl_penalty > none: as the paper"
     assert objectives.paper_ordering(rows(2.0, 3.0, 1.0)) == "kl_penalty > clip > none: NOT as the paper"
     assert objectives.paper_ordering(rows(3.0, None, 1.0)) == "-"  # not every objective is done yet
+    assert objectives.paper_ordering(rows(3.0, 2.0, 1.0, none_seeds_done=2)) == "-"  # nor every seed
