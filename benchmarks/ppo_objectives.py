@@ -103,28 +103,11 @@ def train(objective: str, env: str, seeds: list[int], steps: int, out: Path, wor
 
 
 def row(objective: str, env: str, seeds: list[int], steps: int, out: Path) -> dict:
-    """The IQMs and per-seed numbers of one (objective, env), from the seeds trained with today's settings."""
-    from pgrad.experiments.stats import stratified_bootstrap_ci
-
+    """The suite's table row (IQMs with intervals, per-seed numbers, core-hours) of one (objective,
+    env), from the seeds trained with today's settings; its goal verdict is the preset's, not used here."""
     wanted = settings(objective, steps)
-    fresh = [s for s in seeds if not suite.settings_differences(out / f"seed_{s}", wanted)]
-    summaries = [summary for s in fresh if (summary := suite.seed_summary(out / f"seed_{s}")) is not None]
-    result = {
-        "objective": objective,
-        "env": env,
-        "seeds_done": len(summaries),
-        "seeds_asked": len(seeds),
-        "per_seed": [
-            {"seed": s["seed"], "last_100": s.get("last_100_episode_return_mean"), "eval": s.get("eval_mean_return")}
-            for s in summaries
-        ],
-        "core_hours": suite.core_hours(out),
-    }
-    for key, name in (("last_100", "iqm"), ("eval", "eval_iqm")):
-        values = [seed[key] for seed in result["per_seed"] if seed[key] is not None]
-        if values:
-            result[name], result[f"{name}_low"], result[f"{name}_high"] = stratified_bootstrap_ci([values])
-    return result
+    stale = {s: d for s in seeds if (d := suite.settings_differences(out / f"seed_{s}", wanted))}
+    return {"objective": objective, **suite.table_row("ppo", env, seeds, out, stale)}
 
 
 def paper_ordering(rows: list[dict]) -> str:
@@ -163,7 +146,8 @@ def format_tables(rows: list[dict]) -> str:
 def _interval(r: dict, name: str) -> str:
     if name not in r:
         return "-"
-    return f"{r[name]:.1f} [{r[f'{name}_low']:.1f}, {r[f'{name}_high']:.1f}]"
+    prefix = "" if name == "iqm" else "eval_"  # the suite's keys: iqm, ci_low, eval_iqm, eval_ci_low
+    return f"{r[name]:.1f} [{r[f'{prefix}ci_low']:.1f}, {r[f'{prefix}ci_high']:.1f}]"
 
 
 def _number(value: float | None) -> str:

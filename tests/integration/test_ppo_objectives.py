@@ -31,7 +31,7 @@ def test_each_objective_trains_with_its_setting_and_is_tabulated(tmp_path, monke
     assert (out / "none" / "CartPole-v1" / "seed_0" / "summary.json").stat().st_mtime_ns == first
     rows = json.loads((out / "objectives.json").read_text())
     assert [(r["objective"], r["seeds_done"]) for r in rows] == [("clip", 2), ("kl_penalty", 2), ("none", 2)]
-    assert all(r["iqm_low"] <= r["iqm"] <= r["iqm_high"] for r in rows)
+    assert all(r["ci_low"] <= r["iqm"] <= r["ci_high"] for r in rows)
     table = (out / "objectives.md").read_text()
     assert "- CartPole-v1: " in table and "| CartPole-v1 | none | 0: " in table
 
