@@ -60,53 +60,48 @@ def settings(objective: str, steps: int) -> dict:
 
 def train(objective: str, env: str, seeds: list[int], steps: int, out: Path, workers: int) -> list[str]:
     """Train the seeds of one (objective, env) that have not finished; return error lines."""
-    from pgrad.errors import ConfigError
-    from pgrad.experiments.run_folder import RunFolderLock
-    from pgrad.experiments.runner import TrainSpec, run_seeds
-    from pgrad.experiments.seed_batched import run_seeds_batched
-
-    wanted = settings(objective, steps)
-    stale = {s: d for s in seeds if (d := suite.settings_differences(out / f"seed_{s}", wanted))}
+    stale = suite.seeds_trained_otherwise(settings(objective, steps), seeds, out)
     if stale:
         return [suite.stale_message("ppo", f"{env} ({objective})", out, stale)]
     missing = [s for s in seeds if suite.seed_summary(out / f"seed_{s}") is None]
     if not missing:
         return []
-    lock = RunFolderLock(out)
-    try:
-        lock.acquire()
-    except ConfigError as exc:
-        return [f"{objective} on {env}: {exc}"]
-    try:
-        print(f"ppo objective={objective} on {env}: training seeds {missing}", file=sys.stderr)
-        resume = any((out / f"seed_{s}" / "checkpoint" / "state.json").is_file() for s in missing)
-        spec = TrainSpec(
-            algo="ppo",
-            env=env,
-            seed=missing[0],
-            out=str(out),
-            steps=steps,
-            preset="none",
-            overrides={"objective": objective},
-            quiet=True,
-            resume=resume,
-        )
-        started = time.perf_counter()
-        if objective == "clip" and len(missing) > 1:  # only the clipped objective is seed-batched
-            _, errors = run_seeds_batched(spec, missing, workers)
-        else:
-            _, errors = run_seeds(spec, missing, workers=workers)
-        suite.add_cost(out, time.perf_counter() - started, min(workers, len(missing)), missing)
-        return errors
-    finally:
-        lock.release()
+    return suite.while_locked(
+        out, f"{objective} on {env}", lambda: _train_locked(objective, env, missing, steps, out, workers)
+    )
+
+
+def _train_locked(objective: str, env: str, missing: list[int], steps: int, out: Path, workers: int) -> list[str]:
+    """:func:`train` once the folder is locked: the ``missing`` seeds, resumed where they have a checkpoint."""
+    from pgrad.experiments.runner import TrainSpec, run_seeds
+    from pgrad.experiments.seed_batched import run_seeds_batched
+
+    print(f"ppo objective={objective} on {env}: training seeds {missing}", file=sys.stderr)
+    resume = any((out / f"seed_{s}" / "checkpoint" / "state.json").is_file() for s in missing)
+    spec = TrainSpec(
+        algo="ppo",
+        env=env,
+        seed=missing[0],
+        out=str(out),
+        steps=steps,
+        preset="none",
+        overrides={"objective": objective},
+        quiet=True,
+        resume=resume,
+    )
+    started = time.perf_counter()
+    if objective == "clip" and len(missing) > 1:  # only the clipped objective is seed-batched
+        _, errors = run_seeds_batched(spec, missing, workers)
+    else:
+        _, errors = run_seeds(spec, missing, workers=workers)
+    suite.add_cost(out, time.perf_counter() - started, min(workers, len(missing)), missing)
+    return errors
 
 
 def row(objective: str, env: str, seeds: list[int], steps: int, out: Path) -> dict:
     """The suite's table row (IQMs with intervals, per-seed numbers, core-hours) of one (objective,
     env), from the seeds trained with today's settings; its goal verdict is the preset's, not used here."""
-    wanted = settings(objective, steps)
-    stale = {s: d for s in seeds if (d := suite.settings_differences(out / f"seed_{s}", wanted))}
+    stale = suite.seeds_trained_otherwise(settings(objective, steps), seeds, out)
     return {"objective": objective, **suite.table_row("ppo", env, seeds, out, stale)}
 
 

@@ -42,6 +42,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -176,7 +177,11 @@ def settings_differences(folder: Path, settings: dict) -> list[str]:
 
 def stale_seeds(algo: str, env: str, seeds: list[int], steps: int | None, out: Path) -> dict[int, list[str]]:
     """Seeds of the pair in ``out`` trained with other settings than the suite's now: seed -> differences."""
-    settings = current_settings(algo, env, steps)
+    return seeds_trained_otherwise(current_settings(algo, env, steps), seeds, out)
+
+
+def seeds_trained_otherwise(settings: dict, seeds: list[int], out: Path) -> dict[int, list[str]]:
+    """Seeds in ``out`` trained with other ``settings`` (:func:`current_settings`' form): seed -> differences."""
     found = {seed: settings_differences(out / f"seed_{seed}", settings) for seed in seeds}
     return {seed: differences for seed, differences in found.items() if differences}
 
@@ -205,21 +210,28 @@ def train_pair(
 
     ``batched`` (PPO, several seeds missing): train them as seed-batched models, as
     ``pgrad train ppo ENV --seeds ... --batched`` does; each seed learns as it would alone."""
-    from pgrad.errors import ConfigError
-    from pgrad.experiments.run_folder import RunFolderLock
-
     stale = stale_seeds(algo, env, seeds, steps, out) if stale is None else stale
     if stale:  # neither continued nor counted (module docstring)
         return [stale_message(algo, env, out, stale)]
-    # The pair's folder is locked as `pgrad train --out` locks its run folder: a second suite (or a
-    # `pgrad train` on the same folder) is refused instead of training the same seeds over this one.
+    return while_locked(
+        out, f"{algo} on {env}", lambda: _train_locked_pair(algo, env, seeds, steps, out, workers, batched)
+    )
+
+
+def while_locked(out: Path, label: str, train: Callable[[], list[str]]) -> list[str]:
+    """``train()``'s error lines, run while ``out`` is locked as `pgrad train --out` locks its run
+    folder: a second suite (or a `pgrad train` on the same folder) is refused, with one error line
+    starting with ``label``, instead of training the same seeds over this one."""
+    from pgrad.errors import ConfigError
+    from pgrad.experiments.run_folder import RunFolderLock
+
     lock = RunFolderLock(out)
     try:
         lock.acquire()
     except ConfigError as exc:
-        return [f"{algo} on {env}: {exc}"]
+        return [f"{label}: {exc}"]
     try:
-        return _train_locked_pair(algo, env, seeds, steps, out, workers, batched)
+        return train()
     finally:
         lock.release()
 
