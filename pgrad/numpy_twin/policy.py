@@ -13,7 +13,8 @@ of the matrix products (tested in tests/unit/test_fast_inference.py):
   the normalisation is the same float32 elementwise arithmetic;
 * random numbers come from torch's generator in the same order and amount: a Gaussian sample is
   ``loc + std * torch.randn(...)``, which is what ``torch.normal(loc, std)`` computes, and a
-  categorical sample is ``torch.multinomial(probs, 1, True)``, as in ``Categorical.sample``;
+  categorical sample is the one ``torch.multinomial(probs, 1, True)`` draws, as in
+  ``Categorical.sample`` (:func:`pgrad.numpy_twin.actions.sample_categorical` says how);
 * the state-independent standard deviation is ``exp(log_std)`` computed by torch.
 
 For rollouts (``fused=True``) the actor and the critic run as one network (:func:`fuse`), so each

@@ -242,3 +242,39 @@ def test_parameter_walk_is_torchs_order():
         policy = _policy(case)
         policy.critic_copy = policy.critic  # a module registered twice: its parameters once, as torch does
         assert [id(p) for p in all_parameters(policy)] == [id(p) for p in policy.parameters()]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_categorical_sample_is_torch_multinomials_draw(seed):
+    """The numpy twin's categorical draw picks torch.multinomial's action for every row and leaves
+    the generator where torch.multinomial leaves it: over shapes, sharp and flat distributions,
+    zero-probability actions, float32 and float64, a given generator and the global one."""
+    from pgrad.numpy_twin.actions import sample_categorical
+
+    rng = np.random.default_rng(seed)
+    for trial in range(300):
+        rows, n = int(rng.integers(1, 40)), int(rng.integers(2, 12))
+        logits = rng.standard_normal((rows, n)) * rng.choice([0.01, 1.0, 8.0, 40.0])
+        probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        if trial % 5 == 0:  # an impossible action in every row
+            probs[:, int(rng.integers(n))] = 0.0
+            probs[probs.sum(axis=-1) == 0.0, 0] = 1.0
+        probs = (probs / probs.sum(axis=-1, keepdims=True)).astype(np.float64 if trial % 4 == 0 else np.float32)
+        torch_generator = torch.Generator().manual_seed(seed * 1000 + trial)
+        numpy_generator = torch.Generator().manual_seed(seed * 1000 + trial)
+        expected = torch.multinomial(torch.from_numpy(probs), 1, True, generator=torch_generator).numpy()[:, 0]
+        np.testing.assert_array_equal(sample_categorical(probs, numpy_generator), expected)
+        assert torch.equal(torch_generator.get_state(), numpy_generator.get_state())
+    probs = np.full((8, 3), 1 / 3, dtype=np.float32)
+    torch.manual_seed(seed)
+    expected = [torch.multinomial(torch.from_numpy(probs), 1, True).numpy()[:, 0] for _ in range(20)]
+    torch.manual_seed(seed)
+    for want in expected:
+        np.testing.assert_array_equal(sample_categorical(probs), want)
+
+
+def test_categorical_sample_refuses_what_torch_refuses():
+    from pgrad.numpy_twin.actions import sample_categorical
+
+    with pytest.raises(ValueError, match="inf, nan"):
+        sample_categorical(np.array([[0.5, np.nan]], dtype=np.float32))
