@@ -195,11 +195,11 @@ class RolloutCollector:
     def _sync_fast_inference(self) -> None:
         """(Re)build the numpy twin of the policy: its weights changed in the update since the last
         call, and a part of it may have been replaced by one the fast path does not support."""
+        fast = self.fast
+        if self.fast_inference and fast is not None and fast.policy is self.policy and fast.refresh_in_place():
+            return  # the same parts as before, so still supported: a rollout of one step skips the check
         if self.fast_inference and NumpyActorCritic.supports(self.policy):
-            if self.fast is None:
-                self.fast = NumpyActorCritic(self.policy, fused=True)  # refreshed before every rollout
-            else:
-                self.fast.refresh()
+            self.fast = NumpyActorCritic(self.policy, fused=True)  # refreshed before every rollout
         else:
             self.fast = None
 
@@ -213,14 +213,14 @@ class RolloutCollector:
         )
 
     @torch.no_grad()
-    def _values(self, raw_obs: np.ndarray, env_indices: np.ndarray | None = None) -> torch.Tensor:
-        """V of raw observations ``(B, ...)`` (frozen normalisation), by the same implementation that
-        valued the rollout's steps, so a bootstrap V(s') and the V(s) it is compared with agree.
-        ``env_indices``: which env each row came from, if not every env in order (a seed-batched
-        collector values each row with its seed's policy; one policy ignores it)."""
+    def _values(self, raw_obs: np.ndarray, env_indices: np.ndarray | None = None) -> np.ndarray:
+        """V of raw observations ``(B, ...)`` (frozen normalisation), float32 ``(B,)``, by the same
+        implementation that valued the rollout's steps, so a bootstrap V(s') and the V(s) it is
+        compared with agree. ``env_indices``: which env each row came from, if not every env in
+        order (a seed-batched collector values each row with its seed's policy; one policy ignores it)."""
         if self.fast is not None:
-            return torch.from_numpy(self.fast.value(self.fast.normalize(raw_obs)))
-        return self.policy.bootstrap_value(self.policy.normalize(self.policy.obs_to_tensor(raw_obs)))
+            return self.fast.value(self.fast.normalize(raw_obs))
+        return self.policy.bootstrap_value(self.policy.normalize(self.policy.obs_to_tensor(raw_obs))).numpy()
 
     def _check_finite(self, array: np.ndarray, what: str, step: int) -> None:
         if isinstance(array, (dict, tuple)):  # Dict / Tuple observations: check each key's array
@@ -360,14 +360,15 @@ class RolloutCollector:
         # next_values[t] = V(obs at t+1) is right everywhere except at SAME_STEP episode ends, whose
         # obs at t+1 is already the reset one; terminated steps never bootstrap, so only truncated
         # ones are patched with V(final obs). Under NEXT_STEP, obs at t+1 *is* the final obs.
-        value_buf = torch.from_numpy(value_buf)
-        next_value_buf = torch.zeros(n_steps, n_envs)  # (T, N)
+        # (numpy until the Rollout is built: a torch slice assignment costs several numpy ones, and
+        # a one-step actor-critic collects one step per update)
+        next_value_buf = np.zeros((n_steps, n_envs), dtype=np.float32)  # (T, N)
         if policy.critic is not None:
             if policy.target is None:
                 next_value_buf[:-1] = value_buf[1:]
             elif n_steps > 1:  # bootstraps from the target critic, on the stored (normalised) observations
                 stored = torch.from_numpy(obs_buf[1:]).reshape((n_steps - 1) * n_envs, policy.obs_size)
-                next_value_buf[:-1] = policy.bootstrap_value(stored).reshape(n_steps - 1, n_envs)
+                next_value_buf[:-1] = policy.bootstrap_value(stored).reshape(n_steps - 1, n_envs).numpy()
             next_value_buf[-1] = self._values(self.obs)
             if final_obs_slots:
                 final_values = self._values(
@@ -381,11 +382,11 @@ class RolloutCollector:
             obs=torch.from_numpy(obs_buf),
             actions=torch.from_numpy(action_buf),
             log_probs=torch.from_numpy(log_prob_buf),
-            values=value_buf,
+            values=torch.from_numpy(value_buf),
             rewards=torch.from_numpy(reward_buf),
             terminated=torch.from_numpy(terminated_buf),
             truncated=torch.from_numpy(truncated_buf),
-            next_values=next_value_buf,
+            next_values=torch.from_numpy(next_value_buf),
             valid=torch.from_numpy(valid_buf),
             time_in_episode=torch.from_numpy(time_buf),
         )
@@ -529,7 +530,7 @@ class RolloutCollector:
 
         next_value_flat = torch.cat(next_values)  # (T,)
         if final_obs:
-            next_value_flat[final_slots] = self._values(stack_rows(final_obs))  # (n_truncated,)
+            next_value_flat[final_slots] = torch.from_numpy(self._values(stack_rows(final_obs)))  # (n_truncated,)
         total = length_so_far
         return Rollout(
             obs=torch.cat(pieces["obs"]).unsqueeze(1),  # (T, 1, obs_size)
@@ -659,8 +660,8 @@ class SeedBatchedCollector(RolloutCollector):
         self.twin.refresh()
 
     @torch.no_grad()
-    def _values(self, raw_obs: np.ndarray, env_indices: np.ndarray | None = None) -> torch.Tensor:
-        return torch.from_numpy(self.twin.value(self.twin.normalize(raw_obs, rows=env_indices), rows=env_indices))
+    def _values(self, raw_obs: np.ndarray, env_indices: np.ndarray | None = None) -> np.ndarray:
+        return self.twin.value(self.twin.normalize(raw_obs, rows=env_indices), rows=env_indices)
 
     def collect_episodes(self, *args, **kwargs):
         raise NotImplementedError("seed-batched collection is by fixed numbers of steps (collect_per_seed)")

@@ -108,9 +108,19 @@ class ActorCritic(Algorithm):
         # delta below is the book's delta (nothing has changed w between collecting and updating).
         rollout, episodes = self.collector.collect(1)
         self.rollout_end()
-        if self.use_numpy_gradient and NumpyPolicyGradient.supports(self.policy):
+        if self.use_numpy_gradient and self._numpy_gradient_applies():
             return self._numpy_update(rollout, episodes)
         return self._autograd_update(rollout, episodes)
+
+    def _numpy_gradient_applies(self) -> bool:
+        """:meth:`NumpyPolicyGradient.supports` for this update's policy. The collector has just
+        checked the same policy for its numpy twin (nothing ran in between), and the gradient asks
+        the twin's question plus "has a critic", which every actor-critic policy has: its verdict
+        is reused, since the check walks every module and here an update comes after every env step."""
+        collector = self.collector
+        if collector.policy is self.policy and collector.fast is not None and self.policy.critic is not None:
+            return True
+        return NumpyPolicyGradient.supports(self.policy)
 
     def _autograd_update(self, rollout: Rollout, episodes: EpisodeLog) -> IterationResult:
         """The update on one vector step's transitions, by torch autograd and torch's optimisers."""

@@ -44,6 +44,7 @@ from pgrad.logger import Progress, RunLogger, write_csv
 from pgrad.masking import MASK_KEY, has_mask_key, mask_size
 from pgrad.normalize import RewardScaler
 from pgrad.numpy_twin import NumpyActorCritic, unsupported_reason
+from pgrad.numpy_twin.layers import all_parameters
 from pgrad.observations import is_single_observation, select_keys
 from pgrad.policy import ActorCriticPolicy
 from pgrad.rollout import EpisodeLog, RolloutCollector, env_failure
@@ -642,7 +643,8 @@ class Algorithm:
     def _check_finite_weights(self) -> None:
         """NonFiniteError naming the first parameter with a NaN or inf, after every update."""
         with torch.no_grad():
-            parameters = [parameter.reshape(-1) for parameter in self.policy.parameters()]
+            # (all_parameters: Module.parameters()'s order, without its name-building generators)
+            parameters = [parameter.reshape(-1) for parameter in all_parameters(self.policy)]
             # A sum is finite only if every term is (NaN and inf propagate): one reduction over all
             # weights instead of two ops per tensor, a tenth of an actor-critic update (one per env
             # step). Only a non-finite sum (or one that overflowed) needs the search by name below.

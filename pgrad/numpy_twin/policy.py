@@ -110,8 +110,8 @@ class NumpyActorCritic:
         self.fused_requested = fused
         self._noise: torch.Tensor | None = None  # preallocated Gaussian noise, see act()
         self.fused: list | None = None
-        self._read_from_before: list | None = None  # see refresh()
-        self.refresh()
+        self._read_from_before: list | None = None  # see refresh_in_place()
+        self._build()
 
     @staticmethod
     def supports(policy: ActorCriticPolicy) -> bool:
@@ -120,6 +120,40 @@ class NumpyActorCritic:
 
     def refresh(self) -> None:
         """Re-read parameters and the std; call whenever the policy's weights may have changed."""
+        if not self.refresh_in_place():
+            self._build()
+
+    def refresh_in_place(self) -> bool:
+        """Re-read the weights, the std and the observation statistics if the policy is made of the
+        same parts as at the last build (modules, parameter storages, std and optional parts);
+        False, reading nothing, if any part was replaced since (then :meth:`refresh` rebuilds).
+
+        The parts compared are everything :func:`unsupported_reason` looks at that can change
+        after construction, so True also means the policy is still supported: a collector that
+        refreshes before every rollout (one env step, for one-step actor-critic) skips that check."""
+        if self._read_from() != self._read_from_before:
+            return False
+        self._read_state()
+        if self.fused is not None:
+            # the unfused layers (views) see the update already; only the fused copy needs the new
+            # numbers, copied in place: cheaper than a rebuild, which cost more than a step's inference
+            refill_fused(self.fused, self.actor + self.head, self.critic)
+        return True
+
+    def _build(self) -> None:
+        """Read every layer afresh (views of the parameters; the fused network copied)."""
+        policy = self.policy
+        self._read_from_before = self._read_from()
+        self._read_state()
+        self.actor = read_network(policy.actor_body)
+        self.critic = read_network(policy.critic) if policy.critic is not None else None
+        self.head = [_head_layer(policy)]
+        self.fused = (
+            fuse(self.actor + self.head, self.critic) if self.fused_requested and self.critic is not None else None
+        )
+
+    def _read_state(self) -> None:
+        """The observation normaliser's statistics (views) and the std, which are not layers."""
         policy = self.policy
         self.obs_size = policy.obs_size
         normalizer = policy.obs_normalizer
@@ -130,29 +164,19 @@ class NumpyActorCritic:
             self.stats_mean, self.stats_var = normalizer.stats.mean.numpy(), normalizer.stats.var.numpy()
             self.eps, self.clip = normalizer.eps, np.float32(normalizer.clip)
         self.read_std()
-        read_from = self._read_from()
-        if self.fused is not None and read_from == self._read_from_before:
-            # The same modules and parameter storages as last time: the unfused layers (views) see
-            # the update already; only the fused copy needs the new numbers. A rollout of one step
-            # (one-step actor-critic) refreshes before every step, where a rebuild cost more than
-            # the step's whole inference.
-            refill_fused(self.fused, self.actor + self.head, self.critic)
-            return
-        self._read_from_before = read_from
-        self.actor = read_network(policy.actor_body)
-        self.critic = read_network(policy.critic) if policy.critic is not None else None
-        self.head = [_head_layer(policy)]
-        self.fused = (
-            fuse(self.actor + self.head, self.critic) if self.fused_requested and self.critic is not None else None
-        )
 
     def _read_from(self) -> list:
-        """What the layers are read from: the modules and each parameter's storage address. The
-        layers hold views of those storages, which keeps them alive, so an address seen again is
-        the same storage; a replaced module or parameter (or moved data) changes this list."""
+        """What the layers are read from, and the optional parts whose presence decides support: the
+        modules, each parameter's storage address, the std's tensor, the trunk and the target
+        critic. The layers hold views of those storages, which keeps them alive, so an address seen
+        again is the same storage; a replaced module or parameter (or moved data) changes this list."""
         policy = self.policy
         modules = [*policy.actor_body, _head_module(policy), *(policy.critic if policy.critic is not None else ())]
-        read_from: list = [policy.actor_body, policy.head, policy.critic]
+        std = getattr(policy.head, "std", None)
+        log_std = getattr(std, "log_std", None)
+        read_from: list = [policy.actor_body, policy.head, policy.critic, policy.trunk, policy.target, log_std]
+        if log_std is not None:
+            read_from.append(log_std.data_ptr())
         for module in modules:
             read_from.append(module)
             if isinstance(module, nn.Linear):

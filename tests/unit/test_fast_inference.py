@@ -278,3 +278,36 @@ def test_categorical_sample_refuses_what_torch_refuses():
 
     with pytest.raises(ValueError, match="inf, nan"):
         sample_categorical(np.array([[0.5, np.nan]], dtype=np.float32))
+
+
+@pytest.mark.parametrize("change", ["activation", "fixed-std", "target", "weights-moved"])
+def test_collector_drops_or_rebuilds_its_twin_when_a_part_changes(change):
+    """The collector keeps its numpy twin across rollouts only while the policy is made of the same
+    parts; a part the twin does not cover (another activation, a fixed std, a target critic)
+    sends the next rollout down the torch path, and a replaced weight storage is read afresh."""
+    envs = make_vector_env("Pendulum-v1", 2, seed=0)
+    torch.manual_seed(0)
+    policy = ActorCriticPolicy(envs.single_observation_space, envs.single_action_space)
+    collector = RolloutCollector(envs, policy, seed=0)
+    collector.collect(4)
+    assert collector.fast is not None
+    if change == "activation":
+        policy.actor_body[1] = torch.nn.ELU()
+    elif change == "fixed-std":
+        std = policy.head.std
+        log_std = std.log_std.detach().clone()
+        del std.log_std
+        std.register_buffer("log_std", log_std)
+    elif change == "target":
+        policy.add_target_critic()
+    else:
+        first = policy.actor_body[0]
+        first.weight = torch.nn.Parameter(first.weight.detach() * 2.0)
+    collector.collect(4)
+    if change == "weights-moved":
+        assert collector.fast is not None
+        weight = policy.actor_body[0].weight.detach().numpy()
+        np.testing.assert_array_equal(collector.fast.actor[0].weight, weight)
+    else:
+        assert collector.fast is None
+    envs.close()

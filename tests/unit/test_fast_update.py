@@ -306,3 +306,19 @@ def test_numpy_optimizer_hands_steps_to_torch_when_it_cannot_compute_them():
         next(iter(opt.state.values()))["step"] -= 1
     _step_both(5, rng, fast_opt, twin, gradient, plain_policy, plain_opt)
     _assert_same(fast_policy, fast_opt, plain_policy, plain_opt)
+
+
+def test_numpy_explained_variance_is_np_vars_arithmetic():
+    """The logged explained variance equals 1 - np.var(t - p, ddof=1) / np.var(t, ddof=1) in float64
+    exactly (it repeats np.var's arithmetic without its wrapper), and is NaN where undefined."""
+    from pgrad.numpy_twin.gradient import explained_variance_np
+
+    rng = np.random.default_rng(0)
+    for size in [2, 3, 8, 64, 2048, 4099]:
+        predictions = (rng.standard_normal(size) * 10).astype(np.float32)
+        targets = (predictions + rng.standard_normal(size)).astype(np.float32)
+        target64 = targets.astype(np.float64)
+        expected = 1.0 - float(np.var(target64 - predictions, ddof=1)) / float(np.var(target64, ddof=1))
+        assert explained_variance_np(predictions, targets) == expected
+    assert np.isnan(explained_variance_np(np.zeros(1, np.float32), np.ones(1, np.float32)))
+    assert np.isnan(explained_variance_np(np.zeros(4, np.float32), np.ones(4, np.float32)))
