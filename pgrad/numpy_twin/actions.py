@@ -58,10 +58,9 @@ class GaussianStd:
     """
 
     def __init__(self, log_std: torch.Tensor) -> None:
-        with torch.no_grad():
-            std = log_std.exp()  # (..., action_dim)
+        std = log_std.detach().exp()  # (..., action_dim); detached: no graph, without no_grad()'s cost
         self.std = std.numpy()
         self.log_std = std.log().numpy()
         # log N(a; m, s) summed over dimensions = -(a - m)^2 . 1/(2 s^2) - (sum log s + d log sqrt(2 pi))
-        self.half_precision = (np.float32(1.0) / (2 * self.std**2)).astype(np.float32)  # (..., action_dim)
+        self.half_precision = (np.float32(1.0) / (2 * self.std**2)).astype(np.float32, copy=False)  # (..., action_dim)
         self.log_normalizer = (self.log_std + np.float32(LOG_SQRT_2PI)).sum(-1, dtype=np.float32)  # (...)

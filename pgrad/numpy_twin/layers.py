@@ -209,6 +209,27 @@ def all_parameters(module: nn.Module) -> list[nn.Parameter]:
     return found
 
 
+def parts_of(module: nn.Module) -> list:
+    """Every module of ``module``'s tree (pre-order) and each parameter's storage address: what a
+    twin built from views of the parameters depends on. Equal lists mean no module was replaced,
+    added or removed, no parameter was replaced by one on other storage (moved to another device
+    included), and no parameter became a buffer or the reverse. The list holds the modules, so
+    they stay alive and their identities are not reused while it is kept."""
+    found: list = []
+
+    def visit(current: nn.Module) -> None:
+        found.append(current)
+        for parameter in current._parameters.values():
+            if parameter is not None:
+                found.append(parameter.data_ptr())
+        for child in current._modules.values():
+            if child is not None:
+                visit(child)
+
+    visit(module)
+    return found
+
+
 def dense_network(
     weights_and_biases: Sequence[tuple[np.ndarray, np.ndarray | None]], activation: Callable[[np.ndarray], np.ndarray]
 ) -> list[Layer]:

@@ -44,6 +44,7 @@ from pgrad.numpy_twin.layers import (
     forward,
     fuse,
     is_supported_module,
+    parts_of,
     read_network,
     refill_fused,
 )
@@ -125,7 +126,7 @@ class NumpyActorCritic:
 
     def refresh_in_place(self) -> bool:
         """Re-read the weights, the std and the observation statistics if the policy is made of the
-        same parts as at the last build (modules, parameter storages, std and optional parts);
+        same parts as at the last build (modules and parameter storages, the std's included);
         False, reading nothing, if any part was replaced since (then :meth:`refresh` rebuilds).
 
         The parts compared are everything :func:`unsupported_reason` looks at that can change
@@ -166,23 +167,9 @@ class NumpyActorCritic:
         self.read_std()
 
     def _read_from(self) -> list:
-        """What the layers are read from, and the optional parts whose presence decides support: the
-        modules, each parameter's storage address, the std's tensor, the trunk and the target
-        critic. The layers hold views of those storages, which keeps them alive, so an address seen
-        again is the same storage; a replaced module or parameter (or moved data) changes this list."""
-        policy = self.policy
-        modules = [*policy.actor_body, _head_module(policy), *(policy.critic if policy.critic is not None else ())]
-        std = getattr(policy.head, "std", None)
-        log_std = getattr(std, "log_std", None)
-        read_from: list = [policy.actor_body, policy.head, policy.critic, policy.trunk, policy.target, log_std]
-        if log_std is not None:
-            read_from.append(log_std.data_ptr())
-        for module in modules:
-            read_from.append(module)
-            if isinstance(module, nn.Linear):
-                read_from.append(module.weight.data_ptr())
-                read_from.append(None if module.bias is None else module.bias.data_ptr())
-        return read_from
+        """What the layers are read from, and every part whose presence decides support: the
+        policy's modules and parameter storages (:func:`pgrad.numpy_twin.layers.parts_of`)."""
+        return parts_of(self.policy)
 
     def read_std(self) -> None:
         """Recompute the Gaussian std from the current ``log_std`` (not a view: it is computed)."""
