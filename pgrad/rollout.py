@@ -281,7 +281,10 @@ class RolloutCollector:
 
         time_in_episode = self.episode_length.copy()  # (N,)
         self.episode_return += reward
-        self.episode_length += valid
+        if valid is self._all_valid:
+            self.episode_length += 1  # (an int, not the all-True mask: no bool-to-int cast every step)
+        else:
+            self.episode_length += valid
         self.total_transitions += n_valid
         any_ended = bool(ended.any())  # most steps end nothing; skip the per-env work then
         if any_ended:

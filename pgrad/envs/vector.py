@@ -31,6 +31,7 @@ class LeanSyncVectorEnv(SyncVectorEnv):
         keys keeps those too (pgrad's collector reads ``action_mask``)."""
         super().__init__(*args, **kwargs)
         self.keep_infos = keep_infos
+        self._next_step = self.autoreset_mode is AutoresetMode.NEXT_STEP
         # The parent's buffers this step writes into (Gymnasium 1.x); without them, the parent's step.
         internals = all(hasattr(self, name) for name in ("_env_obs", "_observations", "_autoreset_envs", "_rewards"))
         self._flat = (
@@ -49,7 +50,7 @@ class LeanSyncVectorEnv(SyncVectorEnv):
         if len(actions) != self.num_envs:
             raise ValueError(f"{len(actions)} actions for {self.num_envs} envs")
         infos: dict[str, Any] = {}
-        next_step = self.autoreset_mode is AutoresetMode.NEXT_STEP
+        next_step = self._next_step
         observations = self._observations  # (N, *obs_shape), the parent's batch buffer
         for i, env in enumerate(self.envs):
             try:
