@@ -1,0 +1,54 @@
+"""benchmarks/ppo_breakdown.py: its parts are measured on a real run, and its overhead factors
+are the sums it says they are."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture
+def breakdown(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports benchmarks/speed.py as `speed`
+    spec = importlib.util.spec_from_file_location("pgrad_benchmark_breakdown", BENCHMARKS / "ppo_breakdown.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parts_of_a_real_run(breakdown):
+    parts = breakdown.measure("Pendulum-v1", seed=0)
+    assert all(value > 0 for value in parts.values())
+    # the whole collect costs at least its env steps, and one step at least its pieces' env step
+    assert parts["collect, all"] > parts["raw env step"]
+    assert parts["minibatches per env step"] == pytest.approx(10 * 32 / 2048)
+    # the products are part of what step_gradient does
+    assert parts["matrix products only, per minibatch"] < parts["step_gradient, per minibatch"]
+
+
+def test_overhead_factors_are_sums_of_the_parts(breakdown, capsys):
+    parts = {
+        "raw env step": 30.0,
+        "collect, all": 70.0,
+        "collector.step": 66.0,
+        "envs.step (pgrad's vector env + recorder + env)": 38.0,
+        "act (numpy twin: normalise, forward, sample)": 10.0,
+        "env_action": 3.0,
+        "step_gradient, per minibatch": 200.0,
+        "Adam, per minibatch": 24.0,
+        "matrix products only, per minibatch": 64.0,
+        "matrix products only, inference per step": 2.0,
+        "minibatches per env step": 0.15625,
+    }
+    breakdown.report([parts])
+    out = capsys.readouterr().out
+    update = 0.15625 * 224.0  # 35.0
+    assert f"| total (collect + update share) | {70 + update:.1f} |" in out
+    assert f"| the step's bookkeeping (counters, flags, checks) | {66 - 38 - 10 - 3:.1f} |" in out
+    assert f"overhead factor, measured: {(70 + update) / 30:.2f}" in out
+    assert f"no bookkeeping or buffers at all: {(70 + update - 15 - 4) / 30:.2f}" in out
+    assert f"arithmetic alone (raw step + matrix products): {(30 + 0.15625 * 64 + 2) / 30:.2f}" in out
