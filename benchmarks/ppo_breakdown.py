@@ -172,6 +172,7 @@ def report(runs: list[dict[str, float]]) -> None:
         + median["matrix products only, inference per step"]
     )
     raw = median["raw env step"]
+    vector_env = median["envs.step (pgrad's vector env + recorder + env)"] - raw
     bookkeeping = median["collector.step"] - (
         median["envs.step (pgrad's vector env + recorder + env)"]
         + median["act (numpy twin: normalise, forward, sample)"]
@@ -179,7 +180,7 @@ def report(runs: list[dict[str, float]]) -> None:
     )
     rows = [
         ("raw env step (gymnasium.make)", raw),
-        ("pgrad's vector env + recorder, beyond the raw step", median["envs.step (pgrad's vector env + recorder + env)"] - raw),
+        ("pgrad's vector env + recorder, beyond the raw step", vector_env),
         ("act (numpy twin: normalise, fused forward, sample)", median["act (numpy twin: normalise, forward, sample)"]),
         ("env_action (clip and rescale)", median["env_action"]),
         ("the step's bookkeeping (counters, flags, checks)", bookkeeping),
@@ -202,7 +203,8 @@ def report(runs: list[dict[str, float]]) -> None:
     without_bookkeeping = total - bookkeeping - (median["collect, all"] - median["collector.step"])
     print(f"overhead factor, measured: {total / raw:.2f}")
     print(f"overhead factor with no bookkeeping or buffers at all: {without_bookkeeping / raw:.2f}")
-    print(f"overhead factor of the arithmetic alone (raw step + matrix products): {(raw + per_step_products) / raw:.2f}")
+    arithmetic = (raw + per_step_products) / raw
+    print(f"overhead factor of the arithmetic alone (raw step + matrix products): {arithmetic:.2f}")
 
 
 def main() -> None:
