@@ -20,25 +20,11 @@ process (they now die with it: PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-FAULTS_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "faults.py"
+from tests.benchmark_scripts import load_benchmark
 
-
-def load_faults():
-    """benchmarks/faults.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("pgrad_benchmark_faults", FAULTS_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
-
-
-faults = load_faults()
+faults = load_benchmark("faults")
 
 # One or two seconds of training each, a checkpoint every iteration or two.
 PPO = faults.Config("ppo", ("ppo", "CartPole-v1", "--seed", "0", "--steps", "2048", "--checkpoint-every", "256"))

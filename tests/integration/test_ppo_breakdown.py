@@ -3,21 +3,14 @@ are the sums it says they are."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.benchmark_scripts import load_benchmark
 
 
 @pytest.fixture
-def breakdown(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports benchmarks/speed.py as `speed`
-    spec = importlib.util.spec_from_file_location("pgrad_benchmark_breakdown", BENCHMARKS / "ppo_breakdown.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def breakdown():
+    return load_benchmark("ppo_breakdown")
 
 
 def test_parts_of_a_real_run(breakdown):

@@ -3,23 +3,17 @@ finished seeds are kept, and the PPO paper's ordering is read from the IQMs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def load_objectives(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports benchmarks/suite.py as `suite`
-    spec = importlib.util.spec_from_file_location("pgrad_benchmark_objectives", BENCHMARKS / "ppo_objectives.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmark_scripts import load_benchmark
 
 
-def test_each_objective_trains_with_its_setting_and_is_tabulated(tmp_path, monkeypatch):
-    objectives = load_objectives(monkeypatch)
+def load_objectives():
+    return load_benchmark("ppo_objectives")
+
+
+def test_each_objective_trains_with_its_setting_and_is_tabulated(tmp_path):
+    objectives = load_objectives()
     out = tmp_path / "objectives"
     common = ["--envs", "CartPole-v1", "--seeds", "0", "1", "--steps", "256", "--out", str(out), "--workers", "1"]
     assert objectives.main(common) == 0
@@ -36,8 +30,8 @@ def test_each_objective_trains_with_its_setting_and_is_tabulated(tmp_path, monke
     assert "- CartPole-v1: " in table and "| CartPole-v1 | none | 0: " in table
 
 
-def test_paper_ordering_is_read_from_the_last_100_iqms(monkeypatch):
-    objectives = load_objectives(monkeypatch)
+def test_paper_ordering_is_read_from_the_last_100_iqms():
+    objectives = load_objectives()
 
     def rows(clip, kl_penalty, none, none_seeds_done=5):
         return [

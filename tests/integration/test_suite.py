@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-SUITE_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "suite.py"
-
-
-def load_suite():
-    spec = importlib.util.spec_from_file_location("pgrad_benchmark_suite", SUITE_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmark_scripts import load_benchmark
 
 
 def test_suite_trains_missing_seeds_only_and_reports(tmp_path, capsys, monkeypatch):
-    suite = load_suite()
+    suite = load_benchmark("suite")
     monkeypatch.setitem(suite.GOALS, ("ppo", "CartPole-v1"), 475)
     out = tmp_path / "suite"
     common = ["--algos", "ppo", "--envs", "CartPole-v1", "--steps", "512", "--out", str(out), "--workers", "1"]
@@ -45,7 +36,7 @@ def test_suite_trains_missing_seeds_only_and_reports(tmp_path, capsys, monkeypat
 
 
 def test_suite_judges_goals_on_evaluation_seeds_only(tmp_path, capsys, monkeypatch):
-    suite = load_suite()
+    suite = load_benchmark("suite")
     assert suite.parse_seeds(["eval"]) == list(range(1000, 1010))
     assert suite.parse_seeds(["dev", "3", "7"]) == [0, 1, 2, 3, 4, 7]
     assert suite.seed_role([1000, 1003]) == "evaluation" and suite.seed_role([0, 1000]) == "other"
@@ -67,13 +58,13 @@ def test_suite_judges_goals_on_evaluation_seeds_only(tmp_path, capsys, monkeypat
 
 
 def test_suite_skips_pairs_without_a_preset(tmp_path, capsys):
-    suite = load_suite()
+    suite = load_benchmark("suite")
     assert suite.main(["--algos", "ppo", "--envs", "Acrobot-v1", "--out", str(tmp_path), "--list"]) == 0
     assert "skipping ppo on Acrobot-v1: no shipped preset" in capsys.readouterr().err
 
 
 def test_suite_batched_trains_ppo_seeds_as_one_model(tmp_path, capsys):
-    suite = load_suite()
+    suite = load_benchmark("suite")
     out = tmp_path / "suite"
     argv = [
         "--algos",
@@ -104,7 +95,7 @@ def test_suite_continues_a_stopped_batched_pair_from_its_checkpoints(tmp_path):
 
     from pgrad.algos.ppo_batched import SeedBatchedPPO
 
-    suite = load_suite()
+    suite = load_benchmark("suite")
     argv = [
         "--algos",
         "ppo",
@@ -145,7 +136,7 @@ def test_suite_continues_a_stopped_batched_pair_from_its_checkpoints(tmp_path):
 
 
 def test_suite_neither_counts_nor_continues_seeds_trained_with_other_settings(tmp_path, capsys):
-    suite = load_suite()
+    suite = load_benchmark("suite")
     out = tmp_path / "suite"
     common = ["--algos", "ppo", "--envs", "CartPole-v1", "--out", str(out), "--workers", "1", "--no-report"]
     assert suite.main([*common, "--steps", "512", "--seeds", "0", "1"]) == 0
@@ -181,7 +172,7 @@ def test_suite_refuses_a_pair_folder_another_run_holds(tmp_path, capsys):
     trains nothing, where it used to resume the first one's seeds and write into the same files."""
     from pgrad.experiments.run_folder import RunFolderLock
 
-    suite = load_suite()
+    suite = load_benchmark("suite")
     out = tmp_path / "suite"
     argv = ["--algos", "ppo", "--envs", "CartPole-v1", "--steps", "512", "--out", str(out), "--workers", "1"]
     with RunFolderLock(out / "ppo" / "CartPole-v1"):  # another process's lock (flock: per open file)

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "halfcheetah_posture.py"
+from tests.benchmark_scripts import load_benchmark
 
 
 def test_pitch_is_wrapped_so_a_full_roll_reads_upright():
-    spec = importlib.util.spec_from_file_location("pgrad_benchmark_posture", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("halfcheetah_posture")
     raw = np.array([0.1, 2 * np.pi + 0.1, -2 * np.pi - 0.1, np.pi + 0.2, 3 * np.pi - 0.2, -4.0])
     wrapped = module.wrapped_pitch(raw)
     np.testing.assert_allclose(wrapped, [0.1, 0.1, -0.1, -np.pi + 0.2, np.pi - 0.2, 2 * np.pi - 4.0], atol=1e-12)
