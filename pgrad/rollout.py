@@ -236,12 +236,16 @@ class RolloutCollector:
             bad_env = int(np.flatnonzero(not_finite.any(axis=1))[0])  # the first env with any NaN/inf entry
             raise NonFiniteError(f"environment returned a non-finite {what} (NaN or inf) at step {step}, env {bad_env}")
 
-    @torch.no_grad()
     def step(self, episodes: EpisodeLog) -> StepRecord:
         """Act in every env once; update the running episode counters and log episodes that end.
 
         :meth:`collect` and :meth:`collect_episodes` are loops over this; an algorithm that fills
-        buffers of its own (recurrent PPO keeps the LSTM state beside each step) calls it directly."""
+        buffers of its own (recurrent PPO keeps the LSTM state beside each step) calls it directly.
+
+        Not wrapped in ``torch.no_grad``: entering that context costs a few microseconds every env
+        step, and nothing here needs it. The torch path's ``policy.act`` is no-grad itself, and
+        everything else is numpy or touches tensors without gradients (the normaliser's buffers,
+        the noise the twin draws); tests/unit/test_fast_inference.py steps with gradients on."""
         policy = self.policy
         if self.fast is not None:
             obs = self.fast.normalize(self.obs, update=True)  # (N, obs_size)
