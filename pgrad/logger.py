@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import os
+import socket
+import struct
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from pgrad.io import atomic_write_text
 from pgrad.rollout import EpisodeLog
@@ -133,26 +135,84 @@ class Progress:
         self.stream.flush()
 
 
-def quiet_tensorboard_thread_errors() -> None:
-    """Keep a TensorBoard write error to one report: the caller's.
+class TensorBoardEventFile:
+    """One TensorBoard event file, written in the calling thread.
 
-    TensorBoard writes events from a thread; when a write fails (a full disk), the thread stores
-    the OSError, which the next ``add_scalar``/``flush`` raises in the training thread (pgrad
-    turns it into one line), and then lets it end the thread, which makes Python print it as a
-    thread traceback too (tensorboard/summary/writer/event_file_writer.py, ``_AsyncWriterThread``).
-    This hook drops only that thread's OSErrors; every other thread error reaches the previous hook.
+    The format is TensorBoard's (the TFRecord framing of ``Event`` protos): each record is its
+    length (uint64, little-endian), the masked CRC-32C of those 8 bytes, the serialised event and
+    its masked CRC-32C (tensorboard/summary/writer/record_writer.py). The file opens with a
+    ``file_version`` event, as every writer's does, and on a resumed run with a ``SessionLog.START``
+    event at ``purge_step``, which tells readers to drop what earlier files logged at or after it
+    (what ``SummaryWriter(purge_step=...)`` writes).
+
+    Why not ``torch.utils.tensorboard.SummaryWriter``: without TensorFlow installed, TensorBoard
+    computes the two checksums of every event in pure Python, ~35 us an event in its writer
+    thread, which holds the interpreter lock the training thread needs: one-step actor-critic
+    logs a metrics row every env step, and that was a twentieth of its update. Here the checksum
+    is the ``google-crc32c`` package's C code (a dependency; TensorBoard's own Python code if it
+    cannot be imported), and the write goes through the file's buffer: no thread, and a failed
+    write (a full disk) raises where it happens.
     """
-    previous = threading.excepthook
-    if getattr(previous, "drops_tensorboard_write_errors", False):
-        return
 
-    def hook(args: threading.ExceptHookArgs) -> None:
-        if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
-            return
-        previous(args)
+    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
-    hook.drops_tensorboard_write_errors = True  # type: ignore[attr-defined]
-    threading.excepthook = hook
+        self._event = Event
+        log_dir.mkdir(parents=True, exist_ok=True)
+        # TensorBoard's naming (time, host, pid), and a count that keeps two files of one second apart
+        stem = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
+        path = log_dir / stem
+        for count in itertools.count(1):
+            if not path.exists():
+                break
+            path = log_dir / f"{stem}.{count}"
+        self.path = path
+        self._file: BinaryIO | None = open(path, "xb")  # noqa: SIM115  (closed by close())
+        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        if purge_step is not None:
+            self._write(Event(wall_time=time.time(), step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+        self.flush()
+
+    def add_summary(self, summary: Any, step: int) -> None:
+        """Append one ``Summary`` at ``step``, stamped with the wall time now."""
+        self._write(self._event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def _write(self, event: Any) -> None:
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        self._file.write(
+            header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+        )
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+
+
+def masked_crc32c(data: bytes) -> int:
+    """The masked CRC-32C of ``data`` that TFRecord files store: the CRC rotated right by 15 bits
+    plus a constant (tensorboard/compat/tensorflow_stub/pywrap_tensorflow.py, ``masked_crc32c``)."""
+    crc = _crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _load_crc32c() -> Callable[[bytes], int]:
+    try:
+        import google_crc32c
+
+        return google_crc32c.value
+    except ImportError:  # TensorBoard's pure-Python CRC-32C: correct, about a hundred times slower
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c
+
+        return crc32c
+
+
+_crc32c = _load_crc32c()
 
 
 class RunLogger:
@@ -185,10 +245,7 @@ class RunLogger:
         self._metrics_csv = continued_csv(self.run_dir / "metrics.csv", self.metrics, None)
         self._episodes_csv = continued_csv(self.run_dir / "episodes.csv", self.episodes, EPISODE_FIELDS)
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter  # imported lazily: it costs ~1 s
-
-            quiet_tensorboard_thread_errors()
-            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge_step)
+            self._tb = TensorBoardEventFile(self.run_dir / "tb", purge_step=purge_step)
             self._tb_failed = False
 
     def restore(self, run_dir: Path, metrics_rows: int, episode_rows: int) -> None:
@@ -265,13 +322,13 @@ class RunLogger:
         """
         if not scalars:
             return
-        from tensorboard.compat.proto.summary_pb2 import Summary  # TensorBoard is loaded already
+        from tensorboard.compat.proto.summary_pb2 import Summary  # loaded with the event file's protos
 
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(value)) for tag, value in scalars.items()])
-        self._tensorboard(lambda writer: writer._get_file_writer().add_summary(summary, step))
+        self._tensorboard(lambda writer: writer.add_summary(summary, step))
 
     def _tensorboard(self, call: Callable[[Any], Any]) -> None:
-        """``call(SummaryWriter)``, remembering a failed write (a full disk: an OSError)."""
+        """``call(event file)``, remembering a failed write (a full disk: an OSError)."""
         try:
             call(self._tb)
         except OSError:
@@ -288,9 +345,9 @@ class RunLogger:
             try:
                 writer.close()
             except OSError:
-                # TensorBoard's writer keeps its first write error and raises it again at every
-                # call, close included; once raised to the caller, it is not raised a second time
-                # (from the cleanup of the failure it already reported).
+                # a failed write leaves its bytes in the file's buffer, and closing tries them
+                # again; once raised to the caller, the error is not raised a second time (from
+                # the cleanup of the failure it already reported).
                 if not self._tb_failed:
                     raise
 

@@ -1,5 +1,7 @@
 import io
 
+import numpy as np
+
 from pgrad.logger import Progress, RunLogger
 from pgrad.rollout import EpisodeLog
 
@@ -86,3 +88,36 @@ def test_tensorboard_holds_every_scalar_as_add_scalar_writes_it(tmp_path):
         "train/episodes",
         "train/ok",
     }
+
+
+def test_event_checksums_are_tensorboards():
+    """The masked CRC-32C of every record equals TensorBoard's own (pure-Python) computation."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as tensorboards
+
+    from pgrad.logger import masked_crc32c
+
+    rng = np.random.default_rng(0)
+    for size in [0, 1, 7, 8, 9, 64, 255, 1000, 4099]:
+        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        assert masked_crc32c(data) == tensorboards(data)
+
+
+def test_a_resumed_run_hides_the_events_logged_after_its_checkpoint(tmp_path):
+    """A logger attached with purge_step (a resumed run) makes TensorBoard drop what the earlier
+    file logged at or after that step, so a curve never shows the same steps twice; and a reader
+    checks every record's checksums as it loads them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first = RunLogger(tmp_path)
+    for step in range(1, 11):
+        first.log_update({"step": step, "loss": float(step)})
+    first.close()
+    resumed = RunLogger(None)
+    resumed.attach(tmp_path, purge_step=6)  # the checkpoint was at step 5
+    for step in range(6, 9):
+        resumed.log_update({"step": step, "loss": 100.0 + step})
+    resumed.close()
+    assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 2
+    accumulator = EventAccumulator(str(tmp_path / "tb")).Reload()
+    loaded = [(event.step, event.value) for event in accumulator.Scalars("train/loss")]
+    assert loaded == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0), (6, 106.0), (7, 107.0), (8, 108.0)]
