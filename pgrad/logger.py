@@ -135,6 +135,11 @@ class Progress:
         self.stream.flush()
 
 
+# A TensorBoard watching a running training sees its events at most this late (SummaryWriter's
+# default is 120 s); between flushes they wait in the file's buffer.
+FLUSH_SECONDS = 10.0
+
+
 class TensorBoardEventFile:
     """One TensorBoard event file, written in the calling thread.
 
@@ -168,6 +173,7 @@ class TensorBoardEventFile:
             path = log_dir / f"{stem}.{count}"
         self.path = path
         self._file: BinaryIO | None = open(path, "xb")  # noqa: SIM115  (closed by close())
+        self._flushed_at = time.monotonic()
         self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
         if purge_step is not None:
             self._write(Event(wall_time=time.time(), step=purge_step, session_log=SessionLog(status=SessionLog.START)))
@@ -183,10 +189,13 @@ class TensorBoardEventFile:
         self._file.write(
             header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
         )
+        if time.monotonic() - self._flushed_at > FLUSH_SECONDS:
+            self.flush()
 
     def flush(self) -> None:
         if self._file is not None:
             self._file.flush()
+            self._flushed_at = time.monotonic()
 
     def close(self) -> None:
         file, self._file = self._file, None

@@ -121,3 +121,19 @@ def test_a_resumed_run_hides_the_events_logged_after_its_checkpoint(tmp_path):
     accumulator = EventAccumulator(str(tmp_path / "tb")).Reload()
     loaded = [(event.step, event.value) for event in accumulator.Scalars("train/loss")]
     assert loaded == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0), (6, 106.0), (7, 107.0), (8, 108.0)]
+
+
+def test_events_reach_the_file_within_the_flush_interval(tmp_path):
+    """A TensorBoard watching a running training sees its events: the event file is flushed once
+    FLUSH_SECONDS have passed since the last flush, not only when its buffer fills or it closes."""
+    import pgrad.logger
+
+    logger = RunLogger(tmp_path)
+    event_file = logger._tb.path
+    size = event_file.stat().st_size  # the file's first event, flushed at opening
+    logger.log_update({"step": 1, "loss": 1.0})
+    assert event_file.stat().st_size == size  # buffered
+    logger._tb._flushed_at -= pgrad.logger.FLUSH_SECONDS + 1  # as if that much time had passed
+    logger.log_update({"step": 2, "loss": 2.0})
+    assert event_file.stat().st_size > size
+    logger.close()
