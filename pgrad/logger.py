@@ -135,8 +135,9 @@ class Progress:
         self.stream.flush()
 
 
-# A TensorBoard watching a running training sees its events at most this late (SummaryWriter's
-# default is 120 s); between flushes they wait in the file's buffer.
+# The event file is flushed at the first write this long after the previous flush, so that a
+# TensorBoard watching a running training sees it (SummaryWriter flushes every 120 s); between
+# flushes the events wait in the file's buffer.
 FLUSH_SECONDS = 10.0
 
 
