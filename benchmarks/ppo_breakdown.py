@@ -83,6 +83,7 @@ def measure(env_id: str, seed: int) -> dict[str, float]:
 
     torch.set_num_threads(1)
     import pgrad
+    from pgrad.algos.ppo import loss_settings
     from pgrad.numpy_twin.layers import Dense
     from pgrad.rollout import EpisodeLog
 
@@ -135,8 +136,6 @@ def measure(env_id: str, seed: int) -> dict[str, float]:
     ]
     gradient = agent._numpy_gradient
     adam = agent._numpy_adam
-    from pgrad.algos.ppo import loss_settings
-
     settings = loss_settings(config)
     parts["step_gradient, per minibatch"] = per_call_us(lambda: gradient.step_gradient(*minibatch, **settings), 2000)
     parts["Adam, per minibatch"] = per_call_us(adam.step, 2000)

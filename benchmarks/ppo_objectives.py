@@ -111,8 +111,7 @@ def paper_ordering(rows: list[dict]) -> str:
     complete = {r["objective"]: r.get("iqm") for r in rows if r["seeds_done"] == r["seeds_asked"]}
     if any(complete.get(o) is None for o in PAPER_ORDER):
         return "-"
-    by_objective = complete
-    ranked = sorted(PAPER_ORDER, key=lambda o: -by_objective[o])
+    ranked = sorted(PAPER_ORDER, key=lambda o: -complete[o])
     order = " > ".join(ranked)
     return f"{order}: {'as the paper' if tuple(ranked) == PAPER_ORDER else 'NOT as the paper'}"
 
