@@ -25,7 +25,6 @@ Needs the ``envpool`` extra (``pip install -e '.[envpool]'``).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import statistics
 import subprocess
@@ -38,6 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from same_learning import _curve  # noqa: E402  (the 100-episode running mean, spelled once)
+
+from pgrad.experiments.stats import permutation_p_value  # noqa: E402
 
 BACKENDS = ("sync", "envpool")
 
@@ -88,22 +89,6 @@ def _worker(command: list[str]) -> dict:
         [sys.executable, __file__, *command], check=True, capture_output=True, text=True, cwd=REPO
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
-
-
-def permutation_p_value(a: list[float], b: list[float]) -> float:
-    """Exact two-sided permutation test of mean(a) == mean(b): the share of all splits of the
-    pooled scores into groups of len(a) and len(b) whose |difference of means| is at least the
-    observed one."""
-    pooled = a + b
-    observed = abs(statistics.fmean(a) - statistics.fmean(b))
-    total = sum(pooled)
-    extreme = count = 0
-    for chosen in itertools.combinations(range(len(pooled)), len(a)):
-        first = sum(pooled[i] for i in chosen)
-        difference = abs(first / len(a) - (total - first) / len(b))
-        extreme += difference >= observed - 1e-12
-        count += 1
-    return extreme / count
 
 
 def learning(args: argparse.Namespace) -> list[dict]:

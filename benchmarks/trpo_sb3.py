@@ -48,12 +48,15 @@ SB3_NAMES = {
     "line_search_shrink": "line_search_shrinking_factor",
 }
 HANDLED = {"source", "steps", "n_envs", "normalize_obs", "normalize_reward"}
+# pgrad's own tuning on top of the Zoo's entry: sb3-contrib runs the Zoo's entry without it (its
+# MlpPolicy's log_std_init 0) unless --sb3-log-std-init gives it one
+PGRAD_ONLY = {"log_std_init"}
 
 
 def sb3_arguments(preset: dict, kl_dimensions: int) -> dict:
     """sb3-contrib TRPO keyword arguments for a pgrad TRPO preset table; refuses what it cannot map.
     ``kl_dimensions``: the d that sb3-contrib averages its KL over (a Box action's size, else 1)."""
-    unknown = set(preset) - set(SB3_NAMES) - HANDLED
+    unknown = set(preset) - set(SB3_NAMES) - HANDLED - PGRAD_ONLY
     if unknown:
         raise SystemExit(f"cannot map {sorted(unknown)} to sb3-contrib's TRPO")
     # pgrad's defaults where the preset sets none (the same as sb3-contrib's, before the conversion)
@@ -76,7 +79,7 @@ def run_pgrad(env_id: str, seed: int, steps: int) -> dict:
     return {"eval_mean_return": evaluation["mean_return"], "last_100": last_100, "wall_seconds": seconds}
 
 
-def run_sb3(env_id: str, seed: int, steps: int, preset: dict) -> dict:
+def run_sb3(env_id: str, seed: int, steps: int, preset: dict, log_std_init: float | None) -> dict:
     import gymnasium as gym
     from sb3_contrib import TRPO
     from sb3_evaluation import evaluate_like_pgrad
@@ -87,6 +90,8 @@ def run_sb3(env_id: str, seed: int, steps: int, preset: dict) -> dict:
     box = isinstance(probe.action_space, gym.spaces.Box)
     kwargs = sb3_arguments(preset, int(np.prod(probe.action_space.shape)) if box else 1)
     probe.close()
+    if log_std_init is not None:
+        kwargs["policy_kwargs"] = {"log_std_init": log_std_init}
     print(json.dumps({"side": "sb3-contrib", "arguments": kwargs}), flush=True)
     monitors = [Monitor(gym.make(env_id)) for _ in range(preset.get("n_envs", 1))]
     venv = VecNormalize(
@@ -113,7 +118,7 @@ def run_sb3(env_id: str, seed: int, steps: int, preset: dict) -> dict:
 def format_table(rows: list[dict]) -> str:
     """Per env, side and budget: the IQM with its 95% stratified bootstrap interval over seeds of the
     last-100 training return and of the deterministic evaluation, and the mean wall time per seed."""
-    from pgrad.experiments.stats import stratified_bootstrap_ci
+    from pgrad.experiments.stats import permutation_p_value, stratified_bootstrap_ci
 
     lines = [
         "| env | side | steps | seeds | last-100 IQM [95% CI] | eval IQM [95% CI] | wall s per seed |",
@@ -130,6 +135,20 @@ def format_table(rows: list[dict]) -> str:
         seeds = " ".join(str(row["seed"]) for row in group)
         wall = np.mean([row["wall_seconds"] for row in group])
         lines.append(f"| {env} | {side} | {steps:,} | {seeds} | {cells[0]} | {cells[1]} | {wall:.0f} |")
+    # each pair of sides on one env and budget: does the mean differ? (exact, so few seeds are fine)
+    keys = list(groups)
+    for i, first in enumerate(keys):
+        for second in keys[i + 1 :]:
+            if first[0::2] != second[0::2]:
+                continue
+            p_values = [
+                permutation_p_value([row[key] for row in groups[first]], [row[key] for row in groups[second]])
+                for key in ("last_100", "eval_mean_return")
+            ]
+            lines.append(
+                f"\n{first[0]}: {first[1]} against {second[1]}, exact permutation p of equal means: "
+                f"last-100 {p_values[0]:.3f}, eval {p_values[1]:.3f}"
+            )
     return "\n".join(lines)
 
 
@@ -152,6 +171,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--sides", nargs="+", default=["pgrad", "sb3-contrib"], choices=["pgrad", "sb3-contrib"])
     parser.add_argument(
+        "--sb3-log-std-init",
+        type=float,
+        help="sb3-contrib's initial log std (default: its MlpPolicy's 0, the Zoo's), e.g. pgrad's preset's",
+    )
+    parser.add_argument(
         "--table", nargs="+", type=Path, metavar="LOG", help="tabulate saved output of earlier runs; train nothing"
     )
     args = parser.parse_args()
@@ -168,9 +192,12 @@ def main() -> None:
             if side == "pgrad":
                 result = run_pgrad(args.env, seed, args.steps)
             else:
-                result = run_sb3(args.env, seed, args.steps, preset)
+                result = run_sb3(args.env, seed, args.steps, preset, args.sb3_log_std_init)
             rounded = {key: round(value, 1) for key, value in result.items()}
-            rows.append({"side": side, "env": args.env, "seed": seed, "steps": args.steps, **rounded})
+            label = side
+            if side == "sb3-contrib" and args.sb3_log_std_init is not None:
+                label = f"sb3-contrib log_std_init={args.sb3_log_std_init}"
+            rows.append({"side": label, "env": args.env, "seed": seed, "steps": args.steps, **rounded})
             print(json.dumps(rows[-1]), flush=True)
     print(format_table(rows))
 
