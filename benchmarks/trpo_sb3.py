@@ -147,7 +147,7 @@ def format_table(rows: list[dict]) -> str:
             ]
             lines.append(
                 f"\n{first[0]}: {first[1]} against {second[1]}, exact permutation p of equal means: "
-                f"last-100 {p_values[0]:.3f}, eval {p_values[1]:.3f}"
+                f"last-100 {p_values[0]:.2g}, eval {p_values[1]:.2g}"
             )
     return "\n".join(lines)
 
