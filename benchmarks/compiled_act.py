@@ -10,11 +10,12 @@ the same work in one call. Measured here, in one process and one torch thread, a
 the twin's ``normalize(obs, update=True)`` then ``act`` (PPO on HalfCheetah-v5 at
 benchmarks/speed.py's PPO paper settings: 2x64 tanh actor and critic, fused; with the
 observation normaliser pgrad's MuJoCo presets use) against one numba function doing the same
-(merge the row into the running statistics, normalise and clip, the fused forward with the same
-BLAS products, the Gaussian sample from the same torch noise and its log-probability). The two
-are first checked to agree to float rounding on the same statistics and noise; then they are
-timed in interleaved rounds; the script prints microseconds per call (median over rounds) and
-their ratio. It does not change pgrad: it measures a design alternative.
+(merge the row into the running statistics, normalise and clip, the fused forward with its
+matrix products through BLAS (numba calls SciPy's, the twin numpy's), the Gaussian sample from
+the same torch noise and its log-probability). The two are first checked to agree to float
+rounding on the same statistics and noise; then they are timed in interleaved rounds; the script
+prints microseconds per call (median over rounds) and their ratio. It does not change pgrad: it
+measures a design alternative.
 """
 
 from __future__ import annotations
