@@ -136,10 +136,10 @@ def format_table(rows: list[dict]) -> str:
         wall = np.mean([row["wall_seconds"] for row in group])
         lines.append(f"| {env} | {side} | {steps:,} | {seeds} | {cells[0]} | {cells[1]} | {wall:.0f} |")
     # each pair of sides on one env and budget: does the mean differ? (exact, so few seeds are fine)
-    keys = list(groups)
+    keys = list(groups)  # (env, side, steps)
     for i, first in enumerate(keys):
         for second in keys[i + 1 :]:
-            if first[0::2] != second[0::2]:
+            if (first[0], first[2]) != (second[0], second[2]):  # another env or budget
                 continue
             p_values = [
                 permutation_p_value([row[key] for row in groups[first]], [row[key] for row in groups[second]])
