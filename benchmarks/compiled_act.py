@@ -92,13 +92,12 @@ def main() -> None:
     gaussian = twin.gaussian
     std, half_precision = gaussian.std.ravel(), gaussian.half_precision.ravel()
     log_normalizer = np.float32(gaussian.log_normalizer)
-    stats = agent.policy.obs_normalizer.stats
     noise_tensor = torch.empty(len(std))
     noise = noise_tensor.numpy()
     raw = np.random.default_rng(0).normal(size=agent.policy.obs_size).astype(np.float32)  # as the twin reads it
 
     # agreement, from the same statistics and noise
-    mean, var, count = twin.stats_mean.copy(), twin.stats_var.copy(), stats.count.numpy().reshape(1).copy()
+    mean, var, count = twin.stats_mean.copy(), twin.stats_var.copy(), twin.stats.count.numpy().reshape(1).copy()
     torch.manual_seed(1)
     action, log_prob, value = twin.act(twin.normalize(raw[None], update=True))
     torch.manual_seed(1)
