@@ -9,6 +9,9 @@ The preset is read from ``pgrad/presets/trpo.toml`` (one spelling) and mapped to
 names as that file's header describes, including its one conversion: for a Box action of d
 dimensions sb3-contrib's KL is the mean over the dimensions, pgrad's their sum, so
 ``target_kl = max_kl / d`` and sb3-contrib's ``cg_damping`` is pgrad's divided by d.
+A key pgrad tuned on top of the Zoo's entry (``PGRAD_ONLY``: HalfCheetah-v5's ``log_std_init``) is
+not passed on, so sb3-contrib runs the Zoo's entry as published; ``--sb3-log-std-init`` gives it
+pgrad's value instead, to separate the setting's effect from the implementation's.
 VecNormalize normalises observations and rewards during training for sb3-contrib (the Zoo's
 ``normalize: true``), which pgrad's ``normalize_obs`` and ``normalize_reward`` do. Printed: one
 JSON line per side and seed with a 10-episode deterministic evaluation (raw rewards, frozen
