@@ -248,8 +248,7 @@ class RolloutCollector:
         the noise the twin draws); tests/unit/test_fast_inference.py steps with gradients on."""
         policy = self.policy
         if self.fast is not None:
-            obs = self.fast.normalize(self.obs, update=True)  # (N, obs_size)
-            action, log_prob, value = self.fast.act(obs)
+            obs, action, log_prob, value = self.fast.normalize_and_act(self.obs)  # obs: (N, obs_size) normalised
         else:
             # (the step only names where a bad mask came from; formatted only for a masked policy)
             where = f"of the observation at step {self.total_transitions}" if policy.mask_size else ""

@@ -457,6 +457,13 @@ class Algorithm:
         maths, slower. Recorded as ``fast_path`` in summary.json; ``pgrad train`` says it once."""
         return unsupported_reason(self.policy) or unsupported_reason(self.learner)
 
+    def compiled_act(self) -> bool:
+        """Whether the rollout's policy step runs compiled (numba installed, pgrad/numpy_twin/compiled.py)
+        rather than as numpy calls: the same maths, float32 rounding apart. Recorded as
+        ``compiled_act`` in summary.json."""
+        fast = self.collector.fast if self.collector is not None else None
+        return fast is not None and fast.compiled is not None
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Named optimisers whose state goes into checkpoints."""
         return {}
@@ -747,6 +754,7 @@ class Algorithm:
             "wall_seconds": round(self.wall_seconds, 3),
             "episodes": len(self.logger.episodes),
             "fast_path": self.fast_path_problem() is None,
+            "compiled_act": self.compiled_act(),
             "last_100_episode_return_mean": recent if math.isfinite(recent) else None,
             "eval_mean_return": evaluation["mean_return"] if evaluation else None,
             "eval_std_return": evaluation["std_return"] if evaluation else None,

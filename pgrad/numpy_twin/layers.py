@@ -159,7 +159,8 @@ def fuse(first: Sequence[Layer], second: Sequence[Layer]) -> list[Layer] | None:
             fused.append(a)
             continue
         if index == 0:
-            weight_t = np.concatenate([a.weight_t, c.weight_t], axis=-1)  # (..., in, out_a + out_c)
+            # (..., in, out_a + out_c), C-ordered as the zero-filled later layers (the compiled act reads rows)
+            weight_t = np.ascontiguousarray(np.concatenate([a.weight_t, c.weight_t], axis=-1))
         else:
             (a_in, a_out), (c_in, c_out) = a.weight_t.shape[-2:], c.weight_t.shape[-2:]
             weight_t = np.zeros((*a.weight_t.shape[:-2], a_in + c_in, a_out + c_out), dtype=np.float32)

@@ -29,7 +29,9 @@ rows through its own slice of the weights, its own normaliser and its own random
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -47,8 +49,28 @@ from pgrad.numpy_twin.layers import (
     parts_of,
     read_network,
     refill_fused,
+    relu,
+    tanh,
 )
 from pgrad.policy import ActorCriticPolicy
+
+_numba_missing = False
+
+
+def compiled_kernels() -> ModuleType | None:
+    """:mod:`pgrad.numpy_twin.compiled` (imported on first use: numba takes ~0.2 s to import), or
+    None when numba is not installed or the environment variable ``PGRAD_NUMBA`` is ``0``."""
+    global _numba_missing
+    if os.environ.get("PGRAD_NUMBA", "1") == "0" or _numba_missing:
+        return None
+    try:
+        from pgrad.numpy_twin import compiled
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("numba", "llvmlite"):
+            raise
+        _numba_missing = True
+        return None
+    return compiled
 
 
 def unsupported_reason(policy: ActorCriticPolicy) -> str | None:
@@ -110,7 +132,9 @@ class NumpyActorCritic:
         self.policy = policy
         self.fused_requested = fused
         self._noise: torch.Tensor | None = None  # preallocated Gaussian noise, see act()
+        self._compiled_noise: torch.Tensor | None = None  # the same for the compiled call
         self.fused: list | None = None
+        self.compiled: tuple | None = None  # (weights, biases, activations) for pgrad.numpy_twin.compiled
         self._read_from_before: list | None = None  # see refresh_in_place()
         self._build()
 
@@ -152,6 +176,11 @@ class NumpyActorCritic:
         self.fused = (
             fuse(self.actor + self.head, self.critic) if self.fused_requested and self.critic is not None else None
         )
+        # the rollout step compiled, where numba is installed (pgrad/numpy_twin/compiled.py)
+        self.kernels = compiled_kernels() if self.fused is not None else None
+        self.compiled = (
+            None if self.kernels is None else _compiled_network(self.fused, self.actor + self.head, self.kernels)
+        )
 
     def _read_state(self) -> None:
         """The observation normaliser's statistics (views) and the std, which are not layers."""
@@ -163,6 +192,7 @@ class NumpyActorCritic:
         self.stats = normalizer.stats if normalizer is not None else None
         if normalizer is not None:
             self.stats_mean, self.stats_var = normalizer.stats.mean.numpy(), normalizer.stats.var.numpy()
+            self.stats_count = normalizer.stats.count.numpy().reshape(1)  # a view, for the compiled merge
             self.eps, self.clip = normalizer.eps, np.float32(normalizer.clip)
         self.read_std()
 
@@ -187,11 +217,50 @@ class NumpyActorCritic:
         std = np.sqrt(self.stats_var + self.eps).astype(np.float32)
         return np.minimum(np.maximum((obs - mean) / std, -self.clip), self.clip)  # np.clip's wrapper costs more
 
+    def normalize_and_act(self, raw_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """A rollout step's policy call: ``normalize(raw_obs, update=True)`` then :meth:`act`;
+        returns ``(obs, action, log_prob, value)``. In one compiled call when numba is installed
+        (:mod:`pgrad.numpy_twin.compiled`: the same maths, float32 rounding apart)."""
+        if self.compiled is None:
+            obs = self.normalize(raw_obs, update=True)
+            return (obs, *self.act(obs))
+        kernels = self.kernels
+        obs = np.ascontiguousarray(raw_obs, dtype=np.float32).reshape(-1, self.obs_size)
+        if self.stats is not None:
+            kernels.merge_batch(obs, self.stats_mean, self.stats_var, self.stats_count)
+            normalized = np.empty_like(obs)
+            kernels.normalize(obs, self.stats_mean, self.stats_var, self.eps, self.clip, normalized)
+            obs = normalized
+        noise = self._compiled_noise
+        n_out = self.compiled[0][-1].shape[1] - 1  # the actor's outputs, then V
+        if noise is None or noise.shape != (obs.shape[0], n_out):
+            noise = self._compiled_noise = torch.empty((obs.shape[0], n_out))
+            self._compiled_noise_np = noise.numpy()  # a view, refilled in place below
+        gaussian = self.gaussian
+        if gaussian is not None:
+            noise.normal_()  # what torch.randn((B, action_dim)) draws, as act() draws it
+            action, log_prob, value = kernels.act_gaussian(
+                obs,
+                self.compiled,
+                gaussian.std,
+                gaussian.half_precision,
+                gaussian.log_normalizer,
+                self._compiled_noise_np,
+            )
+        else:
+            noise.exponential_()  # what sample_categorical draws: Exp(1) noise of the probabilities' shape
+            action, log_prob, value, finite = kernels.act_categorical(obs, self.compiled, self._compiled_noise_np)
+            if not finite:  # torch.multinomial (and sample_categorical) refuse these
+                raise ValueError("probability tensor contains either inf, nan or element < 0")
+        return obs, action, log_prob, value
+
     def value(self, obs: np.ndarray) -> np.ndarray:
         """State values ``(B,)`` for normalised observations (the policy must have a critic).
 
         Fused, through the same network as :meth:`act`, so that a bootstrap V(s') and the V(s) a
         rollout stored are one computation (one-step actor-critic's TD error subtracts them)."""
+        if self.compiled is not None:
+            return self.kernels.values(np.ascontiguousarray(obs), self.compiled)
         if self.fused is not None:
             return forward(self.fused, obs)[:, -1]
         return forward(self.critic, obs)[:, 0]
@@ -226,6 +295,32 @@ class NumpyActorCritic:
         return action, log_prob, value
 
 
+def _compiled_network(fused: list, actor: list, kernels: ModuleType) -> tuple | None:
+    """The fused network as :mod:`pgrad.numpy_twin.compiled` reads it: ``(weights, biases,
+    activations, row_splits, column_splits)``, the weights and biases views of the fused copies
+    (which :func:`refill_fused` refreshes in place), the splits where each block-diagonal layer's
+    actor block ends (``actor``: the actor's own layers, head included); None if the network is
+    not dense layers each followed by at most one tanh or ReLU."""
+    weights, biases, activations, row_splits, column_splits = [], [], [], [], []
+    for layer, actor_layer in zip(fused, actor):
+        if isinstance(layer, Dense):
+            if layer.bias_row is None or not layer.weight_t.flags.c_contiguous:
+                return None
+            n_in, n_out = layer.weight_t.shape
+            first = not weights  # the first layer is dense: every input feeds every output
+            weights.append(layer.weight_t)
+            biases.append(layer.bias_row)
+            activations.append(kernels.NO_ACTIVATION)
+            row_splits.append(n_in if first else actor_layer.weight_t.shape[0])
+            column_splits.append(n_out if first else actor_layer.weight_t.shape[1])
+        elif not weights or activations[-1] != kernels.NO_ACTIVATION or layer not in (tanh, relu):
+            return None  # an activation first, two in a row, or one the kernel does not have
+        else:
+            activations[-1] = kernels.TANH if layer is tanh else kernels.RELU
+    as_array = lambda values: np.array(values, dtype=np.int64)  # noqa: E731
+    return tuple(weights), tuple(biases), as_array(activations), as_array(row_splits), as_array(column_splits)
+
+
 class SeedBatchedNumpyActorCritic:
     """Numpy twin of ``S`` policies acting on their ``S x N`` envs at once (rows seed-major)."""
 
@@ -248,6 +343,7 @@ class SeedBatchedNumpyActorCritic:
         self.discrete = model.head_kind is CategoricalHead
         self._noise: torch.Tensor | None = None
         self.frozen = np.zeros(self.n_seeds, dtype=bool)  # seeds whose observation statistics stay as they are
+        self.compiled = None  # numpy throughout: pgrad/numpy_twin/compiled.py covers one policy
         self.refresh()
 
     def refresh(self) -> None:
@@ -277,6 +373,12 @@ class SeedBatchedNumpyActorCritic:
         for s in np.unique(seeds):
             out[seeds == s] = self.seed_twins[s].normalize(raw_obs[seeds == s])
         return out
+
+    def normalize_and_act(self, raw_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A rollout step's policy call: ``normalize(raw_obs, update=True)`` then :meth:`act`;
+        returns ``(obs, action, log_prob, value)``."""
+        obs = self.normalize(raw_obs, update=True)
+        return (obs, *self.act(obs))
 
     def value(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """V of normalised observations, each by its own seed's slice of the fused network that

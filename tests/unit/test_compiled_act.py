@@ -1,0 +1,158 @@
+"""The compiled policy step (pgrad/numpy_twin/compiled.py) must act as the numpy twin does.
+
+numba is in the test extra, so these run wherever the suite runs; the rest of the suite then acts
+through the compiled step too (tests/unit/test_fast_inference.py compares it with torch).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from pgrad.numpy_twin import NumpyActorCritic, compiled
+from pgrad.numpy_twin.policy import compiled_kernels
+from pgrad.policy import ActorCriticPolicy
+from pgrad.rollout import RolloutCollector
+
+BOX_OBS = spaces.Box(-np.inf, np.inf, (17,), np.float64)
+CASES = {
+    "gaussian-tanh": (BOX_OBS, spaces.Box(-1.0, 1.0, (6,), np.float32), dict(activation="tanh")),
+    "gaussian-relu-uneven": (
+        BOX_OBS,
+        spaces.Box(-2.0, 2.0, (3,), np.float32),
+        dict(activation="relu", log_std_init=0.7, hidden_sizes=(32, 16, 8)),
+    ),
+    "gaussian-wide-no-normaliser": (
+        BOX_OBS,
+        spaces.Box(-1.0, 1.0, (6,), np.float32),
+        dict(activation="tanh", hidden_sizes=(256, 256), normalize_obs=False),
+    ),
+    "categorical": (spaces.Box(-np.inf, np.inf, (4,), np.float32), spaces.Discrete(3), dict(activation="tanh")),
+    "categorical-many": (BOX_OBS, spaces.Discrete(9), dict(activation="relu", hidden_sizes=(40,))),
+}
+
+
+def _policy(case: str, seed: int = 0) -> ActorCriticPolicy:
+    obs_space, action_space, kwargs = CASES[case]
+    torch.manual_seed(seed)
+    policy = ActorCriticPolicy(obs_space, action_space, **kwargs)
+    if policy.obs_normalizer is not None:
+        policy.obs_normalizer.update(np.random.default_rng(seed).normal(3.0, 2.0, (50, policy.obs_size)))
+    with torch.no_grad():  # non-trivial weights, so that every term matters
+        for parameter in policy.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    return policy
+
+
+def _twins(policy: ActorCriticPolicy, monkeypatch) -> tuple[NumpyActorCritic, NumpyActorCritic]:
+    """(compiled, numpy) twins of ``policy``, both fused as a collector builds them."""
+    compiled_twin = NumpyActorCritic(policy, fused=True)
+    monkeypatch.setenv("PGRAD_NUMBA", "0")
+    numpy_twin = NumpyActorCritic(policy, fused=True)
+    monkeypatch.delenv("PGRAD_NUMBA")
+    assert compiled_twin.compiled is not None and numpy_twin.compiled is None
+    return compiled_twin, numpy_twin
+
+
+def _state(policy: ActorCriticPolicy) -> dict[str, torch.Tensor]:
+    return {name: tensor.clone() for name, tensor in policy.state_dict().items()}
+
+
+@pytest.mark.parametrize("rows", [1, 16])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_compiled_step_equals_the_numpy_twin(case, rows, monkeypatch):
+    policy = _policy(case)
+    compiled_twin, numpy_twin = _twins(policy, monkeypatch)
+    before = _state(policy)
+    generator_rng = np.random.default_rng(1)
+    for step in range(5):  # several steps: the statistics move between them
+        raw = generator_rng.normal(3.0, 4.0, (rows, policy.obs_size))
+        raw[0, 0] = 1e6 if step == 2 else raw[0, 0]  # clipped by the normaliser
+        start = _state(policy)
+        torch.manual_seed(step)
+        obs_c, action_c, log_prob_c, value_c = compiled_twin.normalize_and_act(raw)
+        after_compiled, draw_after_compiled = _state(policy), torch.rand(3)
+        policy.load_state_dict(start)
+        torch.manual_seed(step)
+        obs_n, action_n, log_prob_n, value_n = numpy_twin.normalize_and_act(raw)
+        # the statistics and the normalised observations: the same operations, equal to the bit
+        for name, tensor in policy.state_dict().items():
+            assert torch.equal(tensor, after_compiled[name]), name
+        np.testing.assert_array_equal(obs_c, obs_n)
+        # the generator advanced by the same draws
+        assert torch.equal(torch.rand(3), draw_after_compiled)
+        for name, (c, n) in {"action": (action_c, action_n), "log_prob": (log_prob_c, log_prob_n)}.items():
+            assert c.dtype == n.dtype and c.shape == n.shape, name
+        if policy.discrete:
+            np.testing.assert_array_equal(action_c, action_n)
+        else:
+            np.testing.assert_allclose(action_c, action_n, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(log_prob_c, log_prob_n, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(value_c, value_n, rtol=1e-5, atol=1e-5)
+        # V(s') for bootstraps is the computation that stored V(s), to the bit
+        np.testing.assert_array_equal(compiled_twin.value(obs_c), value_c)
+    assert any(not torch.equal(tensor, before[name]) for name, tensor in policy.state_dict().items()) or (
+        policy.obs_normalizer is None
+    )
+
+
+@pytest.mark.parametrize("case", ["gaussian-tanh", "categorical"])
+def test_compiled_step_sees_weights_changed_in_place(case, monkeypatch):
+    policy = _policy(case)
+    compiled_twin, numpy_twin = _twins(policy, monkeypatch)
+    raw = np.random.default_rng(3).normal(size=(4, policy.obs_size))
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.mul_(1.5).add_(0.1)  # an optimiser step: in place
+    compiled_twin.refresh()
+    numpy_twin.refresh()
+    obs = numpy_twin.normalize(raw)
+    np.testing.assert_allclose(compiled_twin.value(obs), numpy_twin.value(obs), rtol=1e-5, atol=1e-5)
+    policy.actor_body[1] = policy.critic[1] = torch.nn.ReLU()  # a replaced part: rebuilt, still compiled
+    compiled_twin.refresh()
+    numpy_twin.refresh()
+    assert compiled_twin.compiled is not None
+    np.testing.assert_allclose(compiled_twin.value(obs), numpy_twin.value(obs), rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_categorical_refuses_non_finite_probabilities(monkeypatch):
+    policy = _policy("categorical")
+    compiled_twin, numpy_twin = _twins(policy, monkeypatch)
+    with torch.no_grad():
+        policy.head.logits.bias.fill_(float("nan"))
+    compiled_twin.refresh()
+    numpy_twin.refresh()
+    raw = np.zeros((2, policy.obs_size))
+    for twin in (compiled_twin, numpy_twin):
+        with pytest.raises(ValueError, match="probability tensor contains either inf, nan"):
+            twin.normalize_and_act(raw)
+
+
+def test_compiled_tanh_is_within_8_ulp_of_the_exact_tanh():
+    tanh = compiled.tanh_array
+    grid = np.linspace(-12.0, 12.0, 4_000_001).astype(np.float32)
+    tiny = np.geomspace(1e-30, 1e-2, 200_001).astype(np.float32)
+    x = np.concatenate([grid, tiny, -tiny, np.float32([0.0, -0.0, 7.9053111, 1e30, -1e30, np.inf, -np.inf])])
+    out = np.empty_like(x)
+    tanh(x, out)
+    exact = np.tanh(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(out - exact) / ulp) <= 8.0
+    assert np.all(np.abs(out) <= 1.0) and np.array_equal(np.signbit(out), np.signbit(x))
+    nan = np.float32([np.nan])
+    tanh(nan, out[:1])
+    assert np.isnan(out[0])
+
+
+def test_pgrad_numba_0_turns_the_compiled_step_off(monkeypatch):
+    from pgrad.envs import make_vector_env
+
+    envs = make_vector_env("CartPole-v1", 2, seed=0)
+    policy = ActorCriticPolicy(envs.single_observation_space, envs.single_action_space)
+    assert RolloutCollector(envs, policy, seed=0).fast.compiled is not None
+    monkeypatch.setenv("PGRAD_NUMBA", "0")
+    assert compiled_kernels() is None
+    assert RolloutCollector(envs, policy, seed=0).fast.compiled is None
+    envs.close()
