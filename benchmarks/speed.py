@@ -189,6 +189,7 @@ def _run_pgrad(algo: str, env_id: str, steps: int, seed: int, overrides: dict, p
         recent_return=_finite_or_none(agent.logger.recent_return),
         torch_threads=torch.get_num_threads(),
         pgrad_file=pgrad.__file__,
+        compiled_act=getattr(agent, "compiled_act", lambda: None)(),  # None: a commit from before it
     )
     agent.close()
     return result
@@ -816,6 +817,7 @@ def _run_goals(args: argparse.Namespace) -> None:
         f"{session['load1_at_end']:.2f} at the end, {session['wall_s'] / 60:.1f} min in all"
     )
     print(", ".join(f"{name} {version}" for name, version in v.items()))
+    print(f"pgrad's compiled rollout step: {_compiled_step_state()}")
     for note in notes:
         print(f"  {note}")
     print("\n| goal | measured | target | status |")
@@ -829,6 +831,13 @@ def _run_goals(args: argparse.Namespace) -> None:
         print(f"| {row['goal']} | {row['measured']:.2f} | {sign} {row['target']:g} | {'met' if met else 'not met'} |")
     if args.json:
         Path(args.json).write_text(json.dumps({**session, "goals": rows, "notes": notes, "results": results}, indent=2))
+
+
+def _compiled_step_state() -> str:
+    """Whether pgrad's runs act through the compiled step (pgrad/numpy_twin/compiled.py)."""
+    if os.environ.get("PGRAD_NUMBA") == "0":
+        return "off (PGRAD_NUMBA=0)"
+    return "on" if importlib.util.find_spec("numba") is not None else "off (numba not installed)"
 
 
 def _versions_extra() -> dict[str, str | None]:
@@ -846,7 +855,7 @@ def _versions_extra() -> dict[str, str | None]:
 
 def _versions() -> dict[str, str | None]:
     out = {}
-    for name in ("torch", "gymnasium", "mujoco", "numpy", "stable_baselines3"):
+    for name in ("torch", "gymnasium", "mujoco", "numpy", "stable_baselines3", "numba"):
         try:
             out[name] = importlib.metadata.version(name.replace("_", "-"))
         except importlib.metadata.PackageNotFoundError:

@@ -165,7 +165,7 @@ def forward(x, weights, biases, activations, row_splits, column_splits):
 
 @jit
 def act_gaussian(obs, network, std, half_precision, log_normalizer, noise):
-    out = forward(obs, *network)  # (B, action_dim + 1): the means, then V
+    out = forward(obs, *network)  # (B, action_dim [+ 1]): the means, then V if the policy has a critic
     rows, dims = noise.shape
     action = np.empty((rows, dims), np.float32)
     log_prob = np.empty(rows, np.float32)
@@ -177,13 +177,13 @@ def act_gaussian(obs, network, std, half_precision, log_normalizer, noise):
             deviation = action[b, j] - out[b, j]
             squared += deviation * deviation * half_precision[j]
         log_prob[b] = -squared - log_normalizer
-        value[b] = out[b, dims]
+        value[b] = out[b, dims] if out.shape[1] > dims else np.float32(0.0)  # (a policy without a critic)
     return action, log_prob, value
 
 
 @jit
 def act_categorical(obs, network, noise):
-    out = forward(obs, *network)  # (B, n_actions + 1): the logits, then V
+    out = forward(obs, *network)  # (B, n_actions [+ 1]): the logits, then V if the policy has a critic
     rows, n_actions = noise.shape
     action = np.empty(rows, np.int64)
     log_prob = np.empty(rows, np.float32)
@@ -210,7 +210,7 @@ def act_categorical(obs, network, noise):
                 best, best_index = quotient, j
         action[b] = best_index
         log_prob[b] = log_p[best_index]
-        value[b] = out[b, n_actions]
+        value[b] = out[b, n_actions] if out.shape[1] > n_actions else np.float32(0.0)
     return action, log_prob, value, finite
 
 

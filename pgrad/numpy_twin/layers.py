@@ -188,6 +188,28 @@ def refill_fused(fused: Sequence[Layer], first: Sequence[Layer], second: Sequenc
         layer.bias_row[..., a_out:] = c.bias_row
 
 
+def copy_network(layers: Sequence[Layer]) -> list[Layer]:
+    """A copy of ``layers`` with each weight C-ordered as ``(in, out)`` (the compiled step reads
+    rows of it); refresh it with :func:`refill_copy`."""
+    return [
+        Dense.transposed(
+            np.ascontiguousarray(layer.weight_t), None if layer.bias_row is None else layer.bias_row.copy()
+        )
+        if isinstance(layer, Dense)
+        else layer
+        for layer in layers
+    ]
+
+
+def refill_copy(copy: Sequence[Layer], layers: Sequence[Layer]) -> None:
+    """Copy the current weights of ``layers`` into ``copy`` (their :func:`copy_network`), in place."""
+    for target, source in zip(copy, layers):
+        if isinstance(target, Dense):
+            target.weight_t[...] = source.weight_t
+            if target.bias_row is not None:
+                target.bias_row[...] = source.bias_row
+
+
 def all_parameters(module: nn.Module) -> list[nn.Parameter]:
     """``list(module.parameters())``, in the same order, by a plain walk of the module tree.
 

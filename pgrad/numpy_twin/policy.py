@@ -43,11 +43,13 @@ from pgrad.numpy_twin.actions import GaussianStd, log_softmax, sample_categorica
 from pgrad.numpy_twin.layers import (
     Dense,
     all_parameters,
+    copy_network,
     forward,
     fuse,
     is_supported_module,
     parts_of,
     read_network,
+    refill_copy,
     refill_fused,
     relu,
     tanh,
@@ -134,7 +136,8 @@ class NumpyActorCritic:
         self._noise: torch.Tensor | None = None  # preallocated Gaussian noise, see act()
         self._compiled_noise: torch.Tensor | None = None  # the same for the compiled call
         self.fused: list | None = None
-        self.compiled: tuple | None = None  # (weights, biases, activations) for pgrad.numpy_twin.compiled
+        # what pgrad.numpy_twin.compiled reads (see _compiled_network), None: the rollout step runs as numpy
+        self.compiled: tuple | None = None
         self._read_from_before: list | None = None  # see refresh_in_place()
         self._build()
 
@@ -163,6 +166,8 @@ class NumpyActorCritic:
             # the unfused layers (views) see the update already; only the fused copy needs the new
             # numbers, copied in place: cheaper than a rebuild, which cost more than a step's inference
             refill_fused(self.fused, self.actor + self.head, self.critic)
+        elif self._actor_copy is not None:
+            refill_copy(self._actor_copy, self.actor + self.head)
         return True
 
     def _build(self) -> None:
@@ -176,11 +181,14 @@ class NumpyActorCritic:
         self.fused = (
             fuse(self.actor + self.head, self.critic) if self.fused_requested and self.critic is not None else None
         )
-        # the rollout step compiled, where numba is installed (pgrad/numpy_twin/compiled.py)
-        self.kernels = compiled_kernels() if self.fused is not None else None
-        self.compiled = (
-            None if self.kernels is None else _compiled_network(self.fused, self.actor + self.head, self.kernels)
-        )
+        # The rollout step compiled, where numba is installed (pgrad/numpy_twin/compiled.py). It
+        # reads C-ordered weights: the fused copy, or for a policy without a critic, a copy of the actor.
+        self.kernels = compiled_kernels() if self.fused_requested else None
+        self.compiled = self._actor_copy = None
+        if self.kernels is not None:
+            self._actor_copy = copy_network(self.actor + self.head) if self.fused is None else None
+            layers = self.fused if self.fused is not None else self._actor_copy
+            self.compiled = _compiled_network(layers, self.actor + self.head, self.kernels)
 
     def _read_state(self) -> None:
         """The observation normaliser's statistics (views) and the std, which are not layers."""
@@ -232,7 +240,7 @@ class NumpyActorCritic:
             kernels.normalize(obs, self.stats_mean, self.stats_var, self.eps, self.clip, normalized)
             obs = normalized
         noise = self._compiled_noise
-        n_out = self.compiled[0][-1].shape[1] - 1  # the actor's outputs, then V
+        n_out = self.compiled[0][-1].shape[1] - (self.critic is not None)  # the actor's outputs, then V if any
         if noise is None or noise.shape != (obs.shape[0], n_out):
             noise = self._compiled_noise = torch.empty((obs.shape[0], n_out))
             self._compiled_noise_np = noise.numpy()  # a view, refilled in place below
@@ -252,14 +260,14 @@ class NumpyActorCritic:
             action, log_prob, value, finite = kernels.act_categorical(obs, self.compiled, self._compiled_noise_np)
             if not finite:  # torch.multinomial (and sample_categorical) refuse these
                 raise ValueError("probability tensor contains either inf, nan or element < 0")
-        return obs, action, log_prob, value
+        return obs, action, log_prob, value if self.critic is not None else None
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """State values ``(B,)`` for normalised observations (the policy must have a critic).
 
         Fused, through the same network as :meth:`act`, so that a bootstrap V(s') and the V(s) a
         rollout stored are one computation (one-step actor-critic's TD error subtracts them)."""
-        if self.compiled is not None:
+        if self.fused is not None and self.compiled is not None:
             return self.kernels.values(np.ascontiguousarray(obs), self.compiled)
         if self.fused is not None:
             return forward(self.fused, obs)[:, -1]

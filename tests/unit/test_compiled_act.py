@@ -31,6 +31,9 @@ CASES = {
     ),
     "categorical": (spaces.Box(-np.inf, np.inf, (4,), np.float32), spaces.Discrete(3), dict(activation="tanh")),
     "categorical-many": (BOX_OBS, spaces.Discrete(9), dict(activation="relu", hidden_sizes=(40,))),
+    # no critic (REINFORCE): the compiled step reads a C-ordered copy of the actor
+    "categorical-no-critic": (BOX_OBS, spaces.Discrete(5), dict(activation="relu", with_critic=False)),
+    "gaussian-no-critic": (BOX_OBS, spaces.Box(-1.0, 1.0, (2,), np.float32), dict(with_critic=False)),
 }
 
 
@@ -90,6 +93,9 @@ def test_compiled_step_equals_the_numpy_twin(case, rows, monkeypatch):
         else:
             np.testing.assert_allclose(action_c, action_n, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(log_prob_c, log_prob_n, rtol=1e-5, atol=1e-5)
+        if policy.critic is None:
+            assert value_c is None and value_n is None
+            continue
         np.testing.assert_allclose(value_c, value_n, rtol=1e-5, atol=1e-5)
         # V(s') for bootstraps is the computation that stored V(s), to the bit
         np.testing.assert_array_equal(compiled_twin.value(obs_c), value_c)
@@ -98,7 +104,19 @@ def test_compiled_step_equals_the_numpy_twin(case, rows, monkeypatch):
     )
 
 
-@pytest.mark.parametrize("case", ["gaussian-tanh", "categorical"])
+def _same_step(compiled_twin: NumpyActorCritic, numpy_twin: NumpyActorCritic, raw: np.ndarray) -> None:
+    """One step of each from the same statistics and generator state gives the same log-probabilities."""
+    policy = compiled_twin.policy
+    start = _state(policy)
+    torch.manual_seed(5)
+    log_prob_c = compiled_twin.normalize_and_act(raw)[2]
+    policy.load_state_dict(start)
+    torch.manual_seed(5)
+    log_prob_n = numpy_twin.normalize_and_act(raw)[2]
+    np.testing.assert_allclose(log_prob_c, log_prob_n, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["gaussian-tanh", "categorical", "categorical-no-critic"])
 def test_compiled_step_sees_weights_changed_in_place(case, monkeypatch):
     policy = _policy(case)
     compiled_twin, numpy_twin = _twins(policy, monkeypatch)
@@ -108,13 +126,14 @@ def test_compiled_step_sees_weights_changed_in_place(case, monkeypatch):
             parameter.mul_(1.5).add_(0.1)  # an optimiser step: in place
     compiled_twin.refresh()
     numpy_twin.refresh()
-    obs = numpy_twin.normalize(raw)
-    np.testing.assert_allclose(compiled_twin.value(obs), numpy_twin.value(obs), rtol=1e-5, atol=1e-5)
-    policy.actor_body[1] = policy.critic[1] = torch.nn.ReLU()  # a replaced part: rebuilt, still compiled
-    compiled_twin.refresh()
+    _same_step(compiled_twin, numpy_twin, raw)
+    policy.actor_body[1] = torch.nn.ReLU() if case != "categorical-no-critic" else torch.nn.Tanh()
+    if policy.critic is not None:
+        policy.critic[1] = policy.actor_body[1]  # the same activation on both: still fused
+    compiled_twin.refresh()  # a replaced part: rebuilt, still compiled
     numpy_twin.refresh()
     assert compiled_twin.compiled is not None
-    np.testing.assert_allclose(compiled_twin.value(obs), numpy_twin.value(obs), rtol=1e-5, atol=1e-5)
+    _same_step(compiled_twin, numpy_twin, raw)
 
 
 def test_compiled_categorical_refuses_non_finite_probabilities(monkeypatch):
