@@ -13,6 +13,16 @@ from pgrad.algos.ppo_batched import SeedBatchedPPO
 from pgrad.errors import ConfigError
 
 SEEDS = [1, 2, 3]
+
+
+@pytest.fixture(autouse=True)
+def numpy_rollout_step(monkeypatch):
+    """Seed batching acts through the numpy twin; the single-seed runs compared with it here do
+    too, so that the two differ only in what seed batching changes. (The compiled rollout step,
+    used by single runs when numba is installed, is compared with numpy in test_compiled_act.py.)"""
+    monkeypatch.setenv("PGRAD_NUMBA", "0")
+
+
 SMALL = dict(preset="none", n_envs=4, n_steps=32, batch_size=32, n_epochs=2)  # 128 steps per iteration
 
 

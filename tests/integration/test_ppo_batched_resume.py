@@ -67,11 +67,14 @@ def test_stopped_and_resumed_batched_run_equals_the_unstopped_one(tmp_path, over
 
 
 @pytest.mark.parametrize("overrides", [{}, {"n_epochs": 8, "target_kl": 0.005, "lr": 3e-3}], ids=["plain", "target-kl"])
-def test_a_batched_seed_checkpoint_resumes_as_a_single_seed_run(tmp_path, overrides):
+def test_a_batched_seed_checkpoint_resumes_as_a_single_seed_run(tmp_path, overrides, monkeypatch):
     # The checkpoint a batched run writes for seed 2 is an ordinary PPO checkpoint: a single-seed
     # PPO resumed from it continues as the batched run does (equal up to float rounding, which
     # differs between the batched and the plain matrix products: 1e-5, as in test_ppo_batched).
-    # With target_kl it holds the seed's own Adam step count, not the group's.
+    # With target_kl it holds the seed's own Adam step count, not the group's. Seed batching acts
+    # through the numpy twin, so the single run does too (PGRAD_NUMBA=0), to differ only by that
+    # rounding (its compiled step is compared with the numpy one in tests/unit/test_compiled_act.py).
+    monkeypatch.setenv("PGRAD_NUMBA", "0")
     settings = {**PENDULUM, **overrides}
     part = SeedBatchedPPO("Pendulum-v1", SEEDS, **settings)
     part.learn(128 * 3, run_dir=tmp_path / "run", callback=lambda batched, row: batched.agents[0].updates < 2)
