@@ -37,6 +37,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from pgrad.numpy_twin.actions import HALF_LOG_2PI, LOG_SQRT_2PI
+
 # activation codes after a dense layer
 NO_ACTIVATION, TANH, RELU = 0, 1, 2
 
@@ -224,3 +226,248 @@ def values(obs, network):
 def tanh_array(x, out):  # for the accuracy test
     for i in range(x.shape[0]):
         out[i] = tanh(x[i])
+
+
+# -- the minibatch update: PPO's and A2C's loss and gradient ------------------------------------
+#
+# NumpyPolicyGradient.step_gradient (pgrad/numpy_twin/gradient.py) for one policy, in one call:
+# the same formulas in the same order, torch's conventions for min/max ties and clamp edges
+# included (that module's docstring says which). The matrix products are BLAS's, as numpy's (numba
+# calls the same sgemm); the elementwise work runs in loops instead of ~80 numpy calls, each of
+# which cost more than its arithmetic at a minibatch of 64. A network is ``(weights, biases,
+# weight_grads, bias_grads, activations)``: torch-layout weights ``(out, in)`` and gradient views
+# into the flat gradient buffer, an activation code after each dense layer.
+
+
+@jit
+def forward_keeping_outputs(x, weights, biases, activations):
+    """Every dense layer's output after its activation, the input first: ``[x, a_1, ..., a_L]``."""
+    outputs = [x]
+    for k in range(len(weights)):
+        y = np.dot(x, weights[k].T)  # (B, out)
+        bias, activation = biases[k], activations[k]
+        for b in range(y.shape[0]):
+            row = y[b]
+            for j in range(y.shape[1]):
+                value = row[j] + bias[j]
+                if activation == TANH:
+                    value = tanh(value)
+                elif activation == RELU:
+                    value = max(value, np.float32(0.0))
+                row[j] = value
+        outputs.append(y)
+        x = y
+    return outputs
+
+
+@jit
+def backward(weights, weight_grads, bias_grads, activations, outputs, grad):
+    """Backpropagate ``grad`` (of the last output) into each layer's weight and bias gradient."""
+    for k in range(len(weights) - 1, -1, -1):
+        out, activation = outputs[k + 1], activations[k]
+        if activation != NO_ACTIVATION:
+            through = np.empty_like(grad)
+            for b in range(grad.shape[0]):
+                for j in range(grad.shape[1]):
+                    if activation == TANH:  # tanh' = 1 - tanh^2, from the output, as torch does
+                        through[b, j] = grad[b, j] * (np.float32(1.0) - out[b, j] * out[b, j])
+                    else:  # ReLU: zero where the output is 0 (torch's threshold_backward)
+                        through[b, j] = grad[b, j] * np.float32(out[b, j] > np.float32(0.0))
+            grad = through
+        weight_grads[k][:, :] = np.dot(grad.T, outputs[k])  # (out, in)
+        bias_grad = bias_grads[k]
+        bias_grad[:] = 0.0
+        for b in range(grad.shape[0]):
+            bias_grad += grad[b]
+        if k > 0:  # the observation needs no gradient
+            grad = np.dot(grad, weights[k])
+
+
+@jit
+def surrogate(log_probs, old_log_probs, advantages, clip_coef, use_clip, inv_batch):
+    """dL/d log pi per row, and (policy loss, approx KL, clip fraction) summed over rows (the
+    caller divides by the batch). ``use_clip``: PPO's clipped surrogate (Schulman et al. 2017,
+    eq. 7), else A2C's ``-mean(A log pi)`` (approx KL and clip fraction 0)."""
+    rows = log_probs.shape[0]
+    grad_log_probs = np.empty(rows, np.float32)
+    loss = kl = clipped_rows = np.float32(0.0)
+    low, high = np.float32(1.0 - clip_coef), np.float32(1.0 + clip_coef)
+    for b in range(rows):
+        advantage = advantages[b]
+        if not use_clip:
+            loss += advantage * log_probs[b]
+            grad_log_probs[b] = -advantage * inv_batch
+            continue
+        log_ratio = log_probs[b] - old_log_probs[b]
+        ratio = np.exp(log_ratio)
+        unclipped = ratio * advantage
+        clipped = min(max(ratio, low), high) * advantage
+        loss += min(unclipped, clipped)
+        # d min / d ratio: to the smaller term, half to each on a tie; clamp passes inside [low, high]
+        to_unclipped = np.float32(unclipped < clipped) + np.float32(0.5) * np.float32(unclipped == clipped)
+        inside = np.float32((ratio >= low) and (ratio <= high))
+        d_objective = advantage * (to_unclipped + (np.float32(1.0) - to_unclipped) * inside)
+        grad_log_probs[b] = -(d_objective * ratio) * inv_batch
+        kl += (ratio - np.float32(1.0)) - log_ratio
+        clipped_rows += np.float32(abs(ratio - np.float32(1.0)) > np.float32(clip_coef))
+    return grad_log_probs, -loss, kl, clipped_rows
+
+
+@jit
+def value_gradient(values, old_values, returns, vf_clip_coef, use_vf_clip, vf_coef, inv_batch):
+    """dL/dV per row ``(B, 1)`` for ``vf_coef * 0.5 mean(e)``, ``e`` the squared error, PPO2-clipped
+    around the old values if ``use_vf_clip``; and the sum of ``e`` over rows."""
+    rows = values.shape[0]
+    grad = np.empty((rows, 1), np.float32)
+    factor = np.float32(vf_coef * 0.5) * inv_batch
+    clip = np.float32(vf_clip_coef)
+    total = np.float32(0.0)
+    for b in range(rows):
+        error = values[b] - returns[b]
+        squared = error * error
+        d_squared = 2 * error
+        if use_vf_clip:
+            delta = values[b] - old_values[b]
+            clipped_error = old_values[b] + min(max(delta, -clip), clip) - returns[b]
+            squared_clipped = clipped_error * clipped_error
+            to_unclipped = np.float32(squared > squared_clipped) + np.float32(0.5) * np.float32(
+                squared == squared_clipped
+            )
+            inside = np.float32((delta >= -clip) and (delta <= clip))
+            d_squared = to_unclipped * d_squared + (np.float32(1.0) - to_unclipped) * inside * (2 * clipped_error)
+            squared = max(squared, squared_clipped)
+        total += squared
+        grad[b, 0] = factor * d_squared
+    return grad, total
+
+
+@jit
+def clip_global_norm(flat_grad, max_grad_norm, use_norm_clip):
+    """The gradient's global norm, and the gradient scaled as torch.nn.utils.clip_grad_norm_ does."""
+    if not use_norm_clip:
+        return np.nan
+    norm = np.float64(np.sqrt(np.dot(flat_grad, flat_grad)))  # a float32 sum and root, as numpy's
+    flat_grad *= np.float32(min(max_grad_norm / (norm + 1e-6), 1.0))
+    return norm
+
+
+@jit
+def gradient_gaussian(
+    obs, actions, old_log_probs, old_values, advantages, returns, actor, critic, log_std, log_std_grad,
+    flat_grad, clip_coef, use_clip, vf_clip_coef, use_vf_clip, vf_coef, ent_coef, max_grad_norm, use_norm_clip,
+):  # fmt: skip
+    """The loss's gradient for a Gaussian policy with a state-independent std, into ``flat_grad``;
+    returns the metrics (policy loss, approx KL, clip fraction, value loss, entropy, grad norm, action std)."""
+    rows, dims = actions.shape
+    inv_batch = np.float32(1.0 / rows)
+    actor_outputs = forward_keeping_outputs(obs, actor[0], actor[1], actor[4])
+    means = actor_outputs[-1]
+    scale = np.exp(log_std)  # Normal takes log(scale), not log_std itself
+    log_scale = np.log(scale)
+    variance = scale * scale
+    half_precision = np.float32(0.5) / variance
+    diff = actions - means
+    log_probs = np.empty(rows, np.float32)
+    for b in range(rows):
+        total = np.float32(0.0)
+        for j in range(dims):
+            total += -(diff[b, j] * diff[b, j]) * half_precision[j] - log_scale[j] - np.float32(LOG_SQRT_2PI)
+        log_probs[b] = total
+    entropy = np.float32(0.0)
+    for j in range(dims):
+        entropy += np.float32(0.5 + HALF_LOG_2PI) + log_scale[j]
+    grad_log_probs, policy_loss, kl, clipped_rows = surrogate(
+        log_probs, old_log_probs, advantages, clip_coef, use_clip, inv_batch
+    )
+    critic_outputs = forward_keeping_outputs(obs, critic[0], critic[1], critic[4])
+    grad_values, squared_errors = value_gradient(
+        critic_outputs[-1][:, 0], old_values, returns, vf_clip_coef, use_vf_clip, vf_coef, inv_batch
+    )
+    # d log p / d mean = (a - mean) / var; d log p / d log_std = (a - mean)^2 / var - 1, summed over
+    # rows; d mean(H) / d log_std = 1
+    inv_variance = np.float32(1.0) / variance
+    grad_out = np.empty((rows, dims), np.float32)
+    log_std_grad[:] = 0.0
+    for b in range(rows):
+        for j in range(dims):
+            grad_out[b, j] = grad_log_probs[b] * diff[b, j] * inv_variance[j]
+            log_std_grad[j] += grad_log_probs[b] * (diff[b, j] * diff[b, j] * inv_variance[j] - np.float32(1.0))
+    for j in range(dims):
+        log_std_grad[j] -= np.float32(ent_coef)
+    backward(actor[0], actor[2], actor[3], actor[4], actor_outputs, grad_out)
+    backward(critic[0], critic[2], critic[3], critic[4], critic_outputs, grad_values)
+    grad_norm = clip_global_norm(flat_grad, max_grad_norm, use_norm_clip)
+    action_std = np.float64(scale.sum()) / dims
+    return (
+        np.float64(policy_loss) / rows,
+        np.float64(kl) / rows,
+        np.float64(clipped_rows) / rows,
+        0.5 * (np.float64(squared_errors) / rows),
+        np.float64(entropy),
+        grad_norm,
+        action_std,
+    )
+
+
+@jit
+def gradient_categorical(
+    obs, actions, old_log_probs, old_values, advantages, returns, actor, critic,
+    flat_grad, clip_coef, use_clip, vf_clip_coef, use_vf_clip, vf_coef, ent_coef, max_grad_norm, use_norm_clip,
+):  # fmt: skip
+    """The loss's gradient for a categorical policy, into ``flat_grad``; returns the metrics
+    (policy loss, approx KL, clip fraction, value loss, entropy, grad norm)."""
+    rows = actions.shape[0]
+    inv_batch = np.float32(1.0 / rows)
+    actor_outputs = forward_keeping_outputs(obs, actor[0], actor[1], actor[4])
+    logits = actor_outputs[-1]
+    n_actions = logits.shape[1]
+    log_p = np.empty_like(logits)
+    probs = np.empty_like(logits)
+    log_probs = np.empty(rows, np.float32)
+    entropy = np.empty(rows, np.float32)
+    entropy_sum = np.float32(0.0)
+    for b in range(rows):
+        # log-softmax as the twin's: shift by the max, subtract log(sum(exp(shifted)))
+        largest = logits[b, 0]
+        for j in range(1, n_actions):
+            largest = max(largest, logits[b, j])
+        total = np.float32(0.0)
+        for j in range(n_actions):
+            log_p[b, j] = logits[b, j] - largest
+            total += np.exp(log_p[b, j])
+        log_total = np.log(total)
+        row_entropy = np.float32(0.0)
+        for j in range(n_actions):
+            log_p[b, j] -= log_total
+            probs[b, j] = np.exp(log_p[b, j])
+            row_entropy += log_p[b, j] * probs[b, j]
+        entropy[b] = -row_entropy
+        entropy_sum += entropy[b]
+        log_probs[b] = log_p[b, actions[b]]
+    grad_log_probs, policy_loss, kl, clipped_rows = surrogate(
+        log_probs, old_log_probs, advantages, clip_coef, use_clip, inv_batch
+    )
+    critic_outputs = forward_keeping_outputs(obs, critic[0], critic[1], critic[4])
+    grad_values, squared_errors = value_gradient(
+        critic_outputs[-1][:, 0], old_values, returns, vf_clip_coef, use_vf_clip, vf_coef, inv_batch
+    )
+    # d log p_a / d logits = onehot(a) - p; dH/dlogits = -p (log p + H), the loss has -ent_coef mean(H)
+    entropy_factor = np.float32(ent_coef) * inv_batch
+    grad_out = np.empty_like(logits)
+    for b in range(rows):
+        for j in range(n_actions):
+            grad_out[b, j] = grad_log_probs[b] * (np.float32(j == actions[b]) - probs[b, j])
+            if ent_coef != 0.0:
+                grad_out[b, j] += entropy_factor * probs[b, j] * (log_p[b, j] + entropy[b])
+    backward(actor[0], actor[2], actor[3], actor[4], actor_outputs, grad_out)
+    backward(critic[0], critic[2], critic[3], critic[4], critic_outputs, grad_values)
+    grad_norm = clip_global_norm(flat_grad, max_grad_norm, use_norm_clip)
+    return (
+        np.float64(policy_loss) / rows,
+        np.float64(kl) / rows,
+        np.float64(clipped_rows) / rows,
+        0.5 * (np.float64(squared_errors) / rows),
+        np.float64(entropy_sum) / rows,
+        grad_norm,
+        np.nan,
+    )

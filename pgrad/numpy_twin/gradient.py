@@ -40,13 +40,16 @@ from pgrad.batched import SeedBatchedActorCritic
 from pgrad.distributions import CategoricalHead, DiagGaussianHead
 from pgrad.numpy_twin.actions import HALF_LOG_2PI, LOG_SQRT_2PI, log_softmax, take_log_prob
 from pgrad.numpy_twin.layers import (
+    Dense,
     all_parameters,
     backward,
     forward_keeping_outputs,
     is_supported_module,
     read_network,
+    relu,
+    tanh,
 )
-from pgrad.numpy_twin.policy import unsupported_reason
+from pgrad.numpy_twin.policy import compiled_kernels, unsupported_reason
 from pgrad.policy import ActorCriticPolicy
 
 
@@ -113,6 +116,13 @@ class NumpyPolicyGradient:
         if log_std is not None:
             self.log_std = log_std.detach().numpy()  # (..., action_dim), a view: sees every optimiser step
             self.log_std_grad = grads[log_std]
+        # one policy's step_gradient in one compiled call, where numba is installed (pgrad/numpy_twin/compiled.py)
+        self.kernels = compiled_kernels() if not batched else None
+        self.compiled = None
+        if self.kernels is not None:
+            self.compiled = (_compiled_layers(self.actor, self.kernels), _compiled_layers(self.critic, self.kernels))
+            if None in self.compiled:
+                self.compiled = None
 
     @classmethod
     def reuse_or_build(
@@ -193,6 +203,11 @@ class NumpyPolicyGradient:
         number of transitions) and were padded to one size. Every mean is then over a seed's
         real rows, and padding rows add nothing to any gradient.
         """
+        if self.compiled is not None and rows is None:
+            return self._compiled_step(
+                obs, actions, old_log_probs, old_values, advantages, returns, clip_coef, vf_clip_coef, vf_coef,
+                ent_coef, max_grad_norm,
+            )  # fmt: skip
         batch = obs.shape[-2]
         if self._ones.shape[0] != batch:
             self._ones = np.ones(batch, dtype=np.float32)
@@ -317,6 +332,76 @@ class NumpyPolicyGradient:
             action_std = scale.mean(axis=-1)
             metrics["action_std"] = float(action_std) if single else action_std
         return metrics
+
+    def _compiled_step(
+        self, obs, actions, old_log_probs, old_values, advantages, returns, clip_coef, vf_clip_coef, vf_coef,
+        ent_coef, max_grad_norm,
+    ) -> dict[str, Any]:  # fmt: skip
+        """:meth:`step_gradient` for one policy through the compiled kernels: the same formulas,
+        the products through the same BLAS, float32 rounding apart (tests/unit/test_compiled_act.py)."""
+        contiguous = np.ascontiguousarray
+        settings = (
+            0.0 if clip_coef is None else float(clip_coef),
+            clip_coef is not None,
+            0.0 if vf_clip_coef is None else float(vf_clip_coef),
+            vf_clip_coef is not None,
+            float(vf_coef),
+            float(ent_coef),
+            0.0 if max_grad_norm is None else float(max_grad_norm),
+            max_grad_norm is not None,
+        )
+        batch = (
+            contiguous(obs, dtype=np.float32),
+            contiguous(actions),
+            contiguous(old_log_probs if old_log_probs is not None else advantages, dtype=np.float32),
+            contiguous(old_values if old_values is not None else returns, dtype=np.float32),
+            contiguous(advantages, dtype=np.float32),
+            contiguous(returns, dtype=np.float32),
+        )
+        actor, critic = self.compiled
+        if self.discrete:
+            numbers = self.kernels.gradient_categorical(*batch, actor, critic, self.flat_grad, *settings)
+        else:
+            numbers = self.kernels.gradient_gaussian(
+                *batch, actor, critic, self.log_std, self.log_std_grad, self.flat_grad, *settings
+            )
+        policy_loss, approx_kl, clip_fraction, value_loss, entropy, grad_norm, action_std = map(float, numbers)
+        metrics = {"policy_loss": policy_loss}
+        if clip_coef is not None:
+            metrics.update(approx_kl=approx_kl, clip_fraction=clip_fraction)
+        metrics.update(value_loss=value_loss, entropy=entropy)
+        if max_grad_norm is not None:
+            metrics["grad_norm"] = grad_norm
+        if not self.discrete:
+            metrics["action_std"] = action_std
+        return metrics
+
+
+def _compiled_layers(layers: list, kernels: Any) -> tuple | None:
+    """A network as the compiled update reads it: ``(weights, biases, weight_grads, bias_grads,
+    activations)``, views of the parameters and of their gradients; None unless it is dense layers
+    with biases, each followed by at most one tanh or ReLU."""
+    weights, biases, weight_grads, bias_grads, activations = [], [], [], [], []
+    for layer in layers:
+        if isinstance(layer, Dense):
+            if layer.bias_row is None or layer.weight_grad is None or not layer.weight.flags.c_contiguous:
+                return None
+            weights.append(layer.weight)
+            biases.append(layer.bias_row)
+            weight_grads.append(layer.weight_grad)
+            bias_grads.append(layer.bias_grad)
+            activations.append(kernels.NO_ACTIVATION)
+        elif not weights or activations[-1] != kernels.NO_ACTIVATION or layer not in (tanh, relu):
+            return None
+        else:
+            activations[-1] = kernels.TANH if layer is tanh else kernels.RELU
+    return (
+        tuple(weights),
+        tuple(biases),
+        tuple(weight_grads),
+        tuple(bias_grads),
+        np.array(activations, dtype=np.int64),
+    )
 
 
 def explained_variance_np(predictions: np.ndarray, targets: np.ndarray) -> float:

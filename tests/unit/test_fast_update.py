@@ -1,4 +1,5 @@
-"""PPO's hand-written numpy gradient must equal autograd's (pgrad/numpy_twin/gradient.py)."""
+"""PPO's hand-written numpy gradient must equal autograd's (pgrad/numpy_twin/gradient.py), whether
+its single-policy step runs compiled (pgrad/numpy_twin/compiled.py) or as numpy calls."""
 
 from __future__ import annotations
 
@@ -58,10 +59,24 @@ def _minibatch(policy: ActorCriticPolicy, batch: int = 48, seed: int = 1) -> lis
     return [t.numpy().copy() for t in (obs, actions, old_log_probs, old_values, advantages, returns)]
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def gradient_kind(request, monkeypatch):
+    """Both ways of computing the gradient one policy's update uses: the compiled kernels
+    (pgrad/numpy_twin/compiled.py, numba is in the test extra) and numpy calls (PGRAD_NUMBA=0)."""
+    if request.param == "numpy":
+        monkeypatch.setenv("PGRAD_NUMBA", "0")
+    return request.param
+
+
+def _check_kind(gradient: NumpyPolicyGradient, kind: str) -> None:
+    assert (gradient.compiled is not None) == (kind == "compiled")
+
+
 @pytest.mark.parametrize("loss_case", sorted(LOSSES))
 @pytest.mark.parametrize("policy_case", sorted(POLICIES))
-def test_numpy_gradient_equals_autograd(policy_case, loss_case):
+def test_numpy_gradient_equals_autograd(policy_case, loss_case, gradient_kind):
     agent = _agent(policy_case, loss_case)
+    _check_kind(agent._numpy_gradient, gradient_kind)
     arrays = _minibatch(agent.policy)
     plain_metrics = agent._autograd_step(*(torch.from_numpy(a) for a in arrays))
     plain_grads = [p.grad.clone() for p in agent.policy.parameters()]
@@ -143,7 +158,7 @@ def _policy_of(batched, s: int) -> ActorCriticPolicy:
 
 @pytest.mark.parametrize("normalize_advantage", [True, False])
 @pytest.mark.parametrize("policy_case", sorted(POLICIES))
-def test_a2c_numpy_gradient_equals_autograd(policy_case, normalize_advantage):
+def test_a2c_numpy_gradient_equals_autograd(policy_case, normalize_advantage, gradient_kind):
     action_space, net = POLICIES[policy_case]
     torch.manual_seed(0)
     policy = ActorCriticPolicy(BOX_OBS, action_space, normalize_obs=False, **net)
@@ -160,6 +175,7 @@ def test_a2c_numpy_gradient_equals_autograd(policy_case, normalize_advantage):
     plain = agent._autograd_step(*(torch.from_numpy(a) for a in (obs, actions, advantages, returns)))
     plain_grads = [p.grad.clone() for p in policy.parameters()]
     fast = agent._numpy_gradient_step(*(torch.from_numpy(a) for a in (obs, actions, advantages, returns)))
+    _check_kind(agent._numpy_gradient, gradient_kind)
     for (name, parameter), expected in zip(policy.named_parameters(), plain_grads):
         torch.testing.assert_close(parameter.grad, expected, rtol=1e-5, atol=1e-6, msg=name)
     assert fast.keys() == plain.keys()
