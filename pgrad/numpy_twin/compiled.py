@@ -471,3 +471,27 @@ def gradient_categorical(
         grad_norm,
         np.nan,
     )
+
+
+# -- the optimiser step ---------------------------------------------------------------------------
+
+
+@jit
+def adam_step(
+    grad, exp_avg, exp_avg_sq, flat_params, param_views, offsets, one_minus_beta1, one_minus_beta2, beta2,
+    inverse_correction2_sqrt, lr_over_correction1, eps,
+):  # fmt: skip
+    """NumpyAdam's step (pgrad/numpy_twin/optim.py) element by element: the same float32
+    operations in the same order, so the same numbers to the bit; then each parameter's storage
+    (``param_views[k]``, starting at ``offsets[k]`` of the flat buffers) gets its new values."""
+    for i in range(grad.shape[0]):
+        g = grad[i]
+        m = exp_avg[i] + (g - exp_avg[i]) * one_minus_beta1  # torch's lerp: m + (1 - b1)(g - m)
+        v = exp_avg_sq[i] * beta2 + (g * g) * one_minus_beta2
+        exp_avg[i], exp_avg_sq[i] = m, v
+        # p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+        flat_params[i] -= m / (np.sqrt(v) * inverse_correction2_sqrt + eps) * lr_over_correction1
+    for k in range(len(param_views)):
+        view, start = param_views[k], offsets[k]
+        for i in range(view.shape[0]):
+            view[i] = flat_params[start + i]

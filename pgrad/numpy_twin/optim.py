@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from pgrad.numpy_twin.policy import compiled_kernels
+
 if TYPE_CHECKING:
     from pgrad.numpy_twin.gradient import NumpyPolicyGradient
 
@@ -60,6 +62,11 @@ class NumpyOptimizer:
         ]
         # each parameter's storage as a flat numpy view (the step writes the new values there)
         self._param_views = [parameter.detach().numpy().reshape(-1) for parameter in self.parameters]
+        # for a compiled step (pgrad/numpy_twin/compiled.py, where numba is installed): the views
+        # as a tuple and where each starts in the flat buffers
+        self.kernels = compiled_kernels()
+        self._param_views_tuple = tuple(self._param_views)
+        self._offsets = np.array([part.start for part in self._slices], dtype=np.int64)
         self._state_views: list[dict[str, torch.Tensor]] = []
         self._torch_steps = False  # set by prepare(): step with torch's own step() instead
         # seed-batched: the seed each element of the flat buffers belongs to (a parameter (S, ...)
@@ -185,7 +192,10 @@ class NumpyOptimizer:
         self.steps += np.float32(1.0)
         group = self.optimizer.param_groups[0]
         if active is None:
-            self._update(group, self._step_factors(group, float(self.steps[0])))  # leaves the change in _scratch
+            factors = self._step_factors(group, float(self.steps[0]))
+            if self._compiled_step(group, factors):  # the parameters are written already
+                return
+            self._update(group, factors)  # leaves the change in _scratch
         else:
             sitting_out = ~np.asarray(active)[self.seed_of_element]  # (size,) elements of the seeds not stepping
             kept = {name: flat[sitting_out] for name, flat in self.state.items()}
@@ -211,6 +221,11 @@ class NumpyOptimizer:
         ``factors``: :meth:`_step_factors`, scalars or one value per element."""
         raise NotImplementedError
 
+    def _compiled_step(self, group: dict[str, Any], factors: tuple) -> bool:
+        """The whole step (state, flat parameters and the parameters' storage) in one compiled call
+        where this rule has one and numba is installed; False: not done, the numpy step follows."""
+        return False
+
 
 class NumpyAdam(NumpyOptimizer):
     """``torch.optim.Adam`` (no amsgrad): Kingma & Ba 2015, Algorithm 1, with torch's placement of eps,
@@ -230,6 +245,19 @@ class NumpyAdam(NumpyOptimizer):
         bias_correction1 = 1.0 - beta1**step
         bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
         return np.float32(1.0 / bias_correction2_sqrt), np.float32(lr / bias_correction1)
+
+    def _compiled_step(self, group: dict[str, Any], factors: tuple) -> bool:
+        # pgrad/numpy_twin/compiled.py's adam_step: _update's float32 operations in the same
+        # order, then the parameters written, in one call (equal to the bit; test_fast_update.py)
+        if self.kernels is None or self.seed_of_element is not None:
+            return False
+        (beta1, beta2), eps = group["betas"], group["eps"]
+        self.kernels.adam_step(
+            self.flat_grad, self.state["exp_avg"], self.state["exp_avg_sq"], self.flat_params,
+            self._param_views_tuple, self._offsets, np.float32(1.0 - beta1), np.float32(1.0 - beta2),
+            np.float32(beta2), *factors, np.float32(eps),
+        )  # fmt: skip
+        return True
 
     def _update(self, group: dict[str, Any], factors: tuple) -> None:
         inverse_correction2_sqrt, lr_over_correction1 = factors

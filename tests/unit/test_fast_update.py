@@ -225,6 +225,30 @@ def _step_both(steps: int, rng, fast_opt, adam, gradient, plain_policy, plain_op
         plain_opt.step()
 
 
+def test_compiled_adam_step_equals_the_numpy_step_to_the_bit(monkeypatch):
+    """NumpyAdam's compiled step (pgrad/numpy_twin/compiled.py, adam_step) against its numpy one,
+    both stepping the same gradients: parameters and moments equal to the bit."""
+    compiled_pair = _optimizer_pair("adam-fused")
+    monkeypatch.setenv("PGRAD_NUMBA", "0")
+    numpy_pair = _optimizer_pair("adam-fused")
+    assert compiled_pair[2].kernels is not None and numpy_pair[2].kernels is None
+    results = []
+    for policy, optimizer, adam, gradient, *_ in (compiled_pair, numpy_pair):
+        rng = np.random.default_rng(0)
+        adam.prepare()
+        for t in range(40):
+            optimizer.param_groups[0]["lr"] = 3e-4 * (1 - t / 80)  # changing, as anneal_lr sets it
+            gradient.flat_grad[:] = rng.normal(0, 0.1, gradient.flat_grad.size).astype(np.float32)
+            adam.step()
+        results.append((policy.state_dict(), optimizer.state_dict()["state"]))
+    (params_c, state_c), (params_n, state_n) = results
+    for name in params_n:
+        assert torch.equal(params_c[name], params_n[name]), name
+    for index in state_n:
+        for key in state_n[index]:
+            assert torch.equal(state_c[index][key], state_n[index][key]), (index, key)
+
+
 def _assert_same(fast_policy, fast_opt, plain_policy, plain_opt) -> None:
     for a, b in zip(fast_policy.parameters(), plain_policy.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
