@@ -45,6 +45,7 @@ from pgrad.masking import MASK_KEY, has_mask_key, mask_size
 from pgrad.normalize import RewardScaler
 from pgrad.numpy_twin import NumpyActorCritic, unsupported_reason
 from pgrad.numpy_twin.layers import all_parameters
+from pgrad.numpy_twin.policy import compiled_kernels
 from pgrad.observations import is_single_observation, select_keys
 from pgrad.policy import ActorCriticPolicy
 from pgrad.rollout import EpisodeLog, RolloutCollector, env_failure
@@ -203,6 +204,10 @@ def set_compute_threads(n_threads: int) -> None:
     torch.set_num_threads(n_threads)
     from threadpoolctl import threadpool_limits
 
+    # The compiled update's products go through SciPy's OpenBLAS (numba calls it), a second
+    # library beside numpy's: loaded first (with the compiled kernels, where numba is installed),
+    # so that the limit covers it too.
+    compiled_kernels()
     threadpool_limits(n_threads, user_api="blas")  # called as a function: holds until changed
 
 

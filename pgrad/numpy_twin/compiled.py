@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls SciPy's BLAS: loaded here, see set_compute_threads)
 
 from pgrad.numpy_twin.actions import HALF_LOG_2PI, LOG_SQRT_2PI
 

@@ -175,3 +175,17 @@ def test_pgrad_numba_0_turns_the_compiled_step_off(monkeypatch):
     assert compiled_kernels() is None
     assert RolloutCollector(envs, policy, seed=0).fast.compiled is None
     envs.close()
+
+
+def test_every_blas_library_is_held_to_the_configured_threads():
+    """numba's products go through SciPy's OpenBLAS, a library beside numpy's: an agent's thread
+    setting (torch_threads, 1 by default) must hold for both, or SciPy's would start a thread per core."""
+    import pgrad
+    from threadpoolctl import threadpool_info
+
+    agent = pgrad.PPO("Pendulum-v1", seed=0, n_steps=64, batch_size=64, n_epochs=1)
+    agent.learn(128, quiet=True)
+    agent.close()
+    blas = [(info["filepath"], info["num_threads"]) for info in threadpool_info() if info["user_api"] == "blas"]
+    assert any("scipy_openblas" in path for path, _ in blas)
+    assert all(threads == agent.config.torch_threads for _, threads in blas), blas
