@@ -6,6 +6,8 @@ through the compiled step too (tests/unit/test_fast_inference.py compares it wit
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -179,13 +181,19 @@ def test_pgrad_numba_0_turns_the_compiled_step_off(monkeypatch):
 
 def test_every_blas_library_is_held_to_the_configured_threads():
     """numba's products go through SciPy's OpenBLAS, a library beside numpy's: an agent's thread
-    setting (torch_threads, 1 by default) must hold for both, or SciPy's would start a thread per core."""
-    import pgrad
-    from threadpoolctl import threadpool_info
+    setting (torch_threads, 1 by default) must hold for both, or SciPy's would start a thread per
+    core. In a fresh process, where nothing loaded either library before the agent."""
+    import subprocess
+    import sys
 
-    agent = pgrad.PPO("Pendulum-v1", seed=0, n_steps=64, batch_size=64, n_epochs=1)
-    agent.learn(128, quiet=True)
-    agent.close()
-    blas = [(info["filepath"], info["num_threads"]) for info in threadpool_info() if info["user_api"] == "blas"]
-    assert any("scipy_openblas" in path for path, _ in blas)
-    assert all(threads == agent.config.torch_threads for _, threads in blas), blas
+    script = """
+import json, pgrad
+from threadpoolctl import threadpool_info
+agent = pgrad.PPO("Pendulum-v1", seed=0, n_steps=64, batch_size=64, n_epochs=1)
+agent.learn(128, quiet=True)
+print(json.dumps([(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    blas = json.loads(out.stdout.strip().splitlines()[-1])
+    assert any("scipy_openblas" in path for path, _ in blas), blas
+    assert all(threads == 1 for _, threads in blas), blas
