@@ -10,7 +10,9 @@ numpy views of the torch parameters:
   sampling from torch's generators as the torch path does);
 * :mod:`.policy`: acting (rollout inference and ``predict``), for one policy or ``S`` stacked seeds;
 * :mod:`.gradient`: PPO's and A2C's minibatch loss and gradient;
-* :mod:`.optim`: Adam and RMSprop steps on flat buffers.
+* :mod:`.optim`: Adam and RMSprop steps on flat buffers;
+* :mod:`.compiled`: one policy's rollout step, minibatch gradient and Adam step as numba
+  functions, used instead of the numpy calls where numba is installed (imported only then).
 
 Every fast path equals the plain torch path up to float32 rounding, with the same random numbers
 (tests/unit/test_fast_inference.py, test_fast_update.py). A policy the twin does not cover (an LSTM,

@@ -1,12 +1,16 @@
-"""The rollout's per-step policy call compiled with numba, when numba is installed.
+"""One policy's rollout step, minibatch gradient and Adam step compiled with numba, when installed.
 
 Why: a rollout step of a small MLP policy issues ~30 numpy calls (normalise, three layers,
-sample, log-probability), each costing 0.5-2 us of Python and numpy dispatch at these sizes,
-more than its arithmetic (BENCHMARKS.md, "Where a PPO env step goes"). One compiled function
-doing the same maths costs a fraction of that. Tianshou compiles its return computations with
-numba for the same reason.
+sample, log-probability), and a PPO minibatch update ~80, each costing 0.5-2 us of Python and
+numpy dispatch at these sizes, more than its arithmetic (BENCHMARKS.md, "Where a PPO env step
+goes"). One compiled function doing the same maths costs a fraction of that. Tianshou compiles
+its return computations with numba for the same reason. docs/architecture.md, "The compiled
+path", says what is compiled, what stays equal to the bit, and why it is optional.
 
-What it computes is :class:`pgrad.numpy_twin.policy.NumpyActorCritic`'s ``normalize(obs,
+The module has three parts: the rollout step (below), the minibatch update (PPO's and A2C's
+loss and gradient, see its section) and the Adam step (:func:`adam_step`).
+
+The rollout step computes :class:`pgrad.numpy_twin.policy.NumpyActorCritic`'s ``normalize(obs,
 update=True)`` followed by ``act`` on the fused network (its ``normalize_and_act``), step for step:
 
 * the running statistics merge the batch as :meth:`pgrad.normalize.RunningMeanStd.update` does
@@ -25,11 +29,11 @@ Values for bootstraps go through the same compiled network (:meth:`NumpyActorCri
 V(s') and the V(s) a rollout stored are one computation. tests/unit/test_compiled_act.py compares
 the compiled step with the numpy twin on policies of every supported shape.
 
-It is used when numba can be imported (``pip install 'pgrad[numba]'``) and the environment
-variable ``PGRAD_NUMBA`` is not ``0``; summary.json records which (``compiled_act``). No fastmath
-(no reordered sums, no fused multiply-adds), so the compiled code gives the same numbers on
-every CPU it compiles for. The first use on a machine compiles for a few seconds; numba caches
-the result on disk.
+All three are used when numba can be imported (``pip install 'pgrad[numba]'``) and the
+environment variable ``PGRAD_NUMBA`` is not ``0``; summary.json records which (``compiled_act``).
+No fastmath (no reordered sums, no fused multiply-adds), so the compiled loops give the same
+numbers on every CPU (the update's BLAS products, like numpy's, depend on the CPU's kernels).
+The first use on a machine compiles for a few seconds; numba caches the result on disk.
 """
 
 from __future__ import annotations

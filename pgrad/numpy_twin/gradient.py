@@ -338,7 +338,7 @@ class NumpyPolicyGradient:
         ent_coef, max_grad_norm,
     ) -> dict[str, Any]:  # fmt: skip
         """:meth:`step_gradient` for one policy through the compiled kernels: the same formulas,
-        the products through the same BLAS, float32 rounding apart (tests/unit/test_compiled_act.py)."""
+        the products through the same BLAS, float32 rounding apart (tests/unit/test_fast_update.py)."""
         contiguous = np.ascontiguousarray
         settings = (
             0.0 if clip_coef is None else float(clip_coef),
