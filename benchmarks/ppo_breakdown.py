@@ -6,14 +6,16 @@
 ``benchmarks/speed.py`` measures the overhead factor of whole runs (wall time per env step over
 the raw env's). This script takes one such run apart, in one process and one torch thread, with
 benchmarks/speed.py's PPO settings (the PPO paper's: 1 env, 2048 steps per rollout, 10 epochs of
-minibatches of 64, separate 2x64 tanh actor and critic) after one warm-up iteration:
+minibatches of 64, separate 2x64 tanh actor and critic) after one warm-up iteration. The act, the
+gradient and the Adam step are the ones a run uses: compiled where numba is installed
+(pgrad/numpy_twin/compiled.py), numpy calls with ``PGRAD_NUMBA=0``:
 
 * ``raw env step``: ``gymnasium.make(env).step`` with pre-drawn random actions (speed.py's ``raw``);
 * the rollout, per env step: ``collect(2048)`` in all, and separately the pieces of one step:
-  pgrad's vector env around the same env (``envs.step``), the numpy twin's action and value
-  (``act``), the map to the env's action (``env_action``); the rest of ``collect`` is the step's
-  own bookkeeping (episode counters, flags, checks, the buffers);
-* the update, per minibatch: the numpy gradient (``step_gradient``) and the Adam step, and,
+  pgrad's vector env around the same env (``envs.step``), the twin's normalisation, action and
+  value (``normalize_and_act``), the map to the env's action (``env_action``); the rest of
+  ``collect`` is the step's own bookkeeping (episode counters, flags, checks, the buffers);
+* the update, per minibatch: the gradient (``step_gradient``) and the Adam step, and,
   as a floor, only the matrix products of that minibatch's forward and backward passes (the
   same shapes, the same BLAS), which any implementation of these networks on this CPU pays;
 * per env step, the update's share: per-minibatch cost x epochs x minibatches / rollout length.
@@ -115,9 +117,8 @@ def measure(env_id: str, seed: int) -> dict[str, float]:
     obs = twin.normalize(collector.obs)
     action = twin.act(obs)[0]
     env_action = agent.policy.env_action(action)
-    parts["act (numpy twin: normalise, forward, sample)"] = per_call_us(
-        lambda: twin.act(twin.normalize(collector.obs)), 4000
-    )
+    # what the collector calls: compiled where numba is installed (pgrad/numpy_twin/compiled.py)
+    parts["act (normalise, forward, sample)"] = per_call_us(lambda: twin.normalize_and_act(collector.obs), 4000)
     parts["env_action"] = per_call_us(lambda: agent.policy.env_action(action), 4000)
     parts["envs.step (pgrad's vector env + recorder + env)"] = per_call_us(
         lambda: collector.envs.step(env_action), 4000
@@ -174,13 +175,16 @@ def report(runs: list[dict[str, float]]) -> None:
     vector_env = median["envs.step (pgrad's vector env + recorder + env)"] - raw
     bookkeeping = median["collector.step"] - (
         median["envs.step (pgrad's vector env + recorder + env)"]
-        + median["act (numpy twin: normalise, forward, sample)"]
+        + median["act (normalise, forward, sample)"]
         + median["env_action"]
     )
     rows = [
         ("raw env step (gymnasium.make)", raw),
         ("pgrad's vector env + recorder, beyond the raw step", vector_env),
-        ("act (numpy twin: normalise, fused forward, sample)", median["act (numpy twin: normalise, forward, sample)"]),
+        (
+            "act (normalise, fused forward, sample; compiled where numba is installed)",
+            median["act (normalise, forward, sample)"],
+        ),
         ("env_action (clip and rescale)", median["env_action"]),
         ("the step's bookkeeping (counters, flags, checks)", bookkeeping),
         ("collect's loop and buffers", median["collect, all"] - median["collector.step"]),
