@@ -33,7 +33,7 @@ All three are used when numba can be imported (``pip install 'pgrad[numba]'``) a
 environment variable ``PGRAD_NUMBA`` is not ``0``; summary.json records which (``compiled_act``).
 No fastmath (no reordered sums, no fused multiply-adds), so the compiled loops give the same
 numbers on every CPU (the update's BLAS products, like numpy's, depend on the CPU's kernels).
-The first use on a machine compiles for a few seconds; numba caches the result on disk.
+The first use on a machine compiles them (~12 s here); numba caches the result on disk.
 """
 
 from __future__ import annotations
