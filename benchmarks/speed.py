@@ -35,7 +35,9 @@ median over ``--repeats``; ratios are computed from medians taken in the same se
 while the benchmark runs cannot leak into some of its runs.
 
 SB3 is the ``bench`` extra (``pip install -e .[bench]``), never a pgrad dependency; without it the
-SB3 runs are skipped.
+SB3 runs are skipped. The bench extra also installs numba, so pgrad's runs take the compiled path
+(pgrad/numpy_twin/compiled.py); ``PGRAD_NUMBA=0`` in the environment turns it off for every pgrad
+run of an invocation, and ``--goals`` prints which was used.
 
 **The speed goals of issue 25 (``--goals``).** One command runs every goal as a section and ends
 with one table (goal, measured ratio, target, met or not)::
