@@ -189,6 +189,22 @@ def act_gaussian(obs, network, std, half_precision, log_normalizer, noise):
 
 
 @jit
+def log_softmax_row(logits, out):
+    """``out`` = log p of one row of logits, as the twin's log_softmax: shift by the max, then
+    subtract log(sum(exp(shifted)))."""
+    largest = logits[0]
+    for j in range(1, logits.shape[0]):
+        largest = max(largest, logits[j])
+    total = np.float32(0.0)
+    for j in range(logits.shape[0]):
+        out[j] = logits[j] - largest
+        total += np.exp(out[j])
+    log_total = np.log(total)
+    for j in range(logits.shape[0]):
+        out[j] -= log_total
+
+
+@jit
 def act_categorical(obs, network, noise):
     out = forward(obs, *network)  # (B, n_actions [+ 1]): the logits, then V if the policy has a critic
     rows, n_actions = noise.shape
@@ -198,18 +214,9 @@ def act_categorical(obs, network, noise):
     log_p = np.empty(n_actions, np.float32)
     finite = True
     for b in range(rows):
-        # log-softmax as the twin's: shift by the max, subtract log(sum(exp(shifted)))
-        largest = out[b, 0]
-        for j in range(1, n_actions):
-            largest = max(largest, out[b, j])
-        total = np.float32(0.0)
-        for j in range(n_actions):
-            log_p[j] = out[b, j] - largest
-            total += np.exp(log_p[j])
-        log_total = np.log(total)
+        log_softmax_row(out[b, :n_actions], log_p)
         best, best_index = np.float32(-1.0), 0
         for j in range(n_actions):
-            log_p[j] -= log_total
             probability = np.exp(log_p[j])
             finite = finite and np.isfinite(probability)
             quotient = probability / noise[b, j]
@@ -432,18 +439,9 @@ def gradient_categorical(
     entropy = np.empty(rows, np.float32)
     entropy_sum = np.float32(0.0)
     for b in range(rows):
-        # log-softmax as the twin's: shift by the max, subtract log(sum(exp(shifted)))
-        largest = logits[b, 0]
-        for j in range(1, n_actions):
-            largest = max(largest, logits[b, j])
-        total = np.float32(0.0)
-        for j in range(n_actions):
-            log_p[b, j] = logits[b, j] - largest
-            total += np.exp(log_p[b, j])
-        log_total = np.log(total)
+        log_softmax_row(logits[b], log_p[b])
         row_entropy = np.float32(0.0)
         for j in range(n_actions):
-            log_p[b, j] -= log_total
             probs[b, j] = np.exp(log_p[b, j])
             row_entropy += log_p[b, j] * probs[b, j]
         entropy[b] = -row_entropy
