@@ -29,7 +29,7 @@ def test_overhead_factors_are_sums_of_the_parts(breakdown, capsys):
         "collect, all": 70.0,
         "collector.step": 66.0,
         "envs.step (pgrad's vector env + recorder + env)": 38.0,
-        "act (numpy twin: normalise, forward, sample)": 10.0,
+        "act (normalise, forward, sample)": 10.0,
         "env_action": 3.0,
         "step_gradient, per minibatch": 200.0,
         "Adam, per minibatch": 24.0,
