@@ -212,14 +212,19 @@ def set_compute_threads(n_threads: int) -> None:
 
 
 def versions() -> dict[str, str]:
-    """Library versions recorded with every run, for reproducibility."""
-    return {
+    """Library versions recorded with every run, for reproducibility; ``numba`` when the run took
+    the compiled path (pgrad/numpy_twin/compiled.py), whose float rounding differs from numpy's."""
+    recorded = {
         "pgrad": __version__,
         "torch": torch.__version__,
         "gymnasium": gymnasium.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+    kernels = compiled_kernels()
+    if kernels is not None:
+        recorded["numba"] = kernels.numba.__version__
+    return recorded
 
 
 class Algorithm:

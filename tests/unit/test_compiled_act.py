@@ -172,10 +172,14 @@ def test_pgrad_numba_0_turns_the_compiled_step_off(monkeypatch):
 
     envs = make_vector_env("CartPole-v1", 2, seed=0)
     policy = ActorCriticPolicy(envs.single_observation_space, envs.single_action_space)
+    from pgrad.algos.base import versions
+
     assert RolloutCollector(envs, policy, seed=0).fast.compiled is not None
+    assert "numba" in versions()  # config.json records what the run's rounding depends on
     monkeypatch.setenv("PGRAD_NUMBA", "0")
     assert compiled_kernels() is None
     assert RolloutCollector(envs, policy, seed=0).fast.compiled is None
+    assert "numba" not in versions()
     envs.close()
 
 
