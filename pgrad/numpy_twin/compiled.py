@@ -43,9 +43,7 @@ import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls SciPy's BLAS: loaded here, see set_compute_threads)
 
 from pgrad.numpy_twin.actions import HALF_LOG_2PI, LOG_SQRT_2PI
-
-# activation codes after a dense layer
-NO_ACTIVATION, TANH, RELU = 0, 1, 2
+from pgrad.numpy_twin.layers import NO_ACTIVATION, RELU, TANH  # the activation after each dense layer
 
 # tanh(x) ~ x * P(x^2) / Q(x^2) for |x| <= TANH_CLAMP, +-1 beyond (float32 rounds tanh there to
 # within an ulp of 1): the coefficients of Eigen's generic_fast_tanh_float, lowest order first

@@ -40,14 +40,12 @@ from pgrad.batched import SeedBatchedActorCritic
 from pgrad.distributions import CategoricalHead, DiagGaussianHead
 from pgrad.numpy_twin.actions import HALF_LOG_2PI, LOG_SQRT_2PI, log_softmax, take_log_prob
 from pgrad.numpy_twin.layers import (
-    Dense,
     all_parameters,
     backward,
+    dense_with_activations,
     forward_keeping_outputs,
     is_supported_module,
     read_network,
-    relu,
-    tanh,
 )
 from pgrad.numpy_twin.policy import compiled_kernels, unsupported_reason
 from pgrad.policy import ActorCriticPolicy
@@ -120,7 +118,7 @@ class NumpyPolicyGradient:
         self.kernels = compiled_kernels() if not batched else None
         self.compiled = None
         if self.kernels is not None:
-            self.compiled = (_compiled_layers(self.actor, self.kernels), _compiled_layers(self.critic, self.kernels))
+            self.compiled = (_compiled_layers(self.actor), _compiled_layers(self.critic))
             if None in self.compiled:
                 self.compiled = None
 
@@ -377,30 +375,21 @@ class NumpyPolicyGradient:
         return metrics
 
 
-def _compiled_layers(layers: list, kernels: Any) -> tuple | None:
+def _compiled_layers(layers: list) -> tuple | None:
     """A network as the compiled update reads it: ``(weights, biases, weight_grads, bias_grads,
     activations)``, views of the parameters and of their gradients; None unless it is dense layers
     with biases, each followed by at most one tanh or ReLU."""
-    weights, biases, weight_grads, bias_grads, activations = [], [], [], [], []
-    for layer in layers:
-        if isinstance(layer, Dense):
-            if layer.bias_row is None or layer.weight_grad is None or not layer.weight.flags.c_contiguous:
-                return None
-            weights.append(layer.weight)
-            biases.append(layer.bias_row)
-            weight_grads.append(layer.weight_grad)
-            bias_grads.append(layer.bias_grad)
-            activations.append(kernels.NO_ACTIVATION)
-        elif not weights or activations[-1] != kernels.NO_ACTIVATION or layer not in (tanh, relu):
-            return None
-        else:
-            activations[-1] = kernels.TANH if layer is tanh else kernels.RELU
+    pairs = dense_with_activations(layers)
+    if pairs is None or any(
+        dense.bias_row is None or dense.weight_grad is None or not dense.weight.flags.c_contiguous for dense, _ in pairs
+    ):
+        return None
     return (
-        tuple(weights),
-        tuple(biases),
-        tuple(weight_grads),
-        tuple(bias_grads),
-        np.array(activations, dtype=np.int64),
+        tuple(dense.weight for dense, _ in pairs),
+        tuple(dense.bias_row for dense, _ in pairs),
+        tuple(dense.weight_grad for dense, _ in pairs),
+        tuple(dense.bias_grad for dense, _ in pairs),
+        np.array([code for _, code in pairs], dtype=np.int64),
     )
 
 

@@ -75,6 +75,23 @@ class Dense:
 
 Layer = Dense | Callable[[np.ndarray], np.ndarray]
 
+# The activation after a dense layer, as pgrad/numpy_twin/compiled.py's kernels take it
+NO_ACTIVATION, TANH, RELU = 0, 1, 2
+
+
+def dense_with_activations(layers: Sequence[Layer]) -> list[tuple[Dense, int]] | None:
+    """The network as ``(dense layer, code of the activation after it)`` pairs, the form the
+    compiled kernels take; None unless it is dense layers, each followed by at most one tanh or ReLU."""
+    pairs: list[tuple[Dense, int]] = []
+    for layer in layers:
+        if isinstance(layer, Dense):
+            pairs.append((layer, NO_ACTIVATION))
+        elif pairs and pairs[-1][1] == NO_ACTIVATION and layer in (tanh, relu):
+            pairs[-1] = (pairs[-1][0], TANH if layer is tanh else RELU)
+        else:
+            return None  # an activation first, two in a row, or one the kernels do not have
+    return pairs
+
 
 def is_supported_module(module: nn.Module) -> bool:
     """Whether :func:`read_network` can read ``module``: a linear layer (plain or seed-batched) or

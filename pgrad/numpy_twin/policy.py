@@ -44,6 +44,7 @@ from pgrad.numpy_twin.layers import (
     Dense,
     all_parameters,
     copy_network,
+    dense_with_activations,
     forward,
     fuse,
     is_supported_module,
@@ -51,8 +52,6 @@ from pgrad.numpy_twin.layers import (
     read_network,
     refill_copy,
     refill_fused,
-    relu,
-    tanh,
 )
 from pgrad.policy import ActorCriticPolicy
 
@@ -188,7 +187,7 @@ class NumpyActorCritic:
         if self.kernels is not None:
             self._actor_copy = copy_network(self.actor + self.head) if self.fused is None else None
             layers = self.fused if self.fused is not None else self._actor_copy
-            self.compiled = _compiled_network(layers, self.actor + self.head, self.kernels)
+            self.compiled = _compiled_network(layers, self.actor + self.head)
 
     def _read_state(self) -> None:
         """The observation normaliser's statistics (views) and the std, which are not layers."""
@@ -303,30 +302,32 @@ class NumpyActorCritic:
         return action, log_prob, value
 
 
-def _compiled_network(fused: list, actor: list, kernels: ModuleType) -> tuple | None:
-    """The fused network as :mod:`pgrad.numpy_twin.compiled` reads it: ``(weights, biases,
-    activations, row_splits, column_splits)``, the weights and biases views of the fused copies
-    (which :func:`refill_fused` refreshes in place), the splits where each block-diagonal layer's
-    actor block ends (``actor``: the actor's own layers, head included); None if the network is
-    not dense layers each followed by at most one tanh or ReLU."""
-    weights, biases, activations, row_splits, column_splits = [], [], [], [], []
-    for layer, actor_layer in zip(fused, actor):
-        if isinstance(layer, Dense):
-            if layer.bias_row is None or not layer.weight_t.flags.c_contiguous:
-                return None
-            n_in, n_out = layer.weight_t.shape
-            first = not weights  # the first layer is dense: every input feeds every output
-            weights.append(layer.weight_t)
-            biases.append(layer.bias_row)
-            activations.append(kernels.NO_ACTIVATION)
-            row_splits.append(n_in if first else actor_layer.weight_t.shape[0])
-            column_splits.append(n_out if first else actor_layer.weight_t.shape[1])
-        elif not weights or activations[-1] != kernels.NO_ACTIVATION or layer not in (tanh, relu):
-            return None  # an activation first, two in a row, or one the kernel does not have
-        else:
-            activations[-1] = kernels.TANH if layer is tanh else kernels.RELU
+def _compiled_network(layers: list, actor: list) -> tuple | None:
+    """The rollout network as :mod:`pgrad.numpy_twin.compiled` reads it: ``(weights, biases,
+    activations, row_splits, column_splits)``. ``layers``: the fused network (or, without a
+    critic, the actor's copy), whose weights and biases are refreshed in place; ``actor``: the
+    actor's own layers, head included, which say where each block-diagonal layer's actor block
+    ends. None if the network is not dense layers with biases, each followed by at most one
+    tanh or ReLU."""
+    pairs, actor_pairs = dense_with_activations(layers), dense_with_activations(actor)
+    if (
+        pairs is None
+        or actor_pairs is None
+        or len(pairs) != len(actor_pairs)
+        or any(dense.bias_row is None or not dense.weight_t.flags.c_contiguous for dense, _ in pairs)
+    ):
+        return None
+    weights = tuple(dense.weight_t for dense, _ in pairs)
+    # the first layer is dense (every input feeds every output); later ones split at the actor's block
+    splits = [weights[0].shape] + [own.weight_t.shape for own, _ in actor_pairs[1:]]
     as_array = lambda values: np.array(values, dtype=np.int64)  # noqa: E731
-    return tuple(weights), tuple(biases), as_array(activations), as_array(row_splits), as_array(column_splits)
+    return (
+        weights,
+        tuple(dense.bias_row for dense, _ in pairs),
+        as_array([code for _, code in pairs]),
+        as_array([rows for rows, _ in splits]),
+        as_array([columns for _, columns in splits]),
+    )
 
 
 class SeedBatchedNumpyActorCritic:
