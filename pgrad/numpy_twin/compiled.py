@@ -93,6 +93,16 @@ def tanh(x):
     return clamped * p / q
 
 
+@numba.njit(inline="always", error_model="numpy")
+def activate(value, activation):
+    """The activation with code ``activation`` (pgrad/numpy_twin/layers.py) applied to one value."""
+    if activation == TANH:
+        return tanh(value)
+    if activation == RELU:
+        return max(value, np.float32(0.0))
+    return value
+
+
 @jit
 def merge_batch(raw, mean, var, count):
     # RunningMeanStd.update(raw), operation for operation: the batch's mean and (biased)
@@ -158,12 +168,7 @@ def forward(x, weights, biases, activations, row_splits, column_splits):
             for i in range(row_split, n_in):
                 add_scaled(right, x[b, i], weight[i, column_split:])
             for j in range(n_out):
-                value = y[b, j] + bias[j]
-                if activation == 1:
-                    value = tanh(value)
-                elif activation == 2:
-                    value = max(value, np.float32(0.0))
-                y[b, j] = value
+                y[b, j] = activate(y[b, j] + bias[j], activation)
         x = y
     return x
 
@@ -259,12 +264,7 @@ def forward_keeping_outputs(x, weights, biases, activations):
         for b in range(y.shape[0]):
             row = y[b]
             for j in range(y.shape[1]):
-                value = row[j] + bias[j]
-                if activation == TANH:
-                    value = tanh(value)
-                elif activation == RELU:
-                    value = max(value, np.float32(0.0))
-                row[j] = value
+                row[j] = activate(row[j] + bias[j], activation)
         outputs.append(y)
         x = y
     return outputs
