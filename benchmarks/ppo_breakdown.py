@@ -87,7 +87,7 @@ def measure(env_id: str, seed: int) -> dict[str, float]:
     import pgrad
     from pgrad.algos.ppo import loss_settings
     from pgrad.numpy_twin.layers import Dense
-    from pgrad.rollout import EpisodeLog
+    from pgrad.rollout import EpisodeLog, RolloutBuffers
 
     agent = pgrad.PPO(env_id, seed=seed, **PGRAD_KWARGS["ppo"])
     config = agent.config
@@ -116,15 +116,22 @@ def measure(env_id: str, seed: int) -> dict[str, float]:
 
     obs = twin.normalize(collector.obs)
     action = twin.act(obs)[0]
-    env_action = agent.policy.env_action(action)
+    env_action = twin.env_action(action)
     # what the collector calls: compiled where numba is installed (pgrad/numpy_twin/compiled.py)
     parts["act (normalise, forward, sample)"] = per_call_us(lambda: twin.normalize_and_act(collector.obs), 4000)
-    parts["env_action"] = per_call_us(lambda: agent.policy.env_action(action), 4000)
+    parts["env_action"] = per_call_us(lambda: twin.env_action(action), 4000)
     parts["envs.step (pgrad's vector env + recorder + env)"] = per_call_us(
         lambda: collector.envs.step(env_action), 4000
     )
     episodes = EpisodeLog()
-    parts["collector.step"] = per_call_us(lambda: collector.step(episodes), 4000)
+    buffers = RolloutBuffers.allocate(config.n_steps, collector.n_envs, agent.policy)
+    row = [0]
+
+    def step_into() -> None:  # what collect() runs each step: the step written into its row
+        collector.step_into(buffers, row[0], episodes)
+        row[0] = (row[0] + 1) % config.n_steps
+
+    parts["collector.step"] = per_call_us(step_into, 4000)
     collector.obs, _ = collector.envs.reset(seed=seed)  # the steps above left episodes mid-way
 
     # one minibatch of the update, on real rollout rows

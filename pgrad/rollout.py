@@ -40,6 +40,7 @@ from pgrad.errors import ConfigError, EnvError, NonFiniteError
 from pgrad.masking import check_action_mask, info_masks
 from pgrad.normalize import RewardScaler
 from pgrad.numpy_twin import NumpyActorCritic, SeedBatchedNumpyActorCritic
+from pgrad.numpy_twin.policy import compiled_kernels
 from pgrad.observations import all_finite, env_row, stack_rows
 from pgrad.policy import ActorCriticPolicy
 from pgrad.returns import gae
@@ -115,6 +116,134 @@ class StepRecord:
     truncated_final_obs: list[tuple[int, np.ndarray]]
 
 
+@dataclass
+class RolloutBuffers:
+    """Preallocated time-first numpy arrays ``(T, N, ...)`` that collector steps write into, row
+    ``t`` at step ``t`` (:meth:`RolloutCollector.step_into`). Writing each step's numbers straight
+    into their rows costs less than building a record per step and copying it in afterwards."""
+
+    obs: np.ndarray  # (T, N, obs_size) float32 normalised observations the policy acted on
+    action: np.ndarray  # (T, N, *action_shape) raw sampled actions
+    log_prob: np.ndarray  # (T, N) float32
+    value: np.ndarray  # (T, N) float32 V(obs); stays zero without a critic
+    reward: np.ndarray  # (T, N) float32 rewards as used for learning
+    terminated: np.ndarray  # (T, N) bool
+    truncated: np.ndarray  # (T, N) bool
+    valid: np.ndarray  # (T, N) bool
+    time_in_episode: np.ndarray  # (T, N) int64
+    has_critic: bool  # whether ``value`` is written (a StepRecord's value is None otherwise)
+
+    @classmethod
+    def allocate(cls, n_steps: int, n_envs: int, policy: ActorCriticPolicy) -> RolloutBuffers:
+        """Zeroed buffers for ``n_steps`` steps of ``n_envs`` envs acted in by ``policy``."""
+        return cls(
+            obs=np.zeros((n_steps, n_envs, policy.obs_size), dtype=np.float32),
+            action=np.zeros((n_steps, n_envs, *policy.action_shape), dtype=policy.action_dtype),
+            log_prob=np.zeros((n_steps, n_envs), dtype=np.float32),
+            value=np.zeros((n_steps, n_envs), dtype=np.float32),
+            reward=np.zeros((n_steps, n_envs), dtype=np.float32),
+            terminated=np.zeros((n_steps, n_envs), dtype=bool),
+            truncated=np.zeros((n_steps, n_envs), dtype=bool),
+            valid=np.ones((n_steps, n_envs), dtype=bool),
+            time_in_episode=np.zeros((n_steps, n_envs), dtype=np.int64),
+            has_critic=policy.critic is not None,
+        )
+
+    @property
+    def n_steps(self) -> int:
+        return self.reward.shape[0]
+
+    def to_rollout(self, next_values: np.ndarray) -> Rollout:
+        """The buffers as a :class:`Rollout` of tensors sharing their memory, with ``next_values`` ``(T, N)``."""
+        return Rollout(
+            obs=torch.from_numpy(self.obs),
+            actions=torch.from_numpy(self.action),
+            log_probs=torch.from_numpy(self.log_prob),
+            values=torch.from_numpy(self.value),
+            rewards=torch.from_numpy(self.reward),
+            terminated=torch.from_numpy(self.terminated),
+            truncated=torch.from_numpy(self.truncated),
+            next_values=torch.from_numpy(next_values),
+            valid=torch.from_numpy(self.valid),
+            time_in_episode=torch.from_numpy(self.time_in_episode),
+        )
+
+    def record(self, t: int, truncated_final_obs: list[tuple[int, np.ndarray]]) -> StepRecord:
+        """Step ``t`` as a :class:`StepRecord` whose arrays are views of row ``t``."""
+        return StepRecord(
+            obs=self.obs[t],
+            action=self.action[t],
+            log_prob=self.log_prob[t],
+            value=self.value[t] if self.has_critic else None,
+            reward=self.reward[t],
+            terminated=self.terminated[t],
+            truncated=self.truncated[t],
+            valid=self.valid[t],
+            time_in_episode=self.time_in_episode[t],
+            truncated_final_obs=truncated_final_obs,
+        )
+
+
+def record_transition(
+    t: int,
+    reward: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    next_step_autoreset: bool,
+    pending_reset: np.ndarray,
+    episode_return: np.ndarray,
+    episode_length: np.ndarray,
+    reward_buffer: np.ndarray,
+    terminated_buffer: np.ndarray,
+    truncated_buffer: np.ndarray,
+    valid_buffer: np.ndarray,
+    time_buffer: np.ndarray,
+) -> tuple[int, int]:
+    """A vector step's flags and rewards ``(N,)`` into row ``t`` of the buffers ``(T, N)``, and
+    the running episode counters ``(N,)`` moved on; returns ``(transitions, episodes ended)``,
+    ``(-1, 0)`` with nothing written if a reward is not finite.
+
+    Under NEXT_STEP autoreset (``next_step_autoreset``) an env in ``pending_reset`` just reset:
+    its step is no transition (``valid`` False, reward 0, no flags), and ``pending_reset``
+    becomes the envs whose episode ends now. ``terminated`` wins where both flags are set.
+    ``time_buffer[t]`` is each transition's index within its episode, from 0. Episodes that end
+    keep their return and length in the counters: the caller logs, then zeroes them.
+
+    :func:`pgrad.numpy_twin.compiled.record_transition` is the same function compiled, equal to
+    the bit (tests/unit/test_compiled_act.py); the collector uses it when numba is installed.
+    """
+    # a sum is finite only if every term is (and costs a third of isfinite().all())
+    if not math.isfinite(np.add.reduce(reward, axis=None)) and not np.isfinite(reward).all():
+        return -1, 0
+    time_buffer[t] = episode_length
+    if next_step_autoreset:
+        valid = ~pending_reset
+        terminated = terminated & valid
+        truncated = truncated & valid & ~terminated
+        reward = np.where(valid, reward, 0.0)
+        episode_length += valid
+        n_valid = int(valid.sum())
+    else:
+        valid = True
+        terminated = terminated.astype(bool)
+        truncated = truncated & ~terminated
+        episode_length += 1
+        n_valid = len(reward)
+    ended = terminated | truncated
+    valid_buffer[t] = valid
+    terminated_buffer[t] = terminated
+    truncated_buffer[t] = truncated
+    episode_return += reward
+    reward_buffer[t] = reward  # float32, as reward.astype(np.float32) rounds
+    if next_step_autoreset:
+        pending_reset[:] = ended
+    return n_valid, int(ended.sum())
+
+
+# collect_episodes writes its steps into buffers of this many rows, allocated as needed
+EPISODE_CHUNK_STEPS = 256
+
+
 def autoreset_mode_of(envs: VectorEnv) -> AutoresetMode:
     """The vector env's autoreset mode; DISABLED is rejected because nothing would reset envs."""
     mode = AutoresetMode(envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
@@ -178,6 +307,9 @@ class RolloutCollector:
             obs = initial_obs
         self._check_finite(obs, "observation", 0)
         self.obs = obs
+        # the step's bookkeeping, compiled where numba is installed (the same numbers to the bit)
+        kernels = compiled_kernels()
+        self._record_transition = record_transition if kernels is None else kernels.record_transition
         # NEXT_STEP: envs whose previous step ended an episode; their next step is a reset.
         self.pending_reset = np.zeros(self.n_envs, dtype=bool)
         # SAME_STEP: every step is a transition; one shared all-True mask (never written) says so
@@ -236,8 +368,12 @@ class RolloutCollector:
             bad_env = int(np.flatnonzero(not_finite.any(axis=1))[0])  # the first env with any NaN/inf entry
             raise NonFiniteError(f"environment returned a non-finite {what} (NaN or inf) at step {step}, env {bad_env}")
 
-    def step(self, episodes: EpisodeLog) -> StepRecord:
-        """Act in every env once; update the running episode counters and log episodes that end.
+    def step_into(self, buffers: RolloutBuffers, t: int, episodes: EpisodeLog) -> list[tuple[int, np.ndarray]]:
+        """Act in every env once, writing the step into row ``t`` of ``buffers``; update the
+        running episode counters and log the episodes that end in ``episodes``. Returns
+        ``(env index, raw final observation)`` of every env whose episode was truncated at this
+        step, in both autoreset modes (SAME_STEP: ``info["final_obs"]``; NEXT_STEP: the returned
+        observation), for the caller's bootstrap V; usually empty.
 
         :meth:`collect` and :meth:`collect_episodes` are loops over this; an algorithm that fills
         buffers of its own (recurrent PPO keeps the LSTM state beside each step) calls it directly.
@@ -246,9 +382,10 @@ class RolloutCollector:
         step, and nothing here needs it. The torch path's ``policy.act`` is no-grad itself, and
         everything else is numpy or touches tensors without gradients (the normaliser's buffers,
         the noise the twin draws); tests/unit/test_fast_inference.py steps with gradients on."""
-        policy = self.policy
-        if self.fast is not None:
-            obs, action, log_prob, value = self.fast.normalize_and_act(self.obs)  # obs: (N, obs_size) normalised
+        policy, fast = self.policy, self.fast
+        if fast is not None:
+            obs, action, log_prob, value = fast.normalize_and_act(self.obs)  # obs: (N, obs_size) normalised
+            env_action = fast.env_action(action)
         else:
             # (the step only names where a bad mask came from; formatted only for a masked policy)
             where = f"of the observation at step {self.total_transitions}" if policy.mask_size else ""
@@ -258,7 +395,12 @@ class RolloutCollector:
             action_t, log_prob_t, value_t = policy.act(obs_t)
             obs, action, log_prob = obs_t.numpy(), action_t.numpy(), log_prob_t.numpy()
             value = value_t.numpy() if value_t is not None else None
-        env_action = policy.env_action(action)
+            env_action = policy.env_action(action)
+        buffers.obs[t] = obs
+        buffers.action[t] = action
+        buffers.log_prob[t] = log_prob
+        if value is not None:
+            buffers.value[t] = value
         step_number = self.total_transitions + 1
         try:
             next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
@@ -267,30 +409,29 @@ class RolloutCollector:
         self._check_finite(next_obs, "observation", step_number)
         if self.masks_in_info:
             self._read_action_mask(info, step_number)
-        self._check_finite(reward, "reward", step_number)
 
-        if self.mode is AutoresetMode.NEXT_STEP:  # an env whose last step ended an episode just reset
-            valid = ~self.pending_reset
-            terminated = terminated & valid
-            truncated = truncated & valid & ~terminated  # both flags on one step: terminated wins
-            reward = np.where(valid, reward, 0.0)
-            n_valid = int(valid.sum())
-        else:
-            valid = self._all_valid
-            terminated = terminated.astype(bool, copy=True)  # ours: collect_episodes keeps it across steps
-            truncated = truncated & ~terminated
-            n_valid = self.n_envs
-        ended = terminated | truncated
-
-        time_in_episode = self.episode_length.copy()  # (N,)
-        self.episode_return += reward
-        if valid is self._all_valid:
-            self.episode_length += 1  # (an int, not the all-True mask: no bool-to-int cast every step)
-        else:
-            self.episode_length += valid
+        n_valid, n_ended = self._record_transition(
+            t,
+            reward,
+            terminated,
+            truncated,
+            self.mode is AutoresetMode.NEXT_STEP,
+            self.pending_reset,
+            self.episode_return,
+            self.episode_length,
+            buffers.reward,
+            buffers.terminated,
+            buffers.truncated,
+            buffers.valid,
+            buffers.time_in_episode,
+        )
+        if n_valid < 0:  # a reward was not finite; nothing was recorded
+            self._check_finite(reward, "reward", step_number)
         self.total_transitions += n_valid
-        any_ended = bool(ended.any())  # most steps end nothing; skip the per-env work then
-        if any_ended:
+        truncated_final_obs = []
+        if n_ended:  # most steps end nothing; the per-env work is skipped then
+            truncated_now = buffers.truncated[t]
+            ended = buffers.terminated[t] | truncated_now
             for env_index in np.flatnonzero(ended):
                 episodes.steps.append(self.total_transitions)
                 episodes.returns.append(float(self.episode_return[env_index]))
@@ -298,34 +439,24 @@ class RolloutCollector:
                 episodes.envs.append(int(env_index))
             self.episode_return[ended] = 0.0
             self.episode_length[ended] = 0
-
-        reward_f32 = reward.astype(np.float32)  # (N,)
+            for env_index in np.flatnonzero(truncated_now):
+                if self.mode is AutoresetMode.SAME_STEP:
+                    final = copy_observation(info["final_obs"][env_index])
+                    self._check_finite(final, "final observation", step_number)
+                else:  # NEXT_STEP returns the final observation itself; the reset comes one step later
+                    final = copy_observation(env_row(next_obs, env_index))
+                truncated_final_obs.append((int(env_index), final))
         if self.reward_scaler is not None:
-            reward_f32 = self.reward_scaler.scale_array(reward_f32, ended)
-
-        truncated_final_obs = []
-        for env_index in np.flatnonzero(truncated) if any_ended else ():
-            if self.mode is AutoresetMode.SAME_STEP:
-                final = copy_observation(info["final_obs"][env_index])
-                self._check_finite(final, "final observation", step_number)
-            else:  # NEXT_STEP returns the final observation itself; the reset comes one step later
-                final = copy_observation(env_row(next_obs, env_index))
-            truncated_final_obs.append((int(env_index), final))
-        if self.mode is AutoresetMode.NEXT_STEP:
-            self.pending_reset = ended
+            ended = buffers.terminated[t] | buffers.truncated[t]
+            buffers.reward[t] = self.reward_scaler.scale_array(buffers.reward[t], ended)
         self.obs = next_obs
-        return StepRecord(
-            obs=obs,
-            action=action,
-            log_prob=log_prob,
-            value=value,
-            reward=reward_f32,
-            terminated=terminated,
-            truncated=truncated,
-            valid=valid,
-            time_in_episode=time_in_episode,
-            truncated_final_obs=truncated_final_obs,
-        )
+        return truncated_final_obs
+
+    def step(self, episodes: EpisodeLog) -> StepRecord:
+        """:meth:`step_into` a buffer of one step, returned as a :class:`StepRecord` (arrays of
+        its own, which outlive the envs' buffers)."""
+        buffers = RolloutBuffers.allocate(1, self.n_envs, self.policy)
+        return buffers.record(0, self.step_into(buffers, 0, episodes))
 
     @torch.no_grad()
     def collect(self, n_steps: int) -> tuple[Rollout, EpisodeLog]:
@@ -334,34 +465,17 @@ class RolloutCollector:
         self._episode_buffer = None  # the steps taken here are not kept for collect_episodes
         self._sync_fast_inference()
         # numpy buffers: a per-step write costs well under a microsecond, a torch one several
-        obs_buf = np.zeros((n_steps, n_envs, policy.obs_size), dtype=np.float32)  # (T, N, obs_size)
-        action_buf = np.zeros((n_steps, n_envs, *policy.action_shape), dtype=policy.action_dtype)
-        log_prob_buf = np.zeros((n_steps, n_envs), dtype=np.float32)  # (T, N)
-        value_buf = np.zeros((n_steps, n_envs), dtype=np.float32)  # (T, N)
-        reward_buf = np.zeros((n_steps, n_envs), dtype=np.float32)  # (T, N)
-        terminated_buf = np.zeros((n_steps, n_envs), dtype=bool)  # (T, N)
-        truncated_buf = np.zeros((n_steps, n_envs), dtype=bool)  # (T, N)
-        valid_buf = np.ones((n_steps, n_envs), dtype=bool)  # (T, N)
-        time_buf = np.zeros((n_steps, n_envs), dtype=np.int64)  # (T, N)
+        buffers = RolloutBuffers.allocate(n_steps, n_envs, policy)
         # Only SAME_STEP truncations need an extra V(final obs); remember where they happened.
         final_obs_slots: list[tuple[int, int, np.ndarray]] = []  # (t, env index, raw final obs (1, ...))
         episodes = EpisodeLog()
-
+        same_step = self.mode is AutoresetMode.SAME_STEP
         for t in range(n_steps):
-            step = self.step(episodes)
-            obs_buf[t] = step.obs
-            action_buf[t] = step.action
-            log_prob_buf[t] = step.log_prob
-            if step.value is not None:
-                value_buf[t] = step.value
-            reward_buf[t] = step.reward
-            terminated_buf[t] = step.terminated
-            truncated_buf[t] = step.truncated
-            valid_buf[t] = step.valid
-            time_buf[t] = step.time_in_episode
-            if self.mode is AutoresetMode.SAME_STEP:
-                for env_index, final in step.truncated_final_obs:
+            truncated_final_obs = self.step_into(buffers, t, episodes)
+            if truncated_final_obs and same_step:
+                for env_index, final in truncated_final_obs:
                     final_obs_slots.append((t, env_index, final))
+        obs_buf, value_buf = buffers.obs, buffers.value
 
         # next_values[t] = V(obs at t+1) is right everywhere except at SAME_STEP episode ends, whose
         # obs at t+1 is already the reset one; terminated steps never bootstrap, so only truncated
@@ -384,19 +498,7 @@ class RolloutCollector:
                 for (t, env_index, _), final_value in zip(final_obs_slots, final_values):
                     next_value_buf[t, env_index] = final_value
 
-        rollout = Rollout(
-            obs=torch.from_numpy(obs_buf),
-            actions=torch.from_numpy(action_buf),
-            log_probs=torch.from_numpy(log_prob_buf),
-            values=torch.from_numpy(value_buf),
-            rewards=torch.from_numpy(reward_buf),
-            terminated=torch.from_numpy(terminated_buf),
-            truncated=torch.from_numpy(truncated_buf),
-            next_values=torch.from_numpy(next_value_buf),
-            valid=torch.from_numpy(valid_buf),
-            time_in_episode=torch.from_numpy(time_buf),
-        )
-        return rollout, episodes
+        return buffers.to_rollout(next_value_buf), episodes
 
     @torch.no_grad()
     def collect_episodes(self, n_episodes: int, max_steps: int, min_transitions: int = 0) -> tuple[Rollout, EpisodeLog]:
@@ -445,11 +547,12 @@ class RolloutCollector:
         complete_transitions = 0
         steps_taken = 0
         episodes = EpisodeLog()
+        chunk, row = None, 0  # steps are written into chunks of rows; the buffer holds views of them
         while steps_taken < max_steps and (len(finished) < n_episodes or complete_transitions < min_transitions):
-            step = self.step(episodes)
-            # Without normalisation the obs tensor may share memory with the env's array; this
-            # buffer outlives the step, so it must own its copy.
-            step.obs = step.obs.copy()
+            if chunk is None or row == chunk.n_steps:
+                chunk, row = RolloutBuffers.allocate(EPISODE_CHUNK_STEPS, self.n_envs, self.policy), 0
+            step = chunk.record(row, self.step_into(chunk, row, episodes))
+            row += 1
             buffer.append(step)
             index = len(buffer) - 1
             steps_taken += int(step.valid.sum())
@@ -672,15 +775,15 @@ class SeedBatchedCollector(RolloutCollector):
     def collect_episodes(self, *args, **kwargs):
         raise NotImplementedError("seed-batched collection is by fixed numbers of steps (collect_per_seed)")
 
-    def step(self, episodes: EpisodeLog) -> StepRecord:
-        """:meth:`RolloutCollector.step`, with each episode that ends stamped with its own seed's
-        transition count (next-step autoreset gives seeds different counts)."""
+    def step_into(self, buffers: RolloutBuffers, t: int, episodes: EpisodeLog) -> list[tuple[int, np.ndarray]]:
+        """:meth:`RolloutCollector.step_into`, with each episode that ends stamped with its own
+        seed's transition count (next-step autoreset gives seeds different counts)."""
         first_new = len(episodes.steps)
-        record = super().step(episodes)
-        self.seed_transitions += record.valid.reshape(self.n_seeds, self.envs_per_seed).sum(1)
+        truncated_final_obs = super().step_into(buffers, t, episodes)
+        self.seed_transitions += buffers.valid[t].reshape(self.n_seeds, self.envs_per_seed).sum(1)
         for index in range(first_new, len(episodes.steps)):
             episodes.steps[index] = int(self.seed_transitions[episodes.envs[index] // self.envs_per_seed])
-        return record
+        return truncated_final_obs
 
     def collect_per_seed(self, n_steps: int) -> list[tuple[Rollout, EpisodeLog]]:
         """``n_steps`` steps of every seed's envs; each seed's ``(rollout (T, N, ...), episodes)``."""

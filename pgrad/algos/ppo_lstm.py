@@ -42,7 +42,7 @@ from pgrad.errors import ConfigError
 from pgrad.losses import clipped_surrogate_loss, explained_variance, value_loss
 from pgrad.observations import is_single_observation
 from pgrad.policy import ActorCriticPolicy
-from pgrad.rollout import EpisodeLog, Rollout
+from pgrad.rollout import EpisodeLog, Rollout, RolloutBuffers
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 """``(h, c)`` of one LSTM, each of shape ``(lstm_layers, B, lstm_hidden_size)``."""
@@ -310,7 +310,7 @@ class RecurrentPPO(Algorithm):
         starts = torch.zeros(n_steps, collector.n_envs, dtype=torch.bool)  # (T, N)
         final_values: list[tuple[int, int, torch.Tensor]] = []
         episodes = EpisodeLog()
-        steps = []
+        buffers = RolloutBuffers.allocate(n_steps, collector.n_envs, policy)
         for t in range(n_steps):
             # A NEXT_STEP reset step acts on the final observation and is no transition; its env
             # restarts at the step after it, where episode_length is still 0.
@@ -320,40 +320,21 @@ class RecurrentPPO(Algorithm):
             starts[t] = start
             if t % seq_len == 0:
                 grid_states[t // seq_len] = policy.rollout_state.permute(2, 0, 1, 3)
-            step = collector.step(episodes)
-            step.obs = step.obs.copy()  # may share memory with the env's array otherwise
             # Truncation bootstraps with V(final obs) seen with the state the episode reached,
             # before the next step zeroes it (in both autoreset modes).
-            for env_index, final in step.truncated_final_obs:
+            for env_index, final in collector.step_into(buffers, t, episodes):
                 row = slice(env_index, env_index + 1)
                 final_obs = policy.normalize(policy.obs_to_tensor(final))
                 state = policy.rollout_state[:, :, row]
                 final_values.append((t, env_index, policy.value_from(final_obs, state)[0]))
-            steps.append(step)
 
-        def stacked(field: str) -> torch.Tensor:
-            """One ``(T, N, ...)`` tensor from the steps' numpy records."""
-            return torch.from_numpy(np.stack([getattr(step, field) for step in steps]))
-
-        values = stacked("value")  # (T, N)
-        next_values = torch.empty_like(values)  # (T, N)
-        next_values[:-1] = values[1:]
+        next_values = np.empty_like(buffers.value)  # (T, N)
+        next_values[:-1] = buffers.value[1:]
         last_obs = policy.normalize(policy.obs_to_tensor(collector.obs))
-        next_values[-1] = policy.value_from(last_obs, policy.rollout_state)
+        next_values[-1] = policy.value_from(last_obs, policy.rollout_state).numpy()
         for t, env_index, final_value in final_values:
             next_values[t, env_index] = final_value
-        rollout = Rollout(
-            obs=stacked("obs"),  # (T, N, obs_size)
-            actions=stacked("action"),  # (T, N, *action_shape)
-            log_probs=stacked("log_prob"),  # (T, N)
-            values=values,
-            rewards=stacked("reward"),
-            terminated=stacked("terminated"),
-            truncated=stacked("truncated"),  # (T, N) each
-            next_values=next_values,
-            valid=stacked("valid"),
-            time_in_episode=stacked("time_in_episode"),
-        )
+        rollout = buffers.to_rollout(next_values)
         return rollout, episodes, starts, grid_states
 
     def sequences(self, rollout: Rollout, starts: torch.Tensor, grid_states: torch.Tensor) -> Sequences:

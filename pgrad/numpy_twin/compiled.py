@@ -496,3 +496,61 @@ def adam_step(
         view, start = param_views[k], offsets[k]
         for i in range(view.shape[0]):
             view[i] = flat_params[start + i]
+
+
+# -- the collector's step -------------------------------------------------------------------------
+# Around the policy's call, a rollout step maps the action to the env's and moves the episode
+# counters and flags on; in numpy each is a dozen calls on arrays of N elements, which together
+# cost more than the policy's call (BENCHMARKS.md, "Where a PPO env step goes").
+
+UNIT_LOW, UNIT_HIGH, ONE, HALF = np.float32(-1.0), np.float32(1.0), np.float32(1.0), np.float32(0.5)
+
+
+@jit
+def box_env_action(raw, low, high):
+    """:func:`pgrad.policy.box_env_action` with ``rescale`` for float32 ``raw (B, d)``, ``low``,
+    ``high (d,)``: clip to [-1, 1], then ``low + (unit + 1) * 0.5 * (high - low)``, the same
+    float32 operations in the same order, so the same numbers to the bit (NaN stays NaN)."""
+    out = np.empty_like(raw)
+    for b in range(raw.shape[0]):
+        for j in range(raw.shape[1]):
+            unit = raw[b, j]
+            if unit < UNIT_LOW:  # comparisons with NaN are False: NaN passes, as np.maximum/minimum let it
+                unit = UNIT_LOW
+            if unit > UNIT_HIGH:
+                unit = UNIT_HIGH
+            out[b, j] = low[j] + (unit + ONE) * HALF * (high[j] - low[j])
+    return out
+
+
+@jit
+def record_transition(
+    t, reward, terminated, truncated, next_step_autoreset, pending_reset, episode_return, episode_length,
+    reward_buffer, terminated_buffer, truncated_buffer, valid_buffer, time_buffer,
+):  # fmt: skip
+    """:func:`pgrad.rollout.record_transition` env by env, the same numbers to the bit: rewards
+    are added to the float64 returns as numpy adds them and rounded to float32 once."""
+    n = reward.shape[0]
+    for i in range(n):
+        if not np.isfinite(reward[i]):
+            return -1, 0
+    n_valid, n_ended = 0, 0
+    for i in range(n):
+        valid = not (next_step_autoreset and pending_reset[i])
+        ends_terminal = valid and bool(terminated[i])
+        ends_truncated = valid and bool(truncated[i]) and not ends_terminal
+        r = reward[i] if valid else 0.0
+        time_buffer[t, i] = episode_length[i]
+        episode_return[i] += r
+        if valid:
+            episode_length[i] += 1
+            n_valid += 1
+        valid_buffer[t, i] = valid
+        terminated_buffer[t, i] = ends_terminal
+        truncated_buffer[t, i] = ends_truncated
+        reward_buffer[t, i] = r
+        ended = ends_terminal or ends_truncated
+        n_ended += ended
+        if next_step_autoreset:
+            pending_reset[i] = ended
+    return n_valid, n_ended

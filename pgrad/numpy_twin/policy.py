@@ -188,6 +188,17 @@ class NumpyActorCritic:
             self._actor_copy = copy_network(self.actor + self.head) if self.fused is None else None
             layers = self.fused if self.fused is not None else self._actor_copy
             self.compiled = _compiled_network(layers, self.actor + self.head)
+        # env_action compiled: float32 Box actions rescaled from [-1, 1] (the common continuous case)
+        space = policy.action_space
+        self._box_bounds = (
+            (space.low, space.high)
+            if self.kernels is not None
+            and policy._flat_box is space
+            and policy.rescale_actions
+            and space.dtype == np.float32
+            and space.low.ndim == 1
+            else None
+        )
 
     def _read_state(self) -> None:
         """The observation normaliser's statistics (views) and the std, which are not layers."""
@@ -260,6 +271,14 @@ class NumpyActorCritic:
             if not finite:  # torch.multinomial (and sample_categorical) refuse these
                 raise ValueError("probability tensor contains either inf, nan or element < 0")
         return obs, action, log_prob, value if self.critic is not None else None
+
+    def env_action(self, raw_action: np.ndarray) -> np.ndarray:
+        """``policy.env_action(raw_action)``: what the envs receive. Compiled for float32 Box
+        actions with finite bounds where numba is installed (the same numbers to the bit)."""
+        bounds = self._box_bounds
+        if bounds is None or raw_action.dtype != np.float32:
+            return self.policy.env_action(raw_action)
+        return self.kernels.box_env_action(raw_action, *bounds)
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """State values ``(B,)`` for normalised observations (the policy must have a critic).
@@ -388,6 +407,10 @@ class SeedBatchedNumpyActorCritic:
         returns ``(obs, action, log_prob, value)``."""
         obs = self.normalize(raw_obs, update=True)
         return (obs, *self.act(obs))
+
+    def env_action(self, raw_action: np.ndarray) -> np.ndarray:
+        """What the envs receive for raw actions ``(S*N, ...)`` (the seeds share one action space)."""
+        return self.seed_twins[0].env_action(raw_action)
 
     def value(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """V of normalised observations, each by its own seed's slice of the fused network that

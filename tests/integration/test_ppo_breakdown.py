@@ -15,29 +15,31 @@ def breakdown():
 
 def test_parts_of_a_real_run(breakdown):
     parts = breakdown.measure("Pendulum-v1", seed=0)
-    assert all(value > 0 for value in parts.values())
-    # the whole collect costs at least its env steps, and one step at least its pieces' env step
-    assert parts["collect, all"] > parts["raw env step"]
+    # Every part was measured. Their sizes are not compared: they are wall times, and a noisy
+    # moment (or a CPU whose numpy products cost more per call than the compiled gradient's own
+    # BLAS calls, as on an AMD EPYC) reorders them.
+    assert set(parts) == set(PARTS) and all(value > 0 for value in parts.values())
     assert parts["minibatches per env step"] == pytest.approx(10 * 32 / 2048)
-    # the products are part of what step_gradient does
-    assert parts["matrix products only, per minibatch"] < parts["step_gradient, per minibatch"]
+
+
+# the parts measure() returns, with made-up microseconds for checking the report's sums
+PARTS = {
+    "raw env step": 30.0,
+    "collect, all": 70.0,
+    "collector.step": 66.0,
+    "envs.step (pgrad's vector env + recorder + env)": 38.0,
+    "act (normalise, forward, sample)": 10.0,
+    "env_action": 3.0,
+    "step_gradient, per minibatch": 200.0,
+    "Adam, per minibatch": 24.0,
+    "matrix products only, per minibatch": 64.0,
+    "matrix products only, inference per step": 2.0,
+    "minibatches per env step": 0.15625,
+}
 
 
 def test_overhead_factors_are_sums_of_the_parts(breakdown, capsys):
-    parts = {
-        "raw env step": 30.0,
-        "collect, all": 70.0,
-        "collector.step": 66.0,
-        "envs.step (pgrad's vector env + recorder + env)": 38.0,
-        "act (normalise, forward, sample)": 10.0,
-        "env_action": 3.0,
-        "step_gradient, per minibatch": 200.0,
-        "Adam, per minibatch": 24.0,
-        "matrix products only, per minibatch": 64.0,
-        "matrix products only, inference per step": 2.0,
-        "minibatches per env step": 0.15625,
-    }
-    breakdown.report([parts])
+    breakdown.report([PARTS])
     out = capsys.readouterr().out
     update = 0.15625 * 224.0  # 35.0
     assert f"| total (collect + update share) | {70 + update:.1f} |" in out

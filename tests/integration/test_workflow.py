@@ -223,14 +223,22 @@ def test_env_options_on_the_command_line_reach_train_eval_and_resume(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained_cartpole(tmp_path_factory):
-    """PPO with the CartPole preset, trained to ~500 (50k steps, a few seconds on the fast path)."""
-    run = tmp_path_factory.mktemp("trained") / "run"
-    agent = pgrad.PPO("CartPole-v1", seed=1)
-    agent.learn(50_000, run_dir=run, quiet=True)
-    agent.save(run, evaluation=pgrad.evaluate(agent, "CartPole-v1", episodes=5))
-    agent.close()
-    assert json.loads((run / "summary.json").read_text())["eval_mean_return"] >= 475
-    return run
+    """PPO with the CartPole preset, trained to ~500 (50k steps, a few seconds on the fast path).
+
+    These tests need a policy that solves CartPole, not a test of learning (tests/learning holds
+    those). Which seeds get there in 50k steps depends on the CPU: float rounding differs between
+    CPU models' BLAS kernels, so whole runs differ (seed 1 scored >= 475 on the machines this
+    fixture was written on and 228.6 on an AMD EPYC, where seeds 0 and 2 score 500). So the first
+    of three seeds that evaluates >= 475 is kept."""
+    for seed in (1, 0, 2):
+        run = tmp_path_factory.mktemp("trained") / "run"
+        agent = pgrad.PPO("CartPole-v1", seed=seed)
+        agent.learn(50_000, run_dir=run, quiet=True)
+        agent.save(run, evaluation=pgrad.evaluate(agent, "CartPole-v1", episodes=5))
+        agent.close()
+        if json.loads((run / "summary.json").read_text())["eval_mean_return"] >= 475:
+            return run
+    raise AssertionError("PPO reached no evaluation >= 475 on CartPole-v1 in 50k steps with seeds 1, 0 and 2")
 
 
 def test_fine_tuning_starts_from_the_trained_policy(trained_cartpole):

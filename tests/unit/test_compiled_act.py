@@ -201,3 +201,94 @@ print(json.dumps([(i["filepath"], i["num_threads"]) for i in threadpool_info() i
     blas = json.loads(out.stdout.strip().splitlines()[-1])
     assert any("scipy_openblas" in path for path, _ in blas), blas
     assert all(threads == 1 for _, threads in blas), blas
+
+
+# -- the collector's step: env_action and the bookkeeping ----------------------------------------
+
+
+@pytest.mark.parametrize("low, high", [(-1.0, 1.0), (-0.4, 2.5), ([-3.0, 0.0, -1e-3], [1.0, 7.5, 1e-3])])
+def test_compiled_env_action_equals_the_policy_s_to_the_bit(low, high):
+    space = spaces.Box(np.broadcast_to(np.float32(low), 3), np.broadcast_to(np.float32(high), 3), dtype=np.float32)
+    policy = ActorCriticPolicy(BOX_OBS, space)
+    twin = NumpyActorCritic(policy, fused=True)
+    assert twin._box_bounds is not None  # the compiled path is the one under test
+    raw = np.random.default_rng(0).normal(0.0, 1.5, (64, 3)).astype(np.float32)
+    raw[0] = [np.nan, np.inf, -np.inf]
+    raw[1] = [-0.0, 1.0, -1.0]
+    expected = policy.env_action(raw)
+    got = twin.env_action(raw)
+    assert got.dtype == expected.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.int32), expected.view(np.int32))  # NaN and -0.0 included
+
+
+def test_env_action_falls_back_where_it_is_not_compiled(monkeypatch):
+    for space in (spaces.Box(-1.0, 1.0, (2,), np.float64), spaces.Box(-np.inf, np.inf, (2,), np.float32)):
+        twin = NumpyActorCritic(ActorCriticPolicy(BOX_OBS, space), fused=True)
+        assert twin._box_bounds is None
+        raw = np.array([[0.5, -3.0]], np.float32)
+        np.testing.assert_array_equal(twin.env_action(raw), twin.policy.env_action(raw))
+
+
+def _bookkeeping_case(rng, n: int, next_step: bool, reward_dtype) -> dict:
+    return dict(
+        reward=rng.normal(0.0, 3.0, n).astype(reward_dtype),
+        terminated=rng.random(n) < 0.3,
+        truncated=rng.random(n) < 0.3,
+        pending_reset=(rng.random(n) < 0.4) if next_step else np.zeros(n, bool),
+        episode_return=rng.normal(0.0, 50.0, n),
+        episode_length=rng.integers(0, 30, n),
+    )
+
+
+@pytest.mark.parametrize("reward_dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("next_step", [False, True])
+def test_compiled_bookkeeping_equals_the_numpy_one_to_the_bit(next_step, reward_dtype):
+    from pgrad.rollout import record_transition
+
+    rng = np.random.default_rng(1)
+    n, steps = 7, 40
+    states = {}
+    for name, function in (("numpy", record_transition), ("compiled", compiled.record_transition)):
+        rng = np.random.default_rng(1)
+        counters = _bookkeeping_case(rng, n, next_step, reward_dtype)
+        buffers = [np.zeros((steps, n), np.float32), np.zeros((steps, n), bool), np.zeros((steps, n), bool)]
+        buffers += [np.ones((steps, n), bool), np.zeros((steps, n), np.int64)]
+        returned = []
+        for t in range(steps):
+            step = _bookkeeping_case(rng, n, next_step, reward_dtype)
+            returned.append(
+                function(
+                    t, step["reward"], step["terminated"], step["truncated"], next_step, counters["pending_reset"],
+                    counters["episode_return"], counters["episode_length"], *buffers,
+                )
+            )  # fmt: skip
+            ended = buffers[1][t] | buffers[2][t]
+            counters["episode_return"][ended] = 0.0  # as the collector does after logging the episodes
+            counters["episode_length"][ended] = 0
+        states[name] = (returned, counters, buffers)
+    (numpy_returned, numpy_counters, numpy_buffers), (returned, counters, buffers) = states["numpy"], states["compiled"]
+    assert returned == numpy_returned
+    assert any(n_ended for _, n_ended in returned) and (not next_step or any(v < n for v, _ in returned))
+    for name in numpy_counters:
+        np.testing.assert_array_equal(counters[name], numpy_counters[name])
+    for got, expected in zip(buffers, numpy_buffers):
+        np.testing.assert_array_equal(got, expected)
+    assert numpy_buffers[3].all() != next_step  # NEXT_STEP reset steps were marked invalid
+
+
+@pytest.mark.parametrize("function", ["numpy", "compiled"])
+def test_bookkeeping_reports_a_non_finite_reward_and_records_nothing(function):
+    from pgrad.rollout import record_transition
+
+    record = record_transition if function == "numpy" else compiled.record_transition
+    returns, lengths = np.array([1.0, 2.0]), np.array([3, 4])
+    reward_buffer = np.zeros((1, 2), np.float32)
+    result = record(
+        0, np.array([1.0, np.nan]), np.zeros(2, bool), np.zeros(2, bool), False, np.zeros(2, bool),
+        returns, lengths, reward_buffer, np.zeros((1, 2), bool), np.zeros((1, 2), bool), np.ones((1, 2), bool),
+        np.zeros((1, 2), np.int64),
+    )  # fmt: skip
+    assert result == (-1, 0)
+    np.testing.assert_array_equal(returns, [1.0, 2.0])
+    np.testing.assert_array_equal(lengths, [3, 4])
+    assert not reward_buffer.any()
