@@ -153,6 +153,15 @@ class RolloutBuffers:
     def n_steps(self) -> int:
         return self.reward.shape[0]
 
+    def write_policy_step(
+        self, t: int, obs: np.ndarray, action: np.ndarray, log_prob: np.ndarray, value: np.ndarray | None
+    ) -> None:
+        """Row ``t`` of what the policy did: the observations it saw, its actions, their
+        log-probabilities and V (None without a critic)."""
+        self.obs[t], self.action[t], self.log_prob[t] = obs, action, log_prob
+        if value is not None:
+            self.value[t] = value
+
     def to_rollout(self, next_values: np.ndarray) -> Rollout:
         """The buffers as a :class:`Rollout` of tensors sharing their memory, with ``next_values`` ``(T, N)``."""
         return Rollout(
@@ -186,6 +195,7 @@ class RolloutBuffers:
 
 def record_transition(
     t: int,
+    observation: np.ndarray,
     reward: np.ndarray,
     terminated: np.ndarray,
     truncated: np.ndarray,
@@ -200,8 +210,9 @@ def record_transition(
     time_buffer: np.ndarray,
 ) -> tuple[int, int]:
     """A vector step's flags and rewards ``(N,)`` into row ``t`` of the buffers ``(T, N)``, and
-    the running episode counters ``(N,)`` moved on; returns ``(transitions, episodes ended)``,
-    ``(-1, 0)`` with nothing written if a reward is not finite.
+    the running episode counters ``(N,)`` moved on; returns ``(transitions, episodes ended)``.
+    First checks that the step's ``observation`` (a float ``(N, obs_size)`` array, or ``(0, 0)``
+    where the caller checks it) and rewards are finite: if not, returns ``(-1, 0)`` and writes nothing.
 
     Under NEXT_STEP autoreset (``next_step_autoreset``) an env in ``pending_reset`` just reset:
     its step is no transition (``valid`` False, reward 0, no flags), and ``pending_reset``
@@ -213,8 +224,9 @@ def record_transition(
     the bit (tests/unit/test_compiled_act.py); the collector uses it when numba is installed.
     """
     # a sum is finite only if every term is (and costs a third of isfinite().all())
-    if not math.isfinite(np.add.reduce(reward, axis=None)) and not np.isfinite(reward).all():
-        return -1, 0
+    for array in (observation, reward):
+        if not math.isfinite(np.add.reduce(array, axis=None)) and not np.isfinite(array).all():
+            return -1, 0
     time_buffer[t] = episode_length
     if next_step_autoreset:
         valid = ~pending_reset
@@ -239,6 +251,9 @@ def record_transition(
         pending_reset[:] = ended
     return n_valid, int(ended.sum())
 
+
+# what record_transition checks when the collector checks the observation itself
+NO_OBSERVATION = np.zeros((0, 0))
 
 # collect_episodes writes its steps into buffers of this many rows, allocated as needed
 EPISODE_CHUNK_STEPS = 256
@@ -382,10 +397,9 @@ class RolloutCollector:
         step, and nothing here needs it. The torch path's ``policy.act`` is no-grad itself, and
         everything else is numpy or touches tensors without gradients (the normaliser's buffers,
         the noise the twin draws); tests/unit/test_fast_inference.py steps with gradients on."""
-        policy, fast = self.policy, self.fast
-        if fast is not None:
-            obs, action, log_prob, value = fast.normalize_and_act(self.obs)  # obs: (N, obs_size) normalised
-            env_action = fast.env_action(action)
+        policy = self.policy
+        if self.fast is not None:
+            env_action = self.fast.act_into(self.obs, buffers, t)
         else:
             # (the step only names where a bad mask came from; formatted only for a masked policy)
             where = f"of the observation at step {self.total_transitions}" if policy.mask_size else ""
@@ -393,25 +407,24 @@ class RolloutCollector:
                 policy.obs_to_tensor(self.obs, self.action_mask, where), update=True
             )  # (N, obs_size)
             action_t, log_prob_t, value_t = policy.act(obs_t)
-            obs, action, log_prob = obs_t.numpy(), action_t.numpy(), log_prob_t.numpy()
+            action = action_t.numpy()
             value = value_t.numpy() if value_t is not None else None
+            buffers.write_policy_step(t, obs_t.numpy(), action, log_prob_t.numpy(), value)
             env_action = policy.env_action(action)
-        buffers.obs[t] = obs
-        buffers.action[t] = action
-        buffers.log_prob[t] = log_prob
-        if value is not None:
-            buffers.value[t] = value
         step_number = self.total_transitions + 1
         try:
             next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
         except Exception as exc:
             raise env_failure(exc, "step", step_number) from exc
-        self._check_finite(next_obs, "observation", step_number)
         if self.masks_in_info:
             self._read_action_mask(info, step_number)
-
+        # a flat float observation is checked for NaN and inf with the rewards, others here
+        flat_observation = type(next_obs) is np.ndarray and next_obs.ndim == 2 and next_obs.dtype.kind == "f"
+        if not flat_observation:
+            self._check_finite(next_obs, "observation", step_number)
         n_valid, n_ended = self._record_transition(
             t,
+            next_obs if flat_observation else NO_OBSERVATION,
             reward,
             terminated,
             truncated,
@@ -425,7 +438,8 @@ class RolloutCollector:
             buffers.valid,
             buffers.time_in_episode,
         )
-        if n_valid < 0:  # a reward was not finite; nothing was recorded
+        if n_valid < 0:  # an observation or a reward was not finite; nothing was recorded
+            self._check_finite(next_obs, "observation", step_number)
             self._check_finite(reward, "reward", step_number)
         self.total_transitions += n_valid
         truncated_final_obs = []

@@ -75,7 +75,7 @@ class LeanSyncVectorEnv(SyncVectorEnv):
                 for key in self.keep_infos:
                     if key in env_info:
                         infos = self._add_info(infos, {key: env_info[key]}, i)
-        self._autoreset_envs = np.logical_or(self._terminations, self._truncations)
+        np.logical_or(self._terminations, self._truncations, out=self._autoreset_envs)
         return (
             observations.copy() if self.copy else observations,
             self._rewards.copy(),

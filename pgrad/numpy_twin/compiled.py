@@ -174,12 +174,32 @@ def forward(x, weights, biases, activations, row_splits, column_splits):
 
 
 @jit
-def act_gaussian(obs, network, std, half_precision, log_normalizer, noise):
+def observe(raw, statistics, out):
+    """The twin's ``normalize(raw, update=True)`` into ``out (B, obs_size)``: ``raw`` as float32
+    (rounded as numpy casts), then, with the normaliser (``statistics``: ``(normalize_obs, mean,
+    var, count, eps, clip)``), merged into the running statistics and normalised in place."""
+    normalize_obs, mean, var, count, eps, clip = statistics
+    for b in range(raw.shape[0]):
+        for i in range(raw.shape[1]):
+            out[b, i] = np.float32(raw[b, i])
+    if normalize_obs:
+        merge_batch(out, mean, var, count)
+        normalize(out, mean, var, eps, clip, out)  # element by element, so in place is safe
+
+
+@jit
+def rollout_step_gaussian(
+    raw, statistics, network, std, half_precision, log_normalizer, noise,
+    t, obs_buffer, action_buffer, log_prob_buffer, value_buffer,
+):  # fmt: skip
+    """A rollout step of a Gaussian policy, written into row ``t`` of the buffers ``(T, B, ...)``:
+    the normalised observations, ``action = mean + std * noise``, its log-probability, and V
+    (0 without a critic)."""
+    obs = obs_buffer[t]
+    observe(raw, statistics, obs)
     out = forward(obs, *network)  # (B, action_dim [+ 1]): the means, then V if the policy has a critic
+    action, log_prob, value = action_buffer[t], log_prob_buffer[t], value_buffer[t]
     rows, dims = noise.shape
-    action = np.empty((rows, dims), np.float32)
-    log_prob = np.empty(rows, np.float32)
-    value = np.empty(rows, np.float32)
     for b in range(rows):
         squared = np.float32(0.0)
         for j in range(dims):
@@ -188,7 +208,6 @@ def act_gaussian(obs, network, std, half_precision, log_normalizer, noise):
             squared += deviation * deviation * half_precision[j]
         log_prob[b] = -squared - log_normalizer
         value[b] = out[b, dims] if out.shape[1] > dims else np.float32(0.0)  # (a policy without a critic)
-    return action, log_prob, value
 
 
 @jit
@@ -208,12 +227,17 @@ def log_softmax_row(logits, out):
 
 
 @jit
-def act_categorical(obs, network, noise):
+def rollout_step_categorical(
+    raw, statistics, network, noise, t, obs_buffer, action_buffer, log_prob_buffer, value_buffer
+):
+    """:func:`rollout_step_gaussian` for a categorical policy: the action is ``argmax(p / noise)``
+    with Exp(1) noise (what ``torch.multinomial`` picks). Returns False if a probability is not
+    finite (the caller raises, as torch does)."""
+    obs = obs_buffer[t]
+    observe(raw, statistics, obs)
     out = forward(obs, *network)  # (B, n_actions [+ 1]): the logits, then V if the policy has a critic
+    action, log_prob, value = action_buffer[t], log_prob_buffer[t], value_buffer[t]
     rows, n_actions = noise.shape
-    action = np.empty(rows, np.int64)
-    log_prob = np.empty(rows, np.float32)
-    value = np.empty(rows, np.float32)
     log_p = np.empty(n_actions, np.float32)
     finite = True
     for b in range(rows):
@@ -228,7 +252,7 @@ def act_categorical(obs, network, noise):
         action[b] = best_index
         log_prob[b] = log_p[best_index]
         value[b] = out[b, n_actions] if out.shape[1] > n_actions else np.float32(0.0)
-    return action, log_prob, value, finite
+    return finite
 
 
 @jit
@@ -525,12 +549,16 @@ def box_env_action(raw, low, high):
 
 @jit
 def record_transition(
-    t, reward, terminated, truncated, next_step_autoreset, pending_reset, episode_return, episode_length,
+    t, observation, reward, terminated, truncated, next_step_autoreset, pending_reset, episode_return, episode_length,
     reward_buffer, terminated_buffer, truncated_buffer, valid_buffer, time_buffer,
 ):  # fmt: skip
     """:func:`pgrad.rollout.record_transition` env by env, the same numbers to the bit: rewards
     are added to the float64 returns as numpy adds them and rounded to float32 once."""
     n = reward.shape[0]
+    for b in range(observation.shape[0]):
+        for i in range(observation.shape[1]):
+            if not np.isfinite(observation[b, i]):
+                return -1, 0
     for i in range(n):
         if not np.isfinite(reward[i]):
             return -1, 0

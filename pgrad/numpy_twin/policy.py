@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -54,6 +55,9 @@ from pgrad.numpy_twin.layers import (
     refill_fused,
 )
 from pgrad.policy import ActorCriticPolicy
+
+if TYPE_CHECKING:
+    from pgrad.rollout import RolloutBuffers
 
 _numba_missing = False
 
@@ -212,6 +216,13 @@ class NumpyActorCritic:
             self.stats_mean, self.stats_var = normalizer.stats.mean.numpy(), normalizer.stats.var.numpy()
             self.stats_count = normalizer.stats.count.numpy().reshape(1)  # a view, for the compiled merge
             self.eps, self.clip = normalizer.eps, np.float32(normalizer.clip)
+        # what the compiled step reads: (normalize_obs, mean, var, count, eps, clip)
+        unused = np.zeros(0)
+        self._statistics = (
+            (True, self.stats_mean, self.stats_var, self.stats_count, float(self.eps), self.clip)
+            if normalizer is not None
+            else (False, unused, unused, unused, 0.0, np.float32(0.0))
+        )
         self.read_std()
 
     def _read_from(self) -> list:
@@ -242,35 +253,54 @@ class NumpyActorCritic:
         if self.compiled is None:
             obs = self.normalize(raw_obs, update=True)
             return (obs, *self.act(obs))
-        kernels = self.kernels
-        obs = np.ascontiguousarray(raw_obs, dtype=np.float32).reshape(-1, self.obs_size)
-        if self.stats is not None:
-            kernels.merge_batch(obs, self.stats_mean, self.stats_var, self.stats_count)
-            normalized = np.empty_like(obs)
-            kernels.normalize(obs, self.stats_mean, self.stats_var, self.eps, self.clip, normalized)
-            obs = normalized
+        policy, rows = self.policy, len(raw_obs)
+        obs = np.empty((1, rows, self.obs_size), np.float32)
+        action = np.empty((1, rows, *policy.action_shape), policy.action_dtype)
+        log_prob, value = np.empty((1, rows), np.float32), np.empty((1, rows), np.float32)
+        self._compiled_step(raw_obs, 0, obs, action, log_prob, value)
+        return obs[0], action[0], log_prob[0], value[0] if self.critic is not None else None
+
+    def act_into(self, raw_obs: np.ndarray, buffers: RolloutBuffers, t: int) -> np.ndarray:
+        """:meth:`normalize_and_act` written into row ``t`` of a collector's buffers (the value row
+        only with a critic); returns :meth:`env_action` of the action, what the envs receive."""
+        if self.compiled is None:
+            obs, action, log_prob, value = self.normalize_and_act(raw_obs)
+            buffers.write_policy_step(t, obs, action, log_prob, value)
+            return self.env_action(action)
+        self._compiled_step(raw_obs, t, buffers.obs, buffers.action, buffers.log_prob, buffers.value)
+        return self.env_action(buffers.action[t])
+
+    def _compiled_step(
+        self,
+        raw_obs: np.ndarray,
+        t: int,
+        obs: np.ndarray,
+        action: np.ndarray,
+        log_prob: np.ndarray,
+        value: np.ndarray,
+    ) -> None:
+        """The compiled rollout step into row ``t`` of ``(T, B, ...)`` arrays. The noise is drawn
+        here, from torch's generator, as :meth:`act` draws it."""
+        raw = raw_obs if raw_obs.ndim == 2 else raw_obs.reshape(len(raw_obs), -1)  # (B, obs_size)
         noise = self._compiled_noise
-        n_out = self.compiled[0][-1].shape[1] - (self.critic is not None)  # the actor's outputs, then V if any
-        if noise is None or noise.shape != (obs.shape[0], n_out):
-            noise = self._compiled_noise = torch.empty((obs.shape[0], n_out))
+        if noise is None or noise.shape[0] != len(raw):
+            n_out = self.compiled[0][-1].shape[1] - (self.critic is not None)  # the actor's outputs, then V if any
+            noise = self._compiled_noise = torch.empty((len(raw), n_out))
             self._compiled_noise_np = noise.numpy()  # a view, refilled in place below
         gaussian = self.gaussian
         if gaussian is not None:
             noise.normal_()  # what torch.randn((B, action_dim)) draws, as act() draws it
-            action, log_prob, value = kernels.act_gaussian(
-                obs,
-                self.compiled,
-                gaussian.std,
-                gaussian.half_precision,
-                gaussian.log_normalizer,
-                self._compiled_noise_np,
-            )
+            self.kernels.rollout_step_gaussian(
+                raw, self._statistics, self.compiled, gaussian.std, gaussian.half_precision,
+                gaussian.log_normalizer, self._compiled_noise_np, t, obs, action, log_prob, value,
+            )  # fmt: skip
         else:
             noise.exponential_()  # what sample_categorical draws: Exp(1) noise of the probabilities' shape
-            action, log_prob, value, finite = kernels.act_categorical(obs, self.compiled, self._compiled_noise_np)
+            finite = self.kernels.rollout_step_categorical(
+                raw, self._statistics, self.compiled, self._compiled_noise_np, t, obs, action, log_prob, value
+            )
             if not finite:  # torch.multinomial (and sample_categorical) refuse these
                 raise ValueError("probability tensor contains either inf, nan or element < 0")
-        return obs, action, log_prob, value if self.critic is not None else None
 
     def env_action(self, raw_action: np.ndarray) -> np.ndarray:
         """``policy.env_action(raw_action)``: what the envs receive. Compiled for float32 Box
@@ -407,6 +437,13 @@ class SeedBatchedNumpyActorCritic:
         returns ``(obs, action, log_prob, value)``."""
         obs = self.normalize(raw_obs, update=True)
         return (obs, *self.act(obs))
+
+    def act_into(self, raw_obs: np.ndarray, buffers: RolloutBuffers, t: int) -> np.ndarray:
+        """:meth:`normalize_and_act` written into row ``t`` of a collector's buffers; returns
+        :meth:`env_action` of the action."""
+        obs, action, log_prob, value = self.normalize_and_act(raw_obs)
+        buffers.write_policy_step(t, obs, action, log_prob, value)
+        return self.env_action(action)
 
     def env_action(self, raw_action: np.ndarray) -> np.ndarray:
         """What the envs receive for raw actions ``(S*N, ...)`` (the seeds share one action space)."""

@@ -231,6 +231,7 @@ def test_env_action_falls_back_where_it_is_not_compiled(monkeypatch):
 
 def _bookkeeping_case(rng, n: int, next_step: bool, reward_dtype) -> dict:
     return dict(
+        observation=rng.normal(0.0, 1.0, (n, 3)),
         reward=rng.normal(0.0, 3.0, n).astype(reward_dtype),
         terminated=rng.random(n) < 0.3,
         truncated=rng.random(n) < 0.3,
@@ -258,8 +259,8 @@ def test_compiled_bookkeeping_equals_the_numpy_one_to_the_bit(next_step, reward_
             step = _bookkeeping_case(rng, n, next_step, reward_dtype)
             returned.append(
                 function(
-                    t, step["reward"], step["terminated"], step["truncated"], next_step, counters["pending_reset"],
-                    counters["episode_return"], counters["episode_length"], *buffers,
+                    t, step["observation"], step["reward"], step["terminated"], step["truncated"], next_step,
+                    counters["pending_reset"], counters["episode_return"], counters["episode_length"], *buffers,
                 )
             )  # fmt: skip
             ended = buffers[1][t] | buffers[2][t]
@@ -276,15 +277,22 @@ def test_compiled_bookkeeping_equals_the_numpy_one_to_the_bit(next_step, reward_
     assert numpy_buffers[3].all() != next_step  # NEXT_STEP reset steps were marked invalid
 
 
+@pytest.mark.parametrize("bad", ["reward", "observation", "observation-float32"])
 @pytest.mark.parametrize("function", ["numpy", "compiled"])
-def test_bookkeeping_reports_a_non_finite_reward_and_records_nothing(function):
+def test_bookkeeping_reports_a_non_finite_number_and_records_nothing(function, bad):
     from pgrad.rollout import record_transition
 
     record = record_transition if function == "numpy" else compiled.record_transition
     returns, lengths = np.array([1.0, 2.0]), np.array([3, 4])
     reward_buffer = np.zeros((1, 2), np.float32)
+    observation = np.zeros((2, 3), np.float32 if bad.endswith("float32") else np.float64)
+    reward = np.array([1.0, 2.0])
+    if bad == "reward":
+        reward[1] = np.nan
+    else:
+        observation[1, 2] = -np.inf
     result = record(
-        0, np.array([1.0, np.nan]), np.zeros(2, bool), np.zeros(2, bool), False, np.zeros(2, bool),
+        0, observation, reward, np.zeros(2, bool), np.zeros(2, bool), False, np.zeros(2, bool),
         returns, lengths, reward_buffer, np.zeros((1, 2), bool), np.zeros((1, 2), bool), np.ones((1, 2), bool),
         np.zeros((1, 2), np.int64),
     )  # fmt: skip
