@@ -185,7 +185,15 @@ def _run_pgrad(algo: str, env_id: str, steps: int, seed: int, overrides: dict, p
     import pgrad
 
     agent = pgrad.ALGORITHMS[algo](env_id, seed=seed, **{**PGRAD_KWARGS[algo], **overrides})
-    result = _timed(lambda: agent.learn(steps, quiet=True), profiler)
+    stamps: list[tuple[float, int]] = []  # (clock, env steps so far) after every iteration
+
+    def stamp(agent, row) -> None:
+        stamps.append((time.perf_counter(), agent.total_steps))
+
+    result = _timed(lambda: agent.learn(steps, quiet=True, callback=stamp), profiler)
+    if len(stamps) >= 2:  # the rate after the first iteration, whose one-off costs it leaves out
+        (start, first_steps), (end, last_steps) = stamps[0], stamps[-1]
+        result["steady_steps_per_s"] = (last_steps - first_steps) / (end - start)
     result.update(
         steps_done=agent.total_steps,
         recent_return=_finite_or_none(agent.logger.recent_return),
@@ -639,6 +647,26 @@ def _goal_ppo(budget: dict, args: argparse.Namespace, rows: list, notes: list) -
             "at_most": True,
         }
     )
+    steady = {
+        name: _median(runs[name], "steady_steps_per_s") for name in trainers if "steady_steps_per_s" in runs[name][0]
+    }
+    if steady:
+        best_steady = max(steady, key=steady.get)
+        iterations = steps // 2048
+        notes.append(
+            f"ppo steady state (iterations 2-{iterations} of {iterations}, leaving out the first and its one-off "
+            "costs, such as loading compiled code), medians (steps/s): "
+            + ", ".join(f"{name} {value:,.0f}" for name, value in steady.items())
+        )
+        rows.append(
+            {
+                "goal": f"PPO {env_id} 1 seed: overhead factor in steady state ({best_steady}; after the first "
+                "iteration)",
+                "measured": raw[fastest] / steady[best_steady],
+                "target": 2.0,
+                "at_most": True,
+            }
+        )
     if "sb3" in medians:
         ratio, text = medians["pgrad"] / medians["sb3"], None
     else:

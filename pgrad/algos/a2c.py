@@ -165,13 +165,14 @@ class A2C(Algorithm):
         """The same as :meth:`_autograd_step`, by hand in numpy (pgrad/numpy_twin/gradient.py)."""
         c = self.config
         self._numpy_gradient = NumpyPolicyGradient.reuse_or_build(self.learner, self._numpy_gradient)
-        self._numpy_gradient.bind()
-        return self._numpy_gradient.step_gradient(
+        gradient = self._numpy_gradient
+        gradient.bind()
+        return gradient.step_gradient(
             obs.numpy(),
             actions.numpy(),
             None,
             None,
-            self._normalized_advantages(advantages.numpy()),
+            gradient.normalized_advantages(advantages.numpy()) if c.normalize_advantage else advantages.numpy(),
             returns.numpy(),
             clip_coef=None,
             vf_clip_coef=None,

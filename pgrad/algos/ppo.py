@@ -296,13 +296,14 @@ class PPO(Algorithm):
     ) -> dict[str, float]:
         """The same as :meth:`_autograd_step`, with the gradient written out in numpy (pgrad/numpy_twin/gradient.py)."""
         c = self.config
-        self._numpy_gradient.bind()  # built or checked by train_iteration, once per update
-        return self._numpy_gradient.step_gradient(
+        gradient = self._numpy_gradient
+        gradient.bind()  # built or checked by train_iteration, once per update
+        return gradient.step_gradient(
             obs,
             actions,
             old_log_probs,
             old_values,
-            self._normalized_advantages(advantages),
+            gradient.normalized_advantages(advantages) if c.norm_adv else advantages,
             returns,
             **loss_settings(c),
         )

@@ -582,3 +582,79 @@ def record_transition(
         if next_step_autoreset:
             pending_reset[i] = ended
     return n_valid, n_ended
+
+
+# -- the update's advantage normalisation ---------------------------------------------------------
+
+
+@jit
+def pairwise_run_sum(values, start, n):
+    """The float32 sum of ``values[start:start + n]``, ``n <= 128``, as numpy adds such a run:
+    below 8 one by one from 0, else in eight interleaved partial sums added as a tree, then the rest."""
+    if n < 8:
+        total = np.float32(0.0)
+        for i in range(start, start + n):
+            total += values[i]
+        return total
+    partial = values[start : start + 8].copy()
+    whole = n - n % 8
+    for i in range(8, whole, 8):
+        for j in range(8):
+            partial[j] += values[start + i + j]
+    left = (partial[0] + partial[1]) + (partial[2] + partial[3])
+    total = left + ((partial[4] + partial[5]) + (partial[6] + partial[7]))
+    for i in range(start + whole, start + n):
+        total += values[i]
+    return total
+
+
+@jit
+def pairwise_sum(values):
+    """The float32 sum of a contiguous ``values`` as numpy's reductions add it (pairwise
+    summation: a run longer than 128 is split in two at a multiple of 8 and the halves' sums
+    added), so the same number to the bit. numpy recurses; this walks the same tree with a
+    stack of its own, as numba cannot cache a recursive function."""
+    run_start, run_length = np.empty(130, np.int64), np.empty(130, np.int64)
+    split = np.zeros(130, np.bool_)  # whether the run's halves were pushed
+    sums = np.empty(130, np.float32)  # the finished runs' sums, in order
+    run_start[0], run_length[0], runs, finished = 0, values.shape[0], 1, 0
+    while runs > 0:
+        start, n = run_start[runs - 1], run_length[runs - 1]
+        if n <= 128:
+            sums[finished] = pairwise_run_sum(values, start, n)
+            finished += 1
+            runs -= 1
+        elif not split[runs - 1]:
+            split[runs - 1] = True
+            half = n // 2
+            half -= half % 8
+            # the second half below the first: the first is summed first, as numpy's recursion does
+            run_start[runs], run_length[runs], split[runs] = start + half, n - half, False
+            run_start[runs + 1], run_length[runs + 1], split[runs + 1] = start, half, False
+            runs += 2
+        else:  # both halves are summed: their sums are the last two
+            sums[finished - 2] = sums[finished - 2] + sums[finished - 1]
+            finished -= 1
+            runs -= 1
+    return sums[0]
+
+
+@jit
+def normalize_advantages(advantages):
+    """:func:`pgrad.losses.normalize_advantages` of a float32 ``(B,)`` array, the same to the bit:
+    numpy's float32 mean and unbiased std (sums from 0 as numpy's reduction starts, divisions
+    rounded to float32 once), then ``(A - mean) / (std + 1e-8)``."""
+    n = advantages.shape[0]
+    if n < 2:
+        return advantages
+    mean = np.float32((np.float32(0.0) + pairwise_sum(advantages)) / n)
+    centred = np.empty_like(advantages)
+    squares = np.empty_like(advantages)
+    for i in range(n):
+        centred[i] = advantages[i] - mean
+        squares[i] = centred[i] * centred[i]
+    std = np.sqrt(np.float32((np.float32(0.0) + pairwise_sum(squares)) / (n - 1)))
+    denominator = std + np.float32(1e-8)
+    for i in range(n):
+        centred[i] /= denominator
+    return centred

@@ -38,6 +38,7 @@ from torch import nn
 
 from pgrad.batched import SeedBatchedActorCritic
 from pgrad.distributions import CategoricalHead, DiagGaussianHead
+from pgrad.losses import normalize_advantages
 from pgrad.numpy_twin.actions import HALF_LOG_2PI, LOG_SQRT_2PI, log_softmax, take_log_prob
 from pgrad.numpy_twin.layers import (
     all_parameters,
@@ -168,6 +169,13 @@ class NumpyPolicyGradient:
         for parameter, grad in zip(self.parameters, self.grad_tensors):
             if parameter.grad is not grad:
                 parameter.grad = grad
+
+    def normalized_advantages(self, advantages: np.ndarray) -> np.ndarray:
+        """:func:`pgrad.losses.normalize_advantages` of a minibatch's advantages: compiled for one
+        policy's float32 ``(B,)`` where numba is installed (the same numbers to the bit)."""
+        if self.kernels is not None and advantages.ndim == 1 and advantages.dtype == np.float32:
+            return self.kernels.normalize_advantages(advantages)
+        return normalize_advantages(advantages)
 
     def step_gradient(
         self,

@@ -300,3 +300,16 @@ def test_bookkeeping_reports_a_non_finite_number_and_records_nothing(function, b
     np.testing.assert_array_equal(returns, [1.0, 2.0])
     np.testing.assert_array_equal(lengths, [3, 4])
     assert not reward_buffer.any()
+
+
+def test_compiled_advantage_normalisation_equals_numpy_s_to_the_bit():
+    from pgrad.losses import normalize_advantages
+
+    rng = np.random.default_rng(0)
+    # sizes around numpy's pairwise-summation blocks (8 partial sums, runs of 128, splits above)
+    for n in [1, 2, 3, 7, 8, 9, 15, 16, 17, 63, 64, 65, 127, 128, 129, 255, 256, 257, 300, 1000, 2048, 4095]:
+        for scale in (1e-3, 1.0, 1e3):
+            advantages = (rng.standard_normal(n) * scale + rng.uniform(-5, 5)).astype(np.float32)
+            expected = normalize_advantages(advantages)
+            got = compiled.normalize_advantages(advantages)
+            np.testing.assert_array_equal(got.view(np.int32), expected.view(np.int32), err_msg=f"n={n}")
