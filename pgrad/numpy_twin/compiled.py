@@ -1,4 +1,5 @@
-"""One policy's rollout step, minibatch gradient and Adam step compiled with numba, when installed.
+"""One policy's rollout step, minibatch update and Adam step, and the collector's step, compiled
+with numba when installed.
 
 Why: a rollout step of a small MLP policy issues ~30 numpy calls (normalise, three layers,
 sample, log-probability), and a PPO minibatch update ~80, each costing 0.5-2 us of Python and
@@ -7,8 +8,11 @@ goes"). One compiled function doing the same maths costs a fraction of that. Tia
 its return computations with numba for the same reason. docs/architecture.md, "The compiled
 path", says what is compiled, what stays equal to the bit, and why it is optional.
 
-The module has three parts: the rollout step (below), the minibatch update (PPO's and A2C's
-loss and gradient, see its section) and the Adam step (:func:`adam_step`).
+The module has five parts: the rollout step (below), the minibatch update (PPO's and A2C's
+loss and gradient, see its section), the Adam step (:func:`adam_step`), the rest of the
+collector's step (the env's action and the bookkeeping, :func:`record_transition`) and the
+minibatch advantage normalisation (:func:`normalize_advantages`). The last two, and the Adam
+step, give the same numbers as their numpy versions to the bit.
 
 The rollout step computes :class:`pgrad.numpy_twin.policy.NumpyActorCritic`'s ``normalize(obs,
 update=True)`` followed by ``act`` on the fused network (its ``normalize_and_act``), step for step:
@@ -612,8 +616,8 @@ def pairwise_run_sum(values, start, n):
 def pairwise_sum(values):
     """The float32 sum of a contiguous ``values`` as numpy's reductions add it (pairwise
     summation: a run longer than 128 is split in two at a multiple of 8 and the halves' sums
-    added), so the same number to the bit. numpy recurses; this walks the same tree with a
-    stack of its own, as numba cannot cache a recursive function."""
+    added), so the same number to the bit. numpy recurses; this walks the same tree with a stack
+    of its own: a recursive version crashed the process when numba loaded it from its cache."""
     run_start, run_length = np.empty(130, np.int64), np.empty(130, np.int64)
     split = np.zeros(130, np.bool_)  # whether the run's halves were pushed
     sums = np.empty(130, np.float32)  # the finished runs' sums, in order
