@@ -194,11 +194,13 @@ def observe(raw, statistics, out):
 @jit
 def rollout_step_gaussian(
     raw, statistics, network, std, half_precision, log_normalizer, noise,
-    t, obs_buffer, action_buffer, log_prob_buffer, value_buffer,
+    t, obs_buffer, action_buffer, log_prob_buffer, value_buffer, bounds,
 ):  # fmt: skip
     """A rollout step of a Gaussian policy, written into row ``t`` of the buffers ``(T, B, ...)``:
     the normalised observations, ``action = mean + std * noise``, its log-probability, and V
-    (0 without a critic)."""
+    (0 without a critic). Returns the actions the envs receive, rescaled from [-1, 1] to
+    ``bounds = (True, low, high)`` as :func:`box_env_action` does, or an empty ``(0, 0)`` array
+    with ``bounds = (False, ...)`` (the caller maps the actions itself)."""
     obs = obs_buffer[t]
     observe(raw, statistics, obs)
     out = forward(obs, *network)  # (B, action_dim [+ 1]): the means, then V if the policy has a critic
@@ -212,6 +214,12 @@ def rollout_step_gaussian(
             squared += deviation * deviation * half_precision[j]
         log_prob[b] = -squared - log_normalizer
         value[b] = out[b, dims] if out.shape[1] > dims else np.float32(0.0)  # (a policy without a critic)
+    rescale, low, high = bounds
+    if not rescale:
+        return np.empty((0, 0), np.float32)
+    env_action = np.empty_like(action)
+    rescale_into(action, low, high, env_action)
+    return env_action
 
 
 @jit
@@ -540,6 +548,13 @@ def box_env_action(raw, low, high):
     ``high (d,)``: clip to [-1, 1], then ``low + (unit + 1) * 0.5 * (high - low)``, the same
     float32 operations in the same order, so the same numbers to the bit (NaN stays NaN)."""
     out = np.empty_like(raw)
+    rescale_into(raw, low, high, out)
+    return out
+
+
+@jit
+def rescale_into(raw, low, high, out):
+    """:func:`box_env_action` into ``out``."""
     for b in range(raw.shape[0]):
         for j in range(raw.shape[1]):
             unit = raw[b, j]
@@ -548,7 +563,6 @@ def box_env_action(raw, low, high):
             if unit > UNIT_HIGH:
                 unit = UNIT_HIGH
             out[b, j] = low[j] + (unit + ONE) * HALF * (high[j] - low[j])
-    return out
 
 
 @jit

@@ -203,6 +203,8 @@ class NumpyActorCritic:
             and space.low.ndim == 1
             else None
         )
+        unused = np.zeros(0, np.float32)
+        self._bounds = (True, *self._box_bounds) if self._box_bounds is not None else (False, unused, unused)
 
     def _read_state(self) -> None:
         """The observation normaliser's statistics (views) and the std, which are not layers."""
@@ -267,8 +269,8 @@ class NumpyActorCritic:
             obs, action, log_prob, value = self.normalize_and_act(raw_obs)
             buffers.write_policy_step(t, obs, action, log_prob, value)
             return self.env_action(action)
-        self._compiled_step(raw_obs, t, buffers.obs, buffers.action, buffers.log_prob, buffers.value)
-        return self.env_action(buffers.action[t])
+        env_action = self._compiled_step(raw_obs, t, buffers.obs, buffers.action, buffers.log_prob, buffers.value)
+        return env_action if env_action is not None else self.env_action(buffers.action[t])
 
     def _compiled_step(
         self,
@@ -278,9 +280,10 @@ class NumpyActorCritic:
         action: np.ndarray,
         log_prob: np.ndarray,
         value: np.ndarray,
-    ) -> None:
-        """The compiled rollout step into row ``t`` of ``(T, B, ...)`` arrays. The noise is drawn
-        here, from torch's generator, as :meth:`act` draws it."""
+    ) -> np.ndarray | None:
+        """The compiled rollout step into row ``t`` of ``(T, B, ...)`` arrays; returns the env
+        actions where the same call computed them (float32 Box actions with finite bounds),
+        else None. The noise is drawn here, from torch's generator, as :meth:`act` draws it."""
         raw = raw_obs if raw_obs.ndim == 2 else raw_obs.reshape(len(raw_obs), -1)  # (B, obs_size)
         noise = self._compiled_noise
         if noise is None or noise.shape[0] != len(raw):
@@ -290,10 +293,11 @@ class NumpyActorCritic:
         gaussian = self.gaussian
         if gaussian is not None:
             noise.normal_()  # what torch.randn((B, action_dim)) draws, as act() draws it
-            self.kernels.rollout_step_gaussian(
+            env_action = self.kernels.rollout_step_gaussian(
                 raw, self._statistics, self.compiled, gaussian.std, gaussian.half_precision,
-                gaussian.log_normalizer, self._compiled_noise_np, t, obs, action, log_prob, value,
+                gaussian.log_normalizer, self._compiled_noise_np, t, obs, action, log_prob, value, self._bounds,
             )  # fmt: skip
+            return env_action if len(env_action) else None
         else:
             noise.exponential_()  # what sample_categorical draws: Exp(1) noise of the probabilities' shape
             finite = self.kernels.rollout_step_categorical(
@@ -301,6 +305,7 @@ class NumpyActorCritic:
             )
             if not finite:  # torch.multinomial (and sample_categorical) refuse these
                 raise ValueError("probability tensor contains either inf, nan or element < 0")
+            return None
 
     def env_action(self, raw_action: np.ndarray) -> np.ndarray:
         """``policy.env_action(raw_action)``: what the envs receive. Compiled for float32 Box

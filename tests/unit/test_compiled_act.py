@@ -313,3 +313,29 @@ def test_compiled_advantage_normalisation_equals_numpy_s_to_the_bit():
             expected = normalize_advantages(advantages)
             got = compiled.normalize_advantages(advantages)
             np.testing.assert_array_equal(got.view(np.int32), expected.view(np.int32), err_msg=f"n={n}")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_act_into_writes_the_rollout_row_and_returns_the_env_action(case, monkeypatch):
+    from pgrad.rollout import RolloutBuffers
+
+    policy = _policy(case)
+    compiled_twin, numpy_twin = _twins(policy, monkeypatch)
+    raw = np.random.default_rng(3).normal(2.0, 3.0, (5, policy.obs_size))
+    written, start = {}, _state(policy)
+    for name, twin in (("compiled", compiled_twin), ("numpy", numpy_twin)):
+        policy.load_state_dict(start)  # each from the same statistics (they move with every step)
+        torch.manual_seed(4)
+        buffers = RolloutBuffers.allocate(3, 5, policy)
+        env_action = twin.act_into(raw, buffers, 1)
+        # the env action is the policy's map of the action written into the row, to the bit
+        np.testing.assert_array_equal(env_action, policy.env_action(buffers.action[1]))
+        assert not buffers.obs[[0, 2]].any() and not buffers.log_prob[[0, 2]].any()  # only row 1 written
+        written[name] = buffers
+    np.testing.assert_array_equal(written["compiled"].obs, written["numpy"].obs)
+    np.testing.assert_allclose(written["compiled"].log_prob, written["numpy"].log_prob, atol=1e-5)
+    np.testing.assert_allclose(written["compiled"].value, written["numpy"].value, atol=1e-5)
+    if policy.discrete:
+        np.testing.assert_array_equal(written["compiled"].action, written["numpy"].action)
+    else:
+        np.testing.assert_allclose(written["compiled"].action, written["numpy"].action, atol=1e-5)
