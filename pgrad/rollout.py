@@ -480,6 +480,8 @@ class RolloutCollector:
         self._sync_fast_inference()
         # numpy buffers: a per-step write costs well under a microsecond, a torch one several
         buffers = RolloutBuffers.allocate(n_steps, n_envs, policy)
+        if isinstance(self.fast, NumpyActorCritic):  # every step's action noise, drawn now (same numbers)
+            self.fast.draw_noise_ahead(n_steps, n_envs)
         # Only SAME_STEP truncations need an extra V(final obs); remember where they happened.
         final_obs_slots: list[tuple[int, int, np.ndarray]] = []  # (t, env index, raw final obs (1, ...))
         episodes = EpisodeLog()

@@ -138,6 +138,7 @@ class NumpyActorCritic:
         self.fused_requested = fused
         self._noise: torch.Tensor | None = None  # preallocated Gaussian noise, see act()
         self._compiled_noise: torch.Tensor | None = None  # the same for the compiled call
+        self._noise_ahead: list[np.ndarray] = []  # drawn by draw_noise_ahead, used last first
         self.fused: list | None = None
         # what pgrad.numpy_twin.compiled reads (see _compiled_network), None: the rollout step runs as numpy
         self.compiled: tuple | None = None
@@ -285,27 +286,56 @@ class NumpyActorCritic:
         actions where the same call computed them (float32 Box actions with finite bounds),
         else None. The noise is drawn here, from torch's generator, as :meth:`act` draws it."""
         raw = raw_obs if raw_obs.ndim == 2 else raw_obs.reshape(len(raw_obs), -1)  # (B, obs_size)
-        noise = self._compiled_noise
-        if noise is None or noise.shape[0] != len(raw):
-            n_out = self.compiled[0][-1].shape[1] - (self.critic is not None)  # the actor's outputs, then V if any
-            noise = self._compiled_noise = torch.empty((len(raw), n_out))
-            self._compiled_noise_np = noise.numpy()  # a view, refilled in place below
+        if self._noise_ahead:
+            noise = self._noise_ahead.pop()
+        else:
+            noise = self._compiled_noise
+            if noise is None or noise.shape[0] != len(raw):
+                noise = self._compiled_noise = torch.empty((len(raw), self._noise_columns()))
+            self._draw(noise)
+            noise = noise.numpy()
         gaussian = self.gaussian
         if gaussian is not None:
-            noise.normal_()  # what torch.randn((B, action_dim)) draws, as act() draws it
             env_action = self.kernels.rollout_step_gaussian(
                 raw, self._statistics, self.compiled, gaussian.std, gaussian.half_precision,
-                gaussian.log_normalizer, self._compiled_noise_np, t, obs, action, log_prob, value, self._bounds,
+                gaussian.log_normalizer, noise, t, obs, action, log_prob, value, self._bounds,
             )  # fmt: skip
             return env_action if len(env_action) else None
         else:
-            noise.exponential_()  # what sample_categorical draws: Exp(1) noise of the probabilities' shape
             finite = self.kernels.rollout_step_categorical(
-                raw, self._statistics, self.compiled, self._compiled_noise_np, t, obs, action, log_prob, value
+                raw, self._statistics, self.compiled, noise, t, obs, action, log_prob, value
             )
             if not finite:  # torch.multinomial (and sample_categorical) refuse these
                 raise ValueError("probability tensor contains either inf, nan or element < 0")
             return None
+
+    def _noise_columns(self) -> int:
+        """The actor's outputs: the compiled network's, less V where the policy has a critic."""
+        return self.compiled[0][-1].shape[1] - (self.critic is not None)
+
+    def _draw(self, noise: torch.Tensor) -> None:
+        """One step's noise, drawn in place from torch's generator as :meth:`act` draws it."""
+        if self.gaussian is not None:
+            noise.normal_()  # what torch.randn((B, action_dim)) draws
+        else:
+            noise.exponential_()  # what sample_categorical draws: Exp(1) noise of the probabilities' shape
+
+    def draw_noise_ahead(self, n_steps: int, n_envs: int) -> None:
+        """Draw the noise of the next ``n_steps`` compiled rollout steps of ``n_envs`` rows now.
+
+        The same numbers as drawing at each step: one draw per step, of the step's shape, in step
+        order, from the same generator (a draw of more numbers at once would take another of
+        torch's sampling paths). Drawn together they cost ~1 us a step; between env steps, whose
+        simulator evicts torch's code from the CPU's caches, ~3.5 us (BENCHMARKS.md). The caller
+        must draw nothing else from torch's generator until those steps are taken: the collector
+        calls this at the start of a fixed-length rollout. Without the compiled step, nothing is drawn."""
+        self._noise_ahead = []
+        if self.compiled is None or n_steps < 2:
+            return
+        noise = torch.empty((n_steps, n_envs, self._noise_columns()))
+        for row in noise:
+            self._draw(row)
+        self._noise_ahead = list(noise.numpy()[::-1])  # popped from the end: step 0 first
 
     def env_action(self, raw_action: np.ndarray) -> np.ndarray:
         """``policy.env_action(raw_action)``: what the envs receive. Compiled for float32 Box

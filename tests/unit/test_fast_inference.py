@@ -101,8 +101,10 @@ def test_collected_rollouts_equal_with_fast_path_on_and_off(env_id, n_envs, rewa
             for parameter in policy.parameters():
                 parameter.mul_(1.1)
         second, _ = collector.collect(60)
-        rollouts[fast] = (first, second, log, policy.state_dict())
+        # torch's generator moved on by the same draws (the fast path draws a rollout's noise first)
+        rollouts[fast] = (first, second, log, policy.state_dict(), torch.rand(3))
         envs.close()
+    assert torch.equal(rollouts[True][4], rollouts[False][4])
     for fast_rollout, plain_rollout in zip(rollouts[True][:2], rollouts[False][:2]):
         for name in (
             "obs",
