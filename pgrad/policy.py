@@ -344,8 +344,9 @@ class ActorCriticPolicy(nn.Module):
         """
         space = self.action_space
         # the two common cases first, with one test each (this runs every env step)
-        if self.discrete:
-            return raw_action.astype(np.int64) + int(space.start)
+        if self.discrete:  # (a new array either way: the envs may keep what they are given)
+            action = raw_action.astype(np.int64)
+            return action + int(space.start) if space.start else action
         if self._flat_box is space:
             return box_env_action(raw_action, space, self.rescale_actions)
         batch = raw_action.shape[0]

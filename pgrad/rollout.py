@@ -564,21 +564,22 @@ class RolloutCollector:
         steps_taken = 0
         episodes = EpisodeLog()
         chunk, row = None, 0  # steps are written into chunks of rows; the buffer holds views of them
+        transitions_before = self.total_transitions
         while steps_taken < max_steps and (len(finished) < n_episodes or complete_transitions < min_transitions):
             if chunk is None or row == chunk.n_steps:
                 chunk, row = RolloutBuffers.allocate(EPISODE_CHUNK_STEPS, self.n_envs, self.policy), 0
-            step = chunk.record(row, self.step_into(chunk, row, episodes))
-            row += 1
-            buffer.append(step)
+            episodes_before = len(episodes.envs)
+            buffer.append(chunk.record(row, self.step_into(chunk, row, episodes)))
             index = len(buffer) - 1
-            steps_taken += int(step.valid.sum())
-            ended = step.terminated | step.truncated
-            for env_index in np.flatnonzero(ended) if ended.any() else ():
+            steps_taken = self.total_transitions - transitions_before
+            # every env whose episode ended at this step was logged by it, in env order
+            for env_index in episodes.envs[episodes_before:]:
                 if starts[env_index] is not None:
-                    finished.append((int(env_index), starts[env_index], index))
-                    complete_transitions += int(step.time_in_episode[env_index]) + 1
+                    finished.append((env_index, starts[env_index], index))
+                    complete_transitions += int(chunk.time_in_episode[row, env_index]) + 1
                 # NEXT_STEP: the next step of this env is a reset step; it is dropped below as invalid
                 starts[env_index] = index + 1
+            row += 1
 
         rollout = self._episodes_to_rollout(buffer, finished)
         # Forget the steps no running episode needs any more.

@@ -289,11 +289,11 @@ class NumpyActorCritic:
         if self._noise_ahead:
             noise = self._noise_ahead.pop()
         else:
-            noise = self._compiled_noise
-            if noise is None or noise.shape[0] != len(raw):
-                noise = self._compiled_noise = torch.empty((len(raw), self._noise_columns()))
-            self._draw(noise)
-            noise = noise.numpy()
+            if self._compiled_noise is None or self._compiled_noise.shape[0] != len(raw):
+                self._compiled_noise = torch.empty((len(raw), self._noise_columns()))
+                self._compiled_noise_np = self._compiled_noise.numpy()  # a view, refilled in place each step
+            self._draw(self._compiled_noise)
+            noise = self._compiled_noise_np
         gaussian = self.gaussian
         if gaussian is not None:
             env_action = self.kernels.rollout_step_gaussian(
