@@ -11,10 +11,15 @@ gradient and the Adam step are the ones a run uses: compiled where numba is inst
 (pgrad/numpy_twin/compiled.py), numpy calls with ``PGRAD_NUMBA=0``:
 
 * ``raw env step``: ``gymnasium.make(env).step`` with pre-drawn random actions (speed.py's ``raw``);
-* the rollout, per env step: ``collect(2048)`` in all, and separately the pieces of one step:
-  pgrad's vector env around the same env (``envs.step``), the twin's normalisation, action and
-  value (``normalize_and_act``), the map to the env's action (``env_action``); the rest of
-  ``collect`` is the step's own bookkeeping (episode counters, flags, checks, the buffers);
+* the rollout, per env step: ``collect(2048)`` in all, and separately the pieces of one step as
+  ``collect`` runs them: pgrad's vector env around the same env (``envs.step``), the twin's
+  normalisation, action, value and map to the env's action written into the step's row
+  (``act_into``, the noise drawn ahead as ``collect`` draws it), and ``step_into`` whole, whose
+  rest is the step's own bookkeeping (episode counters, flags, checks); what ``collect`` adds
+  beyond ``step_into`` is its loop and buffers. Each piece is timed in a loop of its own, where
+  it runs with warm caches: inside ``collect`` the simulator and the policy evict each other's
+  code and data, which shows up in the bookkeeping and loop rows (BENCHMARKS.md, "The
+  collector's step compiled");
 * the update, per minibatch: the gradient (``step_gradient``) and the Adam step, and,
   as a floor, only the matrix products of that minibatch's forward and backward passes (the
   same shapes, the same BLAS), which any implementation of these networks on this CPU pays;
@@ -22,7 +27,7 @@ gradient and the Adam step are the ones a run uses: compiled where numba is inst
 
 It prints each part in microseconds per env step (medians over ``--repeats``) and three overhead
 factors: pgrad's as measured, what it would be with no bookkeeping at all (raw step + act +
-env_action + the vector env + the update), and the arithmetic floor (raw step + the matrix
+the vector env + the update), and the arithmetic floor (raw step + the matrix
 products of inference and update). The machine may be shared: compare the parts with each
 other within one invocation, not with figures from another day.
 """
@@ -114,23 +119,29 @@ def measure(env_id: str, seed: int) -> dict[str, float]:
     collector.collect(config.n_steps)
     parts["collect, all"] = (time.perf_counter() - start) / config.n_steps * 1e6
 
-    obs = twin.normalize(collector.obs)
-    action = twin.act(obs)[0]
-    env_action = twin.env_action(action)
-    # what the collector calls: compiled where numba is installed (pgrad/numpy_twin/compiled.py)
-    parts["act (normalise, forward, sample)"] = per_call_us(lambda: twin.normalize_and_act(collector.obs), 4000)
-    parts["env_action"] = per_call_us(lambda: twin.env_action(action), 4000)
+    # What collect() runs each step, as it runs it: the policy's call written into the step's row
+    # (compiled where numba is installed), with the rollout's noise drawn before the loop
+    # (NumpyActorCritic.draw_noise_ahead; per_call_us makes calls + 1 calls).
+    buffers = RolloutBuffers.allocate(config.n_steps, collector.n_envs, agent.policy)
+    row = [0]
+
+    def act_into() -> None:
+        twin.act_into(collector.obs, buffers, row[0])
+        row[0] = (row[0] + 1) % config.n_steps
+
+    twin.draw_noise_ahead(4001, collector.n_envs)
+    parts["act (normalise, forward, sample, env action)"] = per_call_us(act_into, 4000)
+    env_action = twin.act_into(collector.obs, buffers, 0)
     parts["envs.step (pgrad's vector env + recorder + env)"] = per_call_us(
         lambda: collector.envs.step(env_action), 4000
     )
     episodes = EpisodeLog()
-    buffers = RolloutBuffers.allocate(config.n_steps, collector.n_envs, agent.policy)
-    row = [0]
 
-    def step_into() -> None:  # what collect() runs each step: the step written into its row
+    def step_into() -> None:
         collector.step_into(buffers, row[0], episodes)
         row[0] = (row[0] + 1) % config.n_steps
 
+    twin.draw_noise_ahead(4001, collector.n_envs)
     parts["collector.step"] = per_call_us(step_into, 4000)
     collector.obs, _ = collector.envs.reset(seed=seed)  # the steps above left episodes mid-way
 
@@ -182,17 +193,15 @@ def report(runs: list[dict[str, float]]) -> None:
     vector_env = median["envs.step (pgrad's vector env + recorder + env)"] - raw
     bookkeeping = median["collector.step"] - (
         median["envs.step (pgrad's vector env + recorder + env)"]
-        + median["act (normalise, forward, sample)"]
-        + median["env_action"]
+        + median["act (normalise, forward, sample, env action)"]
     )
     rows = [
         ("raw env step (gymnasium.make)", raw),
         ("pgrad's vector env + recorder, beyond the raw step", vector_env),
         (
-            "act (normalise, fused forward, sample; compiled where numba is installed)",
-            median["act (normalise, forward, sample)"],
+            "act (normalise, fused forward, sample, env action; compiled where numba is installed)",
+            median["act (normalise, forward, sample, env action)"],
         ),
-        ("env_action (clip and rescale)", median["env_action"]),
         ("the step's bookkeeping (counters, flags, checks)", bookkeeping),
         ("collect's loop and buffers", median["collect, all"] - median["collector.step"]),
         ("update share (step_gradient + Adam)", per_step_update),
