@@ -15,7 +15,8 @@ have bitten well-known libraries are enforced here, once, for all algorithms:
     ``step()`` ignores the action and returns the reset observation with reward 0. That step is
     not a transition: it is marked ``valid=False`` and algorithms drop it from their batches.
 
-Two ways to collect, sharing one step function (:meth:`RolloutCollector._step`):
+Two ways to collect, sharing one step function (:meth:`RolloutCollector.step_into`, which
+writes each step into row ``t`` of preallocated arrays, :class:`RolloutBuffers`):
 
 * :meth:`RolloutCollector.collect` - a fixed number of steps per env, episodes cut anywhere
   (A2C, PPO, one-step actor-critic bootstrap across the cut).
@@ -96,10 +97,12 @@ class EpisodeLog:
 
 @dataclass
 class StepRecord:
-    """What one vector step produced for each of the ``N`` envs (see :meth:`RolloutCollector.step`).
+    """What one vector step produced for each of the ``N`` envs: one row of
+    :class:`RolloutBuffers` (:meth:`RolloutBuffers.record`), as :meth:`RolloutCollector.step`
+    returns it and ``collect_episodes`` keeps the steps of unfinished episodes between calls.
 
-    Numpy throughout: a step is written into preallocated numpy buffers, and the rollout becomes
-    torch tensors once, at its end (``torch.from_numpy`` shares memory, so that costs nothing).
+    Numpy throughout: a rollout becomes torch tensors once, at its end (``torch.from_numpy``
+    shares memory, so that costs nothing).
     """
 
     obs: np.ndarray  # (N, obs_size) float32 normalised observations the policy acted on
