@@ -328,10 +328,9 @@ class RolloutCollector:
         # the step's bookkeeping, compiled where numba is installed (the same numbers to the bit)
         kernels = compiled_kernels()
         self._record_transition = record_transition if kernels is None else kernels.record_transition
-        # NEXT_STEP: envs whose previous step ended an episode; their next step is a reset.
+        # NEXT_STEP: envs whose previous step ended an episode; their next step is a reset (updated
+        # in place by record_transition; all False under SAME_STEP, where every step is a transition)
         self.pending_reset = np.zeros(self.n_envs, dtype=bool)
-        # SAME_STEP: every step is a transition; one shared all-True mask (never written) says so
-        self._all_valid = np.ones(self.n_envs, dtype=bool)
         self.episode_return = np.zeros(self.n_envs, dtype=np.float64)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
         self.total_transitions = start_step  # counts real transitions; episodes are stamped with it
