@@ -199,7 +199,7 @@ def rollout_step_gaussian(
     """A rollout step of a Gaussian policy, written into row ``t`` of the buffers ``(T, B, ...)``:
     the normalised observations, ``action = mean + std * noise``, its log-probability, and V
     (0 without a critic). Returns the actions the envs receive, rescaled from [-1, 1] to
-    ``bounds = (True, low, high)`` as :func:`box_env_action` does, or an empty ``(0, 0)`` array
+    ``bounds = (True, low, high)`` as :func:`rescale_into` does, or an empty ``(0, 0)`` array
     with ``bounds = (False, ...)`` (the caller maps the actions itself)."""
     obs = obs_buffer[t]
     observe(raw, statistics, obs)
@@ -543,18 +543,10 @@ UNIT_LOW, UNIT_HIGH, ONE, HALF = np.float32(-1.0), np.float32(1.0), np.float32(1
 
 
 @jit
-def box_env_action(raw, low, high):
-    """:func:`pgrad.policy.box_env_action` with ``rescale`` for float32 ``raw (B, d)``, ``low``,
-    ``high (d,)``: clip to [-1, 1], then ``low + (unit + 1) * 0.5 * (high - low)``, the same
-    float32 operations in the same order, so the same numbers to the bit (NaN stays NaN)."""
-    out = np.empty_like(raw)
-    rescale_into(raw, low, high, out)
-    return out
-
-
-@jit
 def rescale_into(raw, low, high, out):
-    """:func:`box_env_action` into ``out``."""
+    """:func:`pgrad.policy.box_env_action` with ``rescale`` for float32 ``raw (B, d)``, ``low``,
+    ``high (d,)``, into ``out``: clip to [-1, 1], then ``low + (unit + 1) * 0.5 * (high - low)``,
+    the same float32 operations in the same order, so the same numbers to the bit (NaN stays NaN)."""
     for b in range(raw.shape[0]):
         for j in range(raw.shape[1]):
             unit = raw[b, j]

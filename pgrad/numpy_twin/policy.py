@@ -193,19 +193,19 @@ class NumpyActorCritic:
             self._actor_copy = copy_network(self.actor + self.head) if self.fused is None else None
             layers = self.fused if self.fused is not None else self._actor_copy
             self.compiled = _compiled_network(layers, self.actor + self.head)
-        # env_action compiled: float32 Box actions rescaled from [-1, 1] (the common continuous case)
+        # The compiled Gaussian step also maps its actions to the env's where they are float32 Box
+        # actions rescaled from [-1, 1] (the common continuous case), as policy.env_action does;
+        # other actions are mapped by policy.env_action.
         space = policy.action_space
-        self._box_bounds = (
-            (space.low, space.high)
-            if self.kernels is not None
+        rescaled = (
+            self.kernels is not None
             and policy._flat_box is space
             and policy.rescale_actions
             and space.dtype == np.float32
             and space.low.ndim == 1
-            else None
         )
         unused = np.zeros(0, np.float32)
-        self._bounds = (True, *self._box_bounds) if self._box_bounds is not None else (False, unused, unused)
+        self._bounds = (True, space.low, space.high) if rescaled else (False, unused, unused)
 
     def _read_state(self) -> None:
         """The observation normaliser's statistics (views) and the std, which are not layers."""
@@ -265,13 +265,13 @@ class NumpyActorCritic:
 
     def act_into(self, raw_obs: np.ndarray, buffers: RolloutBuffers, t: int) -> np.ndarray:
         """:meth:`normalize_and_act` written into row ``t`` of a collector's buffers (the value row
-        only with a critic); returns :meth:`env_action` of the action, what the envs receive."""
+        only with a critic); returns ``policy.env_action`` of the action, what the envs receive."""
         if self.compiled is None:
             obs, action, log_prob, value = self.normalize_and_act(raw_obs)
             buffers.write_policy_step(t, obs, action, log_prob, value)
-            return self.env_action(action)
+            return self.policy.env_action(action)
         env_action = self._compiled_step(raw_obs, t, buffers.obs, buffers.action, buffers.log_prob, buffers.value)
-        return env_action if env_action is not None else self.env_action(buffers.action[t])
+        return env_action if env_action is not None else self.policy.env_action(buffers.action[t])
 
     def _compiled_step(
         self,
@@ -336,14 +336,6 @@ class NumpyActorCritic:
         for row in noise:
             self._draw(row)
         self._noise_ahead = list(noise.numpy()[::-1])  # popped from the end: step 0 first
-
-    def env_action(self, raw_action: np.ndarray) -> np.ndarray:
-        """``policy.env_action(raw_action)``: what the envs receive. Compiled for float32 Box
-        actions with finite bounds where numba is installed (the same numbers to the bit)."""
-        bounds = self._box_bounds
-        if bounds is None or raw_action.dtype != np.float32:
-            return self.policy.env_action(raw_action)
-        return self.kernels.box_env_action(raw_action, *bounds)
 
     def value(self, obs: np.ndarray) -> np.ndarray:
         """State values ``(B,)`` for normalised observations (the policy must have a critic).
@@ -475,14 +467,10 @@ class SeedBatchedNumpyActorCritic:
 
     def act_into(self, raw_obs: np.ndarray, buffers: RolloutBuffers, t: int) -> np.ndarray:
         """:meth:`normalize_and_act` written into row ``t`` of a collector's buffers; returns
-        :meth:`env_action` of the action."""
+        ``env_action`` of the action (the seeds share one action space)."""
         obs, action, log_prob, value = self.normalize_and_act(raw_obs)
         buffers.write_policy_step(t, obs, action, log_prob, value)
-        return self.env_action(action)
-
-    def env_action(self, raw_action: np.ndarray) -> np.ndarray:
-        """What the envs receive for raw actions ``(S*N, ...)`` (the seeds share one action space)."""
-        return self.seed_twins[0].env_action(raw_action)
+        return self.policies[0].env_action(action)
 
     def value(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """V of normalised observations, each by its own seed's slice of the fused network that

@@ -210,23 +210,28 @@ print(json.dumps([(i["filepath"], i["num_threads"]) for i in threadpool_info() i
 def test_compiled_env_action_equals_the_policy_s_to_the_bit(low, high):
     space = spaces.Box(np.broadcast_to(np.float32(low), 3), np.broadcast_to(np.float32(high), 3), dtype=np.float32)
     policy = ActorCriticPolicy(BOX_OBS, space)
-    twin = NumpyActorCritic(policy, fused=True)
-    assert twin._box_bounds is not None  # the compiled path is the one under test
+    assert NumpyActorCritic(policy, fused=True)._bounds[0]  # the compiled step maps this space's actions
     raw = np.random.default_rng(0).normal(0.0, 1.5, (64, 3)).astype(np.float32)
     raw[0] = [np.nan, np.inf, -np.inf]
     raw[1] = [-0.0, 1.0, -1.0]
     expected = policy.env_action(raw)
-    got = twin.env_action(raw)
-    assert got.dtype == expected.dtype == np.float32
+    got = np.empty_like(raw)
+    compiled.rescale_into(raw, space.low, space.high, got)
+    assert expected.dtype == np.float32
     np.testing.assert_array_equal(got.view(np.int32), expected.view(np.int32))  # NaN and -0.0 included
 
 
-def test_env_action_falls_back_where_it_is_not_compiled(monkeypatch):
+def test_env_action_is_the_policy_s_where_the_compiled_step_does_not_map_it():
+    from pgrad.rollout import RolloutBuffers
+
     for space in (spaces.Box(-1.0, 1.0, (2,), np.float64), spaces.Box(-np.inf, np.inf, (2,), np.float32)):
-        twin = NumpyActorCritic(ActorCriticPolicy(BOX_OBS, space), fused=True)
-        assert twin._box_bounds is None
-        raw = np.array([[0.5, -3.0]], np.float32)
-        np.testing.assert_array_equal(twin.env_action(raw), twin.policy.env_action(raw))
+        policy = ActorCriticPolicy(BOX_OBS, space)
+        twin = NumpyActorCritic(policy, fused=True)
+        assert not twin._bounds[0]
+        buffers = RolloutBuffers.allocate(1, 2, policy)
+        env_action = twin.act_into(np.ones((2, policy.obs_size)), buffers, 0)
+        np.testing.assert_array_equal(env_action, policy.env_action(buffers.action[0]))
+        assert env_action.dtype == space.dtype
 
 
 def _bookkeeping_case(rng, n: int, next_step: bool, reward_dtype) -> dict:
