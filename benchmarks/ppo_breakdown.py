@@ -142,7 +142,7 @@ def measure(env_id: str, seed: int) -> dict[str, float]:
         row[0] = (row[0] + 1) % config.n_steps
 
     twin.draw_noise_ahead(4001, collector.n_envs)
-    parts["collector.step"] = per_call_us(step_into, 4000)
+    parts["collector.step_into"] = per_call_us(step_into, 4000)
     collector.obs, _ = collector.envs.reset(seed=seed)  # the steps above left episodes mid-way
 
     # one minibatch of the update, on real rollout rows
@@ -191,7 +191,7 @@ def report(runs: list[dict[str, float]]) -> None:
     )
     raw = median["raw env step"]
     vector_env = median["envs.step (pgrad's vector env + recorder + env)"] - raw
-    bookkeeping = median["collector.step"] - (
+    bookkeeping = median["collector.step_into"] - (
         median["envs.step (pgrad's vector env + recorder + env)"]
         + median["act (normalise, forward, sample, env action)"]
     )
@@ -203,7 +203,7 @@ def report(runs: list[dict[str, float]]) -> None:
             median["act (normalise, forward, sample, env action)"],
         ),
         ("the step's bookkeeping (counters, flags, checks)", bookkeeping),
-        ("collect's loop and buffers", median["collect, all"] - median["collector.step"]),
+        ("collect's loop and buffers", median["collect, all"] - median["collector.step_into"]),
         ("update share (step_gradient + Adam)", per_step_update),
     ]
     total = median["collect, all"] + per_step_update
@@ -219,7 +219,7 @@ def report(runs: list[dict[str, float]]) -> None:
         f"{median['Adam, per minibatch']:.0f} us, of which matrix products "
         f"{median['matrix products only, per minibatch']:.0f} us"
     )
-    without_bookkeeping = total - bookkeeping - (median["collect, all"] - median["collector.step"])
+    without_bookkeeping = total - bookkeeping - (median["collect, all"] - median["collector.step_into"])
     print(f"overhead factor, measured: {total / raw:.2f}")
     print(f"overhead factor with no bookkeeping or buffers at all: {without_bookkeeping / raw:.2f}")
     arithmetic = (raw + per_step_products) / raw

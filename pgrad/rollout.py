@@ -98,8 +98,8 @@ class EpisodeLog:
 @dataclass
 class StepRecord:
     """What one vector step produced for each of the ``N`` envs: one row of
-    :class:`RolloutBuffers` (:meth:`RolloutBuffers.record`), as :meth:`RolloutCollector.step`
-    returns it and ``collect_episodes`` keeps the steps of unfinished episodes between calls.
+    :class:`RolloutBuffers` (:meth:`RolloutBuffers.record`), as ``collect_episodes`` keeps the
+    steps of unfinished episodes between calls.
 
     Numpy throughout: a rollout becomes torch tensors once, at its end (``torch.from_numpy``
     shares memory, so that costs nothing).
@@ -467,12 +467,6 @@ class RolloutCollector:
             buffers.reward[t] = self.reward_scaler.scale_array(buffers.reward[t], ended)
         self.obs = next_obs
         return truncated_final_obs
-
-    def step(self, episodes: EpisodeLog) -> StepRecord:
-        """:meth:`step_into` a buffer of one step, returned as a :class:`StepRecord` (arrays of
-        its own, which outlive the envs' buffers)."""
-        buffers = RolloutBuffers.allocate(1, self.n_envs, self.policy)
-        return buffers.record(0, self.step_into(buffers, 0, episodes))
 
     @torch.no_grad()
     def collect(self, n_steps: int) -> tuple[Rollout, EpisodeLog]:

@@ -26,7 +26,7 @@ def test_parts_of_a_real_run(breakdown):
 PARTS = {
     "raw env step": 30.0,
     "collect, all": 70.0,
-    "collector.step": 66.0,
+    "collector.step_into": 66.0,
     "envs.step (pgrad's vector env + recorder + env)": 38.0,
     "act (normalise, forward, sample, env action)": 13.0,
     "step_gradient, per minibatch": 200.0,

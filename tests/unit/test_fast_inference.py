@@ -318,17 +318,18 @@ def test_collector_drops_or_rebuilds_its_twin_when_a_part_changes(change):
 @pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_a_step_with_gradients_enabled_builds_no_graph(env_id, fast):
-    """RolloutCollector.step runs outside torch.no_grad (entering it every step costs microseconds):
-    with gradients on, neither path may build a graph (``.numpy()`` of a tensor that needs a
-    gradient would raise) or leave a gradient on the policy."""
-    from pgrad.rollout import EpisodeLog
+    """RolloutCollector.step_into runs outside torch.no_grad (entering it every step costs
+    microseconds): with gradients on, neither path may build a graph (``.numpy()`` of a tensor
+    that needs a gradient would raise) or leave a gradient on the policy."""
+    from pgrad.rollout import EpisodeLog, RolloutBuffers
 
     envs = make_vector_env(env_id, 2, seed=0)
     policy = ActorCriticPolicy(envs.single_observation_space, envs.single_action_space, normalize_obs=True)
     collector = RolloutCollector(envs, policy, seed=0, fast_inference=fast)
+    buffers = RolloutBuffers.allocate(3, 2, policy)
     with torch.enable_grad():
-        for _ in range(3):
-            record = collector.step(EpisodeLog())
+        for t in range(3):
+            record = buffers.record(t, collector.step_into(buffers, t, EpisodeLog()))
     assert isinstance(record.obs, np.ndarray) and isinstance(record.log_prob, np.ndarray)
     assert all(parameter.grad is None for parameter in policy.parameters())
     envs.close()
