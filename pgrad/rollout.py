@@ -476,7 +476,7 @@ class RolloutCollector:
         self._sync_fast_inference()
         # numpy buffers: a per-step write costs well under a microsecond, a torch one several
         buffers = RolloutBuffers.allocate(n_steps, n_envs, policy)
-        if isinstance(self.fast, NumpyActorCritic):  # every step's action noise, drawn now (same numbers)
+        if self.fast is not None:  # every step's action noise, drawn now (same numbers)
             self.fast.draw_noise_ahead(n_steps, n_envs)
         # Only SAME_STEP truncations need an extra V(final obs); remember where they happened.
         final_obs_slots: list[tuple[int, int, np.ndarray]] = []  # (t, env index, raw final obs (1, ...))
@@ -793,7 +793,10 @@ class SeedBatchedCollector(RolloutCollector):
         seed's transition count (next-step autoreset gives seeds different counts)."""
         first_new = len(episodes.steps)
         truncated_final_obs = super().step_into(buffers, t, episodes)
-        self.seed_transitions += buffers.valid[t].reshape(self.n_seeds, self.envs_per_seed).sum(1)
+        if self.mode is AutoresetMode.SAME_STEP:  # every step a transition: no need to count them
+            self.seed_transitions += self.envs_per_seed
+        else:
+            self.seed_transitions += buffers.valid[t].reshape(self.n_seeds, self.envs_per_seed).sum(1)
         for index in range(first_new, len(episodes.steps)):
             episodes.steps[index] = int(self.seed_transitions[episodes.envs[index] // self.envs_per_seed])
         return truncated_final_obs

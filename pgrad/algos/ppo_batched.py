@@ -1,9 +1,12 @@
 """PPO for several seeds in one process, with one seed-batched model (issue 7).
 
 ``SeedBatchedPPO(env, seeds=[1, 2, 3])`` trains one :class:`pgrad.algos.ppo.PPO` agent per seed,
-each exactly as it would train alone, but with the update of all seeds done by one forward and
-one backward pass through a model whose weights carry a leading seed axis
-(:class:`pgrad.batched.SeedBatchedActorCritic`). What stays per seed, and why it is exact:
+each exactly as it would train alone, in lockstep, with one model whose weights carry a leading
+seed axis (:class:`pgrad.batched.SeedBatchedActorCritic`) and one optimiser over them. Where numba
+is installed each seed acts and computes its gradient through its lone run's compiled calls on
+its slices of that model, and equals its lone run to the bit; without it, all seeds go through
+one batched numpy forward and backward (docs/dev/seed_batched.md). What stays per seed, and why
+it is exact:
 
 * Initial weights: seed ``s``'s agent is built as a single-seed run builds it
   (``torch.manual_seed(s)`` then the network init), and the batched model stacks those weights.
@@ -486,13 +489,14 @@ class SeedBatchedPPO(Algorithm):
     def _numpy_gradient_step(self, obs, actions, old_log_probs, old_values, advantages, returns) -> dict[str, Any]:
         """The same as :meth:`_autograd_step`, by hand in numpy (pgrad/numpy_twin/gradient.py); ``(S,)`` metrics."""
         c = self.config
-        self._numpy_gradient.bind()
-        return self._numpy_gradient.step_gradient(
+        gradient = self._numpy_gradient
+        gradient.bind()
+        return gradient.step_gradient(
             obs,
             actions,
             old_log_probs,
             old_values,
-            self._advantages_per_seed(advantages),
+            gradient.normalized_advantages(advantages) if c.norm_adv else advantages,
             returns,
             **loss_settings(c),
         )

@@ -24,7 +24,9 @@ code serves the seed-batched model (pass a :class:`pgrad.batched.SeedBatchedActo
 array then carries a leading seed axis (weights ``(S, out, in)``, minibatches ``(S, B, ...)``),
 matrix products are batched over it, reductions run over each seed's own minibatch and the norm
 clip is per seed, so slice ``[s]`` of every gradient is exactly seed ``s``'s own. Written with
-``...`` and negative axes, each line reads the same for one seed and for many.
+``...`` and negative axes, each line reads the same for one seed and for many. Where numba is
+installed, a seed-batched step is instead the lone policy's compiled call once per seed, on the
+seed's slices (:func:`_seed_steps`): each seed's gradient is then its lone run's to the bit.
 """
 
 from __future__ import annotations
@@ -115,13 +117,18 @@ class NumpyPolicyGradient:
         if log_std is not None:
             self.log_std = log_std.detach().numpy()  # (..., action_dim), a view: sees every optimiser step
             self.log_std_grad = grads[log_std]
-        # one policy's step_gradient in one compiled call, where numba is installed (pgrad/numpy_twin/compiled.py)
-        self.kernels = compiled_kernels() if not batched else None
-        self.compiled = None
-        if self.kernels is not None:
+        # one policy's step_gradient in one compiled call, where numba is installed
+        # (pgrad/numpy_twin/compiled.py); a seed-batched model's as one such call per seed
+        self.kernels = compiled_kernels()
+        self.compiled = self.seed_steps = None
+        if self.kernels is not None and not batched:
             self.compiled = (_compiled_layers(self.actor), _compiled_layers(self.critic))
             if None in self.compiled:
                 self.compiled = None
+        elif self.kernels is not None:
+            self.seed_steps = _seed_steps(
+                self.actor, self.critic, *((self.log_std, self.log_std_grad) if log_std is not None else (None, None))
+            )
 
     @classmethod
     def reuse_or_build(
@@ -171,11 +178,14 @@ class NumpyPolicyGradient:
                 parameter.grad = grad
 
     def normalized_advantages(self, advantages: np.ndarray) -> np.ndarray:
-        """:func:`pgrad.losses.normalize_advantages` of a minibatch's advantages: compiled for one
-        policy's float32 ``(B,)`` where numba is installed (the same numbers to the bit)."""
-        if self.kernels is not None and advantages.ndim == 1 and advantages.dtype == np.float32:
+        """:func:`pgrad.losses.normalize_advantages` of a minibatch's advantages: compiled for
+        float32 ``(B,)`` (one policy) or ``(S, B)`` (each seed's row on its own) where numba is
+        installed (the same numbers to the bit)."""
+        if self.kernels is None or advantages.dtype != np.float32 or advantages.ndim > 2:
+            return normalize_advantages(advantages)
+        if advantages.ndim == 1:
             return self.kernels.normalize_advantages(advantages)
-        return normalize_advantages(advantages)
+        return np.stack([self.kernels.normalize_advantages(np.ascontiguousarray(row)) for row in advantages])
 
     def step_gradient(
         self,
@@ -211,6 +221,11 @@ class NumpyPolicyGradient:
         """
         if self.compiled is not None and rows is None:
             return self._compiled_step(
+                obs, actions, old_log_probs, old_values, advantages, returns, clip_coef, vf_clip_coef, vf_coef,
+                ent_coef, max_grad_norm,
+            )  # fmt: skip
+        if self.seed_steps is not None and rows is None:
+            return self._compiled_seed_steps(
                 obs, actions, old_log_probs, old_values, advantages, returns, clip_coef, vf_clip_coef, vf_coef,
                 ent_coef, max_grad_norm,
             )  # fmt: skip
@@ -345,6 +360,40 @@ class NumpyPolicyGradient:
     ) -> dict[str, Any]:  # fmt: skip
         """:meth:`step_gradient` for one policy through the compiled kernels: the same formulas,
         the products through the same BLAS, float32 rounding apart (tests/unit/test_fast_update.py)."""
+        log_std = (None, None) if self.discrete else (self.log_std, self.log_std_grad)
+        numbers = self._compiled_call(
+            self.compiled, *log_std, self.flat_grad, obs, actions, old_log_probs, old_values, advantages, returns,
+            clip_coef, vf_clip_coef, vf_coef, ent_coef, max_grad_norm,
+        )  # fmt: skip
+        return self._compiled_metrics(numbers, clip_coef, max_grad_norm)
+
+    def _compiled_seed_steps(
+        self, obs, actions, old_log_probs, old_values, advantages, returns, clip_coef, vf_clip_coef, vf_coef,
+        ent_coef, max_grad_norm,
+    ) -> dict[str, Any]:  # fmt: skip
+        """:meth:`step_gradient` for a seed-batched model: seed by seed, the compiled call that seed's
+        lone run makes (:meth:`_compiled_step`), on its slices of the weights and the minibatch and
+        into a flat gradient laid out as its lone run's, so that the global norm and the clip are
+        its lone run's to the bit; then copied into slice ``[s]`` of the stacked gradient."""
+        per_seed = []
+        for s, (network, log_std, log_std_grad, seed_flat, copies) in enumerate(self.seed_steps):
+            numbers = self._compiled_call(
+                network, log_std, log_std_grad, seed_flat, obs[s], actions[s],
+                None if old_log_probs is None else old_log_probs[s], None if old_values is None else old_values[s],
+                advantages[s], returns[s], clip_coef, vf_clip_coef, vf_coef, ent_coef, max_grad_norm,
+            )  # fmt: skip
+            for source, target in copies:
+                target[...] = source
+            per_seed.append(self._compiled_metrics(numbers, clip_coef, max_grad_norm))
+        return {key: np.array([metrics[key] for metrics in per_seed]) for key in per_seed[0]}
+
+    def _compiled_call(
+        self, network, log_std, log_std_grad, flat_grad, obs, actions, old_log_probs, old_values, advantages,
+        returns, clip_coef, vf_clip_coef, vf_coef, ent_coef, max_grad_norm,
+    ) -> tuple:  # fmt: skip
+        """One policy's compiled gradient (``network``: its actor and critic as :func:`_compiled_layers`
+        reads them; ``flat_grad``: the buffer their gradient views and ``log_std_grad`` share); the
+        kernel's numbers."""
         contiguous = np.ascontiguousarray
         settings = (
             0.0 if clip_coef is None else float(clip_coef),
@@ -364,13 +413,14 @@ class NumpyPolicyGradient:
             contiguous(advantages, dtype=np.float32),
             contiguous(returns, dtype=np.float32),
         )
-        actor, critic = self.compiled
+        actor, critic = network
         if self.discrete:
-            numbers = self.kernels.gradient_categorical(*batch, actor, critic, self.flat_grad, *settings)
-        else:
-            numbers = self.kernels.gradient_gaussian(
-                *batch, actor, critic, self.log_std, self.log_std_grad, self.flat_grad, *settings
-            )
+            return self.kernels.gradient_categorical(*batch, actor, critic, flat_grad, *settings)
+        return self.kernels.gradient_gaussian(*batch, actor, critic, log_std, log_std_grad, flat_grad, *settings)
+
+    @staticmethod
+    def _compiled_metrics(numbers: tuple, clip_coef: float | None, max_grad_norm: float | None) -> dict[str, Any]:
+        """The metrics :meth:`step_gradient` returns, from a compiled kernel's numbers."""
         policy_loss, approx_kl, clip_fraction, value_loss, entropy, grad_norm, action_std = map(float, numbers)
         metrics = {"policy_loss": policy_loss}
         if clip_coef is not None:
@@ -378,9 +428,52 @@ class NumpyPolicyGradient:
         metrics.update(value_loss=value_loss, entropy=entropy)
         if max_grad_norm is not None:
             metrics["grad_norm"] = grad_norm
-        if not self.discrete:
+        if not np.isnan(action_std):  # a Gaussian's (the categorical kernel returns NaN)
             metrics["action_std"] = action_std
         return metrics
+
+
+def _seed_steps(actor: list, critic: list, log_std: np.ndarray | None, log_std_grad: np.ndarray | None) -> list | None:
+    """For a seed-batched model's compiled gradient, per seed ``s``: ``(network, log_std,
+    log_std_grad, flat, copies)``. ``network``: seed ``s``'s actor and critic as
+    :func:`_compiled_layers` reads them, views of its weight slices, their gradients views of
+    ``flat``, a buffer laid out as the seed's lone policy lays out its flat gradient (actor layers
+    and head, then ``log_std``, then the critic: the order of ``ActorCriticPolicy.parameters()``);
+    ``copies``: ``(part of flat, slice [s] of the stacked gradient)`` pairs. None unless every
+    layer is dense with a bias."""
+    actor_pairs, critic_pairs = dense_with_activations(actor), dense_with_activations(critic)
+    if actor_pairs is None or critic_pairs is None or any(d.bias_row is None for d, _ in actor_pairs + critic_pairs):
+        return None
+    return [
+        _seed_step(s, actor_pairs, critic_pairs, log_std, log_std_grad) for s in range(len(actor_pairs[0][0].weight))
+    ]
+
+
+def _seed_step(s: int, actor_pairs: list, critic_pairs: list, log_std, log_std_grad) -> tuple:
+    """Seed ``s``'s entry of :func:`_seed_steps`."""
+    targets = [part for dense, _ in actor_pairs for part in (dense.weight_grad[s], dense.bias_grad[s])]
+    if log_std_grad is not None:
+        targets.append(log_std_grad[s])
+    targets += [part for dense, _ in critic_pairs for part in (dense.weight_grad[s], dense.bias_grad[s])]
+    flat = np.zeros(sum(target.size for target in targets), dtype=np.float32)
+    ends = np.cumsum([target.size for target in targets])
+    views = [flat[end - target.size : end].reshape(target.shape) for end, target in zip(ends, targets)]
+    copies = list(zip(views, targets))
+    n_actor = 2 * len(actor_pairs)
+    seed_log_std_grad = None if log_std_grad is None else views[n_actor]
+    critic_views = views[n_actor + (log_std_grad is not None) :]
+
+    def network(pairs: list, grads: list) -> tuple:
+        return (
+            tuple(dense.weight[s] for dense, _ in pairs),
+            tuple(dense.bias_row[s, 0] for dense, _ in pairs),
+            tuple(grads[0::2]),
+            tuple(grads[1::2]),
+            np.array([code for _, code in pairs], dtype=np.int64),
+        )
+
+    networks = (network(actor_pairs, views[:n_actor]), network(critic_pairs, critic_views))
+    return networks, None if log_std is None else log_std[s], seed_log_std_grad, flat, copies
 
 
 def _compiled_layers(layers: list) -> tuple | None:

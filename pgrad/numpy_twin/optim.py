@@ -248,8 +248,9 @@ class NumpyAdam(NumpyOptimizer):
 
     def _compiled_step(self, group: dict[str, Any], factors: tuple) -> bool:
         # pgrad/numpy_twin/compiled.py's adam_step: _update's float32 operations in the same
-        # order, then the parameters written, in one call (equal to the bit; test_fast_update.py)
-        if self.kernels is None or self.seed_of_element is not None:
+        # order, then the parameters written, in one call (equal to the bit; test_fast_update.py).
+        # Seed-batched, it is called only when every seed steps with the same factors.
+        if self.kernels is None:
             return False
         (beta1, beta2), eps = group["betas"], group["eps"]
         self.kernels.adam_step(

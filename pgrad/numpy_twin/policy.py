@@ -23,8 +23,10 @@ env step costs three matrix products instead of six. The fused weights are copie
 (``predict``) reads views and needs none.
 
 :class:`SeedBatchedNumpyActorCritic` is the same for ``S`` seeds' policies stacked on a seed axis
-(pgrad/batched.py), acting on all seeds' envs at once: one batched product per layer, each seed's
-rows through its own slice of the weights, its own normaliser and its own random generator.
+(pgrad/batched.py), acting on all seeds' envs at once, each seed's rows through its own weights,
+its own normaliser and its own random generator. Where numba is installed, each seed's rows go
+through the compiled step its lone run takes (its own :class:`NumpyActorCritic`), so a seed acts
+to the bit as it does alone; in numpy, one batched product per layer serves every seed.
 """
 
 from __future__ import annotations
@@ -128,14 +130,18 @@ def _head_layer(policy: ActorCriticPolicy) -> Dense:
 class NumpyActorCritic:
     """Numpy twin of an :class:`ActorCriticPolicy` for sampling actions during rollouts and ``predict``."""
 
-    def __init__(self, policy: ActorCriticPolicy, fused: bool = False) -> None:
+    def __init__(
+        self, policy: ActorCriticPolicy, fused: bool = False, generator: torch.Generator | None = None
+    ) -> None:
         """``fused``: run actor and critic as one network in :meth:`act` (copied weights: call
-        :meth:`refresh` after every change of the policy's weights)."""
+        :meth:`refresh` after every change of the policy's weights). ``generator``: where the
+        compiled step's action noise comes from (None: torch's global generator)."""
         reason = unsupported_reason(policy)
         if reason is not None:
             raise ValueError(f"no numpy twin for this policy: {reason}")
         self.policy = policy
         self.fused_requested = fused
+        self.generator = generator
         self._noise: torch.Tensor | None = None  # preallocated Gaussian noise, see act()
         self._compiled_noise: torch.Tensor | None = None  # the same for the compiled call
         self._noise_ahead: list[np.ndarray] = []  # drawn by draw_noise_ahead, used last first
@@ -316,9 +322,10 @@ class NumpyActorCritic:
     def _draw(self, noise: torch.Tensor) -> None:
         """One step's noise, drawn in place from torch's generator as :meth:`act` draws it."""
         if self.gaussian is not None:
-            noise.normal_()  # what torch.randn((B, action_dim)) draws
+            noise.normal_(generator=self.generator)  # what torch.randn((B, action_dim)) draws
         else:
-            noise.exponential_()  # what sample_categorical draws: Exp(1) noise of the probabilities' shape
+            # what sample_categorical draws: Exp(1) noise of the probabilities' shape
+            noise.exponential_(generator=self.generator)
 
     def draw_noise_ahead(self, n_steps: int, n_envs: int) -> None:
         """Draw the noise of the next ``n_steps`` compiled rollout steps of ``n_envs`` rows now.
@@ -423,12 +430,19 @@ class SeedBatchedNumpyActorCritic:
         self.model = model
         self.n_seeds, self.n_envs = model.n_seeds, n_envs
         self.policies = list(policies)
-        self.seed_twins = [NumpyActorCritic(policy) for policy in self.policies]
         self.generators = list(generators)
+        # Each seed's own twin: its normaliser (always), and where numba is installed its compiled
+        # rollout step, fused over its policy's weights, which the caller copies from the stacked
+        # model before every rollout (SeedBatchedPPO.collect) and refresh() reads.
+        compiled = compiled_kernels() is not None
+        self.seed_twins = [
+            NumpyActorCritic(policy, fused=compiled, generator=generator)
+            for policy, generator in zip(self.policies, self.generators)
+        ]
         self.discrete = model.head_kind is CategoricalHead
         self._noise: torch.Tensor | None = None
         self.frozen = np.zeros(self.n_seeds, dtype=bool)  # seeds whose observation statistics stay as they are
-        self.compiled = None  # numpy throughout: pgrad/numpy_twin/compiled.py covers one policy
+        self.compiled: bool | None = None  # True when every seed has its compiled step (set by refresh)
         self.refresh()
 
     def refresh(self) -> None:
@@ -439,8 +453,20 @@ class SeedBatchedNumpyActorCritic:
         )
         for twin in self.seed_twins:
             twin.refresh()
+        self.compiled = True if all(twin.compiled is not None for twin in self.seed_twins) else None
         if not self.discrete:
             self.gaussian = GaussianStd(model.log_std)  # (S, action_dim) arrays
+
+    def _per_seed(self) -> bool:
+        """Act seed by seed through the compiled steps: where every seed has one and no seed's
+        observation statistics are frozen (the compiled step always updates them)."""
+        return self.compiled is not None and not (self.frozen.any() and self.seed_twins[0].stats is not None)
+
+    def draw_noise_ahead(self, n_steps: int, n_envs: int) -> None:
+        """Each seed's :meth:`NumpyActorCritic.draw_noise_ahead` from its own generator, where
+        :meth:`act_into` goes seed by seed; the numpy path draws at each step."""
+        for twin in self.seed_twins:
+            twin.draw_noise_ahead(n_steps if self._per_seed() else 0, n_envs // self.n_seeds)
 
     def _blocks(self, array: np.ndarray) -> list[np.ndarray]:
         return [array[s * self.n_envs : (s + 1) * self.n_envs] for s in range(self.n_seeds)]
@@ -468,13 +494,37 @@ class SeedBatchedNumpyActorCritic:
     def act_into(self, raw_obs: np.ndarray, buffers: RolloutBuffers, t: int) -> np.ndarray:
         """:meth:`normalize_and_act` written into row ``t`` of a collector's buffers; returns
         ``env_action`` of the action (the seeds share one action space)."""
-        obs, action, log_prob, value = self.normalize_and_act(raw_obs)
-        buffers.write_policy_step(t, obs, action, log_prob, value)
-        return self.policies[0].env_action(action)
+        if not self._per_seed():
+            obs, action, log_prob, value = self.normalize_and_act(raw_obs)
+            buffers.write_policy_step(t, obs, action, log_prob, value)
+            return self.policies[0].env_action(action)
+        env_actions = []
+        for s, twin in enumerate(self.seed_twins):
+            # seed s's columns of row t, (1, N, ...): C-contiguous, so the kernel is the lone run's
+            rows = (slice(t, t + 1), slice(s * self.n_envs, (s + 1) * self.n_envs))
+            env_actions.append(
+                twin._compiled_step(
+                    raw_obs[rows[1]],
+                    0,
+                    buffers.obs[rows],
+                    buffers.action[rows],
+                    buffers.log_prob[rows],
+                    buffers.value[rows],
+                )  # fmt: skip
+            )
+        if any(env_action is None for env_action in env_actions):
+            return self.policies[0].env_action(buffers.action[t])
+        return np.concatenate(env_actions)
 
     def value(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """V of normalised observations, each by its own seed's slice of the fused network that
         :meth:`act` runs (so a bootstrap V(s') and a stored V(s) are one computation)."""
+        if self._per_seed():
+            seeds = np.arange(len(obs)) // self.n_envs if rows is None else np.asarray(rows) // self.n_envs
+            out = np.empty(len(seeds), dtype=np.float32)
+            for s in np.unique(seeds):
+                out[seeds == s] = self.seed_twins[s].value(obs[seeds == s])
+            return out
         if rows is None:
             return forward(self.layers, obs.reshape(self.n_seeds, self.n_envs, -1))[..., -1].reshape(-1)
         seeds = np.asarray(rows) // self.n_envs

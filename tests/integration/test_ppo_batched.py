@@ -152,6 +152,33 @@ def test_continuous_first_update_equals_each_seed_alone(overrides):
     assert_same_policies(batched, separately("Pendulum-v1", 128, **hyperparameters), atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "env, iterations, overrides",
+    [
+        ("CartPole-v1", 4, {}),
+        ("Pendulum-v1", 4, dict(normalize_reward=True, ent_coef=0.01, clip_vloss=True)),
+        ("Pendulum-v1", 2, dict(n_envs=1, n_steps=128, normalize_obs=False, norm_adv=False)),
+    ],
+    ids=["cartpole", "pendulum-normalised", "pendulum-one-env-plain"],
+)
+def test_compiled_seed_batching_equals_each_seed_alone_to_the_bit(monkeypatch, env, iterations, overrides):
+    """Where numba is installed, each seed acts and computes its gradient through the compiled calls
+    its lone run makes, on its own slices: every seed's weights equal its lone run's to the bit,
+    over several updates of a continuous policy too (whose float rounding would otherwise grow)."""
+    pytest.importorskip("numba")
+    monkeypatch.setenv("PGRAD_NUMBA", "1")
+    hyperparameters = {**SMALL, **overrides}
+    steps = hyperparameters["n_envs"] * hyperparameters["n_steps"] * iterations
+    batched = SeedBatchedPPO(env, SEEDS, **hyperparameters).learn(steps)
+    batched.close()
+    assert batched.collector.twin.compiled and batched._numpy_gradient.seed_steps is not None
+    singles = separately(env, steps, **hyperparameters)
+    assert all(single.compiled_act() for single in singles)
+    assert_same_policies(batched, singles, atol=0)
+    for agent, single in zip(batched.agents, singles):
+        assert agent.logger.episodes == single.logger.episodes
+
+
 def test_run_folder_holds_an_ordinary_run_per_seed(tmp_path):
     batched = SeedBatchedPPO("CartPole-v1", [4, 5], **SMALL).learn(256, run_dir=tmp_path)
     batched.close()
