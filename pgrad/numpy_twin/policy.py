@@ -266,7 +266,7 @@ class NumpyActorCritic:
         obs = np.empty((1, rows, self.obs_size), np.float32)
         action = np.empty((1, rows, *policy.action_shape), policy.action_dtype)
         log_prob, value = np.empty((1, rows), np.float32), np.empty((1, rows), np.float32)
-        self._compiled_step(raw_obs, 0, obs, action, log_prob, value)
+        self.compiled_step(raw_obs, 0, obs, action, log_prob, value)
         return obs[0], action[0], log_prob[0], value[0] if self.critic is not None else None
 
     def act_into(self, raw_obs: np.ndarray, buffers: RolloutBuffers, t: int) -> np.ndarray:
@@ -276,10 +276,10 @@ class NumpyActorCritic:
             obs, action, log_prob, value = self.normalize_and_act(raw_obs)
             buffers.write_policy_step(t, obs, action, log_prob, value)
             return self.policy.env_action(action)
-        env_action = self._compiled_step(raw_obs, t, buffers.obs, buffers.action, buffers.log_prob, buffers.value)
+        env_action = self.compiled_step(raw_obs, t, buffers.obs, buffers.action, buffers.log_prob, buffers.value)
         return env_action if env_action is not None else self.policy.env_action(buffers.action[t])
 
-    def _compiled_step(
+    def compiled_step(
         self,
         raw_obs: np.ndarray,
         t: int,
@@ -288,9 +288,11 @@ class NumpyActorCritic:
         log_prob: np.ndarray,
         value: np.ndarray,
     ) -> np.ndarray | None:
-        """The compiled rollout step into row ``t`` of ``(T, B, ...)`` arrays; returns the env
-        actions where the same call computed them (float32 Box actions with finite bounds),
-        else None. The noise is drawn here, from torch's generator, as :meth:`act` draws it."""
+        """The compiled rollout step into row ``t`` of ``(T, B, ...)`` arrays (C-contiguous: a
+        seed-batched collector passes each seed's ``(1, N, ...)`` block of a row); returns the env
+        actions where the same call computed them (float32 Box actions with finite bounds), else
+        None. Only where :attr:`compiled` is set. The noise is drawn ahead
+        (:meth:`draw_noise_ahead`) or here, from ``generator``, as :meth:`act` draws it."""
         raw = raw_obs if raw_obs.ndim == 2 else raw_obs.reshape(len(raw_obs), -1)  # (B, obs_size)
         if self._noise_ahead:
             noise = self._noise_ahead.pop()
@@ -502,16 +504,8 @@ class SeedBatchedNumpyActorCritic:
         for s, twin in enumerate(self.seed_twins):
             # seed s's columns of row t, (1, N, ...): C-contiguous, so the kernel is the lone run's
             rows = (slice(t, t + 1), slice(s * self.n_envs, (s + 1) * self.n_envs))
-            env_actions.append(
-                twin._compiled_step(
-                    raw_obs[rows[1]],
-                    0,
-                    buffers.obs[rows],
-                    buffers.action[rows],
-                    buffers.log_prob[rows],
-                    buffers.value[rows],
-                )  # fmt: skip
-            )
+            step_rows = (buffers.obs[rows], buffers.action[rows], buffers.log_prob[rows], buffers.value[rows])
+            env_actions.append(twin.compiled_step(raw_obs[rows[1]], 0, *step_rows))
         if any(env_action is None for env_action in env_actions):
             return self.policies[0].env_action(buffers.action[t])
         return np.concatenate(env_actions)
