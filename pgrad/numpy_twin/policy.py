@@ -135,7 +135,7 @@ class NumpyActorCritic:
     ) -> None:
         """``fused``: run actor and critic as one network in :meth:`act` (copied weights: call
         :meth:`refresh` after every change of the policy's weights). ``generator``: where the
-        compiled step's action noise comes from (None: torch's global generator)."""
+        action noise comes from (None: torch's global generator)."""
         reason = unsupported_reason(policy)
         if reason is not None:
             raise ValueError(f"no numpy twin for this policy: {reason}")
@@ -372,14 +372,14 @@ class NumpyActorCritic:
             value = self.value(obs) if self.critic is not None else None  # (B,)
         if self.gaussian is None:
             log_p = log_softmax(out)  # (B, n_actions)
-            action = sample_categorical(np.exp(log_p))  # (B,) int64
+            action = sample_categorical(np.exp(log_p), self.generator)  # (B,) int64
             log_prob = take_log_prob(log_p, action)  # (B,)
         else:
             # normal_ on a kept tensor draws what torch.randn(shape) would, without allocating (~8x cheaper)
             if self._noise is None or self._noise_np.shape != out.shape:
                 self._noise = torch.empty(out.shape)
                 self._noise_np = self._noise.numpy()  # a view, refilled in place below
-            self._noise.normal_()
+            self._noise.normal_(generator=self.generator)
             gaussian = self.gaussian
             action = out + gaussian.std * self._noise_np  # (B, action_dim), noise from torch's generator
             deviation = action - out
@@ -459,16 +459,17 @@ class SeedBatchedNumpyActorCritic:
         if not self.discrete:
             self.gaussian = GaussianStd(model.log_std)  # (S, action_dim) arrays
 
-    def _per_seed(self) -> bool:
-        """Act seed by seed through the compiled steps: where every seed has one and no seed's
+    def _numpy_seed(self, s: int) -> bool:
+        """Seed ``s`` acts through its twin's numpy calls instead of the compiled step: its
         observation statistics are frozen (the compiled step always updates them)."""
-        return self.compiled is not None and not (self.frozen.any() and self.seed_twins[0].stats is not None)
+        return bool(self.frozen[s]) and self.seed_twins[s].stats is not None
 
     def draw_noise_ahead(self, n_steps: int, n_envs: int) -> None:
-        """Each seed's :meth:`NumpyActorCritic.draw_noise_ahead` from its own generator, where
-        :meth:`act_into` goes seed by seed; the numpy path draws at each step."""
-        for twin in self.seed_twins:
-            twin.draw_noise_ahead(n_steps if self._per_seed() else 0, n_envs // self.n_seeds)
+        """Each compiled seed's :meth:`NumpyActorCritic.draw_noise_ahead` from its own generator,
+        where :meth:`act_into` goes seed by seed; numpy steps draw at each step."""
+        for s, twin in enumerate(self.seed_twins):
+            ahead = self.compiled is not None and not self._numpy_seed(s)
+            twin.draw_noise_ahead(n_steps if ahead else 0, n_envs // self.n_seeds)
 
     def _blocks(self, array: np.ndarray) -> list[np.ndarray]:
         return [array[s * self.n_envs : (s + 1) * self.n_envs] for s in range(self.n_seeds)]
@@ -496,7 +497,7 @@ class SeedBatchedNumpyActorCritic:
     def act_into(self, raw_obs: np.ndarray, buffers: RolloutBuffers, t: int) -> np.ndarray:
         """:meth:`normalize_and_act` written into row ``t`` of a collector's buffers; returns
         ``env_action`` of the action (the seeds share one action space)."""
-        if not self._per_seed():
+        if self.compiled is None:
             obs, action, log_prob, value = self.normalize_and_act(raw_obs)
             buffers.write_policy_step(t, obs, action, log_prob, value)
             return self.policies[0].env_action(action)
@@ -505,6 +506,12 @@ class SeedBatchedNumpyActorCritic:
             # seed s's columns of row t, (1, N, ...): C-contiguous, so the kernel is the lone run's
             rows = (slice(t, t + 1), slice(s * self.n_envs, (s + 1) * self.n_envs))
             step_rows = (buffers.obs[rows], buffers.action[rows], buffers.log_prob[rows], buffers.value[rows])
+            if self._numpy_seed(s):  # a stopped seed: normalised with its frozen statistics
+                obs = twin.normalize(raw_obs[rows[1]])
+                for row, values in zip(step_rows, (obs, *twin.act(obs))):
+                    row[0] = values
+                env_actions.append(None)
+                continue
             env_actions.append(twin.compiled_step(raw_obs[rows[1]], 0, *step_rows))
         if any(env_action is None for env_action in env_actions):
             return self.policies[0].env_action(buffers.action[t])
@@ -513,7 +520,7 @@ class SeedBatchedNumpyActorCritic:
     def value(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """V of normalised observations, each by its own seed's slice of the fused network that
         :meth:`act` runs (so a bootstrap V(s') and a stored V(s) are one computation)."""
-        if self._per_seed():
+        if self.compiled is not None:
             seeds = np.arange(len(obs)) // self.n_envs if rows is None else np.asarray(rows) // self.n_envs
             out = np.empty(len(seeds), dtype=np.float32)
             for s in np.unique(seeds):
