@@ -216,18 +216,19 @@ class NumpyPolicyGradient:
 
         ``rows`` ``(S, B)`` bool, seed-batched only: which rows of each seed's minibatch are real,
         when the seeds' minibatches differ in size (next-step autoreset gives each seed its own
-        number of transitions) and were padded to one size. Every mean is then over a seed's
-        real rows, and padding rows add nothing to any gradient.
+        number of transitions) and were padded to one size, the padding after each seed's real
+        rows. Every mean is then over a seed's real rows, and padding rows add nothing to any
+        gradient.
         """
         if self.compiled is not None and rows is None:
             return self._compiled_step(
                 obs, actions, old_log_probs, old_values, advantages, returns, clip_coef, vf_clip_coef, vf_coef,
                 ent_coef, max_grad_norm,
             )  # fmt: skip
-        if self.seed_steps is not None and rows is None:
+        if self.seed_steps is not None:
             return self._compiled_seed_steps(
                 obs, actions, old_log_probs, old_values, advantages, returns, clip_coef, vf_clip_coef, vf_coef,
-                ent_coef, max_grad_norm,
+                ent_coef, max_grad_norm, rows,
             )  # fmt: skip
         batch = obs.shape[-2]
         if self._ones.shape[0] != batch:
@@ -369,18 +370,22 @@ class NumpyPolicyGradient:
 
     def _compiled_seed_steps(
         self, obs, actions, old_log_probs, old_values, advantages, returns, clip_coef, vf_clip_coef, vf_coef,
-        ent_coef, max_grad_norm,
+        ent_coef, max_grad_norm, rows,
     ) -> dict[str, Any]:  # fmt: skip
         """:meth:`step_gradient` for a seed-batched model: seed by seed, the compiled call that seed's
-        lone run makes (:meth:`_compiled_step`), on its slices of the weights and the minibatch and
-        into a flat gradient laid out as its lone run's, so that the global norm and the clip are
-        its lone run's to the bit; then copied into slice ``[s]`` of the stacked gradient."""
+        lone run makes (:meth:`_compiled_step`), on its slices of the weights and the minibatch (its
+        real rows only, with ``rows``) and into a flat gradient laid out as its lone run's, so that
+        the global norm and the clip are its lone run's to the bit; then copied into slice ``[s]``
+        of the stacked gradient."""
+        counts = [None] * len(self.seed_steps) if rows is None else rows.sum(axis=1)
         per_seed = []
         for s, (network, log_std, log_std_grad, seed_flat, copies) in enumerate(self.seed_steps):
+            real = slice(None, counts[s])  # padding follows a seed's real rows
             numbers = self._compiled_call(
-                network, log_std, log_std_grad, seed_flat, obs[s], actions[s],
-                None if old_log_probs is None else old_log_probs[s], None if old_values is None else old_values[s],
-                advantages[s], returns[s], clip_coef, vf_clip_coef, vf_coef, ent_coef, max_grad_norm,
+                network, log_std, log_std_grad, seed_flat, obs[s, real], actions[s, real],
+                None if old_log_probs is None else old_log_probs[s, real],
+                None if old_values is None else old_values[s, real], advantages[s, real], returns[s, real],
+                clip_coef, vf_clip_coef, vf_coef, ent_coef, max_grad_norm,
             )  # fmt: skip
             for source, target in copies:
                 target[...] = source

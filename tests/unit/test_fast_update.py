@@ -127,7 +127,9 @@ def test_unsupported_policies_fall_back_to_autograd():
         ("Pendulum-v1", dict(max_grad_norm=0.05, log_std_init=-0.3)),  # the per-seed clip bites
     ],
 )
-def test_seed_batched_numpy_gradient_equals_autograd(env_id, overrides):
+def test_seed_batched_numpy_gradient_equals_autograd(env_id, overrides, gradient_kind):
+    """The seed-axis numpy gradient, and the lone compiled kernel called once per seed, each equal
+    autograd over the stacked model."""
     from pgrad.algos.ppo_batched import SeedBatchedPPO
 
     batched = SeedBatchedPPO(env_id, seeds=[3, 5, 8], preset=None, n_steps=16, batch_size=16, **overrides)
@@ -140,6 +142,7 @@ def test_seed_batched_numpy_gradient_equals_autograd(env_id, overrides):
     plain_grads = [p.grad.clone() for p in batched.model.parameters()]
     assert NumpyPolicyGradient.supports_seed_batched(batched.model)
     batched._numpy_gradient = NumpyPolicyGradient(batched.model)
+    assert (batched._numpy_gradient.seed_steps is not None) == (gradient_kind == "compiled")
     fast = batched._numpy_gradient_step(*arrays)
     for (name, parameter), expected in zip(batched.model.named_parameters(), plain_grads):
         assert (expected.reshape(3, -1).abs().amax(1) > 0).all(), name
