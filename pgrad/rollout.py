@@ -669,7 +669,7 @@ class RolloutCollector:
 
 
 # -- the seed axis: one collector over several seeds' envs ---------------------------------------
-# Collecting for several seeds at once: all seeds' envs in one loop, one forward for all seeds.
+# Collecting for several seeds at once: all seeds' envs in one loop.
 #
 # :class:`SeedBatchedCollector` is :class:`pgrad.rollout.RolloutCollector` run over the ``S x N``
 # sub-envs of ``S`` seeds (``N`` each) as one vector env, with a seed-aware numpy twin of the
@@ -677,8 +677,9 @@ class RolloutCollector:
 # with V(final observation), same-step autoreset) is the shared code's; what is per seed here is
 # only what a single-seed run keeps per seed:
 #
-# * Weights: seed ``s``'s rows of the batch go through seed ``s``'s slice of the stacked weights
-#   (one batched product per layer, actor and critic fused: pgrad/numpy_twin/policy.py).
+# * Weights: seed ``s``'s rows of the batch go through seed ``s``'s weights: its own compiled
+#   rollout step where numba is installed (its lone run's), else its slice of the stacked weights
+#   in one batched product per layer, actor and critic fused (pgrad/numpy_twin/policy.py).
 # * Observation normaliser, reward scaler: each seed's own objects (its policy's), updated with
 #   its own rows only, in the same order as its single-seed run.
 # * Random numbers: one ``torch.Generator`` per seed, started from the state torch's global
@@ -687,8 +688,7 @@ class RolloutCollector:
 # * Env seeds: sub-env ``i`` of seed ``s`` is reset with ``s + i``, as ``envs.reset(seed=s)`` does.
 # * Episodes and step counts: split by seed afterwards (:meth:`SeedBatchedCollector.collect`).
 #
-# Only same-step autoreset (every step a transition for every seed) is supported; the caller
-# (:class:`pgrad.algos.ppo_batched.SeedBatchedPPO`) checks it.
+# With next-step autoreset each seed counts its own transitions (``seed_transitions``).
 
 
 class SeedBatchedRewardScaler:

@@ -302,6 +302,9 @@ class Algorithm:
         )
         self.learner = self.policy if self.device.type == "cpu" else copy.deepcopy(self.policy).to(self.device)
         self.collector: RolloutCollector | None = None
+        # in a seed-batched group (pgrad/algos/ppo_batched.py), the group's collector, which steps
+        # this agent's envs instead of an own one
+        self.shared_collector: RolloutCollector | None = None
         self.total_steps = 0
         self.updates = 0
         self.wall_seconds = 0.0
@@ -471,7 +474,8 @@ class Algorithm:
         """Whether the rollout's policy step runs compiled (numba installed, pgrad/numpy_twin/compiled.py)
         rather than as numpy calls: the same maths, float32 rounding apart. Recorded as
         ``compiled_act`` in summary.json."""
-        fast = self.collector.fast if self.collector is not None else None
+        collector = self.shared_collector if self.shared_collector is not None else self.collector
+        fast = collector.fast if collector is not None else None
         return fast is not None and fast.compiled is not None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

@@ -3,10 +3,10 @@
 ``SeedBatchedPPO(env, seeds=[1, 2, 3])`` trains one :class:`pgrad.algos.ppo.PPO` agent per seed,
 each exactly as it would train alone, in lockstep, with one model whose weights carry a leading
 seed axis (:class:`pgrad.batched.SeedBatchedActorCritic`) and one optimiser over them. Where numba
-is installed each seed acts and computes its gradient through its lone run's compiled calls on
-its slices of that model, and equals its lone run to the bit; without it, all seeds go through
-one batched numpy forward and backward (docs/dev/seed_batched.md). What stays per seed, and why
-it is exact:
+is installed and the compiled path covers the policy, each seed acts and computes its gradient
+through its lone run's compiled calls on its slices of that model, and equals its lone run to the
+bit; otherwise all seeds go through one batched numpy (or autograd) forward and backward
+(docs/dev/seed_batched.md). What stays per seed, and why it is exact:
 
 * Initial weights: seed ``s``'s agent is built as a single-seed run builds it
   (``torch.manual_seed(s)`` then the network init), and the batched model stacks those weights.
@@ -17,7 +17,7 @@ it is exact:
 * Envs, observation normaliser, reward scaler, episode bookkeeping: the agent's own sub-envs,
   normaliser and scaler, stepped for all seeds at once by
   :class:`pgrad.rollout.SeedBatchedCollector` (the shared collector over every seed's
-  envs, one forward for all seeds); for heads without a numpy twin, by each agent's own
+  envs); for heads without a numpy twin, by each agent's own
   :class:`pgrad.rollout.RolloutCollector` in turn, acting with the agent's ordinary policy after
   the batched weights are copied into it (:meth:`SeedBatchedActorCritic.copy_to`).
 * Minibatch order: each agent's own numpy generator, drawn in the single-seed order.
@@ -69,7 +69,7 @@ from pgrad.batched import (
 )
 from pgrad.errors import ConfigError, NonFiniteError
 from pgrad.losses import explained_variance, normalize_advantages
-from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient, seed_batched_unsupported_reason
+from pgrad.numpy_twin import NumpyOptimizer, NumpyPolicyGradient, seed_batched_unsupported_reason, unsupported_reason
 from pgrad.rollout import SeedBatchedCollector
 
 
@@ -196,7 +196,9 @@ class SeedBatchedPPO(Algorithm):
                 agent.save(run_dir / f"seed_{seed}", summary=False)
 
     def fast_path_problem(self) -> str | None:
-        return seed_batched_unsupported_reason(self.model)
+        """Why the seeds cannot act through the shared numpy twin (the stacked model's layers and
+        head, or the seeds' policies: their observations, for one), or None."""
+        return seed_batched_unsupported_reason(self.model) or unsupported_reason(self.agents[0].policy)
 
     @property
     def n_seeds(self) -> int:
@@ -208,13 +210,14 @@ class SeedBatchedPPO(Algorithm):
         """Each seed's rollout with its own envs, normalisers and random numbers: ``[(rollout, episodes)]``.
 
         Where the model has a seed-batched numpy twin, all seeds step together
-        (pgrad/rollout.py: one loop over every seed's envs, one forward for all seeds).
+        (pgrad/rollout.py: one loop over every seed's envs, each seed acting through its own
+        compiled step, or one numpy forward for all seeds).
         Otherwise each seed collects in turn with its own ordinary collector and policy copy, its
         generator's state swapped into torch's global one, which that path samples from.
         """
         policies = [agent.policy for agent in self.agents]
         self.model.copy_to(policies)
-        if self.collector is None and seed_batched_unsupported_reason(self.model) is None:
+        if self.collector is None and self.fast_path_problem() is None:
             self.collector = SeedBatchedCollector(
                 self.model,
                 policies,
@@ -227,6 +230,7 @@ class SeedBatchedPPO(Algorithm):
             )
             for agent in self.agents:
                 agent.collector = None  # a resumed agent's own collector: its state now lives in the shared one
+                agent.shared_collector = self.collector
             self._restored_collectors = None
         frozen = self._stopped_seeds()
         if self.collector is not None:
@@ -374,7 +378,9 @@ class SeedBatchedPPO(Algorithm):
                 kl_this_epoch.append(step_metrics["approx_kl"])
                 n_updates += active
             epochs_done += active
-            epoch_kl = np.mean(np.stack([np.asarray(kl, dtype=np.float64) for kl in kl_this_epoch]), 0)  # (S,)
+            # (S,): each seed's mean over a contiguous row, the summation its lone run's np.mean does
+            kl_rows = np.stack([np.asarray(kl, dtype=np.float64) for kl in kl_this_epoch], axis=1)
+            epoch_kl = np.array([np.mean(row) for row in kl_rows])
             approx_kl_last_epoch = np.where(active, epoch_kl, approx_kl_last_epoch)
             # Early stop at the end of an epoch, per seed, as PPO does for one (CleanRL's rule)
             if c.target_kl is not None:

@@ -378,6 +378,8 @@ class NumpyPolicyGradient:
         the global norm and the clip are its lone run's to the bit; then copied into slice ``[s]``
         of the stacked gradient."""
         counts = [None] * len(self.seed_steps) if rows is None else rows.sum(axis=1)
+        if rows is not None and not all(n >= 1 and rows[s, :n].all() for s, n in enumerate(counts)):
+            raise ValueError("rows: each seed's minibatch needs its real rows first, at least one")
         per_seed = []
         for s, (network, log_std, log_std_grad, seed_flat, copies) in enumerate(self.seed_steps):
             real = slice(None, counts[s])  # padding follows a seed's real rows
@@ -423,8 +425,7 @@ class NumpyPolicyGradient:
             return self.kernels.gradient_categorical(*batch, actor, critic, flat_grad, *settings)
         return self.kernels.gradient_gaussian(*batch, actor, critic, log_std, log_std_grad, flat_grad, *settings)
 
-    @staticmethod
-    def _compiled_metrics(numbers: tuple, clip_coef: float | None, max_grad_norm: float | None) -> dict[str, Any]:
+    def _compiled_metrics(self, numbers: tuple, clip_coef: float | None, max_grad_norm: float | None) -> dict[str, Any]:
         """The metrics :meth:`step_gradient` returns, from a compiled kernel's numbers."""
         policy_loss, approx_kl, clip_fraction, value_loss, entropy, grad_norm, action_std = map(float, numbers)
         metrics = {"policy_loss": policy_loss}
@@ -433,7 +434,7 @@ class NumpyPolicyGradient:
         metrics.update(value_loss=value_loss, entropy=entropy)
         if max_grad_norm is not None:
             metrics["grad_norm"] = grad_norm
-        if not np.isnan(action_std):  # a Gaussian's (the categorical kernel returns NaN)
+        if not self.discrete:
             metrics["action_std"] = action_std
         return metrics
 

@@ -421,9 +421,10 @@ class SeedBatchedNumpyActorCritic:
     def __init__(
         self, model, policies: Sequence[ActorCriticPolicy], n_envs: int, generators: Sequence[torch.Generator]
     ) -> None:
-        """``model``: a :class:`pgrad.batched.SeedBatchedActorCritic`; ``policies``: the seeds'
-        ordinary policies (their observation normalisers act here; all weights are read from
-        ``model``); ``generators``: one per seed, the source of that seed's action noise."""
+        """``model``: a :class:`pgrad.batched.SeedBatchedActorCritic`, whose weights act (read as
+        views by the numpy step, copied into ``policies`` for the compiled ones by :meth:`refresh`);
+        ``policies``: the seeds' ordinary policies (their observation normalisers act here);
+        ``generators``: one per seed, the source of that seed's action noise."""
         from pgrad.numpy_twin.gradient import seed_batched_unsupported_reason
 
         reason = seed_batched_unsupported_reason(model)
@@ -434,8 +435,7 @@ class SeedBatchedNumpyActorCritic:
         self.policies = list(policies)
         self.generators = list(generators)
         # Each seed's own twin: its normaliser (always), and where numba is installed its compiled
-        # rollout step, fused over its policy's weights, which the caller copies from the stacked
-        # model before every rollout (SeedBatchedPPO.collect) and refresh() reads.
+        # rollout step, fused over its policy's weights, into which refresh() copies the stacked ones.
         compiled = compiled_kernels() is not None
         self.seed_twins = [
             NumpyActorCritic(policy, fused=compiled, generator=generator)
@@ -448,16 +448,20 @@ class SeedBatchedNumpyActorCritic:
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-read the stacked weights and stds (after every update)."""
+        """Re-read the weights and stds (after every update): the stacked weights copied into the
+        seeds' policies, which their twins read; in numpy, the stacked network fused as well."""
         model = self.model
-        self.layers = fuse(
-            read_network([*model.actor_body.layers, model.head_linear]), read_network(model.critic.layers)
-        )
+        model.copy_to(self.policies)
         for twin in self.seed_twins:
             twin.refresh()
         self.compiled = True if all(twin.compiled is not None for twin in self.seed_twins) else None
-        if not self.discrete:
-            self.gaussian = GaussianStd(model.log_std)  # (S, action_dim) arrays
+        self.layers = None  # the stacked fused network: the numpy step's (compiled, each seed has its own)
+        if self.compiled is None:
+            self.layers = fuse(
+                read_network([*model.actor_body.layers, model.head_linear]), read_network(model.critic.layers)
+            )
+            if not self.discrete:
+                self.gaussian = GaussianStd(model.log_std)  # (S, action_dim) arrays
 
     def _numpy_seed(self, s: int) -> bool:
         """Seed ``s`` acts through its twin's numpy calls instead of the compiled step: its
@@ -495,8 +499,10 @@ class SeedBatchedNumpyActorCritic:
         return (obs, *self.act(obs))
 
     def act_into(self, raw_obs: np.ndarray, buffers: RolloutBuffers, t: int) -> np.ndarray:
-        """:meth:`normalize_and_act` written into row ``t`` of a collector's buffers; returns
-        ``env_action`` of the action (the seeds share one action space)."""
+        """A rollout step's policy call written into row ``t`` of a collector's buffers: each seed's
+        compiled step on its own columns (a stopped seed's twin in numpy, with its frozen
+        statistics), or in numpy :meth:`normalize_and_act` for all seeds; returns ``env_action``
+        of the action (the seeds share one action space)."""
         if self.compiled is None:
             obs, action, log_prob, value = self.normalize_and_act(raw_obs)
             buffers.write_policy_step(t, obs, action, log_prob, value)
@@ -504,22 +510,24 @@ class SeedBatchedNumpyActorCritic:
         env_actions = []
         for s, twin in enumerate(self.seed_twins):
             # seed s's columns of row t, (1, N, ...): C-contiguous, so the kernel is the lone run's
-            rows = (slice(t, t + 1), slice(s * self.n_envs, (s + 1) * self.n_envs))
-            step_rows = (buffers.obs[rows], buffers.action[rows], buffers.log_prob[rows], buffers.value[rows])
+            columns = slice(s * self.n_envs, (s + 1) * self.n_envs)
+            block = (slice(t, t + 1), columns)
+            step_rows = (buffers.obs[block], buffers.action[block], buffers.log_prob[block], buffers.value[block])
             if self._numpy_seed(s):  # a stopped seed: normalised with its frozen statistics
-                obs = twin.normalize(raw_obs[rows[1]])
+                obs = twin.normalize(raw_obs[columns])
                 for row, values in zip(step_rows, (obs, *twin.act(obs))):
                     row[0] = values
                 env_actions.append(None)
                 continue
-            env_actions.append(twin.compiled_step(raw_obs[rows[1]], 0, *step_rows))
+            env_actions.append(twin.compiled_step(raw_obs[columns], 0, *step_rows))
         if any(env_action is None for env_action in env_actions):
             return self.policies[0].env_action(buffers.action[t])
         return np.concatenate(env_actions)
 
     def value(self, obs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """V of normalised observations, each by its own seed's slice of the fused network that
-        :meth:`act` runs (so a bootstrap V(s') and a stored V(s) are one computation)."""
+        """V of normalised observations, each by its own seed's fused network, the one that acted
+        (its compiled step's, or its slice of the stacked one in numpy), so that a bootstrap
+        V(s') and a stored V(s) are one computation."""
         if self.compiled is not None:
             seeds = np.arange(len(obs)) // self.n_envs if rows is None else np.asarray(rows) // self.n_envs
             out = np.empty(len(seeds), dtype=np.float32)
@@ -536,7 +544,8 @@ class SeedBatchedNumpyActorCritic:
         return out
 
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sample raw actions for ``(S*N, obs_size)`` normalised observations: ``(action, log_prob, value)``."""
+        """Sample raw actions for ``(S*N, obs_size)`` normalised observations: ``(action, log_prob,
+        value)``, through the stacked network (the numpy step: only where :attr:`compiled` is None)."""
         x = forward(self.layers, obs.reshape(self.n_seeds, self.n_envs, -1))  # (S, N, n_out + 1)
         out, value = x[..., :-1], x[..., -1]  # (S, N, n_out), (S, N)
         if self.discrete:

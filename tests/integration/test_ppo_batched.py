@@ -17,9 +17,10 @@ SEEDS = [1, 2, 3]
 
 @pytest.fixture(autouse=True)
 def numpy_rollout_step(monkeypatch):
-    """Seed batching acts through the numpy twin; the single-seed runs compared with it here do
-    too, so that the two differ only in what seed batching changes. (The compiled rollout step,
-    used by single runs when numba is installed, is compared with numpy in test_compiled_act.py.)"""
+    """By default these tests run seed batching and the single-seed runs compared with it in
+    numpy (PGRAD_NUMBA=0), where the two differ by float rounding (1e-5); the tests marked
+    ``compiled`` set PGRAD_NUMBA=1, where each seed runs its lone run's compiled calls and the two
+    are equal to the bit (the compiled step against numpy: test_compiled_act.py)."""
     monkeypatch.setenv("PGRAD_NUMBA", "0")
 
 
@@ -190,10 +191,23 @@ def test_compiled_seed_batching_equals_each_seed_alone_to_the_bit(monkeypatch, e
     batched.close()
     assert batched.collector.twin.compiled and batched._numpy_gradient.seed_steps is not None
     singles = separately(env, steps, **hyperparameters)
-    assert all(single.compiled_act() for single in singles)
+    assert all(single.compiled_act() for single in singles) and all(a.compiled_act() for a in batched.agents)
     assert_same_policies(batched, singles, atol=0)
     for agent, single in zip(batched.agents, singles):
         assert agent.logger.episodes == single.logger.episodes
+
+
+@pytest.mark.parametrize("overrides", [{}, {"autoreset_mode": "next_step"}], ids=["same-step", "next-step"])
+def test_discrete_observations_batch_through_each_seeds_own_collector(overrides):
+    # Discrete observations (one-hot inputs) have no numpy twin to act through: each seed collects
+    # with its own collector in turn (this used to fail with a ValueError building the shared one)
+    hyperparameters = {**SMALL, **overrides}
+    batched = SeedBatchedPPO("FrozenLake-v1", SEEDS, **hyperparameters)
+    assert batched.fast_path_problem() is not None
+    batched.learn(128 * 2)
+    batched.close()
+    assert batched.collector is None
+    assert_same_policies(batched, separately("FrozenLake-v1", 128 * 2, **hyperparameters), atol=1e-5)
 
 
 def test_run_folder_holds_an_ordinary_run_per_seed(tmp_path):
