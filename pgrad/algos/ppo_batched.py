@@ -216,7 +216,6 @@ class SeedBatchedPPO(Algorithm):
         generator's state swapped into torch's global one, which that path samples from.
         """
         policies = [agent.policy for agent in self.agents]
-        self.model.copy_to(policies)
         if self.collector is None and self.fast_path_problem() is None:
             self.collector = SeedBatchedCollector(
                 self.model,
@@ -235,7 +234,8 @@ class SeedBatchedPPO(Algorithm):
         frozen = self._stopped_seeds()
         if self.collector is not None:
             self.collector.freeze(frozen)  # a stopped seed's statistics stay as they were when it stopped
-            return self.collector.collect_per_seed(self.config.n_steps)
+            return self.collector.collect_per_seed(self.config.n_steps)  # its twin reads the stacked weights
+        self.model.copy_to(policies)  # each seed acts with its own policy here
         results = []
         global_state = torch.get_rng_state()
         for agent, generator, stopped in zip(self.agents, self.generators, frozen):
