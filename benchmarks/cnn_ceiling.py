@@ -61,7 +61,7 @@ def macs_per_sample(module, sample_shape) -> tuple[int, int]:
     import torch
     from torch import nn
 
-    forward, first_input_grad = [], []
+    forward: list[int] = []  # MACs of each layer, in order
 
     def hook(layer, inputs, output):
         if isinstance(layer, nn.Conv2d):
@@ -125,8 +125,8 @@ def main() -> None:
     encoder = policy.encoder
     image = encoder.images[0]
     forward_macs, backward_macs = macs_per_sample(encoder.cnns[0], image.image_shape)
-    head_macs = sum(p.numel() for p in (*policy.actor_body.parameters(), *policy.head.parameters()))
-    head_macs += sum(p.numel() for p in policy.critic.parameters())
+    heads = (policy.actor_body, policy.head, policy.critic)  # dense layers after the CNN: a MAC per weight
+    head_macs = sum(m.weight.numel() for part in heads for m in part.modules() if isinstance(m, torch.nn.Linear))
     forward_macs += head_macs
     backward_macs += 2 * head_macs
     update_gflop = 2 * (forward_macs + backward_macs) * batch / 1e9
